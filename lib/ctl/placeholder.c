@@ -1,0 +1,2 @@
+/* placeholder until the layer lands */
+int rod_ctl_placeholder_;

@@ -1,0 +1,2 @@
+/* placeholder until the layer lands */
+int rod_store_placeholder_;
