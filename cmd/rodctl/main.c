@@ -1,0 +1,624 @@
+/* rodctl: the administrator's CLI. Talks JSON-RPC 2.0 to rodd over its unix socket
+ * (one request per line, see docs/rodctl.md). Human tables by default, --json for
+ * scripts; exit codes: 0 ok, 1 usage, 2 not found, 3 conflict/exists, 4 daemon
+ * unreachable, 5 other. */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "rod/util.h"
+
+#define DEFAULT_SOCKET "/run/rodstore/rodd.sock"
+#define RESP_MAX (64u << 20)
+
+enum { EX_OK = 0, EX_USAGE = 1, EX_NOTFOUND = 2, EX_CONFLICT = 3, EX_UNREACHABLE = 4, EX_OTHER = 5 };
+
+static const char *g_socket;
+static bool g_json;
+
+static int die(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int die(int code, const char *fmt, ...)
+{
+	va_list ap;
+	fputs("rodctl: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	return code;
+}
+
+/* ---- transport ------------------------------------------------------------------ */
+
+static int rpc(const char *method, json_t *params, json_t **result)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	*result = NULL;
+	if (strlen(g_socket) >= sizeof(sa.sun_path)) {
+		json_decref(params);
+		return die(EX_USAGE, "socket path %s is too long", g_socket);
+	}
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", g_socket);
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa))) {
+		int e = errno;
+		if (fd >= 0)
+			close(fd);
+		json_decref(params);
+		return die(EX_UNREACHABLE,
+			   "cannot reach rodd at %s: %s (is rodd running? use --socket or ROD_SOCKET to point at its socket)",
+			   g_socket, strerror(e));
+	}
+	json_t *req = json_pack("{s:s, s:i, s:s, s:o}", "jsonrpc", "2.0", "id", 1, "method", method, "params",
+				params ? params : json_object());
+	char *txt = json_dumps(req, JSON_COMPACT);
+	json_decref(req);
+	size_t len = strlen(txt);
+	txt = realloc(txt, len + 2);
+	txt[len++] = '\n';
+	for (size_t off = 0; off < len;) {
+		ssize_t n = send(fd, txt + off, len - off, MSG_NOSIGNAL);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			free(txt);
+			close(fd);
+			return die(EX_UNREACHABLE, "lost the connection to rodd at %s: %s", g_socket, strerror(errno));
+		}
+		off += (size_t)n;
+	}
+	free(txt);
+	size_t cap = 65536, got = 0;
+	char *buf = malloc(cap);
+	char *nl = NULL;
+	while (!nl) {
+		if (got == cap) {
+			if (cap >= RESP_MAX) {
+				free(buf);
+				close(fd);
+				return die(EX_OTHER, "response from rodd is too large");
+			}
+			cap *= 2;
+			buf = realloc(buf, cap);
+		}
+		ssize_t n = recv(fd, buf + got, cap - got, 0);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			free(buf);
+			close(fd);
+			return die(EX_UNREACHABLE, "rodd at %s closed the connection without answering", g_socket);
+		}
+		nl = memchr(buf + got, '\n', (size_t)n);
+		got += (size_t)n;
+	}
+	close(fd);
+	json_error_t jerr;
+	json_t *resp = json_loadb(buf, (size_t)(nl - buf), 0, &jerr);
+	free(buf);
+	if (!resp)
+		return die(EX_OTHER, "rodd sent a response that is not JSON: %s", jerr.text);
+	json_t *err = json_object_get(resp, "error");
+	if (err) {
+		int code = (int)json_integer_value(json_object_get(err, "code"));
+		const char *msg = json_string_value(json_object_get(err, "message"));
+		int ex = code == -32001 ? EX_NOTFOUND : code == -32002 ? EX_CONFLICT
+			 : code == -32602 ? EX_USAGE : EX_OTHER;
+		die(ex, "%s", msg ? msg : "unknown error");
+		json_decref(resp);
+		return ex;
+	}
+	*result = json_incref(json_object_get(resp, "result"));
+	json_decref(resp);
+	if (!*result)
+		return die(EX_OTHER, "rodd sent a response without a result");
+	return EX_OK;
+}
+
+/* ---- argument parsing --------------------------------------------------------------- */
+
+struct opt {
+	const char *name;       /* "--size" */
+	bool takes_value;
+	const char *value;      /* filled */
+	bool seen;
+};
+
+/* Split argv into positionals and known options. Returns EX_OK or EX_USAGE. */
+static int parse_args(int argc, char **argv, struct opt *opts, size_t nopts, const char **pos, size_t npos_max,
+		      size_t *npos, const char *usage)
+{
+	*npos = 0;
+	for (int i = 0; i < argc; i++) {
+		const char *a = argv[i];
+		if (a[0] == '-' && a[1] == '-' && a[2]) {
+			const char *eq = strchr(a, '=');
+			size_t nlen = eq ? (size_t)(eq - a) : strlen(a);
+			size_t k;
+			for (k = 0; k < nopts; k++)
+				if (strlen(opts[k].name) == nlen && !strncmp(opts[k].name, a, nlen))
+					break;
+			if (k == nopts)
+				return die(EX_USAGE, "unknown option %s\nusage: %s", a, usage);
+			if (opts[k].takes_value) {
+				if (eq)
+					opts[k].value = eq + 1;
+				else if (i + 1 < argc)
+					opts[k].value = argv[++i];
+				else
+					return die(EX_USAGE, "option %s needs a value\nusage: %s", opts[k].name, usage);
+			} else if (eq) {
+				return die(EX_USAGE, "option %s takes no value\nusage: %s", opts[k].name, usage);
+			}
+			opts[k].seen = true;
+		} else {
+			if (*npos == npos_max)
+				return die(EX_USAGE, "unexpected argument \"%s\"\nusage: %s", a, usage);
+			pos[(*npos)++] = a;
+		}
+	}
+	if (*npos < npos_max)
+		return die(EX_USAGE, "missing argument\nusage: %s", usage);
+	return EX_OK;
+}
+
+static int parse_size_opt(const char *what, const char *s, uint64_t *out)
+{
+	int rc = rod_parse_size(s, out);
+	if (rc)
+		return die(EX_USAGE, "%s \"%s\" is not a size (a number with an optional K, M, G or T suffix, e.g. 10G)",
+			   what, s);
+	return EX_OK;
+}
+
+/* Read a secret from a file: the first line, without its newline. */
+static int read_secret(const char *path, char *out, size_t cap)
+{
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return die(EX_USAGE, "cannot read secret file %s: %s", path, strerror(errno));
+	size_t n = fread(out, 1, cap - 1, f);
+	bool more = fgetc(f) != EOF;
+	fclose(f);
+	out[n] = '\0';
+	out[strcspn(out, "\r\n")] = '\0';
+	if (more && strlen(out) == n)
+		return die(EX_USAGE, "secret file %s is too long (a CHAP secret has at most 255 characters)", path);
+	if (!out[0])
+		return die(EX_USAGE, "secret file %s is empty", path);
+	return EX_OK;
+}
+
+/* ---- output ------------------------------------------------------------------------- */
+
+static void print_json(json_t *j)
+{
+	char *txt = json_dumps(j, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+	puts(txt ? txt : "null");
+	free(txt);
+}
+
+static const char *jstr(json_t *o, const char *key)
+{
+	const char *s = json_string_value(json_object_get(o, key));
+	return s ? s : "-";
+}
+
+static uint64_t jint(json_t *o, const char *key)
+{
+	return (uint64_t)json_integer_value(json_object_get(o, key));
+}
+
+static char *fmt_size(uint64_t v, char *buf, size_t len)
+{
+	return rod_format_size(v, buf, len);
+}
+
+static void print_vol(json_t *v)
+{
+	char sz[32];
+	printf("name:        %s\n", jstr(v, "name"));
+	printf("id:          %" PRIu64 "\n", jint(v, "id"));
+	printf("uuid:        %s\n", jstr(v, "uuid"));
+	printf("size:        %s (%" PRIu64 " bytes)\n", fmt_size(jint(v, "size"), sz, sizeof(sz)), jint(v, "size"));
+	printf("block size:  %" PRIu64 "\n", jint(v, "block_size"));
+	printf("cache:       %s\n", jstr(v, "cache"));
+	printf("created:     %s\n", jstr(v, "created"));
+	json_t *sp = json_object_get(v, "space");
+	if (sp) {
+		printf("written:     %s\n", fmt_size(jint(sp, "logical"), sz, sizeof(sz)));
+		printf("physical:    %s\n", fmt_size(jint(sp, "physical"), sz, sizeof(sz)));
+	}
+	size_t i;
+	json_t *c;
+	printf("connections:");
+	if (json_array_size(json_object_get(v, "connections")) == 0)
+		printf(" none");
+	json_array_foreach(json_object_get(v, "connections"), i, c)
+		printf("%s %s (LUN %" PRIu64 ")", i ? "," : "", jstr(c, "host"), jint(c, "lun"));
+	printf("\n");
+}
+
+static void print_host(json_t *h)
+{
+	size_t i;
+	json_t *x;
+	printf("name:        %s\n", jstr(h, "name"));
+	printf("id:          %" PRIu64 "\n", jint(h, "id"));
+	printf("initiators: ");
+	json_array_foreach(json_object_get(h, "iqns"), i, x)
+		printf("%s %s", i ? "," : "", json_string_value(x));
+	printf("\n");
+	printf("CHAP user:   %s\n", json_is_string(json_object_get(h, "chap_user")) ? jstr(h, "chap_user") : "none");
+	printf("mutual CHAP: %s\n", json_is_string(json_object_get(h, "mutual_user")) ? jstr(h, "mutual_user") : "none");
+	printf("created:     %s\n", jstr(h, "created"));
+	printf("connections:");
+	if (json_array_size(json_object_get(h, "connections")) == 0)
+		printf(" none");
+	json_array_foreach(json_object_get(h, "connections"), i, x)
+		printf("%s %s (LUN %" PRIu64 ")", i ? "," : "", jstr(x, "volume"), jint(x, "lun"));
+	printf("\n");
+}
+
+/* ---- commands ------------------------------------------------------------------------ */
+
+typedef int (*cmd_fn)(int argc, char **argv, const char *usage);
+
+/* Call a method and print its result (res is read only after rpc returned: C leaves
+ * the order of argument evaluation unspecified). */
+static int call_print(const char *method, json_t *params, void (*human)(json_t *))
+{
+	json_t *res;
+	int rc = rpc(method, params, &res);
+	if (rc == EX_OK) {
+		if (g_json)
+			print_json(res);
+		else
+			human(res);
+	}
+	json_decref(res);
+	return rc;
+}
+
+static void human_array(json_t *a)
+{
+	size_t i;
+	json_t *p;
+	printf("name:        %s\n", jstr(a, "name"));
+	printf("id:          %s\n", jstr(a, "id"));
+	printf("target IQN:  %s\n", jstr(a, "target_iqn"));
+	printf("portals:    ");
+	json_array_foreach(json_object_get(a, "portals"), i, p)
+		printf("%s %s", i ? "," : "", json_string_value(p));
+	printf("\n");
+	printf("volumes:     %" PRIu64 "\n", jint(a, "volumes"));
+	printf("hosts:       %" PRIu64 "\n", jint(a, "hosts"));
+	printf("created:     %s\n", jstr(a, "created"));
+	printf("key file:    %s\n", json_is_string(json_object_get(a, "key_file")) ? jstr(a, "key_file") : "none");
+	json_array_foreach(json_object_get(a, "warnings"), i, p)
+		printf("warning:     %s\n", json_string_value(p));
+}
+
+static int c_array_show(int argc, char **argv, const char *usage)
+{
+	const char *pos[1];
+	size_t np;
+	if (parse_args(argc, argv, NULL, 0, pos, 0, &np, usage))
+		return EX_USAGE;
+	return call_print("array.show", NULL, human_array);
+}
+
+static int c_vol_create(int argc, char **argv, const char *usage)
+{
+	struct opt o[] = { { "--size", true }, { "--block-size", true } };
+	const char *pos[1];
+	size_t np;
+	uint64_t size, bs = 512;
+	if (parse_args(argc, argv, o, 2, pos, 1, &np, usage))
+		return EX_USAGE;
+	if (!o[0].seen)
+		return die(EX_USAGE, "vol create needs --size (e.g. --size 10G)\nusage: %s", usage);
+	if (parse_size_opt("size", o[0].value, &size) || (o[1].seen && parse_size_opt("block size", o[1].value, &bs)))
+		return EX_USAGE;
+	json_t *p = json_pack("{s:s, s:I, s:I}", "name", pos[0], "size", (json_int_t)size, "block_size", (json_int_t)bs);
+	return call_print("vol.create", p, print_vol);
+}
+
+static void human_vol_list(json_t *r)
+{
+	size_t i;
+	json_t *v;
+	printf("%-24s %10s %6s %-8s %s\n", "NAME", "SIZE", "BLOCK", "WRITTEN", "HOSTS");
+	json_array_foreach(json_object_get(r, "volumes"), i, v) {
+		char sz[32], wr[32], hosts[512] = "";
+		size_t k, off = 0;
+		json_t *c;
+		json_array_foreach(json_object_get(v, "connections"), k, c)
+			off += (size_t)snprintf(hosts + off, off < sizeof(hosts) ? sizeof(hosts) - off : 0, "%s%s:%" PRIu64,
+						k ? "," : "", jstr(c, "host"), jint(c, "lun"));
+		printf("%-24s %10s %6" PRIu64 " %-8s %s\n", jstr(v, "name"), fmt_size(jint(v, "size"), sz, sizeof(sz)),
+		       jint(v, "block_size"), fmt_size(jint(json_object_get(v, "space"), "logical"), wr, sizeof(wr)),
+		       hosts[0] ? hosts : "-");
+	}
+}
+
+static int c_vol_list(int argc, char **argv, const char *usage)
+{
+	const char *pos[1];
+	size_t np;
+	if (parse_args(argc, argv, NULL, 0, pos, 0, &np, usage))
+		return EX_USAGE;
+	return call_print("vol.list", NULL, human_vol_list);
+}
+
+static int c_vol_show(int argc, char **argv, const char *usage)
+{
+	const char *pos[1];
+	size_t np;
+	if (parse_args(argc, argv, NULL, 0, pos, 1, &np, usage))
+		return EX_USAGE;
+	return call_print("vol.show", json_pack("{s:s}", "name", pos[0]), print_vol);
+}
+
+static int c_vol_resize(int argc, char **argv, const char *usage)
+{
+	struct opt o[] = { { "--size", true }, { "--shrink", false } };
+	const char *pos[1];
+	size_t np;
+	uint64_t size;
+	if (parse_args(argc, argv, o, 2, pos, 1, &np, usage))
+		return EX_USAGE;
+	if (!o[0].seen)
+		return die(EX_USAGE, "vol resize needs --size\nusage: %s", usage);
+	if (parse_size_opt("size", o[0].value, &size))
+		return EX_USAGE;
+	json_t *p = json_pack("{s:s, s:I, s:b}", "name", pos[0], "size", (json_int_t)size, "shrink", o[1].seen);
+	return call_print("vol.resize", p, print_vol);
+}
+
+static void human_destroyed(json_t *r)
+{
+	printf("volume \"%s\" destroyed\n", jstr(r, "name"));
+}
+
+static int c_vol_destroy(int argc, char **argv, const char *usage)
+{
+	const char *pos[1];
+	size_t np;
+	if (parse_args(argc, argv, NULL, 0, pos, 1, &np, usage))
+		return EX_USAGE;
+	return call_print("vol.destroy", json_pack("{s:s}", "name", pos[0]), human_destroyed);
+}
+
+static int c_host_create(int argc, char **argv, const char *usage)
+{
+	struct opt o[] = { { "--iqn", true }, { "--chap-user", true }, { "--chap-secret-file", true },
+			   { "--mutual-user", true }, { "--mutual-secret-file", true } };
+	const char *pos[1];
+	size_t np;
+	/* --iqn may be repeated: collect every occurrence before the generic parse */
+	json_t *iqns = json_array();
+	for (int i = 0; i < argc; i++) {
+		if (!strcmp(argv[i], "--iqn") && i + 1 < argc)
+			json_array_append_new(iqns, json_string(argv[i + 1]));
+		else if (!strncmp(argv[i], "--iqn=", 6))
+			json_array_append_new(iqns, json_string(argv[i] + 6));
+	}
+	if (parse_args(argc, argv, o, 5, pos, 1, &np, usage)) {
+		json_decref(iqns);
+		return EX_USAGE;
+	}
+	if (!o[0].seen) {
+		json_decref(iqns);
+		return die(EX_USAGE, "host create needs --iqn (an initiator name, or a glob such as '*')\nusage: %s", usage);
+	}
+	json_t *p = json_pack("{s:s, s:o}", "name", pos[0], "iqns", iqns);
+	static char cs[4096], ms[4096];
+	if (o[1].seen != o[2].seen || o[3].seen != o[4].seen) {
+		json_decref(p);
+		return die(EX_USAGE, "CHAP needs a user and a secret file together\nusage: %s", usage);
+	}
+	if (o[1].seen) {
+		if (read_secret(o[2].value, cs, sizeof(cs))) {
+			json_decref(p);
+			return EX_USAGE;
+		}
+		json_object_set_new(p, "chap_user", json_string(o[1].value));
+		json_object_set_new(p, "chap_secret", json_string(cs));
+	}
+	if (o[3].seen) {
+		if (read_secret(o[4].value, ms, sizeof(ms))) {
+			json_decref(p);
+			return EX_USAGE;
+		}
+		json_object_set_new(p, "mutual_user", json_string(o[3].value));
+		json_object_set_new(p, "mutual_secret", json_string(ms));
+	}
+	int rc = call_print("host.create", p, print_host);
+	memset(cs, 0, sizeof(cs));
+	memset(ms, 0, sizeof(ms));
+	return rc;
+}
+
+static void human_host_list(json_t *r)
+{
+	size_t i;
+	json_t *h;
+	printf("%-20s %-40s %-6s %s\n", "NAME", "INITIATORS", "CHAP", "VOLUMES");
+	json_array_foreach(json_object_get(r, "hosts"), i, h) {
+		char iq[1024] = "", vols[1024] = "";
+		size_t k, off = 0;
+		json_t *x;
+		json_array_foreach(json_object_get(h, "iqns"), k, x)
+			off += (size_t)snprintf(iq + off, off < sizeof(iq) ? sizeof(iq) - off : 0, "%s%s", k ? "," : "",
+						json_string_value(x));
+		off = 0;
+		json_array_foreach(json_object_get(h, "connections"), k, x)
+			off += (size_t)snprintf(vols + off, off < sizeof(vols) ? sizeof(vols) - off : 0,
+						"%s%s:%" PRIu64, k ? "," : "", jstr(x, "volume"), jint(x, "lun"));
+		const char *chap = json_is_string(json_object_get(h, "mutual_user")) ? "mutual"
+				   : json_is_string(json_object_get(h, "chap_user")) ? "yes" : "no";
+		printf("%-20s %-40s %-6s %s\n", jstr(h, "name"), iq, chap, vols[0] ? vols : "-");
+	}
+}
+
+static int c_host_list(int argc, char **argv, const char *usage)
+{
+	const char *pos[1];
+	size_t np;
+	if (parse_args(argc, argv, NULL, 0, pos, 0, &np, usage))
+		return EX_USAGE;
+	return call_print("host.list", NULL, human_host_list);
+}
+
+static int c_host_show(int argc, char **argv, const char *usage)
+{
+	const char *pos[1];
+	size_t np;
+	if (parse_args(argc, argv, NULL, 0, pos, 1, &np, usage))
+		return EX_USAGE;
+	return call_print("host.show", json_pack("{s:s}", "name", pos[0]), print_host);
+}
+
+static void human_host_deleted(json_t *r)
+{
+	printf("host \"%s\" deleted\n", jstr(r, "name"));
+}
+
+static int c_host_delete(int argc, char **argv, const char *usage)
+{
+	const char *pos[1];
+	size_t np;
+	if (parse_args(argc, argv, NULL, 0, pos, 1, &np, usage))
+		return EX_USAGE;
+	return call_print("host.delete", json_pack("{s:s}", "name", pos[0]), human_host_deleted);
+}
+
+static void human_connected(json_t *r)
+{
+	printf("volume \"%s\" connected to host \"%s\" at LUN %" PRIu64 "\n", jstr(r, "volume"), jstr(r, "host"),
+	       jint(r, "lun"));
+}
+
+static int c_host_connect(int argc, char **argv, const char *usage)
+{
+	struct opt o[] = { { "--lun", true } };
+	const char *pos[2];
+	size_t np;
+	if (parse_args(argc, argv, o, 1, pos, 2, &np, usage))
+		return EX_USAGE;
+	json_t *p = json_pack("{s:s, s:s}", "host", pos[0], "volume", pos[1]);
+	if (o[0].seen) {
+		char *end;
+		errno = 0;
+		unsigned long long lun = strtoull(o[0].value, &end, 10);
+		if (errno || *end || !o[0].value[0] || o[0].value[0] == '-' || lun > 16383) {
+			json_decref(p);
+			return die(EX_USAGE, "--lun %s is not a LUN number (0 to 16383)", o[0].value);
+		}
+		json_object_set_new(p, "lun", json_integer((json_int_t)lun));
+	}
+	return call_print("host.connect", p, human_connected);
+}
+
+static void human_disconnected(json_t *r)
+{
+	printf("volume \"%s\" disconnected from host \"%s\" (was LUN %" PRIu64 ")\n", jstr(r, "volume"), jstr(r, "host"),
+	       jint(r, "lun"));
+}
+
+static int c_host_disconnect(int argc, char **argv, const char *usage)
+{
+	const char *pos[2];
+	size_t np;
+	if (parse_args(argc, argv, NULL, 0, pos, 2, &np, usage))
+		return EX_USAGE;
+	return call_print("host.disconnect", json_pack("{s:s, s:s}", "host", pos[0], "volume", pos[1]), human_disconnected);
+}
+
+static const struct {
+	const char *noun, *verb;
+	cmd_fn fn;
+	const char *usage;
+} commands[] = {
+	{ "array", "show", c_array_show, "rodctl array show" },
+	{ "vol", "create", c_vol_create, "rodctl vol create NAME --size SIZE [--block-size 512|4096]" },
+	{ "vol", "list", c_vol_list, "rodctl vol list" },
+	{ "vol", "show", c_vol_show, "rodctl vol show NAME" },
+	{ "vol", "resize", c_vol_resize, "rodctl vol resize NAME --size SIZE [--shrink]" },
+	{ "vol", "destroy", c_vol_destroy, "rodctl vol destroy NAME" },
+	{ "host", "create", c_host_create,
+	  "rodctl host create NAME --iqn IQN [--iqn IQN]... [--chap-user U --chap-secret-file F] "
+	  "[--mutual-user U --mutual-secret-file F]" },
+	{ "host", "list", c_host_list, "rodctl host list" },
+	{ "host", "show", c_host_show, "rodctl host show NAME" },
+	{ "host", "delete", c_host_delete, "rodctl host delete NAME" },
+	{ "host", "connect", c_host_connect, "rodctl host connect HOST VOLUME [--lun N]" },
+	{ "host", "disconnect", c_host_disconnect, "rodctl host disconnect HOST VOLUME" },
+};
+
+static void usage_all(FILE *f)
+{
+	fprintf(f, "usage: rodctl [--socket PATH] [--json] COMMAND...\n\ncommands:\n");
+	for (size_t i = 0; i < ROD_ARRAY_SIZE(commands); i++)
+		fprintf(f, "  %s\n", commands[i].usage);
+	fprintf(f, "\nSizes take K, M, G, T suffixes (powers of 1024). The socket defaults to $ROD_SOCKET or %s.\n"
+		   "Exit codes: 0 ok, 1 usage, 2 not found, 3 conflict/exists, 4 rodd unreachable, 5 other.\n",
+		DEFAULT_SOCKET);
+}
+
+int main(int argc, char **argv)
+{
+	/* Global options may appear anywhere ("rodctl host list --json"). */
+	char **rest = calloc((size_t)argc + 1, sizeof(*rest));
+	int n = 0;
+	g_socket = getenv("ROD_SOCKET");
+	if (!g_socket || !*g_socket)
+		g_socket = DEFAULT_SOCKET;
+	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--json")) {
+			g_json = true;
+		} else if (!strcmp(argv[i], "--socket")) {
+			if (i + 1 >= argc)
+				return die(EX_USAGE, "--socket needs a path");
+			g_socket = argv[++i];
+		} else if (!strncmp(argv[i], "--socket=", 9)) {
+			g_socket = argv[i] + 9;
+		} else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+			usage_all(stdout);
+			return EX_OK;
+		} else {
+			rest[n++] = argv[i];
+		}
+	}
+	if (n < 2) {
+		usage_all(stderr);
+		return EX_USAGE;
+	}
+	bool noun_known = false;
+	for (size_t i = 0; i < ROD_ARRAY_SIZE(commands); i++) {
+		if (strcmp(commands[i].noun, rest[0]))
+			continue;
+		noun_known = true;
+		if (!strcmp(commands[i].verb, rest[1])) {
+			int rc = commands[i].fn(n - 2, rest + 2, commands[i].usage);
+			free(rest);
+			return rc;
+		}
+	}
+	if (noun_known)
+		die(EX_USAGE, "unknown command \"%s %s\" (rodctl --help lists commands)", rest[0], rest[1]);
+	else
+		die(EX_USAGE, "unknown command \"%s\" (rodctl --help lists commands)", rest[0]);
+	free(rest);
+	return EX_USAGE;
+}

@@ -1,0 +1,527 @@
+/* rodd: the array daemon. Wires the store, the SCSI target, the iSCSI server and the
+ * control socket together, daemonises once the listeners are up, and shuts down
+ * cleanly on SIGTERM (stop accepting, finish in-flight commands, flush, exit 0). */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <ini.h>
+#include <limits.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "rod/ctl.h"
+#include "rod/iscsi.h"
+#include "rod/log.h"
+#include "rod/scsi.h"
+#include "rod/store.h"
+#include "rod/util.h"
+
+#define DEFAULT_DATA "/var/lib/rodstore"
+#define DEFAULT_LISTEN "0.0.0.0:3260"
+#define DEFAULT_SOCKET "/run/rodstore/rodd.sock"
+#define LISTEN_MAX 16
+
+struct settings {
+	char *data, *socket, *pidfile, *key_file, *array_name;
+	char *listen[LISTEN_MAX + 1];
+	int n_listen;
+};
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: rodd [options]\n"
+		"  --data DIR           data directory (default " DEFAULT_DATA "); a new store is created\n"
+		"                       there on first start\n"
+		"  --listen ADDR:PORT   iSCSI portal, repeatable; IPv6 as [::1]:3260 (default " DEFAULT_LISTEN ")\n"
+		"  --socket PATH        control socket for rodctl (default " DEFAULT_SOCKET ")\n"
+		"  --pidfile FILE       write the daemon's pid here\n"
+		"  --foreground         do not daemonise; log to stderr\n"
+		"  --config FILE        INI file with keys data, listen, socket, pidfile, key_file,\n"
+		"                       array_name (command-line flags override it)\n"
+		"  --key-file FILE      key-encryption key file; recorded only for now: encryption\n"
+		"                       at rest is not implemented yet\n"
+		"  --array-name NAME    array name when the store is created (default: the host name);\n"
+		"                       the target is iqn.2026-11.io.rodstore:<name>\n"
+		"  --help               this text\n");
+}
+
+/* ---- configuration --------------------------------------------------------------- */
+
+static int set_str(char **dst, const char *v)
+{
+	free(*dst);
+	*dst = strdup(v);
+	return *dst ? 0 : -ENOMEM;
+}
+
+/* "ADDR:PORT" or "[v6]:PORT" with a port 0-65535. */
+static bool listen_valid(const char *s, const char **why)
+{
+	const char *colon;
+	if (s[0] == '[') {
+		const char *rb = strchr(s, ']');
+		if (!rb || rb[1] != ':') {
+			*why = "an IPv6 address is written [ADDR]:PORT";
+			return false;
+		}
+		colon = rb + 1;
+	} else {
+		colon = strrchr(s, ':');
+		if (!colon || colon == s || memchr(s, ':', (size_t)(colon - s))) {
+			*why = "expected ADDR:PORT (IPv6 as [ADDR]:PORT)";
+			return false;
+		}
+	}
+	char *end;
+	errno = 0;
+	long port = strtol(colon + 1, &end, 10);
+	if (!colon[1] || *end || errno || port < 0 || port > 65535) {
+		*why = "the port must be a number from 0 to 65535";
+		return false;
+	}
+	return true;
+}
+
+static int add_listen(struct settings *st, const char *v, const char **why)
+{
+	if (!listen_valid(v, why))
+		return -EINVAL;
+	if (st->n_listen == LISTEN_MAX) {
+		*why = "too many listen addresses (at most 16)";
+		return -EINVAL;
+	}
+	st->listen[st->n_listen++] = strdup(v);
+	return 0;
+}
+
+struct ini_ctx {
+	struct settings *st;
+	char err[512];          /* first error, reported with the line ini_parse returns */
+};
+
+static int rodd_ini_handler(void *arg, const char *section, const char *name, const char *value)
+{
+	struct ini_ctx *x = arg;
+	struct settings *st = x->st;
+	const char *why = NULL;
+	if (section[0] && strcmp(section, "rodd")) {
+		if (!x->err[0])
+			snprintf(x->err, sizeof(x->err), "unknown section [%s] (keys go at the top or under [rodd])",
+				 section);
+		return 0;
+	}
+	if (!value[0]) {
+		snprintf(x->err, sizeof(x->err), "key \"%s\" has an empty value", name);
+		return 0;
+	}
+	if (!strcmp(name, "data"))
+		return set_str(&st->data, value) == 0;
+	if (!strcmp(name, "socket"))
+		return set_str(&st->socket, value) == 0;
+	if (!strcmp(name, "pidfile"))
+		return set_str(&st->pidfile, value) == 0;
+	if (!strcmp(name, "key_file"))
+		return set_str(&st->key_file, value) == 0;
+	if (!strcmp(name, "array_name")) {
+		if (!rod_name_valid(value)) {
+			if (!x->err[0])
+				snprintf(x->err, sizeof(x->err),
+					 "array_name \"%s\" is not valid (letters, digits, '-' and '_', 1-63 characters)",
+					 value);
+			return 0;
+		}
+		return set_str(&st->array_name, value) == 0;
+	}
+	if (!strcmp(name, "listen")) {
+		/* several addresses on one line (comma or space separated) or one per line */
+		char *copy = strdup(value), *save = NULL;
+		for (char *tok = strtok_r(copy, ", \t", &save); tok; tok = strtok_r(NULL, ", \t", &save)) {
+			if (add_listen(st, tok, &why)) {
+				if (!x->err[0])
+					snprintf(x->err, sizeof(x->err), "listen \"%s\": %s", tok, why);
+				free(copy);
+				return 0;
+			}
+		}
+		free(copy);
+		return 1;
+	}
+	if (!x->err[0])
+		snprintf(x->err, sizeof(x->err),
+			 "unknown key \"%s\" (known: data, listen, socket, pidfile, key_file, array_name)", name);
+	return 0;
+}
+
+static int read_config(const char *path, struct settings *st)
+{
+	struct ini_ctx x = { st, "" };
+	FILE *f = fopen(path, "r");
+	if (!f) {
+		fprintf(stderr, "rodd: cannot read config file %s: %s\n", path, strerror(errno));
+		return -1;
+	}
+	int line = ini_parse_file(f, rodd_ini_handler, &x);
+	fclose(f);
+	if (line == 0)
+		return 0;
+	if (line < 0)
+		fprintf(stderr, "rodd: %s: cannot parse (out of memory)\n", path);
+	else
+		fprintf(stderr, "rodd: %s:%d: %s\n", path, line,
+			x.err[0] ? x.err : "syntax error (expected \"key = value\" or \"[rodd]\")");
+	return -1;
+}
+
+/* Absolute form of a path, so that chdir("/") after daemonising changes nothing. */
+static char *absolute(const char *p)
+{
+	if (!p || p[0] == '/')
+		return p ? strdup(p) : NULL;
+	char cwd[PATH_MAX];
+	if (!getcwd(cwd, sizeof(cwd)))
+		return strdup(p);
+	char *out;
+	if (asprintf(&out, "%s/%s", cwd, p) < 0)
+		return NULL;
+	return out;
+}
+
+static int mkdir_p(const char *dir)
+{
+	char tmp[PATH_MAX];
+	snprintf(tmp, sizeof(tmp), "%s", dir);
+	for (char *p = tmp + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = '\0';
+		if (mkdir(tmp, 0755) && errno != EEXIST)
+			return -errno;
+		*p = '/';
+	}
+	if (mkdir(tmp, 0750) && errno != EEXIST)
+		return -errno;
+	return 0;
+}
+
+/* ---- hooks from lib/ctl to the SCSI target ----------------------------------------- */
+
+static int hook_map_add(void *arg, uint64_t host_id, uint64_t lun, uint64_t vol_id)
+{
+	return rod_scsi_map_add(arg, host_id, lun, vol_id);
+}
+
+static int hook_map_remove(void *arg, uint64_t host_id, uint64_t lun)
+{
+	return rod_scsi_map_remove(arg, host_id, lun);
+}
+
+static void hook_vol_removed(void *arg, uint64_t vol_id)
+{
+	rod_scsi_vol_removed(arg, vol_id);
+}
+
+static void hook_vol_resized(void *arg, uint64_t vol_id)
+{
+	rod_scsi_vol_resized(arg, vol_id);
+}
+
+/* ---- daemon ------------------------------------------------------------------------ */
+
+static int g_ready_fd = -1;     /* pipe to the waiting parent when daemonising */
+
+/* Fork before any thread exists; the parent waits until the child says it is ready
+ * (listeners bound, control socket up) and exits with the child's status. */
+static void daemonise_start(void)
+{
+	int p[2];
+	if (pipe(p)) {
+		perror("rodd: pipe");
+		exit(1);
+	}
+	pid_t pid = fork();
+	if (pid < 0) {
+		perror("rodd: fork");
+		exit(1);
+	}
+	if (pid > 0) {
+		close(p[1]);
+		unsigned char status = 1;
+		ssize_t n;
+		do
+			n = read(p[0], &status, 1);
+		while (n < 0 && errno == EINTR);
+		_exit(n == 1 ? status : 1);
+	}
+	close(p[0]);
+	g_ready_fd = p[1];
+	setsid();
+}
+
+static void daemonise_finish(void)
+{
+	if (g_ready_fd < 0)
+		return;
+	if (chdir("/"))
+		rod_warn("chdir /: %s", strerror(errno));
+	int nul = open("/dev/null", O_RDWR);
+	if (nul >= 0) {
+		dup2(nul, 0);
+		dup2(nul, 1);
+		dup2(nul, 2);
+		if (nul > 2)
+			close(nul);
+	}
+	rod_log_use_syslog("rodd");
+	unsigned char ok = 0;
+	if (write(g_ready_fd, &ok, 1) != 1)
+		rod_warn("cannot tell the parent process rodd is ready");
+	close(g_ready_fd);
+	g_ready_fd = -1;
+}
+
+static int write_pidfile(const char *path)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0)
+		return -errno;
+	char buf[32];
+	int n = snprintf(buf, sizeof(buf), "%d\n", (int)getpid());
+	int rc = write(fd, buf, (size_t)n) == n ? 0 : -EIO;
+	close(fd);
+	return rc;
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "data", required_argument, NULL, 'd' },
+		{ "listen", required_argument, NULL, 'l' },
+		{ "socket", required_argument, NULL, 's' },
+		{ "pidfile", required_argument, NULL, 'p' },
+		{ "foreground", no_argument, NULL, 'f' },
+		{ "config", required_argument, NULL, 'c' },
+		{ "key-file", required_argument, NULL, 'k' },
+		{ "array-name", required_argument, NULL, 'a' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct settings cli = { 0 }, st = { 0 };
+	const char *config = NULL, *why = NULL;
+	bool foreground = false;
+	int opt;
+
+	while ((opt = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+		switch (opt) {
+		case 'd': set_str(&cli.data, optarg); break;
+		case 's': set_str(&cli.socket, optarg); break;
+		case 'p': set_str(&cli.pidfile, optarg); break;
+		case 'k': set_str(&cli.key_file, optarg); break;
+		case 'a': set_str(&cli.array_name, optarg); break;
+		case 'c': config = optarg; break;
+		case 'f': foreground = true; break;
+		case 'l':
+			if (add_listen(&cli, optarg, &why)) {
+				fprintf(stderr, "rodd: --listen %s: %s\n", optarg, why);
+				return 1;
+			}
+			break;
+		case 'h': usage(stdout); return 0;
+		default: usage(stderr); return 1;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "rodd: unexpected argument \"%s\" (rodd --help lists options)\n", argv[optind]);
+		return 1;
+	}
+	if (cli.array_name && !rod_name_valid(cli.array_name)) {
+		fprintf(stderr, "rodd: --array-name \"%s\" is not valid (letters, digits, '-' and '_', 1-63 characters)\n",
+			cli.array_name);
+		return 1;
+	}
+	/* defaults < config file < command line */
+	if (config && read_config(config, &st))
+		return 1;
+#define PICK(f, def) do { if (cli.f) set_str(&st.f, cli.f); else if (!st.f && (def)) set_str(&st.f, (def)); } while (0)
+	PICK(data, DEFAULT_DATA);
+	PICK(socket, DEFAULT_SOCKET);
+	PICK(pidfile, (const char *)NULL);
+	PICK(key_file, (const char *)NULL);
+	PICK(array_name, (const char *)NULL);
+#undef PICK
+	if (cli.n_listen) {
+		for (int i = 0; i < st.n_listen; i++)
+			free(st.listen[i]);
+		memcpy(st.listen, cli.listen, sizeof(st.listen));
+		st.n_listen = cli.n_listen;
+	} else if (!st.n_listen) {
+		st.listen[st.n_listen++] = strdup(DEFAULT_LISTEN);
+	}
+	st.listen[st.n_listen] = NULL;
+	char *data = absolute(st.data), *sock = absolute(st.socket), *pidfile = absolute(st.pidfile);
+	char *key_file = absolute(st.key_file);
+
+	char array_name[ROD_NAME_MAX];
+	if (st.array_name) {
+		snprintf(array_name, sizeof(array_name), "%s", st.array_name);
+	} else {
+		char host[256] = "";
+		gethostname(host, sizeof(host) - 1);
+		rod_array_name_from_host(host, array_name, sizeof(array_name));
+	}
+	if (key_file && access(key_file, R_OK))
+		fprintf(stderr, "rodd: warning: key file %s is not readable (%s); it is only recorded for now\n",
+			key_file, strerror(errno));
+
+	if (!foreground)
+		daemonise_start();
+
+	/* Every thread created from here inherits this mask; main takes signals in sigwait. */
+	sigset_t sigs;
+	sigemptyset(&sigs);
+	sigaddset(&sigs, SIGTERM);
+	sigaddset(&sigs, SIGINT);
+	sigaddset(&sigs, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	int rc = mkdir_p(data);
+	if (rc) {
+		rod_err("cannot create data directory %s: %s", data, strerror(-rc));
+		return 1;
+	}
+	struct rod_store_opts so = { .dir = data, .create = true, .array_name = array_name };
+	struct rod_store *store = NULL;
+	rc = rod_store_open(&so, &store);
+	if (rc) {
+		if (rc == -EPROTO)
+			rod_err("the store in %s has a format this rodd does not know; use the rodd version that "
+				"wrote it", data);
+		else
+			rod_err("cannot open the store in %s: %s", data, strerror(-rc));
+		return 1;
+	}
+	const struct rod_array_identity *ident = rod_store_identity(store);
+	if (st.array_name && strcmp(st.array_name, ident->name))
+		rod_warn("the array is named \"%s\" (fixed when the store was created); --array-name %s ignored",
+			 ident->name, st.array_name);
+	char iqn[ROD_IQN_MAX];
+	rod_target_iqn(ident->name, iqn, sizeof(iqn));
+
+	struct rod_scsi_target_opts to = { .store = store, .target_name = iqn };
+	struct rod_scsi_target *target = NULL;
+	rc = rod_scsi_target_new(&to, &target);
+	if (rc) {
+		rod_err("cannot create the SCSI target: %s", strerror(-rc));
+		rod_store_close(store);
+		return 1;
+	}
+	struct rod_ctl_opts co = {
+		.store = store,
+		.target_iqn = iqn,
+		.key_file = key_file,
+		.hooks = { hook_map_add, hook_map_remove, hook_vol_removed, hook_vol_resized, target },
+	};
+	struct rod_ctl *ctl = NULL;
+	rc = rod_ctl_new(&co, &ctl);
+	if (rc) {
+		rod_scsi_target_free(target);
+		rod_store_close(store);
+		return 1;
+	}
+	struct rod_iscsi_server_opts io = {
+		.target_name = iqn,
+		.target_alias = ident->name,
+		.listen = (const char *const *)st.listen,
+		.scsi = target,
+		.auth_lookup = rod_ctl_auth_lookup,
+		.auth_arg = ctl,
+	};
+	struct rod_iscsi_server *isrv = NULL;
+	struct rod_ctl_server *csrv = NULL;
+	rc = rod_iscsi_server_new(&io, &isrv);
+	if (rc) {
+		rod_err("cannot listen for iSCSI: %s", strerror(-rc));
+		goto fail;
+	}
+	char portals[LISTEN_MAX][64];
+	const char *pp[LISTEN_MAX + 1];
+	size_t np = rod_iscsi_server_portals(isrv, portals, LISTEN_MAX);
+	for (size_t i = 0; i < np; i++)
+		pp[i] = portals[i];
+	pp[np] = NULL;
+	rod_ctl_set_portals(ctl, pp);
+	if ((rc = rod_iscsi_server_start(isrv))) {
+		rod_err("cannot start the iSCSI threads: %s", strerror(-rc));
+		goto fail;
+	}
+	if ((rc = rod_ctl_server_new(ctl, sock, &csrv)) || (rc = rod_ctl_server_start(csrv)))
+		goto fail;
+	if (pidfile && (rc = write_pidfile(pidfile))) {
+		rod_err("cannot write pid file %s: %s", pidfile, strerror(-rc));
+		goto fail;
+	}
+	for (size_t i = 0; i < np; i++)
+		rod_info("rodd: target %s on %s", iqn, portals[i]);
+	rod_info("rodd: ready (data %s, control socket %s)", data, sock);
+	daemonise_finish();
+
+	for (;;) {
+		int sig = 0;
+		if (sigwait(&sigs, &sig))
+			continue;
+		if (sig == SIGHUP) {
+			rod_info("rodd: SIGHUP ignored (configuration reload is not implemented yet)");
+			continue;
+		}
+		rod_info("rodd: signal %d, shutting down", sig);
+		break;
+	}
+	rc = 0;
+	goto out;
+fail:
+	rc = 1;
+out:
+	/* Order: no new control requests, no new iSCSI work (in-flight commands finish),
+	 * then the target's volume handles, then make everything durable. */
+	rod_ctl_server_free(csrv);
+	if (isrv) {
+		rod_iscsi_server_stop(isrv);
+		rod_iscsi_server_free(isrv);
+	}
+	rod_scsi_target_free(target);
+	rod_ctl_free(ctl);
+	int frc = rod_store_flush(store);
+	if (frc) {
+		rod_err("final flush failed: %s", strerror(-frc));
+		rc = 1;
+	}
+	rod_store_close(store);
+	if (pidfile && rc == 0)
+		unlink(pidfile);
+	if (rc == 0)
+		rod_info("rodd: stopped");
+	free(data);
+	free(sock);
+	free(pidfile);
+	free(key_file);
+	for (int i = 0; i < st.n_listen; i++)
+		free(st.listen[i]);
+	free(st.data);
+	free(st.socket);
+	free(st.pidfile);
+	free(st.key_file);
+	free(st.array_name);
+	free(cli.data);
+	free(cli.socket);
+	free(cli.pidfile);
+	free(cli.key_file);
+	free(cli.array_name);
+	return rc;
+}

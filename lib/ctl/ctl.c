@@ -1,0 +1,1145 @@
+/* The object model of the control plane: hosts (initiator IQNs/globs + CHAP), the
+ * connections that put a volume at a LUN of a host, and the JSON-RPC methods that
+ * manage them and the engine's volumes.
+ *
+ * Persistence (rod_store_meta_*), all values JSON:
+ *   ctl/next_host_id                     {"next": N}       host ids are never reused
+ *   ctl/host/<name>                      host record (with secrets)
+ *   ctl/conn/<host_id %016x>/<vol_id %016x>  {"host_id", "vol_id", "lun"}
+ * A change is written to the store first and applied in memory (and to the SCSI
+ * target through the hooks) only when the write succeeded. */
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "rod/ctl.h"
+#include "rod/log.h"
+#include "rod/util.h"
+
+#define KEY_NEXT_HOST "ctl/next_host_id"
+#define PFX_HOST "ctl/host/"
+#define PFX_CONN "ctl/conn/"
+
+struct ctl_conn {
+	uint64_t vol_id;
+	uint64_t lun;
+};
+
+struct ctl_host {
+	char name[ROD_NAME_MAX];
+	uint64_t id;
+	char iqns[ROD_HOST_IQNS_MAX][ROD_IQN_MAX];
+	size_t n_iqns;
+	char chap_user[256], chap_secret[256];
+	char mutual_user[256], mutual_secret[256];
+	uint64_t created_ns;
+	struct ctl_conn *conns;
+	size_t n_conns;
+};
+
+struct rod_ctl {
+	struct rod_store *store;
+	char target_iqn[ROD_IQN_MAX];
+	char **portals;
+	size_t n_portals;
+	char *key_file;
+	struct rod_ctl_hooks hooks;
+	/* op_lock serialises control operations (RPC calls): only its holder changes
+	 * the model, so a handler may read the model without the rwlock. */
+	pthread_mutex_t op_lock;
+	/* lock guards hosts/n_hosts and every host's fields against the iSCSI login
+	 * threads (rod_ctl_auth_lookup reads under it); writers hold op_lock too. */
+	pthread_rwlock_t lock;
+	struct ctl_host **hosts;
+	size_t n_hosts;
+	uint64_t next_host_id;          /* op_lock */
+};
+
+/* ---- small helpers ---------------------------------------------------------------- */
+
+static int fail(char **msg, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int fail(char **msg, int code, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	if (vasprintf(msg, fmt, ap) < 0)
+		*msg = NULL;
+	va_end(ap);
+	return code;
+}
+
+/* Store errors to RPC codes, with a message naming the object. */
+static int store_fail(char **msg, int err, const char *what)
+{
+	switch (err) {
+	case -ENOENT:
+		return fail(msg, ROD_CTL_ENOENT, "%s not found", what);
+	case -EEXIST:
+		return fail(msg, ROD_CTL_EEXIST, "%s already exists", what);
+	case -EBUSY:
+		return fail(msg, ROD_CTL_EEXIST, "%s is in use", what);
+	case -EINVAL:
+	case -ERANGE:
+		return fail(msg, ROD_CTL_EINVAL, "%s: invalid argument (%s)", what, strerror(-err));
+	case -ENOSPC:
+		return fail(msg, ROD_CTL_EOTHER, "%s: the array is out of space (free space with rodctl vol destroy)", what);
+	default:
+		return fail(msg, ROD_CTL_EOTHER, "%s: %s", what, strerror(-err));
+	}
+}
+
+static void iso_time(uint64_t ns, char *buf, size_t len)
+{
+	time_t t = (time_t)(ns / 1000000000ull);
+	struct tm tm;
+	gmtime_r(&t, &tm);
+	strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+static json_t *json_time(uint64_t ns)
+{
+	char buf[32];
+	iso_time(ns, buf, sizeof(buf));
+	return json_string(buf);
+}
+
+/* Parameter accessors: each returns 0 or a filled error. */
+static int param_str(json_t *params, const char *key, bool required, const char **out, char **msg)
+{
+	json_t *v = params ? json_object_get(params, key) : NULL;
+	*out = NULL;
+	if (!v || json_is_null(v)) {
+		if (required)
+			return fail(msg, ROD_CTL_EINVAL, "missing parameter \"%s\"", key);
+		return 0;
+	}
+	if (!json_is_string(v))
+		return fail(msg, ROD_CTL_EINVAL, "parameter \"%s\" must be a string", key);
+	*out = json_string_value(v);
+	return 0;
+}
+
+/* A size as a number of bytes or a string with a K/M/G/T suffix. */
+static int param_size(json_t *params, const char *key, bool required, bool *present, uint64_t *out,
+		      char **msg)
+{
+	json_t *v = params ? json_object_get(params, key) : NULL;
+	*present = false;
+	if (!v || json_is_null(v)) {
+		if (required)
+			return fail(msg, ROD_CTL_EINVAL, "missing parameter \"%s\"", key);
+		return 0;
+	}
+	if (json_is_integer(v)) {
+		if (json_integer_value(v) < 0)
+			return fail(msg, ROD_CTL_EINVAL, "parameter \"%s\" must not be negative", key);
+		*out = (uint64_t)json_integer_value(v);
+	} else if (json_is_string(v)) {
+		if (rod_parse_size(json_string_value(v), out))
+			return fail(msg, ROD_CTL_EINVAL,
+				    "%s \"%s\" is not a size (use a number with an optional K, M, G or T suffix, e.g. 10G)",
+				    key, json_string_value(v));
+	} else {
+		return fail(msg, ROD_CTL_EINVAL, "parameter \"%s\" must be a number or a size string", key);
+	}
+	*present = true;
+	return 0;
+}
+
+static int param_bool(json_t *params, const char *key, bool *out, char **msg)
+{
+	json_t *v = params ? json_object_get(params, key) : NULL;
+	*out = false;
+	if (!v || json_is_null(v))
+		return 0;
+	if (!json_is_boolean(v))
+		return fail(msg, ROD_CTL_EINVAL, "parameter \"%s\" must be true or false", key);
+	*out = json_is_true(v);
+	return 0;
+}
+
+static struct ctl_host *host_find(struct rod_ctl *c, const char *name)
+{
+	for (size_t i = 0; i < c->n_hosts; i++)
+		if (!strcmp(c->hosts[i]->name, name))
+			return c->hosts[i];
+	return NULL;
+}
+
+static struct ctl_host *host_find_id(struct rod_ctl *c, uint64_t id)
+{
+	for (size_t i = 0; i < c->n_hosts; i++)
+		if (c->hosts[i]->id == id)
+			return c->hosts[i];
+	return NULL;
+}
+
+static void host_free(struct ctl_host *h)
+{
+	if (!h)
+		return;
+	free(h->conns);
+	/* secrets do not outlive the object in freed heap memory */
+	memset(h, 0, sizeof(*h));
+	free(h);
+}
+
+static int need_host(struct rod_ctl *c, const char *name, struct ctl_host **out, char **msg)
+{
+	*out = host_find(c, name);
+	if (!*out)
+		return fail(msg, ROD_CTL_ENOENT, "host \"%s\" not found (rodctl host list shows hosts)", name);
+	return 0;
+}
+
+static int need_vol(struct rod_ctl *c, const char *name, struct rod_vol_info *vi, char **msg)
+{
+	int rc = rod_vol_info_get(c->store, name, vi);
+	if (rc == -ENOENT || (rc == 0 && vi->destroyed))
+		return fail(msg, ROD_CTL_ENOENT, "volume \"%s\" not found (rodctl vol list shows volumes)", name);
+	if (rc) {
+		char what[160];
+		snprintf(what, sizeof(what), "volume \"%s\"", name);
+		return store_fail(msg, rc, what);
+	}
+	return 0;
+}
+
+/* ---- persistence ----------------------------------------------------------------- */
+
+static int put_json(struct rod_ctl *c, const char *key, json_t *j)
+{
+	char *txt = json_dumps(j, JSON_COMPACT);
+	if (!txt)
+		return -ENOMEM;
+	int rc = rod_store_meta_put(c->store, key, txt, strlen(txt));
+	free(txt);
+	return rc;
+}
+
+static json_t *host_record(const struct ctl_host *h)
+{
+	json_t *iqns = json_array();
+	for (size_t i = 0; i < h->n_iqns; i++)
+		json_array_append_new(iqns, json_string(h->iqns[i]));
+	return json_pack("{s:s, s:I, s:o, s:s, s:s, s:s, s:s, s:I}", "name", h->name, "id",
+			 (json_int_t)h->id, "iqns", iqns, "chap_user", h->chap_user, "chap_secret",
+			 h->chap_secret, "mutual_user", h->mutual_user, "mutual_secret",
+			 h->mutual_secret, "created_ns", (json_int_t)h->created_ns);
+}
+
+static void conn_key(uint64_t host_id, uint64_t vol_id, char *buf, size_t len)
+{
+	snprintf(buf, len, PFX_CONN "%016" PRIx64 "/%016" PRIx64, host_id, vol_id);
+}
+
+static void copy_field(json_t *o, const char *key, char *dst, size_t len)
+{
+	const char *s = json_string_value(json_object_get(o, key));
+	snprintf(dst, len, "%s", s ? s : "");
+}
+
+static int load_host(void *arg, const char *key, const void *val, size_t len)
+{
+	struct rod_ctl *c = arg;
+	json_error_t jerr;
+	json_t *o = json_loadb(val, len, 0, &jerr);
+	struct ctl_host *h = calloc(1, sizeof(*h));
+	if (!o || !h || !json_is_object(o)) {
+		rod_warn("ctl: skipping unreadable host record %s", key);
+		json_decref(o);
+		free(h);
+		return 0;
+	}
+	copy_field(o, "name", h->name, sizeof(h->name));
+	h->id = (uint64_t)json_integer_value(json_object_get(o, "id"));
+	h->created_ns = (uint64_t)json_integer_value(json_object_get(o, "created_ns"));
+	size_t i;
+	json_t *v;
+	json_array_foreach(json_object_get(o, "iqns"), i, v) {
+		if (h->n_iqns < ROD_HOST_IQNS_MAX && json_is_string(v))
+			snprintf(h->iqns[h->n_iqns++], ROD_IQN_MAX, "%s", json_string_value(v));
+	}
+	copy_field(o, "chap_user", h->chap_user, sizeof(h->chap_user));
+	copy_field(o, "chap_secret", h->chap_secret, sizeof(h->chap_secret));
+	copy_field(o, "mutual_user", h->mutual_user, sizeof(h->mutual_user));
+	copy_field(o, "mutual_secret", h->mutual_secret, sizeof(h->mutual_secret));
+	json_decref(o);
+	struct ctl_host **nh = realloc(c->hosts, (c->n_hosts + 1) * sizeof(*nh));
+	if (!nh || !h->id || !rod_name_valid(h->name)) {
+		rod_warn("ctl: skipping invalid host record %s", key);
+		host_free(h);
+		if (nh)
+			c->hosts = nh;
+		return 0;
+	}
+	c->hosts = nh;
+	c->hosts[c->n_hosts++] = h;
+	if (h->id >= c->next_host_id)
+		c->next_host_id = h->id + 1;
+	return 0;
+}
+
+static int conn_add_mem(struct ctl_host *h, uint64_t vol_id, uint64_t lun)
+{
+	struct ctl_conn *n = realloc(h->conns, (h->n_conns + 1) * sizeof(*n));
+	if (!n)
+		return -ENOMEM;
+	h->conns = n;
+	h->conns[h->n_conns].vol_id = vol_id;
+	h->conns[h->n_conns].lun = lun;
+	h->n_conns++;
+	return 0;
+}
+
+static void conn_del_mem(struct ctl_host *h, size_t idx)
+{
+	h->conns[idx] = h->conns[h->n_conns - 1];
+	h->n_conns--;
+}
+
+struct conn_scan {
+	struct rod_ctl *c;
+	char **stale;                   /* keys of records that point at nothing */
+	size_t n_stale;
+};
+
+static int load_conn(void *arg, const char *key, const void *val, size_t len)
+{
+	struct conn_scan *cs = arg;
+	struct rod_ctl *c = cs->c;
+	json_t *o = json_loadb(val, len, 0, NULL);
+	uint64_t host_id = (uint64_t)json_integer_value(json_object_get(o, "host_id"));
+	uint64_t vol_id = (uint64_t)json_integer_value(json_object_get(o, "vol_id"));
+	uint64_t lun = (uint64_t)json_integer_value(json_object_get(o, "lun"));
+	json_decref(o);
+	struct ctl_host *h = host_find_id(c, host_id);
+	struct rod_vol_info vi;
+	int rc = rod_vol_info_by_id(c->store, vol_id, &vi);
+	if (!h || rc == -ENOENT || (rc == 0 && vi.destroyed) || lun > ROD_LUN_MAX) {
+		/* the volume went away between a destroy and the removal of its connections */
+		char **ns = realloc(cs->stale, (cs->n_stale + 1) * sizeof(*ns));
+		if (ns) {
+			cs->stale = ns;
+			cs->stale[cs->n_stale++] = strdup(key);
+		}
+		return 0;
+	}
+	if (rc)
+		rod_warn("ctl: volume id %" PRIu64 " of connection %s: %s", vol_id, key, strerror(-rc));
+	if (conn_add_mem(h, vol_id, lun) == 0 && c->hooks.map_add) {
+		rc = c->hooks.map_add(c->hooks.arg, host_id, lun, vol_id);
+		if (rc)
+			rod_err("ctl: cannot map volume id %" PRIu64 " at LUN %" PRIu64 " of host %s: %s",
+				vol_id, lun, h->name, strerror(-rc));
+	}
+	return 0;
+}
+
+static int load_next_id(struct rod_ctl *c)
+{
+	void *val;
+	size_t len;
+	int rc = rod_store_meta_get(c->store, KEY_NEXT_HOST, &val, &len);
+	if (rc == -ENOENT)
+		return 0;
+	if (rc)
+		return rc;
+	json_t *o = json_loadb(val, len, 0, NULL);
+	uint64_t n = (uint64_t)json_integer_value(json_object_get(o, "next"));
+	json_decref(o);
+	free(val);
+	if (n > c->next_host_id)
+		c->next_host_id = n;
+	return 0;
+}
+
+int rod_ctl_new(const struct rod_ctl_opts *o, struct rod_ctl **out)
+{
+	struct rod_ctl *c = calloc(1, sizeof(*c));
+	int rc;
+	if (!c)
+		return -ENOMEM;
+	c->store = o->store;
+	snprintf(c->target_iqn, sizeof(c->target_iqn), "%s", o->target_iqn ? o->target_iqn : "");
+	c->hooks = o->hooks;
+	c->key_file = o->key_file ? strdup(o->key_file) : NULL;
+	pthread_mutex_init(&c->op_lock, NULL);
+	pthread_rwlock_init(&c->lock, NULL);
+	c->next_host_id = 1;
+
+	rc = rod_ctl_set_portals(c, o->portals);
+	if (rc == 0)
+		rc = rod_store_meta_scan(c->store, PFX_HOST, load_host, c);
+	if (rc == 0)
+		rc = load_next_id(c);
+	struct conn_scan cs = { c, NULL, 0 };
+	if (rc == 0)
+		rc = rod_store_meta_scan(c->store, PFX_CONN, load_conn, &cs);
+	for (size_t i = 0; i < cs.n_stale; i++) {
+		if (rc == 0 && cs.stale[i]) {
+			rod_info("ctl: dropping connection record %s (its host or volume is gone)", cs.stale[i]);
+			rod_store_meta_del(c->store, cs.stale[i]);
+		}
+		free(cs.stale[i]);
+	}
+	free(cs.stale);
+	if (rc) {
+		rod_err("ctl: cannot load hosts and connections from the store: %s", strerror(-rc));
+		rod_ctl_free(c);
+		return rc;
+	}
+	rod_info("ctl: %zu hosts loaded", c->n_hosts);
+	*out = c;
+	return 0;
+}
+
+int rod_ctl_set_portals(struct rod_ctl *c, const char *const *portals)
+{
+	size_t n = 0;
+	while (portals && portals[n])
+		n++;
+	char **np = calloc(n + 1, sizeof(*np));
+	if (!np)
+		return -ENOMEM;
+	for (size_t i = 0; i < n; i++)
+		if (!(np[i] = strdup(portals[i]))) {
+			while (i--)
+				free(np[i]);
+			free(np);
+			return -ENOMEM;
+		}
+	pthread_mutex_lock(&c->op_lock);
+	for (size_t i = 0; i < c->n_portals; i++)
+		free(c->portals[i]);
+	free(c->portals);
+	c->portals = np;
+	c->n_portals = n;
+	pthread_mutex_unlock(&c->op_lock);
+	return 0;
+}
+
+void rod_ctl_free(struct rod_ctl *c)
+{
+	if (!c)
+		return;
+	for (size_t i = 0; i < c->n_hosts; i++)
+		host_free(c->hosts[i]);
+	free(c->hosts);
+	for (size_t i = 0; i < c->n_portals; i++)
+		free(c->portals[i]);
+	free(c->portals);
+	free(c->key_file);
+	pthread_mutex_destroy(&c->op_lock);
+	pthread_rwlock_destroy(&c->lock);
+	free(c);
+}
+
+/* ---- matching initiators ------------------------------------------------------------ */
+
+/* Best host for an initiator name; *tie set when two hosts rank equal (refused). */
+static struct ctl_host *best_host(struct rod_ctl *c, const char *name, bool *tie)
+{
+	struct ctl_host *best = NULL;
+	long best_rank = -1;
+	*tie = false;
+	for (size_t i = 0; i < c->n_hosts; i++) {
+		struct ctl_host *h = c->hosts[i];
+		for (size_t k = 0; k < h->n_iqns; k++) {
+			long r = rod_iqn_rank(h->iqns[k], name);
+			if (r < 0)
+				continue;
+			if (r > best_rank) {
+				best_rank = r;
+				best = h;
+				*tie = false;
+			} else if (r == best_rank && best != h) {
+				*tie = true;
+			}
+		}
+	}
+	return best;
+}
+
+int rod_ctl_auth_lookup(void *arg, const char *initiator_name, struct rod_iscsi_auth *out)
+{
+	struct rod_ctl *c = arg;
+	bool tie;
+	int rc = -ENOENT;
+	memset(out, 0, sizeof(*out));
+	pthread_rwlock_rdlock(&c->lock);
+	struct ctl_host *h = best_host(c, initiator_name, &tie);
+	if (h && tie) {
+		rod_warn("ctl: initiator %s matches several hosts equally; refused", initiator_name);
+	} else if (h) {
+		out->host_id = h->id;
+		snprintf(out->chap_user, sizeof(out->chap_user), "%s", h->chap_user);
+		snprintf(out->chap_secret, sizeof(out->chap_secret), "%s", h->chap_secret);
+		snprintf(out->mutual_user, sizeof(out->mutual_user), "%s", h->mutual_user);
+		snprintf(out->mutual_secret, sizeof(out->mutual_secret), "%s", h->mutual_secret);
+		rc = 0;
+	}
+	pthread_rwlock_unlock(&c->lock);
+	return rc;
+}
+
+/* ---- JSON views -------------------------------------------------------------------- */
+
+static json_t *space_json(const struct rod_space *s)
+{
+	return json_pack("{s:I, s:I, s:I, s:I, s:I, s:f}", "provisioned", (json_int_t)s->provisioned,
+			 "logical", (json_int_t)s->logical, "physical", (json_int_t)s->physical,
+			 "shared", (json_int_t)s->shared, "snapshots", (json_int_t)s->snapshots,
+			 "reduction", s->reduction);
+}
+
+static json_t *vol_json(struct rod_ctl *c, const struct rod_vol_info *vi)
+{
+	char uuid[33];
+	rod_hex(vi->uuid, sizeof(vi->uuid), uuid);
+	json_t *conns = json_array();
+	for (size_t i = 0; i < c->n_hosts; i++) {
+		struct ctl_host *h = c->hosts[i];
+		for (size_t k = 0; k < h->n_conns; k++)
+			if (h->conns[k].vol_id == vi->id)
+				json_array_append_new(conns, json_pack("{s:s, s:I}", "host", h->name, "lun",
+								       (json_int_t)h->conns[k].lun));
+	}
+	return json_pack("{s:s, s:I, s:s, s:I, s:i, s:o, s:s, s:b, s:o, s:o}", "name", vi->name, "id",
+			 (json_int_t)vi->id, "uuid", uuid, "size", (json_int_t)vi->size, "block_size",
+			 (int)vi->block_size, "created", json_time(vi->created_ns), "cache",
+			 vi->cache == ROD_CACHE_WRITE_BACK ? "write-back" : "write-through", "offload",
+			 vi->offload, "connections", conns, "space", space_json(&vi->space));
+}
+
+static json_t *host_json(struct rod_ctl *c, const struct ctl_host *h)
+{
+	json_t *iqns = json_array();
+	for (size_t i = 0; i < h->n_iqns; i++)
+		json_array_append_new(iqns, json_string(h->iqns[i]));
+	json_t *conns = json_array();
+	for (size_t k = 0; k < h->n_conns; k++) {
+		struct rod_vol_info vi;
+		json_t *vname = rod_vol_info_by_id(c->store, h->conns[k].vol_id, &vi) == 0
+					? json_string(vi.name) : json_null();
+		json_array_append_new(conns, json_pack("{s:o, s:I, s:I}", "volume", vname, "volume_id",
+						       (json_int_t)h->conns[k].vol_id, "lun",
+						       (json_int_t)h->conns[k].lun));
+	}
+	return json_pack("{s:s, s:I, s:o, s:o, s:o, s:o, s:o}", "name", h->name, "id", (json_int_t)h->id,
+			 "iqns", iqns, "chap_user",
+			 h->chap_user[0] ? json_string(h->chap_user) : json_null(), "mutual_user",
+			 h->mutual_user[0] ? json_string(h->mutual_user) : json_null(), "created",
+			 json_time(h->created_ns), "connections", conns);
+}
+
+/* ---- methods ---------------------------------------------------------------------- */
+
+typedef int (*method_fn)(struct rod_ctl *c, json_t *params, json_t **res, char **msg);
+
+static int m_array_show(struct rod_ctl *c, json_t *params, json_t **res, char **msg)
+{
+	const struct rod_array_identity *id = rod_store_identity(c->store);
+	char hex[33];
+	rod_hex(id->id, sizeof(id->id), hex);
+	json_t *portals = json_array();
+	for (size_t i = 0; i < c->n_portals; i++)
+		json_array_append_new(portals, json_string(c->portals[i]));
+	struct rod_vol_info *vols = NULL;
+	size_t n = 0, live = 0;
+	if (rod_vol_list(c->store, &vols, &n) == 0)
+		for (size_t i = 0; i < n; i++)
+			live += !vols[i].destroyed && !vols[i].is_snapshot;
+	free(vols);
+	json_t *warnings = json_array();
+	if (!c->key_file)
+		json_array_append_new(warnings, json_string("no key file configured; data is not encrypted yet"));
+	else
+		json_array_append_new(warnings,
+				      json_string("key file recorded, but encryption is not implemented yet"));
+	*res = json_pack("{s:s, s:s, s:s, s:o, s:i, s:o, s:o, s:I, s:I, s:o}", "name", id->name, "id",
+			 hex, "target_iqn", c->target_iqn, "portals", portals, "format_version",
+			 (int)id->format_version, "created", json_time(id->created_ns), "key_file",
+			 c->key_file ? json_string(c->key_file) : json_null(), "volumes",
+			 (json_int_t)live, "hosts", (json_int_t)c->n_hosts, "warnings", warnings);
+	return 0;
+}
+
+static int m_vol_create(struct rod_ctl *c, json_t *params, json_t **res, char **msg)
+{
+	const char *name;
+	uint64_t size, bs = 512;
+	bool has_size, has_bs;
+	int rc;
+	if ((rc = param_str(params, "name", true, &name, msg)) ||
+	    (rc = param_size(params, "size", true, &has_size, &size, msg)) ||
+	    (rc = param_size(params, "block_size", false, &has_bs, &bs, msg)))
+		return rc;
+	if (!has_bs)
+		bs = 512;
+	if (!rod_name_valid(name))
+		return fail(msg, ROD_CTL_EINVAL,
+			    "\"%s\" is not a valid volume name (letters, digits, '-' and '_', 1-63 characters)", name);
+	if (bs != 512 && bs != 4096)
+		return fail(msg, ROD_CTL_EINVAL, "block size %" PRIu64 " is not supported (use 512 or 4096)", bs);
+	if (size == 0 || size % bs)
+		return fail(msg, ROD_CTL_EINVAL, "size %" PRIu64 " must be a positive multiple of the block size %" PRIu64,
+			    size, bs);
+	struct rod_vol_info vi;
+	rc = rod_vol_create(c->store, name, size, (uint32_t)bs, &vi);
+	if (rc == -EEXIST)
+		return fail(msg, ROD_CTL_EEXIST, "volume \"%s\" already exists (rodctl vol show %s)", name, name);
+	if (rc) {
+		char what[160];
+		snprintf(what, sizeof(what), "creating volume \"%s\"", name);
+		return store_fail(msg, rc, what);
+	}
+	rod_info("ctl: volume %s created (%" PRIu64 " bytes, %" PRIu64 "-byte blocks)", name, size, bs);
+	*res = vol_json(c, &vi);
+	return 0;
+}
+
+static int m_vol_list(struct rod_ctl *c, json_t *params, json_t **res, char **msg)
+{
+	struct rod_vol_info *vols = NULL;
+	size_t n = 0;
+	int rc = rod_vol_list(c->store, &vols, &n);
+	if (rc)
+		return store_fail(msg, rc, "listing volumes");
+	json_t *arr = json_array();
+	for (size_t i = 0; i < n; i++)
+		if (!vols[i].destroyed && !vols[i].is_snapshot)
+			json_array_append_new(arr, vol_json(c, &vols[i]));
+	free(vols);
+	*res = json_pack("{s:o}", "volumes", arr);
+	return 0;
+}
+
+static int m_vol_show(struct rod_ctl *c, json_t *params, json_t **res, char **msg)
+{
+	const char *name;
+	struct rod_vol_info vi;
+	int rc;
+	if ((rc = param_str(params, "name", true, &name, msg)) || (rc = need_vol(c, name, &vi, msg)))
+		return rc;
+	*res = vol_json(c, &vi);
+	return 0;
+}
+
+static int m_vol_resize(struct rod_ctl *c, json_t *params, json_t **res, char **msg)
+{
+	const char *name;
+	uint64_t size;
+	bool has, shrink;
+	struct rod_vol_info vi;
+	int rc;
+	if ((rc = param_str(params, "name", true, &name, msg)) ||
+	    (rc = param_size(params, "size", true, &has, &size, msg)) ||
+	    (rc = param_bool(params, "shrink", &shrink, msg)) || (rc = need_vol(c, name, &vi, msg)))
+		return rc;
+	if (size == 0 || size % vi.block_size)
+		return fail(msg, ROD_CTL_EINVAL, "size %" PRIu64 " must be a positive multiple of the block size %u",
+			    size, vi.block_size);
+	if (size < vi.size && !shrink)
+		return fail(msg, ROD_CTL_EINVAL,
+			    "shrinking volume \"%s\" discards its data beyond the new size; add --shrink to confirm",
+			    name);
+	if (size != vi.size) {
+		rc = rod_vol_resize(c->store, name, size);
+		if (rc) {
+			char what[160];
+			snprintf(what, sizeof(what), "resizing volume \"%s\"", name);
+			return store_fail(msg, rc, what);
+		}
+		if (c->hooks.vol_resized)
+			c->hooks.vol_resized(c->hooks.arg, vi.id);
+		rod_info("ctl: volume %s resized to %" PRIu64 " bytes", name, size);
+	}
+	if ((rc = need_vol(c, name, &vi, msg)))
+		return rc;
+	*res = vol_json(c, &vi);
+	return 0;
+}
+
+/* Remove every connection of a volume (records and memory). */
+static void drop_vol_conns(struct rod_ctl *c, uint64_t vol_id)
+{
+	char key[96];
+	for (size_t i = 0; i < c->n_hosts; i++) {
+		struct ctl_host *h = c->hosts[i];
+		for (size_t k = 0; k < h->n_conns;) {
+			if (h->conns[k].vol_id != vol_id) {
+				k++;
+				continue;
+			}
+			conn_key(h->id, vol_id, key, sizeof(key));
+			int rc = rod_store_meta_del(c->store, key);
+			if (rc && rc != -ENOENT)
+				rod_warn("ctl: cannot delete %s: %s (dropped at next start)", key, strerror(-rc));
+			pthread_rwlock_wrlock(&c->lock);
+			conn_del_mem(h, k);
+			pthread_rwlock_unlock(&c->lock);
+		}
+	}
+}
+
+static int m_vol_destroy(struct rod_ctl *c, json_t *params, json_t **res, char **msg)
+{
+	const char *name;
+	struct rod_vol_info vi;
+	int rc;
+	if ((rc = param_str(params, "name", true, &name, msg)) || (rc = need_vol(c, name, &vi, msg)))
+		return rc;
+	if (vi.is_snapshot)
+		return fail(msg, ROD_CTL_EINVAL, "\"%s\" is a snapshot, not a volume", name);
+	rc = rod_vol_destroy(c->store, name);
+	if (rc) {
+		char what[160];
+		snprintf(what, sizeof(what), "destroying volume \"%s\"", name);
+		return store_fail(msg, rc, what);
+	}
+	/* The volume leaves every host at once (REPORT LUNS DATA HAS CHANGED). */
+	if (c->hooks.vol_removed)
+		c->hooks.vol_removed(c->hooks.arg, vi.id);
+	drop_vol_conns(c, vi.id);
+	/* No recovery window yet: space returns at the next GC. */
+	rc = rod_vol_eradicate(c->store, name);
+	if (rc)
+		rod_warn("ctl: volume %s destroyed but not eradicated: %s", name, strerror(-rc));
+	rod_info("ctl: volume %s destroyed", name);
+	*res = json_pack("{s:s, s:I, s:b}", "name", name, "id", (json_int_t)vi.id, "eradicated", rc == 0);
+	return 0;
+}
+
+static int check_secret(const char *what, const char *s, char **msg)
+{
+	size_t n = strlen(s);
+	if (n < ROD_CHAP_SECRET_MIN || n > ROD_CHAP_SECRET_MAX)
+		return fail(msg, ROD_CTL_EINVAL, "%s must be %d to %d characters long (it is %zu)", what,
+			    ROD_CHAP_SECRET_MIN, ROD_CHAP_SECRET_MAX, n);
+	for (const char *p = s; *p; p++)
+		if ((unsigned char)*p < 0x20 || (unsigned char)*p == 0x7f)
+			return fail(msg, ROD_CTL_EINVAL, "%s contains a control character", what);
+	return 0;
+}
+
+static int check_user(const char *what, const char *s, char **msg)
+{
+	size_t n = strlen(s);
+	if (n == 0 || n > 255)
+		return fail(msg, ROD_CTL_EINVAL, "%s must be 1 to 255 characters long", what);
+	for (const char *p = s; *p; p++)
+		if ((unsigned char)*p <= 0x20 || (unsigned char)*p == 0x7f)
+			return fail(msg, ROD_CTL_EINVAL, "%s must not contain spaces or control characters", what);
+	return 0;
+}
+
+/* Refuse an IQN pattern that another host holds, or a glob that ties with another
+ * host's glob (same length, some initiator could match both). */
+static int check_iqn_conflicts(struct rod_ctl *c, const char *pat, const char *self_name, char **msg)
+{
+	for (size_t i = 0; i < c->n_hosts; i++) {
+		struct ctl_host *h = c->hosts[i];
+		if (self_name && !strcmp(h->name, self_name))
+			continue;
+		for (size_t k = 0; k < h->n_iqns; k++) {
+			const char *q = h->iqns[k];
+			if (!strcmp(q, pat))
+				return fail(msg, ROD_CTL_EEXIST, "initiator name \"%s\" already belongs to host \"%s\"",
+					    pat, h->name);
+			if (rod_iqn_is_glob(pat) && rod_iqn_is_glob(q) && strlen(q) == strlen(pat) &&
+			    rod_iqn_globs_overlap(q, pat))
+				return fail(msg, ROD_CTL_EEXIST,
+					    "pattern \"%s\" ties with \"%s\" of host \"%s\": an initiator could match both "
+					    "equally (use a more specific or longer pattern)",
+					    pat, q, h->name);
+		}
+	}
+	return 0;
+}
+
+static int m_host_create(struct rod_ctl *c, json_t *params, json_t **res, char **msg)
+{
+	const char *name, *cu, *cs, *mu, *ms;
+	int rc;
+	if ((rc = param_str(params, "name", true, &name, msg)) ||
+	    (rc = param_str(params, "chap_user", false, &cu, msg)) ||
+	    (rc = param_str(params, "chap_secret", false, &cs, msg)) ||
+	    (rc = param_str(params, "mutual_user", false, &mu, msg)) ||
+	    (rc = param_str(params, "mutual_secret", false, &ms, msg)))
+		return rc;
+	if (!rod_name_valid(name))
+		return fail(msg, ROD_CTL_EINVAL,
+			    "\"%s\" is not a valid host name (letters, digits, '-' and '_', 1-63 characters)", name);
+	if (host_find(c, name))
+		return fail(msg, ROD_CTL_EEXIST, "host \"%s\" already exists (rodctl host list shows hosts)", name);
+
+	struct ctl_host *h = calloc(1, sizeof(*h));
+	if (!h)
+		return fail(msg, ROD_CTL_EOTHER, "out of memory");
+	snprintf(h->name, sizeof(h->name), "%s", name);
+	json_t *iqns = json_object_get(params, "iqns");
+	json_t *one = json_object_get(params, "iqn");
+	json_t *list = json_array();
+	if (json_is_array(iqns))
+		json_array_extend(list, iqns);
+	else if (iqns && !json_is_null(iqns))
+		rc = fail(msg, ROD_CTL_EINVAL, "parameter \"iqns\" must be an array of strings");
+	if (json_is_string(one))
+		json_array_append(list, one);
+	else if (one && !json_is_null(one) && !rc)
+		rc = fail(msg, ROD_CTL_EINVAL, "parameter \"iqn\" must be a string");
+	if (!rc && json_array_size(list) == 0)
+		rc = fail(msg, ROD_CTL_EINVAL, "a host needs at least one initiator name (--iqn IQN, e.g. '*')");
+	if (!rc && json_array_size(list) > ROD_HOST_IQNS_MAX)
+		rc = fail(msg, ROD_CTL_EINVAL, "a host has at most %d initiator names", ROD_HOST_IQNS_MAX);
+	size_t i;
+	json_t *v;
+	json_array_foreach(list, i, v) {
+		if (rc)
+			break;
+		const char *s = json_string_value(v);
+		char low[ROD_IQN_MAX];
+		if (!s || strlen(s) >= ROD_IQN_MAX) {
+			rc = fail(msg, ROD_CTL_EINVAL, "initiator names are strings of at most %d characters",
+				  ROD_IQN_MAX - 1);
+			break;
+		}
+		/* iSCSI names compare case-insensitively; they are kept lowercase */
+		for (size_t k = 0; k <= strlen(s); k++)
+			low[k] = (char)((s[k] >= 'A' && s[k] <= 'Z') ? s[k] - 'A' + 'a' : s[k]);
+		if (!rod_iqn_pattern_valid(low)) {
+			rc = fail(msg, ROD_CTL_EINVAL,
+				  "\"%s\" is not a valid initiator name or pattern (iqn.YYYY-MM.domain:..., eui., naa., "
+				  "or a glob with * and ?)", s);
+			break;
+		}
+		for (size_t k = 0; k < h->n_iqns && !rc; k++)
+			if (!strcmp(h->iqns[k], low))
+				rc = fail(msg, ROD_CTL_EINVAL, "initiator name \"%s\" given twice", low);
+		if (!rc)
+			rc = check_iqn_conflicts(c, low, NULL, msg);
+		if (!rc)
+			snprintf(h->iqns[h->n_iqns++], ROD_IQN_MAX, "%s", low);
+	}
+	json_decref(list);
+	/* Same-host globs may tie with each other harmlessly: they name the same host. */
+	if (!rc && (cu || cs)) {
+		if (!cu || !cs)
+			rc = fail(msg, ROD_CTL_EINVAL, "CHAP needs both a user (--chap-user) and a secret (--chap-secret-file)");
+		else if (!(rc = check_user("CHAP user", cu, msg)) && !(rc = check_secret("CHAP secret", cs, msg))) {
+			snprintf(h->chap_user, sizeof(h->chap_user), "%s", cu);
+			snprintf(h->chap_secret, sizeof(h->chap_secret), "%s", cs);
+		}
+	}
+	if (!rc && (mu || ms)) {
+		if (!mu || !ms)
+			rc = fail(msg, ROD_CTL_EINVAL,
+				  "mutual CHAP needs both a user (--mutual-user) and a secret (--mutual-secret-file)");
+		else if (!h->chap_user[0])
+			rc = fail(msg, ROD_CTL_EINVAL, "mutual CHAP needs one-way CHAP too (--chap-user, --chap-secret-file)");
+		else if (!(rc = check_user("mutual CHAP user", mu, msg)) &&
+			 !(rc = check_secret("mutual CHAP secret", ms, msg))) {
+			if (!strcmp(ms, h->chap_secret))
+				rc = fail(msg, ROD_CTL_EINVAL,
+					  "the mutual CHAP secret must differ from the CHAP secret (RFC 7143 12.1.3)");
+			snprintf(h->mutual_user, sizeof(h->mutual_user), "%s", mu);
+			snprintf(h->mutual_secret, sizeof(h->mutual_secret), "%s", ms);
+		}
+	}
+	if (rc) {
+		host_free(h);
+		return rc;
+	}
+	h->id = c->next_host_id;
+	h->created_ns = rod_wall_ns();
+	json_t *next = json_pack("{s:I}", "next", (json_int_t)(h->id + 1));
+	rc = put_json(c, KEY_NEXT_HOST, next);
+	json_decref(next);
+	if (rc == 0) {
+		char key[128];
+		snprintf(key, sizeof(key), PFX_HOST "%s", h->name);
+		json_t *rec = host_record(h);
+		rc = put_json(c, key, rec);
+		json_decref(rec);
+	}
+	if (rc) {
+		host_free(h);
+		return store_fail(msg, rc, "saving the host");
+	}
+	c->next_host_id = h->id + 1;
+	pthread_rwlock_wrlock(&c->lock);
+	struct ctl_host **nh = realloc(c->hosts, (c->n_hosts + 1) * sizeof(*nh));
+	if (nh) {
+		c->hosts = nh;
+		c->hosts[c->n_hosts++] = h;
+	}
+	pthread_rwlock_unlock(&c->lock);
+	if (!nh) {
+		host_free(h);
+		return fail(msg, ROD_CTL_EOTHER, "out of memory (the host is saved; restart rodd)");
+	}
+	rod_info("ctl: host %s created (id %" PRIu64 ")", h->name, h->id);
+	*res = host_json(c, h);
+	return 0;
+}
+
+static int m_host_list(struct rod_ctl *c, json_t *params, json_t **res, char **msg)
+{
+	json_t *arr = json_array();
+	for (size_t i = 0; i < c->n_hosts; i++)
+		json_array_append_new(arr, host_json(c, c->hosts[i]));
+	*res = json_pack("{s:o}", "hosts", arr);
+	return 0;
+}
+
+static int m_host_show(struct rod_ctl *c, json_t *params, json_t **res, char **msg)
+{
+	const char *name;
+	struct ctl_host *h;
+	int rc;
+	if ((rc = param_str(params, "name", true, &name, msg)) || (rc = need_host(c, name, &h, msg)))
+		return rc;
+	*res = host_json(c, h);
+	return 0;
+}
+
+static int m_host_delete(struct rod_ctl *c, json_t *params, json_t **res, char **msg)
+{
+	const char *name;
+	struct ctl_host *h;
+	int rc;
+	if ((rc = param_str(params, "name", true, &name, msg)) || (rc = need_host(c, name, &h, msg)))
+		return rc;
+	if (h->n_conns)
+		return fail(msg, ROD_CTL_EEXIST,
+			    "host \"%s\" still has %zu connected volume(s); disconnect them first (rodctl host disconnect)",
+			    name, h->n_conns);
+	char key[128];
+	snprintf(key, sizeof(key), PFX_HOST "%s", h->name);
+	rc = rod_store_meta_del(c->store, key);
+	if (rc && rc != -ENOENT)
+		return store_fail(msg, rc, "deleting the host");
+	pthread_rwlock_wrlock(&c->lock);
+	for (size_t i = 0; i < c->n_hosts; i++)
+		if (c->hosts[i] == h) {
+			c->hosts[i] = c->hosts[--c->n_hosts];
+			break;
+		}
+	pthread_rwlock_unlock(&c->lock);
+	rod_info("ctl: host %s deleted", name);
+	*res = json_pack("{s:s, s:I}", "name", name, "id", (json_int_t)h->id);
+	host_free(h);
+	return 0;
+}
+
+static int m_host_connect(struct rod_ctl *c, json_t *params, json_t **res, char **msg)
+{
+	const char *hname, *vname;
+	struct ctl_host *h;
+	struct rod_vol_info vi;
+	uint64_t lun = 0;
+	bool has_lun;
+	int rc;
+	json_t *jl = json_object_get(params, "lun");
+	if (jl && !json_is_null(jl) && (!json_is_integer(jl) || json_integer_value(jl) < 0))
+		return fail(msg, ROD_CTL_EINVAL, "parameter \"lun\" must be a number from 0 to %d", ROD_LUN_MAX);
+	has_lun = jl && json_is_integer(jl);
+	if (has_lun)
+		lun = (uint64_t)json_integer_value(jl);
+	if ((rc = param_str(params, "host", true, &hname, msg)) ||
+	    (rc = param_str(params, "volume", true, &vname, msg)) || (rc = need_host(c, hname, &h, msg)) ||
+	    (rc = need_vol(c, vname, &vi, msg)))
+		return rc;
+	if (vi.is_snapshot)
+		return fail(msg, ROD_CTL_EINVAL, "\"%s\" is a snapshot; connect a clone of it instead", vname);
+	if (has_lun && lun > ROD_LUN_MAX)
+		return fail(msg, ROD_CTL_EINVAL, "LUN %" PRIu64 " is out of range (0 to %d)", lun, ROD_LUN_MAX);
+	for (size_t k = 0; k < h->n_conns; k++) {
+		if (h->conns[k].vol_id == vi.id)
+			return fail(msg, ROD_CTL_EEXIST, "volume \"%s\" is already connected to host \"%s\" at LUN %" PRIu64,
+				    vname, hname, h->conns[k].lun);
+		if (has_lun && h->conns[k].lun == lun)
+			return fail(msg, ROD_CTL_EEXIST,
+				    "LUN %" PRIu64 " of host \"%s\" is taken (rodctl host list shows connections; omit --lun "
+				    "for the lowest free one)", lun, hname);
+	}
+	if (!has_lun) {
+		/* lowest free LUN */
+		for (lun = 0; lun <= ROD_LUN_MAX; lun++) {
+			bool used = false;
+			for (size_t k = 0; k < h->n_conns && !used; k++)
+				used = h->conns[k].lun == lun;
+			if (!used)
+				break;
+		}
+		if (lun > ROD_LUN_MAX)
+			return fail(msg, ROD_CTL_EEXIST, "host \"%s\" has no free LUN", hname);
+	}
+	char key[96];
+	conn_key(h->id, vi.id, key, sizeof(key));
+	json_t *rec = json_pack("{s:I, s:I, s:I}", "host_id", (json_int_t)h->id, "vol_id", (json_int_t)vi.id,
+				"lun", (json_int_t)lun);
+	rc = put_json(c, key, rec);
+	json_decref(rec);
+	if (rc)
+		return store_fail(msg, rc, "saving the connection");
+	if (c->hooks.map_add && (rc = c->hooks.map_add(c->hooks.arg, h->id, lun, vi.id))) {
+		rod_store_meta_del(c->store, key);
+		return fail(msg, ROD_CTL_EOTHER, "the SCSI target refused LUN %" PRIu64 " for volume \"%s\": %s", lun,
+			    vname, strerror(-rc));
+	}
+	pthread_rwlock_wrlock(&c->lock);
+	rc = conn_add_mem(h, vi.id, lun);
+	pthread_rwlock_unlock(&c->lock);
+	if (rc)
+		return fail(msg, ROD_CTL_EOTHER, "out of memory (the connection is saved; restart rodd)");
+	rod_info("ctl: volume %s connected to host %s at LUN %" PRIu64, vname, hname, lun);
+	*res = json_pack("{s:s, s:s, s:I, s:I}", "host", hname, "volume", vname, "volume_id", (json_int_t)vi.id,
+			 "lun", (json_int_t)lun);
+	return 0;
+}
+
+static int m_host_disconnect(struct rod_ctl *c, json_t *params, json_t **res, char **msg)
+{
+	const char *hname, *vname;
+	struct ctl_host *h;
+	struct rod_vol_info vi;
+	int rc;
+	if ((rc = param_str(params, "host", true, &hname, msg)) ||
+	    (rc = param_str(params, "volume", true, &vname, msg)) || (rc = need_host(c, hname, &h, msg)) ||
+	    (rc = need_vol(c, vname, &vi, msg)))
+		return rc;
+	size_t k;
+	for (k = 0; k < h->n_conns; k++)
+		if (h->conns[k].vol_id == vi.id)
+			break;
+	if (k == h->n_conns)
+		return fail(msg, ROD_CTL_ENOENT, "volume \"%s\" is not connected to host \"%s\" (rodctl host list shows connections)",
+			    vname, hname);
+	uint64_t lun = h->conns[k].lun;
+	char key[96];
+	conn_key(h->id, vi.id, key, sizeof(key));
+	rc = rod_store_meta_del(c->store, key);
+	if (rc && rc != -ENOENT)
+		return store_fail(msg, rc, "deleting the connection");
+	if (c->hooks.map_remove && (rc = c->hooks.map_remove(c->hooks.arg, h->id, lun)))
+		rod_warn("ctl: SCSI map remove host %s LUN %" PRIu64 ": %s", hname, lun, strerror(-rc));
+	pthread_rwlock_wrlock(&c->lock);
+	conn_del_mem(h, k);
+	pthread_rwlock_unlock(&c->lock);
+	rod_info("ctl: volume %s disconnected from host %s (LUN %" PRIu64 ")", vname, hname, lun);
+	*res = json_pack("{s:s, s:s, s:I}", "host", hname, "volume", vname, "lun", (json_int_t)lun);
+	return 0;
+}
+
+/* The method table: the REST API of the control-plane issue maps onto the same names. */
+static const struct {
+	const char *name;
+	method_fn fn;
+} methods[] = {
+	{ "array.show", m_array_show },
+	{ "vol.create", m_vol_create },
+	{ "vol.list", m_vol_list },
+	{ "vol.show", m_vol_show },
+	{ "vol.resize", m_vol_resize },
+	{ "vol.destroy", m_vol_destroy },
+	{ "host.create", m_host_create },
+	{ "host.list", m_host_list },
+	{ "host.show", m_host_show },
+	{ "host.delete", m_host_delete },
+	{ "host.connect", m_host_connect },
+	{ "host.disconnect", m_host_disconnect },
+};
+
+int rod_ctl_call(struct rod_ctl *c, const char *method, json_t *params, json_t **result, char **errmsg)
+{
+	*result = NULL;
+	*errmsg = NULL;
+	if (params && !json_is_object(params))
+		return fail(errmsg, ROD_CTL_EINVAL, "params must be a JSON object");
+	for (size_t i = 0; i < ROD_ARRAY_SIZE(methods); i++) {
+		if (strcmp(methods[i].name, method))
+			continue;
+		pthread_mutex_lock(&c->op_lock);
+		int rc = methods[i].fn(c, params, result, errmsg);
+		pthread_mutex_unlock(&c->op_lock);
+		if (rc == 0 && !*result)
+			return fail(errmsg, ROD_CTL_EOTHER, "out of memory");
+		if (rc)
+			rod_debug("ctl: %s failed: %s", method, *errmsg ? *errmsg : "?");
+		return rc;
+	}
+	return fail(errmsg, ROD_CTL_ENOMETHOD, "unknown method \"%s\"", method);
+}
+
+static const char *err_kind(int code)
+{
+	switch (code) {
+	case ROD_CTL_ENOENT: return "not_found";
+	case ROD_CTL_EEXIST: return "conflict";
+	case ROD_CTL_EINVAL: return "invalid";
+	case ROD_CTL_ENOMETHOD: return "no_method";
+	case ROD_CTL_EPARSE: return "parse";
+	case ROD_CTL_EREQUEST: return "request";
+	default: return "other";
+	}
+}
+
+static char *error_response(json_t *id, int code, const char *message)
+{
+	json_t *r = json_pack("{s:s, s:O, s:{s:i, s:s, s:{s:s}}}", "jsonrpc", "2.0", "id", id ? id : json_null(),
+			      "error", "code", code, "message", message ? message : "error", "data", "kind",
+			      err_kind(code));
+	char *txt = json_dumps(r, JSON_COMPACT);
+	json_decref(r);
+	return txt;
+}
+
+char *rod_ctl_handle_text(struct rod_ctl *c, const char *req, size_t len)
+{
+	json_error_t jerr;
+	json_t *doc = json_loadb(req, len, JSON_REJECT_DUPLICATES, &jerr);
+	if (!doc) {
+		char m[256];
+		snprintf(m, sizeof(m), "request is not JSON: %s (column %d)", jerr.text, jerr.column);
+		return error_response(NULL, ROD_CTL_EPARSE, m);
+	}
+	if (!json_is_object(doc)) {
+		json_decref(doc);
+		return error_response(NULL, ROD_CTL_EREQUEST,
+				      "a request is one JSON object (batches are not supported)");
+	}
+	json_t *id = json_object_get(doc, "id");
+	const char *ver = json_string_value(json_object_get(doc, "jsonrpc"));
+	const char *method = json_string_value(json_object_get(doc, "method"));
+	json_t *params = json_object_get(doc, "params");
+	char *out;
+	if (!ver || strcmp(ver, "2.0") || !method || (id && !json_is_string(id) && !json_is_integer(id) &&
+						      !json_is_null(id))) {
+		out = error_response(id, ROD_CTL_EREQUEST,
+				     "not a JSON-RPC 2.0 request (needs \"jsonrpc\": \"2.0\", \"method\", \"id\")");
+	} else {
+		json_t *result;
+		char *msg;
+		int rc = rod_ctl_call(c, method, json_is_null(params) ? NULL : params, &result, &msg);
+		if (!id) {
+			out = NULL; /* a notification: no answer */
+			json_decref(result);
+		} else if (rc) {
+			out = error_response(id, rc, msg);
+		} else {
+			json_t *r = json_pack("{s:s, s:O, s:o}", "jsonrpc", "2.0", "id", id, "result", result);
+			out = json_dumps(r, JSON_COMPACT);
+			json_decref(r);
+		}
+		free(msg);
+	}
+	json_decref(doc);
+	return out;
+}
