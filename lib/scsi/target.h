@@ -1,0 +1,56 @@
+/* The target object and helpers private to lib/scsi (not for tpc.c: use
+ * scsi_internal.h). */
+#ifndef ROD_SCSI_TARGET_H
+#define ROD_SCSI_TARGET_H
+
+#include "scsi_internal.h"
+
+struct rod_host_map {
+	uint64_t lun;
+	struct rod_scsi_lu *lu;
+};
+
+struct rod_host_lus {
+	uint64_t host_id;
+	struct rod_host_map *maps;         /* sorted by lun */
+	size_t n;
+};
+
+struct rod_scsi_target {
+	struct rod_store *store;
+	char name[224];
+	char vendor[9], product[17], revision[5];
+	/* lock guards hosts, nhosts, lus, nlus. Order: lock before any lu->lock. */
+	pthread_rwlock_t lock;
+	struct rod_host_lus *hosts;
+	size_t nhosts;
+	struct rod_scsi_lu **lus;          /* every LU mapped to at least one host; one ref */
+	size_t nlus;
+	/* nexus_lock guards nexus[] and nexus_cap; a leaf lock (nothing taken inside). */
+	pthread_mutex_t nexus_lock;
+	struct rod_scsi_nexus **nexus;     /* by nexus index */
+	uint32_t nexus_cap;
+	atomic_int inflight;               /* commands between exec and done */
+	pthread_mutex_t idle_lock;
+	pthread_cond_t idle_cond;
+	void *tpc_state;
+	atomic_bool soft_reported;         /* 38/07 raised since we went over the threshold */
+	atomic_uint_fast64_t soft_checked_ns;
+};
+
+void rod_target_task_begin(struct rod_scsi_target *t);
+void rod_target_task_end(struct rod_scsi_target *t);
+uint32_t rod_lu_ua_take(struct rod_scsi_lu *lu, uint32_t nexus_index);
+uint16_t rod_ua_asc(uint32_t bit);
+void rod_lu_ua_set_all_locked(struct rod_scsi_lu *lu, uint32_t bits, int except);
+void rod_target_ua_all(struct rod_scsi_target *t, uint32_t bits);
+/* LUNs mapped to host_id in order; returns the count (may exceed max). */
+size_t rod_target_host_luns(struct rod_scsi_target *t, uint64_t host_id, uint64_t *luns,
+			    size_t max);
+/* T10 vendor id designator bytes of lu (40 bytes). */
+size_t rod_lu_t10_designator(struct rod_scsi_lu *lu, uint8_t *out);
+
+
+void rod_lu_ua_clear(struct rod_scsi_lu *lu, uint32_t nexus_index, uint32_t bits);
+void rod_target_luns_reported(struct rod_scsi_target *t, struct rod_scsi_nexus *n);
+#endif
