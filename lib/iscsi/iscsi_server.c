@@ -1,0 +1,1154 @@
+/* The iSCSI server: listeners, a fixed set of epoll threads each owning its
+ * connections, the receive state machine, batched writev output, completion queues
+ * from other threads (eventfd), and per-thread buffer pools (DESIGN.md "Threads"). */
+#include "iscsi_int.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "rod/log.h"
+#include "rod/util.h"
+
+static __thread struct iscsi_thread *cur_thread;
+
+/* ---- pools ----------------------------------------------------------------------- */
+
+struct iscsi_pdu *rod_iscsi_pdu_get(struct iscsi_thread *t)
+{
+	struct iscsi_pdu *p = t->pdu_free;
+	if (p)
+		t->pdu_free = p->next;
+	else if (!(p = malloc(sizeof(*p))))
+		return NULL;
+	memset(p, 0, offsetof(struct iscsi_pdu, tail));
+	p->data = NULL;
+	p->dlen = 0;
+	p->owned = NULL;
+	p->release = NULL;
+	return p;
+}
+
+struct iscsi_task *rod_iscsi_task_get(struct iscsi_thread *t)
+{
+	struct iscsi_task *k = t->task_free;
+	if (k)
+		t->task_free = k->next;
+	else if (!(k = malloc(sizeof(*k))))
+		return NULL;
+	memset(k, 0, offsetof(struct iscsi_task, sense_seg));
+	return k;
+}
+
+void rod_iscsi_pdu_put(struct iscsi_thread *t, struct iscsi_pdu *p)
+{
+	free(p->owned);
+	p->owned = NULL;
+	p->next = t->pdu_free;
+	t->pdu_free = p;
+}
+
+/* Buffers come in power-of-two classes from 4 KiB; a class keeps at most ~64 MiB (and
+ * at least 4 buffers) so steady-state commands reuse warm, already-faulted memory. */
+static uint32_t pool_class(uint32_t len)
+{
+	uint32_t c = 0;
+	while (c + 1 < ISCSI_POOL_CLASSES && (4096u << c) < len)
+		c++;
+	return c;
+}
+
+uint8_t *rod_iscsi_buf_get(struct iscsi_thread *t, uint32_t len, uint32_t *cls)
+{
+	uint32_t c = pool_class(len);
+	if ((4096u << c) < len)
+		return NULL;
+	*cls = c;
+	struct iscsi_pool_buf *b = t->pool[c];
+	if (b) {
+		t->pool[c] = b->next;
+		t->pool_count[c]--;
+		return (uint8_t *)b;
+	}
+	void *p = NULL;
+	if (posix_memalign(&p, 4096, 4096u << c))
+		return NULL;
+	return p;
+}
+
+void rod_iscsi_buf_put(struct iscsi_thread *t, uint8_t *buf, uint32_t cls)
+{
+	if (!buf)
+		return;
+	uint32_t keep = ROD_MAX(4u, (64u << 20) / (4096u << cls));
+	if (t->pool_count[cls] >= keep) {
+		free(buf);
+		return;
+	}
+	struct iscsi_pool_buf *b = (struct iscsi_pool_buf *)buf;
+	b->next = t->pool[cls];
+	t->pool[cls] = b;
+	t->pool_count[cls]++;
+}
+
+/* ---- connections ------------------------------------------------------------------ */
+
+static int set_nonblock(int fd)
+{
+	int fl = fcntl(fd, F_GETFL);
+	if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
+		return -errno;
+	return 0;
+}
+
+static void addr_format(const struct sockaddr_storage *ss, char *out, size_t len)
+{
+	char host[INET6_ADDRSTRLEN] = "?";
+	if (ss->ss_family == AF_INET) {
+		const struct sockaddr_in *a = (const void *)ss;
+		inet_ntop(AF_INET, &a->sin_addr, host, sizeof(host));
+		snprintf(out, len, "%s:%u", host, ntohs(a->sin_port));
+	} else if (ss->ss_family == AF_INET6) {
+		const struct sockaddr_in6 *a = (const void *)ss;
+		inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof(host));
+		snprintf(out, len, "[%s]:%u", host, ntohs(a->sin6_port));
+	} else {
+		snprintf(out, len, "local");
+	}
+}
+
+static void ep_mod(struct iscsi_conn *c)
+{
+	if (!c->pollable)
+		return;
+	struct epoll_event ev = { 0 };
+	if (c->rfd == c->wfd) {
+		ev.events = (c->rd_paused ? 0 : EPOLLIN) | (c->want_out ? EPOLLOUT : 0);
+		ev.data.ptr = &c->rd_item;
+		epoll_ctl(c->thr->epfd, EPOLL_CTL_MOD, c->rfd, &ev);
+	} else {
+		ev.events = c->rd_paused ? 0 : EPOLLIN;
+		ev.data.ptr = &c->rd_item;
+		epoll_ctl(c->thr->epfd, EPOLL_CTL_MOD, c->rfd, &ev);
+		ev.events = c->want_out ? EPOLLOUT : 0;
+		ev.data.ptr = &c->wr_item;
+		epoll_ctl(c->thr->epfd, EPOLL_CTL_MOD, c->wfd, &ev);
+	}
+}
+
+static struct iscsi_conn *conn_new(struct iscsi_thread *t, int rfd, int wfd)
+{
+	struct iscsi_conn *c = calloc(1, sizeof(*c));
+	if (!c)
+		return NULL;
+	c->rxbuf = malloc(ISCSI_RXBUF);
+	c->login = calloc(1, sizeof(*c->login));
+	if (!c->rxbuf || !c->login) {
+		free(c->rxbuf);
+		free(c->login);
+		free(c);
+		return NULL;
+	}
+	c->srv = t->srv;
+	c->thr = t;
+	atomic_init(&c->refs, 1);
+	c->rfd = rfd;
+	c->wfd = wfd;
+	c->state = CONN_LOGIN;
+	c->rx_state = RX_BHS;
+	c->hdr_need = ISCSI_BHS_LEN;
+	rod_iscsi_params_default(&c->params);
+	c->rd_item = (struct iscsi_ep_item){ EP_CONN_RD, c, rfd };
+	c->wr_item = (struct iscsi_ep_item){ EP_CONN_WR, c, wfd };
+	c->last_rx_ns = rod_now_ns();
+	c->login->started_ns = c->last_rx_ns;
+	c->next = t->conns;
+	if (t->conns)
+		t->conns->prev = c;
+	t->conns = c;
+	t->nconns++;
+	atomic_fetch_add(&t->srv->st_connections, 1);
+	return c;
+}
+
+void rod_iscsi_conn_put(struct iscsi_conn *c)
+{
+	if (atomic_fetch_sub(&c->refs, 1) != 1)
+		return;
+	free(c->rxbuf);
+	free(c->scratch);
+	free(c->text);
+	if (c->login) {
+		free(c->login->text);
+		free(c->login);
+	}
+	free(c);
+}
+
+/* Final teardown once the socket is closed and no task is left in the SCSI core. */
+static void conn_finish(struct iscsi_conn *c)
+{
+	struct iscsi_thread *t = c->thr;
+	rod_iscsi_conn_release_session(c);
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		t->conns = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	t->nconns--;
+	atomic_fetch_sub(&c->srv->st_connections, 1);
+	/* Freed at the end of this loop pass: a later event of the same epoll batch, or
+	 * the dirty list, may still point at it. */
+	c->grave_next = t->graveyard;
+	t->graveyard = c;
+}
+
+static void reap(struct iscsi_thread *t)
+{
+	while (t->graveyard) {
+		struct iscsi_conn *c = t->graveyard;
+		t->graveyard = c->grave_next;
+		rod_iscsi_conn_put(c);
+	}
+}
+
+void rod_iscsi_conn_close(struct iscsi_conn *c, const char *why)
+{
+	if (c->state == CONN_DEAD)
+		return;
+	if (why)
+		rod_debug("iscsi: closing connection from %s: %s", c->peer, why);
+	if (c->pollable) {
+		epoll_ctl(c->thr->epfd, EPOLL_CTL_DEL, c->rfd, NULL);
+		if (c->wfd != c->rfd)
+			epoll_ctl(c->thr->epfd, EPOLL_CTL_DEL, c->wfd, NULL);
+	}
+	if (c->rfd >= 0)
+		close(c->rfd);
+	if (c->wfd >= 0 && c->wfd != c->rfd)
+		close(c->wfd);
+	c->rfd = c->wfd = -1;
+	c->state = CONN_DEAD;
+	c->in_close = true;
+	while (c->txq) {
+		struct iscsi_pdu *p = c->txq;
+		c->txq = p->next;
+		if (p->release)
+			rod_iscsi_task_free(p->release);
+		rod_iscsi_pdu_put(c->thr, p);
+	}
+	c->txq_tail = NULL;
+	/* Tasks still in the SCSI core complete later; their responses are dropped. */
+	rod_iscsi_conn_abort_tasks(c);
+	c->in_close = false;
+	if (c->ntasks == 0)
+		conn_finish(c);
+}
+
+/* Called when the last task of a dead connection completes. */
+void rod_iscsi_conn_maybe_finish(struct iscsi_conn *c)
+{
+	if (c->state == CONN_DEAD && c->ntasks == 0 && !c->in_close)
+		conn_finish(c);
+}
+
+static void mark_dirty(struct iscsi_conn *c)
+{
+	if (c->dirty)
+		return;
+	c->dirty = true;
+	c->dirty_next = c->thr->dirty;
+	c->thr->dirty = c;
+}
+
+void rod_iscsi_conn_send(struct iscsi_conn *c, struct iscsi_pdu *p)
+{
+	uint32_t dlen = p->dlen;
+	p->hlen = ISCSI_BHS_LEN;
+	p->tlen = 0;
+	if (c->state == CONN_DEAD) {
+		if (p->release)
+			rod_iscsi_task_free(p->release);
+		rod_iscsi_pdu_put(c->thr, p);
+		return;
+	}
+	/* Digests apply from the first PDU after the final login response. */
+	bool hd = c->state != CONN_LOGIN && c->params.header_digest;
+	bool dd = c->state != CONN_LOGIN && c->params.data_digest;
+	if (hd) {
+		rod_iscsi_put_digest(p->hdr + ISCSI_BHS_LEN, rod_iscsi_digest(p->hdr, ISCSI_BHS_LEN));
+		p->hlen += ISCSI_DIGEST_LEN;
+	}
+	uint32_t pad = rod_iscsi_pad4(dlen);
+	if (dlen) {
+		memset(p->tail, 0, pad);
+		p->tlen = (uint8_t)pad;
+		if (dd) {
+			uint32_t crc = rod_iscsi_digest2(p->data, dlen, p->tail, pad);
+			rod_iscsi_put_digest(p->tail + pad, crc);
+			p->tlen += ISCSI_DIGEST_LEN;
+		}
+	}
+	p->next = NULL;
+	if (c->txq_tail)
+		c->txq_tail->next = p;
+	else
+		c->txq = p;
+	c->txq_tail = p;
+	atomic_fetch_add_explicit(&c->srv->st_pdus_out, 1, memory_order_relaxed);
+	mark_dirty(c);
+}
+
+/* Write as much of the queue as the socket takes, many PDUs per writev. */
+static void conn_flush(struct iscsi_conn *c)
+{
+	struct iscsi_thread *t = c->thr;
+	while (c->txq && c->state != CONN_DEAD) {
+		struct iovec iov[64];
+		int n = 0;
+		uint32_t skip = c->tx_off;
+		for (struct iscsi_pdu *p = c->txq; p && n < 61; p = p->next) {
+			struct iovec parts[3] = {
+				{ p->hdr, p->hlen },
+				{ (void *)p->data, p->dlen },
+				{ p->tail, p->tlen },
+			};
+			for (int i = 0; i < 3; i++) {
+				size_t l = parts[i].iov_len;
+				if (!l)
+					continue;
+				if (skip >= l) {
+					skip -= (uint32_t)l;
+					continue;
+				}
+				iov[n].iov_base = (char *)parts[i].iov_base + skip;
+				iov[n].iov_len = l - skip;
+				skip = 0;
+				n++;
+			}
+		}
+		ssize_t w = writev(c->wfd, iov, n);
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno == EAGAIN || errno == EWOULDBLOCK) {
+				if (!c->want_out) {
+					c->want_out = true;
+					ep_mod(c);
+				}
+				return;
+			}
+			rod_iscsi_conn_close(c, "write failed");
+			return;
+		}
+		uint64_t left = (uint64_t)w + c->tx_off;
+		while (c->txq) {
+			struct iscsi_pdu *p = c->txq;
+			uint64_t plen = (uint64_t)p->hlen + p->dlen + p->tlen;
+			if (left < plen)
+				break;
+			left -= plen;
+			c->txq = p->next;
+			if (!c->txq)
+				c->txq_tail = NULL;
+			bool close_after = p->close_after;
+			if (p->release)
+				rod_iscsi_task_free(p->release);
+			rod_iscsi_pdu_put(t, p);
+			if (close_after) {
+				rod_iscsi_conn_close(c, "closed after final response");
+				return;
+			}
+		}
+		c->tx_off = (uint32_t)left;
+	}
+	if (c->want_out && c->state != CONN_DEAD) {
+		c->want_out = false;
+		ep_mod(c);
+	}
+	if (!c->txq && c->state == CONN_CLOSING && c->ntasks == 0)
+		rod_iscsi_conn_close(c, NULL);
+}
+
+static void flush_dirty(struct iscsi_thread *t)
+{
+	while (t->dirty) {
+		struct iscsi_conn *c = t->dirty;
+		t->dirty = c->dirty_next;
+		c->dirty = false;
+		if (c->state != CONN_DEAD)
+			conn_flush(c);
+	}
+}
+
+/* ---- receive ----------------------------------------------------------------------- */
+
+/* Take up to need bytes into dst (NULL: discard) from the read-ahead buffer or the
+ * socket. Large pieces are read straight into place (no copy). Returns bytes taken,
+ * 0 at end of stream, 0 with *again when the socket is empty, or -errno. */
+static ssize_t rx_take(struct iscsi_conn *c, uint8_t *dst, uint32_t need, bool *again)
+{
+	*again = false;
+	uint32_t avail = c->rx_end - c->rx_start;
+	if (avail) {
+		uint32_t n = ROD_MIN(avail, need);
+		if (dst)
+			memcpy(dst, c->rxbuf + c->rx_start, n);
+		c->rx_start += n;
+		if (c->rx_start == c->rx_end)
+			c->rx_start = c->rx_end = 0;
+		return n;
+	}
+	ssize_t r;
+	if (dst && need >= ISCSI_RX_DIRECT) {
+		r = read(c->rfd, dst, need);
+	} else {
+		r = read(c->rfd, c->rxbuf, ISCSI_RXBUF);
+		if (r > 0) {
+			c->rx_start = 0;
+			c->rx_end = (uint32_t)r;
+			uint32_t n = ROD_MIN((uint32_t)r, need);
+			if (dst)
+				memcpy(dst, c->rxbuf, n);
+			c->rx_start = n;
+			if (c->rx_start == c->rx_end)
+				c->rx_start = c->rx_end = 0;
+			return n;
+		}
+	}
+	if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
+		*again = true;
+		return 0;
+	}
+	if (r < 0)
+		return -errno;
+	return r;   /* 0: end of stream */
+}
+
+static void bad_pdu(struct iscsi_conn *c, const char *why)
+{
+	atomic_fetch_add(&c->srv->st_bad_pdus, 1);
+	rod_warn("iscsi: dropping connection from %s (%s): %s", c->peer,
+		 c->initiator[0] ? c->initiator : "not logged in", why);
+	rod_iscsi_conn_close(c, why);
+}
+
+/* Read and process PDUs until the socket is empty or a budget is spent. */
+static void conn_readable(struct iscsi_conn *c)
+{
+	int budget = 256;
+	while (c->state == CONN_LOGIN || c->state == CONN_FFP) {
+		bool again;
+		ssize_t r;
+		switch (c->rx_state) {
+		case RX_BHS:
+		case RX_HDR_REST:
+			r = rx_take(c, c->hdr + c->hdr_got, c->hdr_need - c->hdr_got, &again);
+			if (r <= 0)
+				goto out;
+			c->hdr_got += (uint32_t)r;
+			if (c->hdr_got < c->hdr_need)
+				continue;
+			if (c->rx_state == RX_BHS) {
+				const char *why = NULL;
+				uint32_t max = c->state == CONN_LOGIN ? ISCSI_LOGIN_DATA_MAX
+								      : c->params.max_recv_dsl_tgt;
+				if (rod_iscsi_bhs_check(c->hdr, max, &c->cur, &why) < 0) {
+					bad_pdu(c, why);
+					return;
+				}
+				uint32_t rest = c->cur.ahs_len;
+				if (c->state == CONN_FFP && c->params.header_digest)
+					rest += ISCSI_DIGEST_LEN;
+				if (rest) {
+					c->rx_state = RX_HDR_REST;
+					c->hdr_need += rest;
+					continue;
+				}
+			}
+			if (c->state == CONN_FFP && c->params.header_digest) {
+				uint32_t hl = ISCSI_BHS_LEN + c->cur.ahs_len;
+				if (rod_iscsi_digest(c->hdr, hl) != rod_iscsi_get_digest(c->hdr + hl)) {
+					/* RFC 7143 7.8: a header digest error at ERL 0 ends the connection. */
+					bad_pdu(c, "header digest error");
+					return;
+				}
+			}
+			atomic_fetch_add_explicit(&c->srv->st_pdus_in, 1, memory_order_relaxed);
+			c->last_rx_ns = c->thr->now_ns;
+			c->rx_dst = NULL;
+			c->rx_task = NULL;
+			if (rod_iscsi_rx_header(c) < 0) {
+				if (c->state != CONN_DEAD)
+					bad_pdu(c, "malformed PDU header");
+				return;
+			}
+			if (c->state == CONN_DEAD)
+				return;
+			c->rx_got = 0;
+			c->rx_crc = 0;
+			c->tail_got = 0;
+			c->tail_need = c->cur.data_len ? rod_iscsi_pad4(c->cur.data_len) : 0;
+			if (c->cur.data_len && c->state == CONN_FFP && c->params.data_digest)
+				c->tail_need += ISCSI_DIGEST_LEN;
+			c->rx_state = c->cur.data_len ? RX_DATA : RX_TAIL;
+			continue;
+		case RX_DATA: {
+			uint32_t need = c->cur.data_len - c->rx_got;
+			uint8_t *dst = c->rx_dst ? c->rx_dst + c->rx_got : c->sink;
+			if (!c->rx_dst)
+				need = ROD_MIN(need, (uint32_t)sizeof(c->sink));
+			r = rx_take(c, dst, need, &again);
+			if (r <= 0)
+				goto out;
+			if (c->state == CONN_FFP && c->params.data_digest)
+				c->rx_crc = rod_crc32c(c->rx_crc, dst, (size_t)r);
+			c->rx_got += (uint32_t)r;
+			if (c->rx_got == c->cur.data_len)
+				c->rx_state = RX_TAIL;
+			continue;
+		}
+		case RX_TAIL: {
+			if (c->tail_got < c->tail_need) {
+				r = rx_take(c, c->rx_tail + c->tail_got, c->tail_need - c->tail_got,
+					    &again);
+				if (r <= 0)
+					goto out;
+				c->tail_got += (uint32_t)r;
+				if (c->tail_got < c->tail_need)
+					continue;
+			}
+			bool dd_ok = true;
+			if (c->cur.data_len && c->state == CONN_FFP && c->params.data_digest) {
+				uint32_t pad = rod_iscsi_pad4(c->cur.data_len);
+				uint32_t crc = rod_crc32c(c->rx_crc, c->rx_tail, pad);
+				dd_ok = crc == rod_iscsi_get_digest(c->rx_tail + pad);
+			}
+			c->rx_state = RX_BHS;
+			c->hdr_got = 0;
+			c->hdr_need = ISCSI_BHS_LEN;
+			if (rod_iscsi_rx_pdu(c, dd_ok) < 0) {
+				if (c->state != CONN_DEAD)
+					bad_pdu(c, "malformed PDU");
+				return;
+			}
+			if (--budget == 0)
+				return;
+			continue;
+		}
+		}
+	out:
+		if (r < 0) {
+			rod_iscsi_conn_close(c, "read error");
+		} else if (r == 0 && !again) {
+			/* End of stream: finish what is in flight, then close. */
+			if (c->state == CONN_FFP || c->state == CONN_LOGIN) {
+				c->state = CONN_CLOSING;
+				if (c->pollable) {
+					c->rd_paused = true;
+					ep_mod(c);
+				}
+				if (!c->txq && c->ntasks == 0)
+					rod_iscsi_conn_close(c, "peer closed the connection");
+			}
+		}
+		return;
+	}
+}
+
+/* ---- completions ----------------------------------------------------------------- */
+
+static void task_done_cb(struct rod_scsi_cmd *cmd)
+{
+	struct iscsi_task *task = cmd->transport_priv;
+	struct iscsi_thread *t = task->conn->thr;
+	task->done_next = NULL;
+	if (cur_thread == t) {
+		if (t->ldone_tail)
+			t->ldone_tail->done_next = task;
+		else
+			t->ldone = task;
+		t->ldone_tail = task;
+		return;
+	}
+	bool signal;
+	pthread_mutex_lock(&t->lock);
+	if (t->rdone_tail)
+		t->rdone_tail->done_next = task;
+	else
+		t->rdone = task;
+	t->rdone_tail = task;
+	signal = !t->signalled;
+	t->signalled = true;
+	pthread_mutex_unlock(&t->lock);
+	if (signal) {
+		uint64_t one = 1;
+		ssize_t w = write(t->evfd, &one, sizeof(one));
+		(void)w;
+	}
+}
+
+void (*rod_iscsi_done_fn(void))(struct rod_scsi_cmd *)
+{
+	return task_done_cb;
+}
+
+static void drain_local(struct iscsi_thread *t)
+{
+	while (t->ldone) {
+		struct iscsi_task *task = t->ldone;
+		t->ldone = NULL;
+		t->ldone_tail = NULL;
+		while (task) {
+			struct iscsi_task *n = task->done_next;
+			rod_iscsi_task_complete(task);
+			task = n;
+		}
+	}
+}
+
+static void drain_remote(struct iscsi_thread *t)
+{
+	uint64_t v;
+	ssize_t r = read(t->evfd, &v, sizeof(v));
+	(void)r;
+	pthread_mutex_lock(&t->lock);
+	struct iscsi_task *task = t->rdone;
+	struct iscsi_conn *kills = t->kills;
+	t->rdone = t->rdone_tail = NULL;
+	t->kills = NULL;
+	t->signalled = false;
+	pthread_mutex_unlock(&t->lock);
+	while (task) {
+		struct iscsi_task *n = task->done_next;
+		rod_iscsi_task_complete(task);
+		task = n;
+	}
+	while (kills) {
+		struct iscsi_conn *n = kills->kill_next;
+		if (kills->state != CONN_DEAD) {
+			rod_info("iscsi: session of %s reinstated; closing the old connection",
+				 kills->initiator);
+			rod_iscsi_conn_close(kills, "session reinstated");
+		}
+		rod_iscsi_conn_put(kills);
+		kills = n;
+	}
+}
+
+/* Ask the thread owning c to close it (session reinstatement from another thread).
+ * The caller holds a reference for the queue. */
+void rod_iscsi_conn_kill_remote(struct iscsi_conn *c)
+{
+	struct iscsi_thread *t = c->thr;
+	pthread_mutex_lock(&t->lock);
+	c->kill_next = t->kills;
+	t->kills = c;
+	bool signal = !t->signalled;
+	t->signalled = true;
+	pthread_mutex_unlock(&t->lock);
+	if (signal) {
+		uint64_t one = 1;
+		ssize_t w = write(t->evfd, &one, sizeof(one));
+		(void)w;
+	}
+}
+
+/* ---- threads ------------------------------------------------------------------------ */
+
+static void accept_conns(struct iscsi_thread *t, int lfd)
+{
+	for (int i = 0; i < 16; i++) {
+		struct sockaddr_storage ss;
+		socklen_t sl = sizeof(ss);
+		int fd = accept4(lfd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd < 0)
+			return;
+		if (atomic_load(&t->srv->stopping)) {
+			close(fd);
+			continue;
+		}
+		int one = 1;
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+		struct iscsi_conn *c = conn_new(t, fd, fd);
+		if (!c) {
+			close(fd);
+			continue;
+		}
+		c->pollable = true;
+		addr_format(&ss, c->peer, sizeof(c->peer));
+		sl = sizeof(ss);
+		if (getsockname(fd, (struct sockaddr *)&ss, &sl) == 0)
+			addr_format(&ss, c->local, sizeof(c->local));
+		struct epoll_event ev = { .events = EPOLLIN, .data.ptr = &c->rd_item };
+		if (epoll_ctl(t->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
+			rod_iscsi_conn_close(c, "epoll");
+			continue;
+		}
+		rod_debug("iscsi: connection from %s on thread %d", c->peer, t->idx);
+	}
+}
+
+static void thread_timers(struct iscsi_thread *t)
+{
+	struct iscsi_conn *c = t->conns;
+	while (c) {
+		struct iscsi_conn *n = c->next;
+		if (c->state != CONN_DEAD)
+			rod_iscsi_conn_timer(c, t->now_ns);
+		c = n;
+	}
+}
+
+/* Stopping: stop reading, let tasks finish, flush, close. */
+static void thread_stop_conns(struct iscsi_thread *t)
+{
+	struct iscsi_conn *c = t->conns;
+	while (c) {
+		struct iscsi_conn *n = c->next;
+		if (c->state == CONN_LOGIN || c->state == CONN_FFP) {
+			c->state = CONN_CLOSING;
+			c->rd_paused = true;
+			ep_mod(c);
+		}
+		if (c->state == CONN_CLOSING && c->ntasks == 0 && !c->txq)
+			rod_iscsi_conn_close(c, "server stopping");
+		c = n;
+	}
+}
+
+static void thread_loop_once(struct iscsi_thread *t, int timeout_ms)
+{
+	struct epoll_event evs[64];
+	int n = epoll_wait(t->epfd, evs, 64, timeout_ms);
+	t->now_ns = rod_now_ns();
+	for (int i = 0; i < n; i++) {
+		struct iscsi_ep_item *it = evs[i].data.ptr;
+		switch (it->kind) {
+		case EP_LISTEN:
+			accept_conns(t, it->fd);
+			break;
+		case EP_EVENT:
+			drain_remote(t);
+			break;
+		case EP_CONN_RD: {
+			struct iscsi_conn *c = it->ptr;
+			if (c->state == CONN_DEAD)
+				break;
+			if (evs[i].events & EPOLLOUT)
+				conn_flush(c);
+			if (c->state != CONN_DEAD &&
+			    (evs[i].events & (EPOLLIN | EPOLLERR | EPOLLHUP)))
+				conn_readable(c);
+			break;
+		}
+		case EP_CONN_WR: {
+			struct iscsi_conn *c = it->ptr;
+			if (c->state != CONN_DEAD)
+				conn_flush(c);
+			break;
+		}
+		}
+		drain_local(t);
+	}
+	drain_local(t);
+	flush_dirty(t);
+	reap(t);
+}
+
+static void *thread_main(void *arg)
+{
+	struct iscsi_thread *t = arg;
+	char name[16];
+	snprintf(name, sizeof(name), "rod-iscsi-%d", t->idx);
+	rod_thread_name(name);
+	cur_thread = t;
+	uint64_t last_timer = rod_now_ns();
+	for (;;) {
+		bool stopping = atomic_load(&t->srv->stopping);
+		if (stopping) {
+			thread_stop_conns(t);
+			flush_dirty(t);
+			reap(t);
+			if (t->nconns == 0)
+				break;
+		}
+		thread_loop_once(t, stopping ? 50 : 1000);
+		if (t->now_ns - last_timer >= 1000000000ull) {
+			last_timer = t->now_ns;
+			thread_timers(t);
+			flush_dirty(t);
+			reap(t);
+		}
+	}
+	return NULL;
+}
+
+static int thread_init(struct rod_iscsi_server *s, struct iscsi_thread *t, int idx)
+{
+	t->srv = s;
+	t->idx = idx;
+	pthread_mutex_init(&t->lock, NULL);
+	t->epfd = epoll_create1(EPOLL_CLOEXEC);
+	t->evfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (t->epfd < 0 || t->evfd < 0)
+		return -errno;
+	t->ev_item = (struct iscsi_ep_item){ EP_EVENT, t, t->evfd };
+	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = &t->ev_item };
+	if (epoll_ctl(t->epfd, EPOLL_CTL_ADD, t->evfd, &ev) < 0)
+		return -errno;
+	t->now_ns = rod_now_ns();
+	return 0;
+}
+
+static void thread_release(struct iscsi_thread *t)
+{
+	while (t->pdu_free) {
+		struct iscsi_pdu *p = t->pdu_free;
+		t->pdu_free = p->next;
+		free(p);
+	}
+	while (t->task_free) {
+		struct iscsi_task *k = t->task_free;
+		t->task_free = k->next;
+		free(k);
+	}
+	for (uint32_t c = 0; c < ISCSI_POOL_CLASSES; c++)
+		while (t->pool[c]) {
+			struct iscsi_pool_buf *b = t->pool[c];
+			t->pool[c] = b->next;
+			free(b);
+		}
+	if (t->epfd >= 0)
+		close(t->epfd);
+	if (t->evfd >= 0)
+		close(t->evfd);
+	free(t->listen_items);
+	pthread_mutex_destroy(&t->lock);
+}
+
+/* ---- listeners ---------------------------------------------------------------------- */
+
+/* "ADDR:PORT" or "[v6]:PORT" -> sockaddr. */
+static int parse_listen(const char *spec, struct sockaddr_storage *ss, socklen_t *sl)
+{
+	char host[128];
+	const char *port;
+	if (spec[0] == '[') {
+		const char *e = strchr(spec, ']');
+		if (!e || e[1] != ':' || (size_t)(e - spec - 1) >= sizeof(host))
+			return -EINVAL;
+		memcpy(host, spec + 1, (size_t)(e - spec - 1));
+		host[e - spec - 1] = '\0';
+		port = e + 2;
+	} else {
+		const char *e = strrchr(spec, ':');
+		if (!e || (size_t)(e - spec) >= sizeof(host))
+			return -EINVAL;
+		memcpy(host, spec, (size_t)(e - spec));
+		host[e - spec] = '\0';
+		port = e + 1;
+	}
+	uint64_t p;
+	if (rod_iscsi_parse_number(port, &p) < 0 || p > 65535)
+		return -EINVAL;
+	memset(ss, 0, sizeof(*ss));
+	struct sockaddr_in *a4 = (void *)ss;
+	struct sockaddr_in6 *a6 = (void *)ss;
+	if (inet_pton(AF_INET, host, &a4->sin_addr) == 1) {
+		a4->sin_family = AF_INET;
+		a4->sin_port = htons((uint16_t)p);
+		*sl = sizeof(*a4);
+		return 0;
+	}
+	if (inet_pton(AF_INET6, host, &a6->sin6_addr) == 1) {
+		a6->sin6_family = AF_INET6;
+		a6->sin6_port = htons((uint16_t)p);
+		*sl = sizeof(*a6);
+		return 0;
+	}
+	return -EINVAL;
+}
+
+int rod_iscsi_server_new(const struct rod_iscsi_server_opts *o, struct rod_iscsi_server **out)
+{
+	if (!o || !o->target_name || !o->scsi)
+		return -EINVAL;
+	struct rod_iscsi_server *s = calloc(1, sizeof(*s));
+	if (!s)
+		return -ENOMEM;
+	s->target_name = strdup(o->target_name);
+	s->target_alias = o->target_alias ? strdup(o->target_alias) : NULL;
+	s->scsi = o->scsi;
+	s->auth_lookup = o->auth_lookup;
+	s->auth_arg = o->auth_arg;
+	memcpy(s->discovery_chap_user, o->discovery_chap_user, sizeof(s->discovery_chap_user));
+	memcpy(s->discovery_chap_secret, o->discovery_chap_secret,
+	       sizeof(s->discovery_chap_secret));
+	s->discovery_chap_user[sizeof(s->discovery_chap_user) - 1] = '\0';
+	s->discovery_chap_secret[sizeof(s->discovery_chap_secret) - 1] = '\0';
+	rod_iscsi_params_target(&s->target_params);
+	pthread_mutex_init(&s->lock, NULL);
+	s->next_tsih = 1;
+
+	int nl = 0;
+	while (o->listen && o->listen[nl])
+		nl++;
+	s->listen_fds = calloc((size_t)nl + 1, sizeof(int));
+	s->portals = calloc((size_t)nl + 1, sizeof(*s->portals));
+	if (!s->target_name || !s->listen_fds || !s->portals) {
+		rod_iscsi_server_free(s);
+		return -ENOMEM;
+	}
+	for (int i = 0; i < nl; i++) {
+		struct sockaddr_storage ss;
+		socklen_t sl;
+		int r = parse_listen(o->listen[i], &ss, &sl);
+		if (r < 0) {
+			rod_err("iscsi: bad listen address \"%s\" (use ADDR:PORT or [v6]:PORT)",
+				o->listen[i]);
+			rod_iscsi_server_free(s);
+			return r;
+		}
+		int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+		int one = 1;
+		if (fd >= 0) {
+			setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+			if (ss.ss_family == AF_INET6)
+				setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+		}
+		if (fd < 0 || bind(fd, (struct sockaddr *)&ss, sl) < 0 || listen(fd, 128) < 0) {
+			r = -errno;
+			rod_err("iscsi: cannot listen on %s: %s", o->listen[i], strerror(-r));
+			if (fd >= 0)
+				close(fd);
+			rod_iscsi_server_free(s);
+			return r;
+		}
+		s->listen_fds[s->nlisten] = fd;
+		sl = sizeof(ss);
+		getsockname(fd, (struct sockaddr *)&ss, &sl);
+		addr_format(&ss, s->portals[s->nlisten], sizeof(s->portals[0]));
+		s->nlisten++;
+	}
+	int nt = o->threads > 0 ? o->threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
+	if (nt < 1)
+		nt = 1;
+	if (nt > 64)
+		nt = 64;
+	s->nthreads = nt;
+	s->threads = calloc((size_t)nt, sizeof(*s->threads));
+	if (!s->threads) {
+		rod_iscsi_server_free(s);
+		return -ENOMEM;
+	}
+	for (int i = 0; i < nt; i++) {
+		s->threads[i].epfd = s->threads[i].evfd = -1;
+		int r = thread_init(s, &s->threads[i], i);
+		if (r < 0) {
+			rod_iscsi_server_free(s);
+			return r;
+		}
+	}
+	*out = s;
+	return 0;
+}
+
+size_t rod_iscsi_server_portals(struct rod_iscsi_server *s, char (*out)[64], size_t max)
+{
+	size_t n = 0;
+	for (int i = 0; i < s->nlisten && n < max; i++, n++)
+		memcpy(out[n], s->portals[i], 64);
+	return (size_t)s->nlisten;
+}
+
+int rod_iscsi_server_start(struct rod_iscsi_server *s)
+{
+	if (s->started)
+		return -EALREADY;
+	for (int i = 0; i < s->nthreads; i++) {
+		struct iscsi_thread *t = &s->threads[i];
+		t->listen_items = calloc((size_t)s->nlisten + 1, sizeof(*t->listen_items));
+		if (!t->listen_items)
+			return -ENOMEM;
+		for (int l = 0; l < s->nlisten; l++) {
+			t->listen_items[l] = (struct iscsi_ep_item){ EP_LISTEN, t, s->listen_fds[l] };
+			/* EPOLLEXCLUSIVE: one thread wakes per new connection; the thread that
+			 * accepts owns the connection for its whole life. */
+			struct epoll_event ev = { .events = EPOLLIN | EPOLLEXCLUSIVE,
+						  .data.ptr = &t->listen_items[l] };
+			if (epoll_ctl(t->epfd, EPOLL_CTL_ADD, s->listen_fds[l], &ev) < 0)
+				return -errno;
+		}
+	}
+	for (int i = 0; i < s->nthreads; i++) {
+		int r = pthread_create(&s->threads[i].tid, NULL, thread_main, &s->threads[i]);
+		if (r) {
+			atomic_store(&s->stopping, true);
+			for (int j = 0; j < i; j++) {
+				uint64_t one = 1;
+				ssize_t w = write(s->threads[j].evfd, &one, sizeof(one));
+				(void)w;
+				pthread_join(s->threads[j].tid, NULL);
+				s->threads[j].started = false;
+			}
+			return -r;
+		}
+		s->threads[i].started = true;
+	}
+	s->started = true;
+	return 0;
+}
+
+void rod_iscsi_server_stop(struct rod_iscsi_server *s)
+{
+	if (!s)
+		return;
+	atomic_store(&s->stopping, true);
+	for (int i = 0; i < s->nthreads; i++) {
+		struct iscsi_thread *t = &s->threads[i];
+		for (int l = 0; l < s->nlisten; l++)
+			epoll_ctl(t->epfd, EPOLL_CTL_DEL, s->listen_fds[l], NULL);
+		uint64_t one = 1;
+		ssize_t w = write(t->evfd, &one, sizeof(one));
+		(void)w;
+	}
+	for (int l = 0; l < s->nlisten; l++) {
+		close(s->listen_fds[l]);
+		s->listen_fds[l] = -1;
+	}
+	for (int i = 0; i < s->nthreads; i++)
+		if (s->threads[i].started) {
+			pthread_join(s->threads[i].tid, NULL);
+			s->threads[i].started = false;
+		}
+	s->started = false;
+}
+
+void rod_iscsi_server_free(struct rod_iscsi_server *s)
+{
+	if (!s)
+		return;
+	if (s->started)
+		rod_iscsi_server_stop(s);
+	for (int l = 0; l < s->nlisten; l++)
+		if (s->listen_fds[l] >= 0)
+			close(s->listen_fds[l]);
+	for (int i = 0; s->threads && i < s->nthreads; i++)
+		thread_release(&s->threads[i]);
+	while (s->sessions) {
+		struct iscsi_sess_entry *e = s->sessions;
+		s->sessions = e->next;
+		free(e);
+	}
+	pthread_mutex_destroy(&s->lock);
+	free(s->threads);
+	free(s->listen_fds);
+	free(s->portals);
+	free(s->target_name);
+	free(s->target_alias);
+	free(s);
+}
+
+void rod_iscsi_server_stats(struct rod_iscsi_server *s, struct rod_iscsi_stats *out)
+{
+	out->sessions = atomic_load(&s->st_sessions);
+	out->connections = atomic_load(&s->st_connections);
+	out->pdus_in = atomic_load(&s->st_pdus_in);
+	out->pdus_out = atomic_load(&s->st_pdus_out);
+	out->bad_pdus = atomic_load(&s->st_bad_pdus);
+}
+
+/* ---- one connection on the caller's thread ---------------------------------------- */
+
+int rod_iscsi_serve_fd(struct rod_iscsi_server *s, int in_fd, int out_fd)
+{
+	struct iscsi_thread t;
+	memset(&t, 0, sizeof(t));
+	t.epfd = t.evfd = -1;
+	int r = thread_init(s, &t, -1);
+	if (r < 0) {
+		thread_release(&t);
+		return r;
+	}
+	struct iscsi_thread *saved = cur_thread;
+	cur_thread = &t;
+	struct iscsi_conn *c = conn_new(&t, in_fd, out_fd);
+	if (!c) {
+		cur_thread = saved;
+		thread_release(&t);
+		return -ENOMEM;
+	}
+	snprintf(c->peer, sizeof(c->peer), "fd %d", in_fd);
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	if (getsockname(in_fd, (struct sockaddr *)&ss, &sl) == 0)
+		addr_format(&ss, c->local, sizeof(c->local));
+	else if (s->nlisten)
+		snprintf(c->local, sizeof(c->local), "%s", s->portals[0]);
+
+	/* Sockets and pipes go into epoll; regular files (fuzz inputs) are read blocking. */
+	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = &c->rd_item };
+	if (epoll_ctl(t.epfd, EPOLL_CTL_ADD, in_fd, &ev) == 0) {
+		c->pollable = true;
+		set_nonblock(in_fd);
+		if (out_fd != in_fd) {
+			struct epoll_event ev2 = { .events = 0, .data.ptr = &c->wr_item };
+			if (epoll_ctl(t.epfd, EPOLL_CTL_ADD, out_fd, &ev2) == 0)
+				set_nonblock(out_fd);
+			else
+				c->wr_item.kind = 0;
+		}
+	}
+	/* The connection frees itself when done; hold a reference to see that. */
+	atomic_fetch_add(&c->refs, 1);
+	while (c->state != CONN_DEAD) {
+		if (!c->pollable && (c->state == CONN_LOGIN || c->state == CONN_FFP)) {
+			t.now_ns = rod_now_ns();
+			conn_readable(c);
+			drain_local(&t);
+			flush_dirty(&t);
+			reap(&t);
+			if (c->state == CONN_CLOSING && c->ntasks && !c->pollable) {
+				/* wait for the SCSI core on the eventfd */
+				struct epoll_event e;
+				if (epoll_wait(t.epfd, &e, 1, 1000) > 0)
+					drain_remote(&t);
+			}
+			continue;
+		}
+		thread_loop_once(&t, 1000);
+		if (c->state != CONN_DEAD)
+			rod_iscsi_conn_timer(c, t.now_ns);
+		if (c->state == CONN_CLOSING && c->ntasks == 0 && !c->txq)
+			rod_iscsi_conn_close(c, NULL);
+		flush_dirty(&t);
+		reap(&t);
+	}
+	/* The fds belong to the caller: conn_close closed them, as the header promises
+	 * nothing else; wait for the tasks still in flight. */
+	while (t.nconns) {
+		struct epoll_event e;
+		if (epoll_wait(t.epfd, &e, 1, 100) > 0)
+			drain_remote(&t);
+		drain_local(&t);
+		flush_dirty(&t);
+		reap(&t);
+	}
+	rod_iscsi_conn_put(c);
+	cur_thread = saved;
+	thread_release(&t);
+	return 0;
+}
