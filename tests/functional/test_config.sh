@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# rodd's configuration: defaults < config file < command line; config errors name the
+# file, the line and what is wrong; daemon mode returns once rodd answers; --help.
+. "$(dirname "$0")/lib.sh"
+
+# --help documents the interface, including that the key file is only recorded.
+"$RODD" --help | grep -q -- '--key-file' || fail "--help lacks --key-file"
+"$RODD" --help | grep -qi 'not implemented' || fail "--help does not say encryption is not implemented"
+expect_rc 1 "$RODD" --bogus
+expect_rc 1 "$RODD" --foreground --listen 127.0.0.1
+expect_stderr 'ADDR:PORT'
+expect_rc 1 "$RODD" --foreground --array-name 'bad name'
+expect_stderr 'not valid'
+
+# Errors in the config file: file:line and what is wrong, exit 1.
+cfg=$ROD_TMP/rod.conf
+printf '# rodstore\ndata = %s/x\nbogus = 1\n' "$ROD_TMP" >"$cfg"
+expect_rc 1 "$RODD" --foreground --config "$cfg"
+expect_stderr "rod.conf:3: unknown key \"bogus\""
+printf '[rodd]\nlisten = 127.0.0.1:99999\n' >"$cfg"
+expect_rc 1 "$RODD" --foreground --config "$cfg"
+expect_stderr "rod.conf:2: listen \"127.0.0.1:99999\": the port"
+printf '[other]\ndata = /x\n' >"$cfg"
+expect_rc 1 "$RODD" --foreground --config "$cfg"
+expect_stderr "rod.conf:2: unknown section \[other\]"
+printf 'data = /x\nthis is not ini\n' >"$cfg"
+expect_rc 1 "$RODD" --foreground --config "$cfg"
+expect_stderr "rod.conf:2: "
+expect_rc 1 "$RODD" --foreground --config "$ROD_TMP/missing.conf"
+expect_stderr "cannot read config file"
+
+# The config file's values apply...
+cat >"$cfg" <<CONF
+# a comment
+[rodd]
+data = $ROD_TMP/cfgdata
+socket = $ROD_TMP/cfg.sock
+listen = 127.0.0.1:0
+array_name = fromconfig
+key_file = $ROD_TMP/rod.key
+CONF
+"$RODD" --foreground --config "$cfg" >>"$ROD_LOG" 2>&1 &
+RODD_PID=$!
+export ROD_SOCKET=$ROD_TMP/cfg.sock
+wait_rodd_ready
+j=$(rodctl --json array show)
+expect_eq "fromconfig" "$(jq -r .name <<<"$j")" "array name from the config file"
+expect_eq "$ROD_TMP/rod.key" "$(jq -r .key_file <<<"$j")" "key file recorded"
+[ -d "$ROD_TMP/cfgdata" ] || fail "data directory from the config file not created"
+stop_rodd
+
+# ...and flags override them (a new data dir so the array name is chosen again).
+export ROD_SOCKET=$ROD_TMP/flag.sock
+"$RODD" --foreground --config "$cfg" --data "$ROD_TMP/flagdata" --socket "$ROD_SOCKET" \
+	--array-name fromflag >>"$ROD_LOG" 2>&1 &
+RODD_PID=$!
+wait_rodd_ready
+expect_eq "fromflag" "$(rodctl --json array show | jq -r .name)" "array name from the flag"
+[ -S "$ROD_TMP/cfg.sock" ] && fail "config socket used although --socket was given"
+[ -d "$ROD_TMP/flagdata" ] || fail "--data not used"
+# a second rodd on the same socket is refused
+expect_rc 1 "$RODD" --foreground --data "$ROD_TMP/other" --listen 127.0.0.1:0 --socket "$ROD_SOCKET"
+expect_stderr 'another rodd answers'
+stop_rodd
+
+# Daemon mode: rodd returns once the listener and the socket are up; the pid file
+# names the daemon; SIGTERM stops it and removes the pid file.
+export ROD_SOCKET=$ROD_TMP/daemon.sock
+"$RODD" --data "$ROD_TMP/ddata" --listen 127.0.0.1:0 --socket "$ROD_SOCKET" --pidfile "$ROD_TMP/rodd.pid" \
+	--array-name daemon || fail "rodd did not daemonise cleanly"
+rodctl array show >/dev/null || fail "rodctl cannot reach rodd right after it returned"
+pid=$(cat "$ROD_TMP/rodd.pid")
+kill -0 "$pid" || fail "pid file does not name a live process"
+kill -TERM "$pid"
+for _ in $(seq 300); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+kill -0 "$pid" 2>/dev/null && fail "daemon did not stop on SIGTERM"
+[ -e "$ROD_TMP/rodd.pid" ] && fail "pid file left behind"
+note "ok"
