@@ -697,15 +697,21 @@ static int m_vol_destroy(struct rod_ctl *c, json_t *params, json_t **res, char *
 		return rc;
 	if (vi.is_snapshot)
 		return fail(msg, ROD_CTL_EINVAL, "\"%s\" is a snapshot, not a volume", name);
+	/* The volume leaves every host at once (REPORT LUNS DATA HAS CHANGED) before the
+	 * engine destroys it, so the SCSI target drops its handles first. */
+	if (c->hooks.vol_removed)
+		c->hooks.vol_removed(c->hooks.arg, vi.id);
 	rc = rod_vol_destroy(c->store, name);
 	if (rc) {
+		/* still there: give the hosts their LUNs back */
+		for (size_t i = 0; i < c->n_hosts && c->hooks.map_add; i++)
+			for (size_t k = 0; k < c->hosts[i]->n_conns; k++)
+				if (c->hosts[i]->conns[k].vol_id == vi.id)
+					c->hooks.map_add(c->hooks.arg, c->hosts[i]->id, c->hosts[i]->conns[k].lun, vi.id);
 		char what[160];
 		snprintf(what, sizeof(what), "destroying volume \"%s\"", name);
 		return store_fail(msg, rc, what);
 	}
-	/* The volume leaves every host at once (REPORT LUNS DATA HAS CHANGED). */
-	if (c->hooks.vol_removed)
-		c->hooks.vol_removed(c->hooks.arg, vi.id);
 	drop_vol_conns(c, vi.id);
 	/* No recovery window yet: space returns at the next GC. */
 	rc = rod_vol_eradicate(c->store, name);
