@@ -268,15 +268,20 @@ static void task_respond(struct iscsi_task *t)
 	uint32_t in_len = cmd->dir == ROD_SCSI_DIR_IN ? ROD_MIN(cmd->in_len, t->exp_len) : 0;
 	uint8_t rflags = 0;
 	uint32_t residual = 0;
-	if (cmd->dir == ROD_SCSI_DIR_IN && in_len < t->exp_len) {
-		rflags |= ISCSI_RSP_UNDERFLOW;
-		residual = t->exp_len - in_len;
-	} else if (cmd->dir == ROD_SCSI_DIR_OUT && t->received < t->exp_len) {
-		rflags |= ISCSI_RSP_UNDERFLOW;
-		residual = t->exp_len - t->received;
-	} else if (cmd->dir == ROD_SCSI_DIR_NONE && t->exp_len) {
-		rflags |= ISCSI_RSP_UNDERFLOW;
-		residual = t->exp_len;
+	/* Residuals (RFC 7143 11.4.5): against what the CDB implied (xfer_len, from the
+	 * SCSI core) when known, else against what actually moved. */
+	uint32_t moved = cmd->dir == ROD_SCSI_DIR_IN ? in_len
+			 : cmd->dir == ROD_SCSI_DIR_OUT ? t->received : 0;
+	if (cmd->xfer_len && cmd->xfer_len > t->exp_len) {
+		rflags |= ISCSI_RSP_OVERFLOW;
+		residual = cmd->xfer_len - t->exp_len;
+	} else {
+		if (cmd->xfer_len && cmd->dir == ROD_SCSI_DIR_OUT)
+			moved = ROD_MIN(moved, cmd->xfer_len);
+		if (moved < t->exp_len) {
+			rflags |= ISCSI_RSP_UNDERFLOW;
+			residual = t->exp_len - moved;
+		}
 	}
 	/* The window slot opens when the status is queued. */
 	if (t->counted) {
