@@ -15,17 +15,28 @@ rodctl=build/cmd/rodctl/rodctl
 
 if ! $rodctl array show >/dev/null 2>&1; then
 	mkdir -p "$(dirname "$sock")" "$data"
+	# rodd returns once its listeners and control socket are up
 	$rodd --data "$data" --listen "$listen" --socket "$sock" --pidfile "$(dirname "$sock")/rodd.pid"
 	for _ in $(seq 100); do
 		$rodctl array show >/dev/null 2>&1 && break
 		sleep 0.1
 	done
 fi
-$rodctl vol show demo >/dev/null 2>&1 || $rodctl vol create demo --size 10G
-$rodctl host list --json | grep -q '"demo-hosts"' || $rodctl host create demo-hosts --iqn '*'
-$rodctl host connect demo-hosts demo >/dev/null 2>&1 || true
-iqn=$($rodctl --json array show | sed -n 's/.*"target_iqn": *"\([^"]*\)".*/\1/p')
+$rodctl vol show demo >/dev/null 2>&1 || $rodctl vol create demo --size 10G >/dev/null
+# The host that every initiator matches: an existing '*' host, else a new demo-hosts.
+host=$($rodctl --json host list | jq -r '[.hosts[] | select(.iqns | index("*"))][0].name // empty')
+if [ -z "$host" ]; then
+	host=demo-hosts
+	$rodctl host create "$host" --iqn '*' >/dev/null
+fi
+lun=$($rodctl --json vol show demo | jq -r --arg h "$host" '[.connections[] | select(.host == $h)][0].lun // empty')
+if [ -z "$lun" ]; then
+	lun=$($rodctl --json host connect "$host" demo | jq -r .lun)
+fi
+iqn=$($rodctl --json array show | jq -r .target_iqn)
 port=${listen##*:}
+addr=${listen%:*}
+case $addr in 0.0.0.0|"[::]") addr=127.0.0.1 ;; esac
 echo "rodd is running (data $data, control socket $sock)."
-echo "Attach the demo volume at: iscsi://127.0.0.1:$port/$iqn/0"
+echo "Attach the demo volume at: iscsi://$addr:$port/$iqn/$lun"
 echo "Stop it with: kill \$(cat $(dirname "$sock")/rodd.pid)"

@@ -453,6 +453,8 @@ int main(int argc, char **argv)
 	char portals[LISTEN_MAX][64];
 	const char *pp[LISTEN_MAX + 1];
 	size_t np = rod_iscsi_server_portals(isrv, portals, LISTEN_MAX);
+	if (np > LISTEN_MAX)
+		np = LISTEN_MAX;
 	for (size_t i = 0; i < np; i++)
 		pp[i] = portals[i];
 	pp[np] = NULL;
