@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# EXTENDED COPY (LID1) through a real rodd: copies between volumes and inside one
+# (overlapping), CSCD 0xFFFF, rodcp --method xcopy and auto, RECEIVE COPY RESULTS; a
+# volume the host cannot see is an unreachable copy target; malformed lists get the
+# sense libiscsi's test-tool and hypervisors expect.
+. "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/copy_lib.bash"
+start_rodd
+
+T=$ROD_TMP
+for v in a b c; do rodctl vol create $v --size 32M >/dev/null; done
+rodctl host create h --iqn '*' >/dev/null
+rodctl host create other --iqn iqn.2026-11.test:other >/dev/null
+rodctl host connect h a >/dev/null          # LUN 0
+rodctl host connect h b >/dev/null          # LUN 1
+rodctl host connect other c >/dev/null      # c is not visible to h
+A=$(rod_url 0)
+B=$(rod_url 1)
+DA=$(expect_good desig "$A")
+DB=$(expect_good desig "$B")
+DC=$("$RODTEST_COPY" -i iqn.2026-11.test:other desig "$(rod_url 0)") || fail "designator of c"
+[ "$DA" != "$DB" ] || fail "a and b have the same designator $DA"
+head -c 32M /dev/urandom >"$T/a0"
+rc_copy load "$A" 0 "$T/a0"
+
+# Operating parameters agree with VPD 0x8F (parameter data descriptor).
+p=$(expect_good rcr-params "$B")
+grep -q '^max_cscd=64$' <<<"$p" || fail "RCR operating parameters: $p"
+grep -q '^max_segs=64$' <<<"$p" || fail "RCR operating parameters: $p"
+grep -q '^codes=02e4$' <<<"$p" || fail "RCR implemented descriptor codes: $p"
+
+# 1. a -> b, two segments, sent to b
+expect_good xcopy "$B" --cscd "$DA" --cscd "$DB" --seg 0:1:2048:0:4096 --seg 0:1:100:9000:100 >/dev/null
+rc_copy dump "$B" 4096 2048 "$T/g1"
+dd if="$T/a0" bs=512 count=2048 status=none >"$T/w1"
+same_bytes "$T/w1" "$T/g1" "segment 1"
+rc_copy dump "$B" 100 100 "$T/g2"
+dd if="$T/a0" bs=512 skip=9000 count=100 status=none >"$T/w2"
+same_bytes "$T/w2" "$T/g2" "segment 2"
+
+# 2. inside a, overlapping (0..1M -> 512K..1.5M), source named by CSCD id 0xFFFF
+expect_good xcopy "$A" --cscd "$DA" --seg 65535:0:2048:0:1024 >/dev/null
+splice "$T/a1" "$T/a0" $((1024 * 512)) "$T/a0" 0 $((1 << 20))
+rc_copy dump "$A" 0 65536 "$T/a1got"
+same_bytes "$T/a1" "$T/a1got" "a after an overlapping EXTENDED COPY"
+
+# 3. rodcp: whole volume by EXTENDED COPY (4 MiB segments, 8 in flight), then auto
+before=$(data_bytes)
+out=$("$RODCP" --method xcopy --json "$A" "$B") || fail "rodcp --method xcopy"
+expect_eq xcopy "$(jq -r .method <<<"$out")" "rodcp method"
+rc_copy dump "$B" 0 65536 "$T/b3"
+same_bytes "$T/a1" "$T/b3" "b after rodcp --method xcopy"
+after=$(data_bytes)
+[ $((after - before)) -lt $((4 << 20)) ] || fail "a 32 MiB EXTENDED COPY grew the data directory by $((after - before)) bytes"
+out=$("$RODCP" --json --src-offset 1M --dst-offset 2M --length 5M "$B" "$A") || fail "rodcp auto"
+expect_eq odx "$(jq -r .method <<<"$out")" "rodcp auto picks ODX first"
+
+# 4. RECEIVE COPY RESULTS: COPY STATUS of a held list id; unknown ids are refused
+expect_sense 05/24/00 rcr-status "$B" 9
+expect_good xcopy "$B" --cscd "$DA" --cscd "$DB" --seg 0:1:8:0:0 --list-id 9 --usage 0 >/dev/null
+s=$(expect_good rcr-status "$B" 9)
+expect_eq "status=1 segs=1 units=0 count=4096" "$s" "COPY STATUS"
+
+# 5. unreachable copy targets: a volume of another host, a CSCD index not in the list
+expect_sense 0A/08/04 xcopy "$B" --cscd "$DC" --cscd "$DB" --seg 0:1:8:0:0
+expect_sense 0A/08/04 xcopy "$B" --cscd "$DA" --seg 0:1:8:0:0
+s=$(expect_good rcr-status "$B" 1)
+expect_eq "status=2 segs=0 units=0 count=0" "$s" "COPY STATUS of a failed list"
+# out of range: COPY ABORTED, nothing written past the end
+expect_sense 0A/00/00 xcopy "$B" --cscd "$DA" --cscd "$DB" --seg 0:1:2048:0:65535
+
+# 6. malformed lists
+expect_sense 05/1A/00 xcopy "$B" --cscd "$DA" --cscd "$DB" --seg 0:1:8:0:0 --truncate 1
+expect_sense 05/1A/00 xcopy "$B" --cscd "$DA" --cscd "$DB" --seg 0:1:8:0:0 --truncate 29
+expect_sense 05/26/07 xcopy "$B" --cscd "$DA" --cscd "$DB" --seg 0:1:8:0:0 --cscd-type 0xE0
+expect_sense 05/26/09 xcopy "$B" --cscd "$DA" --cscd "$DB" --seg 0:1:8:0:0 --seg-type 0x03
+expect_sense 05/26/0B xcopy "$B" --cscd "$DA" --cscd "$DB" --seg 0:1:8:0:0 --inline 4
+many=$(for i in $(seq 65); do printf -- '--cscd %s ' "$DA"; done)
+# shellcheck disable=SC2086
+expect_sense 05/26/06 xcopy "$B" $many --seg 0:0:8:0:8
+segs=$(for i in $(seq 65); do printf -- '--seg 0:1:1:%d:%d ' "$i" "$i"; done)
+# shellcheck disable=SC2086
+expect_sense 05/26/08 xcopy "$B" --cscd "$DA" --cscd "$DB" $segs
+# PARAMETER LIST LENGTH 0: GOOD, nothing done
+expect_good xcopy "$B" --truncate 16 >/dev/null
+
+stop_rodd
