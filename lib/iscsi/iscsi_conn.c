@@ -244,20 +244,27 @@ static void task_advance(struct iscsi_task *t)
 		task_solicit(t);
 }
 
-/* Transport-level refusal of a command (the SCSI core never sees it). Builds fixed
- * format sense ILLEGAL REQUEST / INVALID FIELD IN CDB; used for a transfer length
- * beyond what this target buffers and for bidirectional commands. */
-static void task_fail_invalid_field(struct iscsi_task *t)
+/* Transport-level failure of a command (the SCSI core never sees it): fixed format
+ * sense. Used for a transfer length beyond what this target buffers or a bidirectional
+ * command (ILLEGAL REQUEST / INVALID FIELD IN CDB), and for Data-Out that breaks the
+ * sequence rules (ABORTED COMMAND / DATA PHASE ERROR family, SPC-4 ASC 4Bh). */
+static void task_fail(struct iscsi_task *t, uint8_t key, uint8_t asc, uint8_t ascq)
 {
-	static const uint8_t sense[18] = { 0x70, 0, 0x05, 0, 0, 0, 0, 10, 0, 0, 0, 0, 0x24, 0 };
+	uint8_t *s = t->cmd.sense;
+	memset(s, 0, 18);
+	s[0] = 0x70;
+	s[2] = key;
+	s[7] = 10;
+	s[12] = asc;
+	s[13] = ascq;
+	t->cmd.sense_len = 18;
 	t->cmd.status = SAM_STAT_CHECK_CONDITION;
-	memcpy(t->cmd.sense, sense, sizeof(sense));
-	t->cmd.sense_len = sizeof(sense);
 	t->cmd.in_len = 0;
 }
 
 static void tmf_progress(struct iscsi_conn *c);
 static void logout_progress(struct iscsi_conn *c);
+static void task_respond(struct iscsi_task *t);
 
 /* Queue Data-In (with status in the last PDU when there is no sense) and/or the SCSI
  * Response. The last PDU of the task releases it once written. */
@@ -465,7 +472,7 @@ static int rx_scsi_cmd_header(struct iscsi_conn *c)
 	}
 	if (bidi || edtl > ISCSI_MAX_CMD_BYTES) {
 		/* Answer once the PDU is in; unsolicited Data-Out for it will be discarded. */
-		task_fail_invalid_field(t);
+		task_fail(t, 0x05, 0x24, 0x00);
 		t->cmd.dir = ROD_SCSI_DIR_NONE;
 		t->refused = true;
 		c->rx_task = t;
@@ -507,6 +514,14 @@ static void rx_scsi_cmd_done(struct iscsi_conn *c)
 	task_advance(t);
 }
 
+static int data_out_error(struct iscsi_task *t, uint8_t asc, uint8_t ascq)
+{
+	task_fail(t, 0x0b, asc, ascq);   /* ABORTED COMMAND */
+	t->cmd.dir = ROD_SCSI_DIR_NONE;
+	task_respond(t);                  /* later Data-Out for it is discarded */
+	return 0;
+}
+
 /* Header of a Data-Out: check it belongs where it says (RFC 7143 11.7). */
 static int rx_data_out_header(struct iscsi_conn *c)
 {
@@ -518,10 +533,12 @@ static int rx_data_out_header(struct iscsi_conn *c)
 	struct iscsi_task *t = task_find(c, itt);
 	if (!t || t->state != TASK_DATA_OUT || t->refused)
 		return 0;   /* for an aborted or refused task: discard (RFC 7143 11.7) */
+	/* A Data-Out that breaks the sequence (wrong offset, DataSN, TTT or F bit) fails
+	 * its command; the connection and the other commands carry on. */
 	if (off != t->received || (uint64_t)off + len > t->exp_len) {
 		rod_warn("iscsi: %s: Data-Out offset %u length %u, expected offset %u of %u",
 			 c->initiator, off, len, t->received, t->exp_len);
-		return -EPROTO;
+		return data_out_error(t, 0x4b, 0x05);   /* DATA OFFSET ERROR */
 	}
 	if (ttt == ISCSI_RSVD_TAG) {
 		if (off + len > t->unsol_end || data_sn != t->unsol_sn ||
@@ -529,12 +546,13 @@ static int rx_data_out_header(struct iscsi_conn *c)
 			rod_warn("iscsi: %s: bad unsolicited Data-Out (DataSN %u, expected %u; "
 				 "offset %u length %u; first burst ends at %u; F=%d)",
 				 c->initiator, data_sn, t->unsol_sn, off, len, t->unsol_end, fbit);
-			return -EPROTO;
+			return data_out_error(t, 0x4b, 0x00);   /* DATA PHASE ERROR */
 		}
 	} else {
 		if (!t->r2t_count || t->r2t[t->r2t_head].ttt != ttt) {
 			rod_warn("iscsi: %s: Data-Out with unknown TTT 0x%x", c->initiator, ttt);
-			return -EPROTO;
+			/* INVALID TARGET PORT TRANSFER TAG RECEIVED */
+			return data_out_error(t, 0x4b, 0x01);
 		}
 		uint32_t end = t->r2t[t->r2t_head].off + t->r2t[t->r2t_head].len;
 		if (off + len > end || data_sn != t->r2t[t->r2t_head].next_sn ||
@@ -542,7 +560,7 @@ static int rx_data_out_header(struct iscsi_conn *c)
 			rod_warn("iscsi: %s: bad Data-Out (DataSN %u, expected %u; offset %u "
 				 "length %u; burst ends at %u; F=%d)", c->initiator, data_sn,
 				 t->r2t[t->r2t_head].next_sn, off, len, end, fbit);
-			return -EPROTO;
+			return data_out_error(t, 0x4b, 0x00);
 		}
 	}
 	c->rx_task = t;
