@@ -1,0 +1,418 @@
+/* Commit thread: one pwritev + at most one fdatasync + one RocksDB batch per group. */
+#include "commit.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "rod/log.h"
+#include "rod/util.h"
+#include "store_int.h"
+
+/* m guards the queue, stop and the durable position; the rest is owned by the thread. */
+struct commit {
+	pthread_t th;
+	pthread_mutex_t m;
+	pthread_cond_t c;
+	struct citem *head, **tail;
+	bool stop;
+	uint64_t dseg, doff;      /* durable and applied up to here */
+	/* commit thread only */
+	uint64_t seq;
+	bool unsynced;
+	struct batch_entry *ent;
+	const void **src;
+	size_t entcap, srccap;
+	struct iovec *iov;
+	size_t iovcap;
+	uint8_t *hdr;
+	size_t hdrcap;
+	struct mutbuf mb;
+	struct meta_batch *mbatch;
+};
+
+static const uint8_t zero_pad[SEG_BLOCK];
+
+static int grow(void **p, size_t *cap, size_t need, size_t elem)
+{
+	if (need <= *cap)
+		return 0;
+	size_t n = *cap ? *cap : 64;
+	while (n < need)
+		n *= 2;
+	void *q = realloc(*p, n * elem);
+	if (!q)
+		return -ENOMEM;
+	*p = q;
+	*cap = n;
+	return 0;
+}
+
+static void chunk_loc_encode(uint8_t *v, uint64_t seg, uint64_t off, uint32_t len, uint32_t crc)
+{
+	rod_put_be64(v, seg);
+	rod_put_be64(v + 8, off);
+	rod_put_be32(v + 16, len);
+	rod_put_be32(v + 20, crc);
+}
+
+/* Map deltas of the entries plus the logged mutations, into one RocksDB batch. */
+static int apply_entries(struct rod_store *s, struct meta_batch *mbt, uint64_t seg,
+			 uint64_t payload_base, const struct batch_entry *ent, uint32_t n,
+			 const uint8_t *mut, size_t mut_len)
+{
+	for (uint32_t i = 0; i < n; i++) {
+		const struct batch_entry *e = &ent[i];
+		uint8_t k[MAP_KEY_LEN], v[MAP_VAL_LEN];
+
+		if (e->kind == ENT_RELOC) {
+			rod_put_be64(k, e->chunk_id);
+			chunk_loc_encode(v, seg, payload_base + e->payload_off, e->stored_len, e->crc);
+			meta_batch_put(mbt, s->meta, CF_CHUNK, k, 8, v, 24);
+			continue;
+		}
+		struct map_val mv = {
+			.chunk = e->kind == ENT_DATA ? e->chunk_id :
+				 e->kind == ENT_ZERO ? CHUNK_ZERO : CHUNK_UNMAP,
+			.off = e->kind == ENT_DATA ? (uint32_t)(payload_base + e->payload_off) : 0,
+			.len = e->stored_len,
+			.crc = e->crc,
+			.comp = e->comp,
+		};
+		map_key(k, e->lineage, e->lba, e->epoch);
+		map_val_encode(&mv, v);
+		meta_batch_put(mbt, s->meta, CF_MAP, k, sizeof(k), v, sizeof(v));
+	}
+	return mutbuf_apply(s->meta, mbt, mut, mut_len);
+}
+
+int commit_apply_batch(struct rod_store *s, const struct batch *b)
+{
+	struct meta_batch *mbt = meta_batch_new();
+	int rc;
+
+	if (!mbt)
+		return -ENOMEM;
+	rc = apply_entries(s, mbt, b->seg, b->off + b->hdr_len, b->ent, b->n, b->mut, b->mut_len);
+	if (!rc)
+		rc = meta_batch_write(s->meta, mbt);
+	meta_batch_free(mbt);
+	return rc;
+}
+
+static void process(struct rod_store *s, struct commit *c, struct citem *items)
+{
+	uint32_t n = 0, payload = 0;
+	bool need_sync = false, need_roll = false;
+	size_t nsrc = 0;
+	int rc = 0;
+
+	c->mb.len = 0;
+	/* Epochs and metadata operations in queue order, under the state lock. */
+	pthread_rwlock_wrlock(&s->state);
+	for (struct citem *ci = items; ci; ci = ci->next) {
+		if (ci->durable)
+			need_sync = true;
+		if (ci->roll)
+			need_roll = true;
+		if (ci->kind == CI_OP) {
+			ci->result = ci->build(s, ci, &c->mb);
+			continue;
+		}
+		if (ci->kind == CI_FLUSH)
+			continue;
+		struct lineage *l = NULL;
+		if (ci->kind == CI_WRITE) {
+			if (ci->rec->destroyed || ci->rec->eradicated ||
+			    !(l = media_find(&s->media, ci->rec->lineage))) {
+				ci->result = -ENOENT;
+				continue;
+			}
+		}
+		if (grow((void **)&c->ent, &c->entcap, n + ci->ng, sizeof(*c->ent)) ||
+		    grow((void **)&c->src, &c->srccap, n + ci->ng, sizeof(*c->src))) {
+			ci->result = -ENOMEM;
+			continue;
+		}
+		for (uint32_t i = 0; i < ci->ng; i++) {
+			const struct cgrain *g = &ci->g[i];
+			struct batch_entry *e = &c->ent[n];
+
+			memset(e, 0, sizeof(*e));
+			e->kind = g->kind;
+			e->crc = g->crc;
+			if (g->kind == ENT_RELOC) {
+				e->chunk_id = g->chunk;
+				e->stored_len = e->orig_len = g->len;
+			} else {
+				e->lineage = l->id;
+				e->lba = g->lba;
+				e->epoch = l->cur;
+				if (g->kind == ENT_DATA)
+					e->stored_len = e->orig_len = ROD_GRAIN;
+				lin_note_write(l, g->lba, 1);
+			}
+			e->payload_off = payload;
+			payload += e->stored_len;
+			c->src[n] = g->data;
+			n++;
+			nsrc++;
+		}
+	}
+	pthread_rwlock_unlock(&s->state);
+
+	if (need_roll && s->log->cur_off) {
+		rc = seglog_roll(s->log);
+		if (!rc) {
+			c->unsynced = false;
+			pthread_mutex_lock(&c->m);
+			c->dseg = s->log->cur_id;
+			c->doff = 0;
+			pthread_mutex_unlock(&c->m);
+		}
+	}
+	if (rc) {
+		rod_err("store: cannot start a new segment: %s", strerror(-rc));
+	} else if (n || c->mb.len) {
+		size_t hl = batch_header_size(n, (uint32_t)c->mb.len);
+		uint64_t total = hl + ROD_ROUND_UP((uint64_t)payload, SEG_BLOCK), off = 0;
+		uint32_t hdr_len;
+		int niov = 0;
+
+		rc = seglog_reserve(s->log, total);
+		if (!rc)
+			rc = grow((void **)&c->hdr, &c->hdrcap, hl, 1);
+		if (!rc)
+			rc = grow((void **)&c->iov, &c->iovcap, n + 2, sizeof(*c->iov));
+		if (!rc) {
+			uint64_t seg = s->log->cur_id;
+
+			for (uint32_t i = 0; i < n; i++)
+				if (c->ent[i].kind == ENT_DATA)
+					c->ent[i].chunk_id = seg << 20 | s->log->cur_idx++;
+			rc = batch_encode_header(c->hdr, c->hdrcap, ++c->seq, seg, c->ent, n,
+						 c->mb.buf, (uint32_t)c->mb.len, payload, &hdr_len);
+		}
+		if (!rc) {
+			c->iov[niov++] = (struct iovec){ c->hdr, hdr_len };
+			for (uint32_t i = 0; i < n; i++)
+				if (c->ent[i].stored_len)
+					c->iov[niov++] = (struct iovec){ (void *)c->src[i], c->ent[i].stored_len };
+			if (payload % SEG_BLOCK)
+				c->iov[niov++] = (struct iovec){ (void *)zero_pad, SEG_BLOCK - payload % SEG_BLOCK };
+			rc = seglog_append(s->log, c->iov, niov, total, &off);
+		}
+		if (!rc && need_sync) {
+			rc = seglog_sync(s->log);
+			c->unsynced = false;
+		} else if (!rc) {
+			c->unsynced = true;
+		}
+		if (!rc) {
+			meta_batch_clear(c->mbatch);
+			rc = apply_entries(s, c->mbatch, s->log->cur_id, off + hdr_len, c->ent, n,
+					   c->mb.buf, c->mb.len);
+			if (!rc)
+				rc = meta_batch_write(s->meta, c->mbatch);
+		}
+		if (!rc) {
+			atomic_fetch_add(&s->st_disk, total);
+			atomic_fetch_add(&s->st_commits, need_sync ? 1 : 0);
+			if (!c->unsynced) {
+				pthread_mutex_lock(&c->m);
+				c->dseg = s->log->cur_id;
+				c->doff = off + total;
+				pthread_mutex_unlock(&c->m);
+			}
+		} else {
+			rod_err("store: group commit failed: %s", strerror(-rc));
+		}
+	} else if (need_sync && c->unsynced) {
+		rc = seglog_sync(s->log);
+		if (!rc) {
+			c->unsynced = false;
+			atomic_fetch_add(&s->st_commits, 1);
+			pthread_mutex_lock(&c->m);
+			c->dseg = s->log->cur_id;
+			c->doff = s->log->cur_off;
+			pthread_mutex_unlock(&c->m);
+		}
+	}
+	(void)nsrc;
+	for (struct citem *ci = items, *next; ci; ci = next) {
+		next = ci->next;
+		if (rc && (ci->kind != CI_OP || !ci->result))
+			ci->result = rc;
+		ci->done(ci);
+	}
+}
+
+static void *commit_main(void *arg)
+{
+	struct rod_store *s = arg;
+	struct commit *c = s->commit;
+
+	rod_thread_name("rod-commit");
+	for (;;) {
+		struct citem *items, **tp, *ci;
+		uint32_t ng = 0;
+
+		pthread_mutex_lock(&c->m);
+		while (!c->head && !c->stop)
+			pthread_cond_wait(&c->c, &c->m);
+		if (!c->head) {
+			pthread_mutex_unlock(&c->m);
+			break;
+		}
+		/* Take what fits in one batch; the rest waits for the next round. */
+		items = c->head;
+		tp = &items;
+		for (ci = c->head; ci; ci = ci->next) {
+			if (ci != c->head && ng + ci->ng > BATCH_MAX_ENTRIES)
+				break;
+			ng += ci->ng;
+			tp = &ci->next;
+		}
+		c->head = *tp;
+		*tp = NULL;
+		if (!c->head)
+			c->tail = &c->head;
+		pthread_mutex_unlock(&c->m);
+		process(s, c, items);
+	}
+	return NULL;
+}
+
+int commit_start(struct rod_store *s)
+{
+	struct commit *c = calloc(1, sizeof(*c));
+
+	if (!c)
+		return -ENOMEM;
+	pthread_mutex_init(&c->m, NULL);
+	pthread_cond_init(&c->c, NULL);
+	c->tail = &c->head;
+	c->mbatch = meta_batch_new();
+	s->commit = c;
+	if (pthread_create(&c->th, NULL, commit_main, s)) {
+		meta_batch_free(c->mbatch);
+		free(c);
+		s->commit = NULL;
+		return -EAGAIN;
+	}
+	return 0;
+}
+
+void commit_stop(struct rod_store *s)
+{
+	struct commit *c = s->commit;
+
+	if (!c || c->stop)
+		return;
+	pthread_mutex_lock(&c->m);
+	c->stop = true;
+	pthread_cond_signal(&c->c);
+	pthread_mutex_unlock(&c->m);
+	pthread_join(c->th, NULL);
+	if (c->unsynced && !seglog_sync(s->log)) {
+		c->unsynced = false;
+		c->dseg = s->log->cur_id;
+		c->doff = s->log->cur_off;
+	}
+}
+
+void commit_free(struct rod_store *s)
+{
+	struct commit *c = s->commit;
+
+	if (!c)
+		return;
+	commit_stop(s);
+	meta_batch_free(c->mbatch);
+	mutbuf_free(&c->mb);
+	free(c->ent);
+	free(c->src);
+	free(c->iov);
+	free(c->hdr);
+	free(c);
+	s->commit = NULL;
+}
+
+void commit_set_pos(struct rod_store *s, uint64_t seg, uint64_t off)
+{
+	struct commit *c = s->commit;
+
+	pthread_mutex_lock(&c->m);
+	c->dseg = seg;
+	c->doff = off;
+	pthread_mutex_unlock(&c->m);
+}
+
+void commit_queue(struct rod_store *s, struct citem *ci)
+{
+	struct commit *c = s->commit;
+
+	ci->next = NULL;
+	pthread_mutex_lock(&c->m);
+	*c->tail = ci;
+	c->tail = &ci->next;
+	pthread_cond_signal(&c->c);
+	pthread_mutex_unlock(&c->m);
+}
+
+void commit_queue_n(struct rod_store *s, struct citem **ci, size_t n)
+{
+	struct commit *c = s->commit;
+
+	pthread_mutex_lock(&c->m);
+	for (size_t i = 0; i < n; i++) {
+		ci[i]->next = NULL;
+		*c->tail = ci[i];
+		c->tail = &ci[i]->next;
+	}
+	pthread_cond_signal(&c->c);
+	pthread_mutex_unlock(&c->m);
+}
+
+struct waiter {
+	pthread_mutex_t m;
+	pthread_cond_t c;
+	bool done;
+};
+
+static void waiter_done(struct citem *ci)
+{
+	struct waiter *w = ci->priv;
+
+	pthread_mutex_lock(&w->m);
+	w->done = true;
+	pthread_cond_signal(&w->c);
+	pthread_mutex_unlock(&w->m);
+}
+
+int commit_run(struct rod_store *s, struct citem *ci)
+{
+	struct waiter w = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, false };
+
+	ci->done = waiter_done;
+	ci->priv = &w;
+	commit_queue(s, ci);
+	pthread_mutex_lock(&w.m);
+	while (!w.done)
+		pthread_cond_wait(&w.c, &w.m);
+	pthread_mutex_unlock(&w.m);
+	pthread_mutex_destroy(&w.m);
+	pthread_cond_destroy(&w.c);
+	return ci->result;
+}
+
+void commit_durable_pos(struct rod_store *s, uint64_t *seg, uint64_t *off)
+{
+	struct commit *c = s->commit;
+
+	pthread_mutex_lock(&c->m);
+	*seg = c->dseg;
+	*off = c->doff;
+	pthread_mutex_unlock(&c->m);
+}

@@ -1,0 +1,68 @@
+/* The commit thread: group commit of queued writes and metadata operations.
+ *
+ * Callers queue items; the commit thread takes everything queued, assigns epochs in
+ * queue order (so a snapshot splits writes exactly where it was queued), builds one
+ * batch (header + payloads), appends it to the open segment with one pwritev, makes it
+ * durable with one fdatasync when any item needs that, applies the map deltas and
+ * metadata mutations to RocksDB in one unlogged write batch, then completes every item. */
+#ifndef ROD_STORE_COMMIT_H
+#define ROD_STORE_COMMIT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "meta.h"
+#include "segment.h"
+
+struct rod_store;
+struct vol_rec;
+
+/* One grain of a write item. */
+struct cgrain {
+	uint64_t lba;
+	uint8_t kind;          /* ENT_DATA / ENT_ZERO / ENT_UNMAP / ENT_RELOC */
+	const void *data;      /* ENT_DATA/ENT_RELOC: ROD_GRAIN bytes (RELOC: len bytes) */
+	uint64_t chunk;        /* ENT_RELOC: the chunk id being moved */
+	uint32_t len;          /* ENT_RELOC: stored length */
+	uint32_t crc;          /* CRC32C of data (computed by the submitter, off the lock) */
+};
+
+enum { CI_WRITE = 1, CI_OP, CI_FLUSH, CI_RELOC };
+
+struct citem {
+	struct citem *next;
+	int kind;
+	bool durable;          /* needs fdatasync before completion */
+	bool roll;             /* start a new segment before this batch (GC seals the open one) */
+	/* CI_WRITE */
+	struct vol_rec *rec;
+	struct cgrain *g;
+	uint32_t ng;
+	/* CI_OP: runs on the commit thread with rod_store.state held exclusively; logs its
+	 * metadata changes into mb; returns 0 or -errno (the item's result). */
+	int (*build)(struct rod_store *s, struct citem *ci, struct mutbuf *mb);
+	void *arg;
+	/* completion */
+	int result;
+	void (*done)(struct citem *ci);
+	void *priv;
+};
+
+struct commit;
+
+int commit_start(struct rod_store *s);
+/* Stop the thread after the queue drains and sync the log (the position stays readable). */
+void commit_stop(struct rod_store *s);
+void commit_free(struct rod_store *s);
+void commit_set_pos(struct rod_store *s, uint64_t seg, uint64_t off);
+void commit_queue(struct rod_store *s, struct citem *ci);
+/* Queue n items back to back (no other item between them). */
+void commit_queue_n(struct rod_store *s, struct citem **ci, size_t n);
+/* Queue and wait. */
+int commit_run(struct rod_store *s, struct citem *ci);
+/* Position after the last batch that is both durable and applied (checkpoint). */
+void commit_durable_pos(struct rod_store *s, uint64_t *seg, uint64_t *off);
+/* Apply a batch read from the log to RocksDB (replay). */
+int commit_apply_batch(struct rod_store *s, const struct batch *b);
+
+#endif

@@ -1,0 +1,520 @@
+/* Mark-and-sweep garbage collection of segments. */
+#include "gc.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "commit.h"
+#include "rod/log.h"
+#include "rod/util.h"
+#include "store_int.h"
+
+#define GC_MOVE_BUDGET (256ull << 20)  /* live bytes copied per pass */
+
+/* ---- reader sets ---- */
+
+static int u64cmp(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+struct readers *readers_find(struct reader_set *rs, uint64_t lin)
+{
+	size_t lo = 0, hi = rs->n;
+
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+
+		if (rs->r[mid].lin == lin)
+			return &rs->r[mid];
+		if (rs->r[mid].lin < lin)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return NULL;
+}
+
+/* Add reader (lin, ep); returns 1 when new. */
+static int readers_add(struct reader_set *rs, uint64_t lin, uint64_t ep, bool snap)
+{
+	struct readers *r = readers_find(rs, lin);
+
+	if (!r) {
+		size_t i = 0;
+
+		if (rs->n == rs->cap) {
+			rs->cap = rs->cap ? rs->cap * 2 : 32;
+			rs->r = realloc(rs->r, rs->cap * sizeof(*rs->r));
+			if (!rs->r)
+				abort();
+		}
+		while (i < rs->n && rs->r[i].lin < lin)
+			i++;
+		memmove(rs->r + i + 1, rs->r + i, (rs->n - i) * sizeof(*rs->r));
+		memset(&rs->r[i], 0, sizeof(rs->r[i]));
+		rs->r[i].lin = lin;
+		rs->n++;
+		r = &rs->r[i];
+	}
+	for (size_t i = 0; i < r->n; i++)
+		if (r->ep[i] == ep)
+			return 0;
+	if (r->n == r->cap) {
+		r->cap = r->cap ? r->cap * 2 : 4;
+		r->ep = realloc(r->ep, r->cap * sizeof(*r->ep));
+		if (!r->ep)
+			abort();
+	}
+	r->ep[r->n++] = ep;
+	if (snap)
+		r->nsnap++;
+	return 1;
+}
+
+int readers_collect(struct rod_store *s, struct reader_set *rs)
+{
+	bool more = true;
+
+	memset(rs, 0, sizeof(*rs));
+	pthread_rwlock_rdlock(&s->state);
+	for (size_t i = 0; i < s->nvols; i++) {
+		struct vol_rec *r = s->vols[i];
+
+		if (r->is_snapshot)
+			readers_add(rs, r->lineage, r->epoch, true);
+		else
+			readers_add(rs, r->lineage, EPOCH_MAX, false);
+	}
+	for (struct rod_vol *p = s->pins.pin_next; p != &s->pins; p = p->pin_next)
+		readers_add(rs, p->pin_lineage, p->pin_epoch, true);
+	/* Range entries of read lineages make their targets readers too (to a fixpoint). */
+	while (more) {
+		more = false;
+		for (size_t i = 0; i < s->media.n; i++) {
+			struct lineage *l = s->media.lins[i];
+			struct readers *r = readers_find(rs, l->id);
+
+			if (!r)
+				continue;
+			for (size_t j = 0; j < l->nrng; j++)
+				if (l->rng[j].tlin >= LIN_FIRST &&
+				    readers_add(rs, l->rng[j].tlin, l->rng[j].tepoch, true))
+					more = true;
+		}
+	}
+	for (size_t i = 0; i < rs->n; i++) {
+		struct lineage *l = media_find(&s->media, rs->r[i].lin);
+
+		if (l && l->nrng) {
+			rs->r[i].rng = malloc(l->nrng * sizeof(*l->rng));
+			if (rs->r[i].rng) {
+				memcpy(rs->r[i].rng, l->rng, l->nrng * sizeof(*l->rng));
+				rs->r[i].nrng = l->nrng;
+			}
+		}
+	}
+	pthread_rwlock_unlock(&s->state);
+	for (size_t i = 0; i < rs->n; i++)
+		qsort(rs->r[i].ep, rs->r[i].n, sizeof(uint64_t), u64cmp);
+	return 0;
+}
+
+void readers_free(struct reader_set *rs)
+{
+	for (size_t i = 0; i < rs->n; i++) {
+		free(rs->r[i].ep);
+		free(rs->r[i].rng);
+	}
+	free(rs->r);
+	memset(rs, 0, sizeof(*rs));
+}
+
+/* ---- mark ---- */
+
+/* Does a range entry of r hide block entry (lba, kep) from reader epoch rep? (a range
+ * entry newer than the block, not newer than the reader, covering lba) */
+static bool hidden(const struct readers *r, uint64_t lba, uint64_t kep, uint64_t rep)
+{
+	size_t lo = 0, hi = r->nrng;
+
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+
+		if (r->rng[mid].start <= lba)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	for (size_t j = lo; j-- > 0;) {
+		const struct rng_ent *g = &r->rng[j];
+
+		if (g->end > lba && g->epoch > kep && g->epoch <= rep)
+			return true;
+	}
+	return false;
+}
+
+int mark_scan(struct rod_store *s, struct reader_set *rs, uint64_t lin, mark_fn fn, void *arg)
+{
+	struct meta_iter *it = meta_iter_new(s->meta, CF_MAP);
+	uint64_t glin = UINT64_MAX, glba = UINT64_MAX, newer = 0;
+	bool have_newer = false;
+	struct readers *r = NULL;
+	uint8_t k0[MAP_KEY_LEN];
+
+	if (!it)
+		return -ENOMEM;
+	if (lin) {
+		map_key(k0, lin, 0, EPOCH_MAX);
+		meta_iter_seek(it, k0, sizeof(k0));
+	} else {
+		meta_iter_first(it);
+	}
+	for (; meta_iter_valid(it); meta_iter_next(it)) {
+		size_t kl, vl;
+		const uint8_t *k = meta_iter_key(it, &kl), *v = meta_iter_val(it, &vl);
+		uint64_t klin, klba, kep;
+		struct map_val mv;
+		unsigned cnt = 0;
+		bool cur = false;
+
+		if (kl != MAP_KEY_LEN || vl < MAP_VAL_LEN)
+			continue;
+		map_key_decode(k, &klin, &klba, &kep);
+		if (lin && klin != lin)
+			break;
+		if (klin != glin) {
+			glin = klin;
+			r = readers_find(rs, klin);
+			glba = UINT64_MAX;
+		}
+		if (klba != glba) {
+			glba = klba;
+			have_newer = false;
+		}
+		map_val_decode(&mv, v);
+		/* Readers in [kep, newer) see this entry. */
+		if (r) {
+			for (size_t i = 0; i < r->n; i++) {
+				if (r->ep[i] >= kep && (!have_newer || r->ep[i] < newer) &&
+				    !(r->nrng && hidden(r, klba, kep, r->ep[i]))) {
+					cnt++;
+					if (r->ep[i] == EPOCH_MAX)
+						cur = true;
+				}
+			}
+		}
+		fn(arg, klin, klba, kep, &mv, cnt, cur);
+		newer = kep;
+		have_newer = true;
+	}
+	meta_iter_free(it);
+	return 0;
+}
+
+/* ---- live chunk set (open addressing) ---- */
+
+struct u64set {
+	uint64_t *slot;
+	size_t cap, n;
+};
+
+static uint64_t mix(uint64_t x)
+{
+	x ^= x >> 33;
+	x *= 0xff51afd7ed558ccdull;
+	x ^= x >> 33;
+	return x;
+}
+
+static void set_add(struct u64set *st, uint64_t v)
+{
+	if ((st->n + 1) * 2 > st->cap) {
+		struct u64set n = { calloc(st->cap ? st->cap * 2 : 1024, 8), st->cap ? st->cap * 2 : 1024, 0 };
+
+		if (!n.slot)
+			abort();
+		for (size_t i = 0; i < st->cap; i++)
+			if (st->slot[i])
+				set_add(&n, st->slot[i] - 1);
+		free(st->slot);
+		*st = n;
+	}
+	size_t i = mix(v) & (st->cap - 1);
+	while (st->slot[i] && st->slot[i] != v + 1)
+		i = (i + 1) & (st->cap - 1);
+	if (!st->slot[i]) {
+		st->slot[i] = v + 1;
+		st->n++;
+	}
+}
+
+static bool set_has(const struct u64set *st, uint64_t v)
+{
+	if (!st->cap)
+		return false;
+	size_t i = mix(v) & (st->cap - 1);
+	while (st->slot[i]) {
+		if (st->slot[i] == v + 1)
+			return true;
+		i = (i + 1) & (st->cap - 1);
+	}
+	return false;
+}
+
+struct gc_mark {
+	struct u64set live;
+	uint64_t *dead_lins;
+	size_t ndead;
+};
+
+static void gc_mark_fn(void *arg, uint64_t lin, uint64_t lba, uint64_t epoch,
+		       const struct map_val *v, unsigned n, bool cur)
+{
+	struct gc_mark *g = arg;
+
+	(void)lin; (void)lba; (void)epoch; (void)cur;
+	if (n && v->chunk > CHUNK_UNMAP)
+		set_add(&g->live, v->chunk);
+}
+
+/* Current location of chunk c: its home segment unless the chunk table moved it. */
+static int chunk_where(struct rod_store *s, uint64_t c, uint64_t *seg)
+{
+	uint8_t k[8];
+	void *v;
+	size_t vl;
+
+	rod_put_be64(k, c);
+	if (meta_get(s->meta, CF_CHUNK, k, 8, &v, &vl)) {
+		*seg = CHUNK_SEG(c);
+		return 0;
+	}
+	*seg = vl == 24 ? rod_get_be64(v) : CHUNK_SEG(c);
+	free(v);
+	return 0;
+}
+
+struct seg_scan {
+	uint64_t id, size, live;
+};
+
+/* Live bytes of a segment, and (when move) copy them forward. */
+static int seg_process(struct rod_store *s, struct gc_mark *g, struct seg_scan *ss, bool move,
+		       uint64_t *moved)
+{
+	uint64_t off = 0;
+	int rc = 0;
+
+	ss->live = 0;
+	while (!rc) {
+		struct batch b;
+		struct cgrain *cg;
+		uint32_t ng = 0;
+
+		rc = batch_read(s->log, ss->id, off, move, &b);
+		if (rc == -ENODATA) {
+			rc = 0;
+			break;
+		}
+		if (rc)
+			break;
+		cg = calloc(b.n ? b.n : 1, sizeof(*cg));
+		if (!cg) {
+			batch_release(&b);
+			return -ENOMEM;
+		}
+		for (uint32_t i = 0; i < b.n; i++) {
+			struct batch_entry *e = &b.ent[i];
+			uint64_t where;
+
+			if ((e->kind != ENT_DATA && e->kind != ENT_RELOC) || !set_has(&g->live, e->chunk_id))
+				continue;
+			chunk_where(s, e->chunk_id, &where);
+			if (where != ss->id)
+				continue;
+			ss->live += e->stored_len;
+			if (move)
+				cg[ng++] = (struct cgrain){ .kind = ENT_RELOC, .chunk = e->chunk_id,
+							    .data = b.payload + e->payload_off,
+							    .len = e->stored_len, .crc = e->crc };
+		}
+		if (move && ng) {
+			for (uint32_t i = 0; i < ng && !rc; i += BATCH_MAX_ENTRIES) {
+				struct citem ci = { .kind = CI_RELOC, .durable = true, .g = cg + i,
+						    .ng = ROD_MIN(BATCH_MAX_ENTRIES, ng - i) };
+
+				rc = commit_run(s, &ci);
+			}
+			for (uint32_t i = 0; i < ng; i++)
+				*moved += cg[i].len;
+		}
+		free(cg);
+		off = b.next_off;
+		batch_release(&b);
+	}
+	return rc;
+}
+
+/* Drop lineages nobody reads any more (eradicated volumes): their range entries, block
+ * entries and header go, logged like any metadata operation. */
+static int drop_build(struct rod_store *s, struct citem *ci, struct mutbuf *mb)
+{
+	struct gc_mark *g = ci->arg;
+
+	for (size_t i = 0; i < g->ndead; i++) {
+		uint64_t lin = g->dead_lins[i];
+		struct lineage *l = media_find(&s->media, lin);
+		uint8_t k0[MAP_KEY_LEN], k1[MAP_KEY_LEN], r0[16], r1[16], lk[8];
+		bool used = false;
+
+		if (!l)
+			continue;
+		/* Re-check under the lock: a volume or pin may have appeared since. */
+		for (size_t j = 0; j < s->nvols && !used; j++)
+			used = s->vols[j]->lineage == lin;
+		for (struct rod_vol *p = s->pins.pin_next; p != &s->pins && !used; p = p->pin_next)
+			used = p->pin_lineage == lin;
+		for (size_t j = 0; j < s->media.n && !used; j++)
+			for (size_t r = 0; r < s->media.lins[j]->nrng && !used; r++)
+				used = s->media.lins[j]->rng[r].tlin == lin;
+		if (used)
+			continue;
+		map_key(k0, lin, 0, EPOCH_MAX);
+		map_key(k1, lin + 1, 0, EPOCH_MAX);
+		mutbuf_del_range(mb, CF_MAP, k0, sizeof(k0), k1, sizeof(k1));
+		rod_put_be64(r0, lin);
+		rod_put_be64(r0 + 8, 0);
+		rod_put_be64(r1, lin + 1);
+		rod_put_be64(r1 + 8, 0);
+		mutbuf_del_range(mb, CF_RNG, r0, 16, r1, 16);
+		rod_put_be64(lk, lin);
+		mutbuf_del(mb, CF_LIN, lk, 8);
+		media_drop(&s->media, lin);
+	}
+	return 0;
+}
+
+static int gc_pass(struct rod_store *s, bool full, bool only_if_worth)
+{
+	struct reader_set rs;
+	struct gc_mark g = { 0 };
+	uint64_t *ids = NULL, ckseg, moved = 0, budget = GC_MOVE_BUDGET;
+	size_t n = 0;
+	struct seg_scan *ss = NULL;
+	size_t nss = 0;
+	int rc;
+
+	pthread_mutex_lock(&s->gc_lock);
+	if (full || seglog_size(s->log, s->log->cur_id) >= SEG_SIZE / 4) {
+		/* Seal the open segment so its garbage can be collected too. */
+		struct citem ci = { .kind = CI_FLUSH, .durable = true, .roll = true };
+
+		rc = commit_run(s, &ci);
+		if (rc)
+			goto out;
+	}
+	/* Everything before the checkpoint is applied and its segments are not needed for
+	 * replay; the open segment and later ones are left alone. */
+	rc = store_checkpoint(s);
+	if (rc)
+		goto out;
+	pthread_mutex_lock(&s->bg_m);
+	ckseg = s->ckpt_seg;
+	pthread_mutex_unlock(&s->bg_m);
+
+	readers_collect(s, &rs);
+	/* Lineages without readers are dropped. */
+	pthread_rwlock_rdlock(&s->state);
+	g.dead_lins = malloc((s->media.n + 1) * sizeof(uint64_t));
+	for (size_t i = 0; g.dead_lins && i < s->media.n; i++)
+		if (!readers_find(&rs, s->media.lins[i]->id))
+			g.dead_lins[g.ndead++] = s->media.lins[i]->id;
+	pthread_rwlock_unlock(&s->state);
+	rc = mark_scan(s, &rs, 0, gc_mark_fn, &g);
+	readers_free(&rs);
+	if (rc)
+		goto out;
+	if (g.ndead) {
+		struct citem ci = { .kind = CI_OP, .durable = true, .build = drop_build, .arg = &g };
+
+		rc = commit_run(s, &ci);
+		if (rc)
+			goto out;
+	}
+	rc = seglog_list(s->log, &ids, &n);
+	if (rc)
+		goto out;
+	ss = calloc(n ? n : 1, sizeof(*ss));
+	if (!ss) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	for (size_t i = 0; i < n && !rc; i++) {
+		if (ids[i] >= ckseg || ids[i] == s->log->cur_id)
+			continue;
+		ss[nss].id = ids[i];
+		ss[nss].size = seglog_size(s->log, ids[i]);
+		rc = seg_process(s, &g, &ss[nss], false, &moved);
+		nss++;
+	}
+	/* Cost-benefit: free space gained per byte copied, emptiest segments first. */
+	for (size_t i = 1; i < nss; i++)
+		for (size_t j = i; j > 0 && ss[j].live * ss[j - 1].size < ss[j - 1].live * ss[j].size; j--) {
+			struct seg_scan t = ss[j];
+			ss[j] = ss[j - 1];
+			ss[j - 1] = t;
+		}
+	for (size_t i = 0; i < nss && !rc; i++) {
+		double u = ss[i].size ? (double)ss[i].live / ss[i].size : 0;
+
+		if (!full && (u > 0.75 || (only_if_worth && u > 0.5)))
+			break;
+		if (!full && ss[i].live > budget)
+			break;
+		if (ss[i].live) {
+			uint64_t before = moved;
+
+			rc = seg_process(s, &g, &ss[i], true, &moved);
+			if (rc)
+				break;
+			budget -= ROD_MIN(budget, moved - before);
+		}
+		rc = seglog_remove(s->log, ss[i].id);
+		if (!rc)
+			atomic_fetch_add(&s->st_gc_freed, 1);
+	}
+	atomic_fetch_add(&s->st_gc_moved, moved);
+	atomic_fetch_add(&s->st_gc_runs, 1);
+out:
+	free(ss);
+	free(ids);
+	free(g.live.slot);
+	free(g.dead_lins);
+	pthread_mutex_unlock(&s->gc_lock);
+	if (rc)
+		rod_warn("store: garbage collection pass failed: %s", strerror(-rc));
+	return rc;
+}
+
+int rod_store_gc(struct rod_store *s, bool full)
+{
+	return gc_pass(s, full, false);
+}
+
+void gc_maybe(struct rod_store *s)
+{
+	/* Cheap trigger: only when the log holds clearly more than the last pass left. */
+	static _Thread_local uint64_t last_used;
+	uint64_t used = space_used(s);
+
+	if (used > last_used + (64ull << 20) || space_low(s)) {
+		gc_pass(s, false, !space_low(s));
+		last_used = space_used(s);
+	}
+}

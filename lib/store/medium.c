@@ -1,0 +1,558 @@
+/* Lineage/epoch mediums: range entries in RAM, resolution of a grain to a chunk. */
+#include "medium.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "rod/util.h"
+
+void map_key(uint8_t *k, uint64_t lin, uint64_t lba, uint64_t epoch)
+{
+	rod_put_be64(k, lin);
+	rod_put_be64(k + 8, lba);
+	rod_put_be64(k + 16, ~epoch);  /* newest epoch first */
+}
+
+void map_key_decode(const uint8_t *k, uint64_t *lin, uint64_t *lba, uint64_t *epoch)
+{
+	*lin = rod_get_be64(k);
+	*lba = rod_get_be64(k + 8);
+	*epoch = ~rod_get_be64(k + 16);
+}
+
+void map_val_encode(const struct map_val *v, uint8_t *b)
+{
+	memset(b, 0, MAP_VAL_LEN);
+	rod_put_be64(b, v->chunk);
+	rod_put_be32(b + 8, v->off);
+	rod_put_be32(b + 12, v->len);
+	rod_put_be32(b + 16, v->crc);
+	b[20] = v->comp;
+}
+
+void map_val_decode(struct map_val *v, const uint8_t *b)
+{
+	memset(v, 0, sizeof(*v));
+	v->chunk = rod_get_be64(b);
+	v->off = rod_get_be32(b + 8);
+	v->len = rod_get_be32(b + 12);
+	v->crc = rod_get_be32(b + 16);
+	v->comp = b[20];
+}
+
+static size_t media_index(const struct media *md, uint64_t id)
+{
+	size_t lo = 0, hi = md->n;
+
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+
+		if (md->lins[mid]->id < id)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+struct lineage *media_find(struct media *md, uint64_t id)
+{
+	size_t i = media_index(md, id);
+
+	return i < md->n && md->lins[i]->id == id ? md->lins[i] : NULL;
+}
+
+struct lineage *media_add(struct media *md, uint64_t id)
+{
+	size_t i = media_index(md, id);
+	struct lineage *l;
+
+	if (i < md->n && md->lins[i]->id == id)
+		return md->lins[i];
+	if (md->n == md->cap) {
+		size_t cap = md->cap ? md->cap * 2 : 16;
+		struct lineage **nl = realloc(md->lins, cap * sizeof(*nl));
+
+		if (!nl)
+			return NULL;
+		md->lins = nl;
+		md->cap = cap;
+	}
+	l = calloc(1, sizeof(*l));
+	if (!l)
+		return NULL;
+	l->id = id;
+	l->cur = 1;
+	l->next_seq = 1;
+	l->box_lo = UINT64_MAX;
+	l->box_hi = 0;
+	memmove(md->lins + i + 1, md->lins + i, (md->n - i) * sizeof(*md->lins));
+	md->lins[i] = l;
+	md->n++;
+	return l;
+}
+
+void media_drop(struct media *md, uint64_t id)
+{
+	size_t i = media_index(md, id);
+
+	if (i >= md->n || md->lins[i]->id != id)
+		return;
+	free(md->lins[i]->rng);
+	free(md->lins[i]);
+	memmove(md->lins + i, md->lins + i + 1, (md->n - i - 1) * sizeof(*md->lins));
+	md->n--;
+}
+
+void media_free(struct media *md)
+{
+	for (size_t i = 0; i < md->n; i++) {
+		free(md->lins[i]->rng);
+		free(md->lins[i]);
+	}
+	free(md->lins);
+	memset(md, 0, sizeof(*md));
+}
+
+/* ---- persistence ---- */
+
+void lin_log(struct mutbuf *mb, const struct lineage *l)
+{
+	uint8_t k[8], v[24];
+
+	rod_put_be64(k, l->id);
+	rod_put_be64(v, l->cur);
+	rod_put_be64(v + 8, l->next_seq);
+	rod_put_be64(v + 16, l->last_seq);
+	mutbuf_put(mb, CF_LIN, k, 8, v, 24);
+}
+
+static void rng_key(uint8_t *k, uint64_t lin, uint64_t seq)
+{
+	rod_put_be64(k, lin);
+	rod_put_be64(k + 8, seq);
+}
+
+void rng_log(struct mutbuf *mb, uint64_t lin, const struct rng_ent *r)
+{
+	uint8_t k[16], v[56];
+
+	rng_key(k, lin, r->seq);
+	rod_put_be64(v, r->start);
+	rod_put_be64(v + 8, r->end);
+	rod_put_be64(v + 16, r->epoch);
+	rod_put_be64(v + 24, r->tlin);
+	rod_put_be64(v + 32, r->tepoch);
+	rod_put_be64(v + 40, (uint64_t)r->delta);
+	rod_put_be64(v + 48, r->depth);
+	mutbuf_put(mb, CF_RNG, k, 16, v, 56);
+}
+
+static void rng_unlog(struct mutbuf *mb, uint64_t lin, uint64_t seq)
+{
+	uint8_t k[16];
+
+	rng_key(k, lin, seq);
+	mutbuf_del(mb, CF_RNG, k, 16);
+}
+
+static int rng_cmp(const void *a, const void *b)
+{
+	const struct rng_ent *x = a, *y = b;
+
+	if (x->start != y->start)
+		return x->start < y->start ? -1 : 1;
+	return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+static int rng_insert(struct lineage *l, const struct rng_ent *r)
+{
+	size_t lo = 0, hi = l->nrng;
+
+	if (l->nrng == l->cap) {
+		size_t cap = l->cap ? l->cap * 2 : 8;
+		struct rng_ent *n = realloc(l->rng, cap * sizeof(*n));
+
+		if (!n)
+			return -ENOMEM;
+		l->rng = n;
+		l->cap = cap;
+	}
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+
+		if (rng_cmp(&l->rng[mid], r) < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	memmove(l->rng + lo + 1, l->rng + lo, (l->nrng - lo) * sizeof(*r));
+	l->rng[lo] = *r;
+	l->nrng++;
+	return 0;
+}
+
+int media_load(struct media *md, struct meta *m)
+{
+	struct meta_iter *it = meta_iter_new(m, CF_LIN);
+
+	if (!it)
+		return -ENOMEM;
+	for (meta_iter_first(it); meta_iter_valid(it); meta_iter_next(it)) {
+		size_t kl, vl;
+		const uint8_t *k = meta_iter_key(it, &kl), *v = meta_iter_val(it, &vl);
+		struct lineage *l;
+
+		if (kl != 8 || vl != 24)
+			continue;
+		l = media_add(md, rod_get_be64(k));
+		if (!l) {
+			meta_iter_free(it);
+			return -ENOMEM;
+		}
+		l->cur = rod_get_be64(v);
+		l->next_seq = rod_get_be64(v + 8);
+		l->last_seq = rod_get_be64(v + 16);
+		/* What was written at cur before the restart is unknown: assume everything. */
+		l->cur_used = true;
+		l->box_lo = 0;
+		l->box_hi = UINT64_MAX;
+	}
+	meta_iter_free(it);
+	it = meta_iter_new(m, CF_RNG);
+	if (!it)
+		return -ENOMEM;
+	for (meta_iter_first(it); meta_iter_valid(it); meta_iter_next(it)) {
+		size_t kl, vl;
+		const uint8_t *k = meta_iter_key(it, &kl), *v = meta_iter_val(it, &vl);
+		struct lineage *l;
+		struct rng_ent r;
+
+		if (kl != 16 || vl != 56)
+			continue;
+		l = media_find(md, rod_get_be64(k));
+		if (!l)
+			continue;
+		r.seq = rod_get_be64(k + 8);
+		r.start = rod_get_be64(v);
+		r.end = rod_get_be64(v + 8);
+		r.epoch = rod_get_be64(v + 16);
+		r.tlin = rod_get_be64(v + 24);
+		r.tepoch = rod_get_be64(v + 32);
+		r.delta = (int64_t)rod_get_be64(v + 40);
+		r.depth = (uint32_t)rod_get_be64(v + 48);
+		if (rng_insert(l, &r)) {
+			meta_iter_free(it);
+			return -ENOMEM;
+		}
+	}
+	meta_iter_free(it);
+	return 0;
+}
+
+/* ---- epochs ---- */
+
+uint64_t lin_pin(struct lineage *l, struct mutbuf *mb)
+{
+	uint64_t p;
+
+	if (!l->cur_used)
+		return l->cur - 1;
+	p = l->cur++;
+	l->cur_used = false;
+	l->box_lo = UINT64_MAX;
+	l->box_hi = 0;
+	lin_log(mb, l);
+	return p;
+}
+
+void lin_note_write(struct lineage *l, uint64_t g0, uint64_t n)
+{
+	l->cur_used = true;
+	if (g0 < l->box_lo)
+		l->box_lo = g0;
+	if (g0 + n > l->box_hi)
+		l->box_hi = g0 + n;
+}
+
+/* ---- range lookup ---- */
+
+static bool rng_newer(const struct rng_ent *a, const struct rng_ent *b)
+{
+	return a->epoch > b->epoch || (a->epoch == b->epoch && a->seq > b->seq);
+}
+
+/* Newest range entry of l covering lba with epoch <= e; *nstart: the lowest start above
+ * lba of an entry visible at e (where the answer may change). */
+static const struct rng_ent *rng_find(const struct lineage *l, uint64_t lba, uint64_t e,
+				      uint64_t *nstart)
+{
+	size_t lo = 0, hi = l->nrng;
+	const struct rng_ent *best = NULL;
+
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+
+		if (l->rng[mid].start <= lba)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	for (size_t j = lo; j-- > 0;) {
+		const struct rng_ent *r = &l->rng[j];
+
+		if (r->end > lba && r->epoch <= e && (!best || rng_newer(r, best)))
+			best = r;
+	}
+	*nstart = UINT64_MAX;
+	for (size_t j = lo; j < l->nrng; j++) {
+		if (l->rng[j].epoch <= e) {
+			*nstart = l->rng[j].start;
+			break;
+		}
+	}
+	return best;
+}
+
+/* Newest block entry of (lin, lba) with epoch <= e. *next_lba: next grain of lin with any
+ * block entry (UINT64_MAX when none). */
+static bool map_lookup(struct meta_iter *it, uint64_t lin, uint64_t lba, uint64_t e,
+		       uint64_t *bepoch, struct map_val *v, uint64_t *next_lba)
+{
+	uint8_t k[MAP_KEY_LEN];
+	const uint8_t *kk;
+	size_t kl, vl;
+	uint64_t klin, klba, kep;
+
+	map_key(k, lin, lba, e);
+	meta_iter_seek(it, k, sizeof(k));
+	*next_lba = UINT64_MAX;
+	if (!meta_iter_valid(it))
+		return false;
+	kk = meta_iter_key(it, &kl);
+	if (kl != MAP_KEY_LEN)
+		return false;
+	map_key_decode(kk, &klin, &klba, &kep);
+	if (klin != lin)
+		return false;
+	if (klba != lba) {
+		*next_lba = klba;
+		return false;
+	}
+	const uint8_t *vv = meta_iter_val(it, &vl);
+	if (vl < MAP_VAL_LEN)
+		return false;
+	map_val_decode(v, vv);
+	*bepoch = kep;
+	return true;
+}
+
+int medium_resolve(struct media *md, struct meta_iter *it, uint64_t lin, uint64_t epoch,
+		   uint64_t lba, uint64_t maxrun, struct resolved *out)
+{
+	for (unsigned depth = 0; depth <= 2 * DEPTH_HARD; depth++) {
+		struct lineage *l;
+		const struct rng_ent *g;
+		uint64_t bepoch = 0, next_lba, nstart, run;
+		struct map_val v;
+		bool found;
+
+		if (lin == LIN_UNMAP || lin == LIN_ZERO) {
+			out->kind = lin == LIN_ZERO ? RES_ZERO : RES_UNMAP;
+			out->run = maxrun;
+			return 0;
+		}
+		l = media_find(md, lin);
+		if (!l) {
+			out->kind = RES_UNMAP;
+			out->run = maxrun;
+			return 0;
+		}
+		found = map_lookup(it, lin, lba, epoch, &bepoch, &v, &next_lba);
+		g = rng_find(l, lba, epoch, &nstart);
+		if (found && (!g || bepoch >= g->epoch)) {
+			out->kind = v.chunk == CHUNK_ZERO ? RES_ZERO :
+				    v.chunk == CHUNK_UNMAP ? RES_UNMAP : RES_CHUNK;
+			out->v = v;
+			out->run = 1;
+			out->src_lin = lin;
+			out->src_lba = lba;
+			out->src_epoch = bepoch;
+			return 0;
+		}
+		run = maxrun;
+		if (!found && next_lba - lba < run)
+			run = next_lba - lba;
+		if (nstart - lba < run)
+			run = nstart - lba;
+		if (!g) {
+			out->kind = RES_UNMAP;
+			out->run = run ? run : 1;
+			return 0;
+		}
+		if (g->end - lba < run)
+			run = g->end - lba;
+		if (!run)
+			run = 1;
+		maxrun = run;
+		lin = g->tlin;
+		lba = (uint64_t)((int64_t)lba + g->delta);
+		epoch = g->tepoch;
+	}
+	return -ELOOP;
+}
+
+/* ---- range entries ---- */
+
+/* Max depth of l's range entries visible at e overlapping [a,b); 0 when none. */
+static uint32_t rng_depth(const struct lineage *l, uint64_t a, uint64_t b, uint64_t e)
+{
+	uint32_t d = 0;
+
+	for (size_t j = 0; j < l->nrng && l->rng[j].start < b; j++)
+		if (l->rng[j].end > a && l->rng[j].epoch <= e && l->rng[j].depth > d)
+			d = l->rng[j].depth;
+	return d;
+}
+
+/* Does lin have block entries in [a,b) with epoch in [e0, e1]? (bounded scan; "maybe"
+ * answers true) */
+static bool map_has(struct meta *m, uint64_t lin, uint64_t a, uint64_t b, uint64_t e0,
+		    uint64_t e1)
+{
+	struct meta_iter *it = meta_iter_new(m, CF_MAP);
+	uint8_t k[MAP_KEY_LEN];
+	bool r = false;
+	unsigned n = 0;
+
+	if (!it)
+		return true;
+	map_key(k, lin, a, EPOCH_MAX);
+	for (meta_iter_seek(it, k, sizeof(k)); meta_iter_valid(it); meta_iter_next(it)) {
+		size_t kl;
+		const uint8_t *kk = meta_iter_key(it, &kl);
+		uint64_t klin, klba, kep;
+
+		if (kl != MAP_KEY_LEN)
+			break;
+		map_key_decode(kk, &klin, &klba, &kep);
+		if (klin != lin || klba >= b)
+			break;
+		if ((kep >= e0 && kep <= e1) || ++n > 256) {
+			r = true;
+			break;
+		}
+	}
+	meta_iter_free(it);
+	return r;
+}
+
+int lin_add_range(struct media *md, struct meta *m, struct lineage *dst, uint64_t start,
+		  uint64_t end, uint64_t tlin, uint64_t tepoch, int64_t delta,
+		  struct mutbuf *mb)
+{
+	uint32_t depth = 1;
+	struct rng_ent *last = NULL;
+
+	if (end <= start)
+		return 0;
+	/* Compose: a source range that is wholly one range entry (or a hole) of its
+	 * lineage points straight at what that entry points at, so a copy of a copy does
+	 * not deepen. */
+	for (int guard = 0; tlin >= LIN_FIRST && guard < (int)DEPTH_HARD * 2; guard++) {
+		struct lineage *src = media_find(md, tlin);
+		uint64_t a = (uint64_t)((int64_t)start + delta), b = a + (end - start);
+		const struct rng_ent *g = NULL;
+		bool single = true;
+
+		if (!src) {
+			tlin = LIN_UNMAP;
+			break;
+		}
+		for (size_t j = 0; j < src->nrng && src->rng[j].start < b; j++) {
+			const struct rng_ent *r = &src->rng[j];
+
+			if (r->end <= a || r->epoch > tepoch)
+				continue;
+			if (!g || rng_newer(r, g))
+				g = r;
+		}
+		if (g && (g->start > a || g->end < b))
+			single = false;
+		if (g && single) {
+			/* g must be the newest of every entry overlapping [a,b): checked above,
+			 * since g is the newest overlapping one and covers it all. */
+			if (map_has(m, tlin, a, b, g->epoch, tepoch))
+				break;
+			tlin = g->tlin;
+			tepoch = g->tepoch;
+			delta += g->delta;
+			continue;
+		}
+		if (!g && !map_has(m, tlin, a, b, 0, tepoch)) {
+			tlin = LIN_UNMAP;
+			break;
+		}
+		break;
+	}
+	if (tlin >= LIN_FIRST) {
+		struct lineage *src = media_find(md, tlin);
+		uint64_t a = (uint64_t)((int64_t)start + delta);
+
+		if (src)
+			depth = 1 + rng_depth(src, a, a + (end - start), tepoch);
+		if (depth > DEPTH_HARD)
+			return -ELOOP;
+	}
+	if (tlin < LIN_FIRST) {
+		delta = 0;
+		tepoch = 0;
+	}
+	/* Block entries already written at cur inside the range must read as older than
+	 * the new entry: move to a new epoch. */
+	if (dst->box_lo < end && start < dst->box_hi) {
+		dst->cur++;
+		dst->box_lo = UINT64_MAX;
+		dst->box_hi = 0;
+		dst->cur_used = false;
+	}
+	for (size_t j = 0; j < dst->nrng; j++)
+		if (dst->rng[j].seq == dst->last_seq) {
+			last = &dst->rng[j];
+			break;
+		}
+	if (last && last->epoch == dst->cur && last->tlin == tlin && last->tepoch == tepoch &&
+	    (last->delta == delta || tlin < LIN_FIRST) && last->end == start) {
+		last->end = end;
+		if (depth > last->depth)
+			last->depth = depth;
+		rng_log(mb, dst->id, last);
+	} else {
+		struct rng_ent r = {
+			.start = start, .end = end, .epoch = dst->cur, .seq = dst->next_seq++,
+			.tlin = tlin, .tepoch = tepoch, .delta = delta, .depth = depth,
+		};
+
+		/* Entries of this same epoch that the new one hides entirely are dead for
+		 * every reader (readers at older epochs never saw them). */
+		for (size_t j = 0; j < dst->nrng;) {
+			struct rng_ent *o = &dst->rng[j];
+
+			if (o->epoch == dst->cur && o->start >= start && o->end <= end) {
+				rng_unlog(mb, dst->id, o->seq);
+				memmove(o, o + 1, (dst->nrng - j - 1) * sizeof(*o));
+				dst->nrng--;
+				continue;
+			}
+			j++;
+		}
+		if (rng_insert(dst, &r))
+			return -ENOMEM;
+		dst->last_seq = r.seq;
+		rng_log(mb, dst->id, &r);
+	}
+	dst->cur_used = true;
+	lin_log(mb, dst);
+	return 0;
+}

@@ -1,0 +1,107 @@
+/* Mediums as lineages and epochs (DESIGN.md, engine-notes.md).
+ *
+ * A volume is a lineage L with a current epoch. Block entries live in the map column
+ * family under L|lba|~epoch; range entries ("grains [start,end) of L, as of epoch e, read
+ * from lineage T at epoch t, shifted by delta") live in RAM here and in the rng column
+ * family. A read of (L, lba) at epoch e takes the newest block entry with epoch <= e and
+ * the newest covering range entry with epoch <= e; on equal epochs the block entry wins
+ * (writes made after a range entry at the same epoch). Range entries recurse. */
+#ifndef ROD_STORE_MEDIUM_H
+#define ROD_STORE_MEDIUM_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "meta.h"
+
+#define LIN_UNMAP 0ull     /* reads zeros, deallocated */
+#define LIN_ZERO 1ull      /* reads zeros, mapped */
+#define LIN_FIRST 16ull    /* first real lineage id */
+
+#define CHUNK_ZERO 0ull    /* map value: grain of zeros, mapped */
+#define CHUNK_UNMAP 1ull   /* map value: grain deallocated */
+#define CHUNK_SEG(id) ((id) >> 20)
+
+#define DEPTH_SOFT 4u
+#define DEPTH_HARD 16u
+#define EPOCH_MAX UINT64_MAX
+
+/* Location of a stored chunk (map value; 24 bytes on disk). */
+struct map_val {
+	uint64_t chunk;       /* chunk id = segment << 20 | index, or CHUNK_ZERO/UNMAP */
+	uint32_t off;         /* payload offset in its segment (at write time) */
+	uint32_t len;         /* stored length */
+	uint32_t crc;         /* CRC32C of the stored bytes */
+	uint8_t comp;
+	uint8_t pad[3];
+};
+#define MAP_VAL_LEN 24
+#define MAP_KEY_LEN 24
+
+struct rng_ent {
+	uint64_t start, end;  /* grains of the owning lineage */
+	uint64_t epoch, seq;
+	uint64_t tlin, tepoch;
+	int64_t delta;        /* target grain = grain + delta */
+	uint32_t depth;       /* bound on the recursion a read through this entry makes */
+};
+
+struct lineage {
+	uint64_t id;
+	uint64_t cur;         /* epoch writes go to */
+	uint64_t next_seq;
+	bool cur_used;        /* something was written at cur (pinning it needs a bump) */
+	uint64_t box_lo, box_hi; /* grains with block entries at cur (bounding box) */
+	struct rng_ent *rng;  /* sorted by start */
+	size_t nrng, cap;
+	uint64_t last_seq;    /* newest range entry (adjacent copies merge into it) */
+};
+
+/* All lineages; guarded by rod_store.state. */
+struct media {
+	struct lineage **lins; /* sorted by id */
+	size_t n, cap;
+};
+
+void map_key(uint8_t *k, uint64_t lin, uint64_t lba, uint64_t epoch);
+void map_key_decode(const uint8_t *k, uint64_t *lin, uint64_t *lba, uint64_t *epoch);
+void map_val_encode(const struct map_val *v, uint8_t *buf);
+void map_val_decode(struct map_val *v, const uint8_t *buf);
+
+struct lineage *media_find(struct media *md, uint64_t id);
+struct lineage *media_add(struct media *md, uint64_t id);
+void media_drop(struct media *md, uint64_t id);
+void media_free(struct media *md);
+/* Load lineages and range entries from RocksDB. */
+int media_load(struct media *md, struct meta *m);
+
+/* Persist a lineage header / range entry into mb. */
+void lin_log(struct mutbuf *mb, const struct lineage *l);
+void rng_log(struct mutbuf *mb, uint64_t lin, const struct rng_ent *r);
+
+/* Pin the current view of l: returns an epoch nothing will ever be written at again. */
+uint64_t lin_pin(struct lineage *l, struct mutbuf *mb);
+/* A block entry is being written at l->cur for grains [g0, g0+n). */
+void lin_note_write(struct lineage *l, uint64_t g0, uint64_t n);
+
+/* Add "grains [start,end) of dst read from (tlin, tepoch) shifted by delta" at dst's
+ * current epoch, composing through range entries of the source and merging with the
+ * previous entry when contiguous. -ELOOP when the result would exceed DEPTH_HARD (the
+ * caller then copies data instead). */
+int lin_add_range(struct media *md, struct meta *m, struct lineage *dst, uint64_t start,
+		  uint64_t end, uint64_t tlin, uint64_t tepoch, int64_t delta,
+		  struct mutbuf *mb);
+
+enum { RES_UNMAP, RES_ZERO, RES_CHUNK };
+struct resolved {
+	int kind;
+	struct map_val v;
+	uint64_t run;         /* grains from lba with this same answer (RES_CHUNK: 1) */
+	uint64_t src_lin, src_lba, src_epoch; /* where the block entry was found */
+};
+/* Resolve grain lba of (lin, epoch), answering for up to maxrun grains. it: an
+ * iterator on CF_MAP. Caller holds rod_store.state (shared). */
+int medium_resolve(struct media *md, struct meta_iter *it, uint64_t lin, uint64_t epoch,
+		   uint64_t lba, uint64_t maxrun, struct resolved *out);
+
+#endif

@@ -1,0 +1,80 @@
+/* RocksDB metadata database of a store: one column family per table (engine-notes.md). */
+#ifndef ROD_STORE_META_H
+#define ROD_STORE_META_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Column families. The order is the on-disk list; append only. */
+enum meta_cf {
+	CF_DEFAULT = 0,
+	CF_MAP,     /* lineage|lba|~epoch (24 B BE) -> struct map_val */
+	CF_RNG,     /* lineage|seq -> range entry (medium.c) */
+	CF_LIN,     /* lineage -> current epoch, next range seq */
+	CF_VOL,     /* volume id -> volume record */
+	CF_META,    /* rod_store_meta_* keys of the layers above */
+	CF_CHUNK,   /* chunk id -> relocated location (after GC) */
+	CF_SYS,     /* store counters and ids */
+	CF_FP,      /* fingerprints (data reduction, later) */
+	CF_SEG,     /* per-segment summaries (later) */
+	CF_COUNT
+};
+
+struct meta;
+struct meta_batch;
+struct meta_iter;
+
+int meta_open(const char *path, bool create, struct meta **out);
+void meta_close(struct meta *m);
+/* Flush every column family's memtable to disk (used before a checkpoint). */
+int meta_flush(struct meta *m);
+
+/* *val malloc'd; -ENOENT when absent. */
+int meta_get(struct meta *m, enum meta_cf cf, const void *key, size_t klen, void **val,
+	     size_t *vlen);
+/* Direct unlogged writes (only for derived data the log does not need). */
+int meta_put(struct meta *m, enum meta_cf cf, const void *key, size_t klen, const void *val,
+	     size_t vlen);
+
+struct meta_batch *meta_batch_new(void);
+void meta_batch_free(struct meta_batch *b);
+void meta_batch_clear(struct meta_batch *b);
+void meta_batch_put(struct meta_batch *b, struct meta *m, enum meta_cf cf, const void *key,
+		    size_t klen, const void *val, size_t vlen);
+void meta_batch_del(struct meta_batch *b, struct meta *m, enum meta_cf cf, const void *key,
+		    size_t klen);
+void meta_batch_del_range(struct meta_batch *b, struct meta *m, enum meta_cf cf,
+			  const void *k0, size_t k0len, const void *k1, size_t k1len);
+/* Apply without the RocksDB WAL: the segment log is the write-ahead log. */
+int meta_batch_write(struct meta *m, struct meta_batch *b);
+
+struct meta_iter *meta_iter_new(struct meta *m, enum meta_cf cf);
+void meta_iter_free(struct meta_iter *it);
+void meta_iter_seek(struct meta_iter *it, const void *key, size_t klen);
+void meta_iter_first(struct meta_iter *it);
+bool meta_iter_valid(struct meta_iter *it);
+void meta_iter_next(struct meta_iter *it);
+const uint8_t *meta_iter_key(struct meta_iter *it, size_t *klen);
+const uint8_t *meta_iter_val(struct meta_iter *it, size_t *vlen);
+
+/* Metadata mutations as logged in a batch header: {cf u8, op u8, klen u16, vlen u32,
+ * key, value}. The same bytes are applied to RocksDB at commit and at replay, and every
+ * mutation is an absolute put or delete, so replaying a suffix of the log twice is
+ * harmless. */
+struct mutbuf {
+	uint8_t *buf;
+	size_t len, cap;
+};
+enum { MUT_PUT = 1, MUT_DEL = 2, MUT_DELRANGE = 3 };
+void mutbuf_put(struct mutbuf *mb, enum meta_cf cf, const void *k, size_t kl, const void *v,
+		size_t vl);
+void mutbuf_del(struct mutbuf *mb, enum meta_cf cf, const void *k, size_t kl);
+/* Delete keys in [k0, k1). */
+void mutbuf_del_range(struct mutbuf *mb, enum meta_cf cf, const void *k0, size_t k0l,
+		      const void *k1, size_t k1l);
+void mutbuf_free(struct mutbuf *mb);
+/* Decode buf into batch b; -EINVAL on a malformed buffer. */
+int mutbuf_apply(struct meta *m, struct meta_batch *b, const uint8_t *buf, size_t len);
+
+#endif

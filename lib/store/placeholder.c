@@ -1,2 +1,0 @@
-/* placeholder until the layer lands */
-int rod_store_placeholder_;

@@ -1,0 +1,570 @@
+/* Store lifecycle: superblock, open/recover/close, checkpoints, meta KV, stats. */
+#include "store_int.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+#include "commit.h"
+#include "gc.h"
+#include "rod/log.h"
+#include "rod/util.h"
+
+#define SB_MAGIC "RODSUPER"
+#define SB_LEN 136
+
+static int fsync_path(const char *path)
+{
+	int fd = open(path, O_RDONLY);
+	int rc = 0;
+
+	if (fd < 0)
+		return -errno;
+	if (fsync(fd))
+		rc = -errno;
+	close(fd);
+	return rc;
+}
+
+/* Write a small file atomically: tmp, fsync, rename, fsync of the directory. */
+static int write_atomic(const char *dir, const char *name, const void *buf, size_t len)
+{
+	char tmp[4096], path[4096];
+	int fd, rc;
+
+	snprintf(tmp, sizeof(tmp), "%s/%s.tmp", dir, name);
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return -errno;
+	rc = rod_pwrite_full(fd, buf, len, 0);
+	if (!rc && fsync(fd))
+		rc = -errno;
+	close(fd);
+	if (!rc && rename(tmp, path))
+		rc = -errno;
+	if (!rc)
+		rc = fsync_path(dir);
+	return rc;
+}
+
+static int read_file(const char *dir, const char *name, void *buf, size_t len, size_t *got)
+{
+	char path[4096];
+	int fd;
+	ssize_t n;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	n = pread(fd, buf, len, 0);
+	close(fd);
+	if (n < 0)
+		return -errno;
+	*got = (size_t)n;
+	return 0;
+}
+
+static void sb_encode(const struct rod_array_identity *id, uint8_t *b)
+{
+	memset(b, 0, SB_LEN);
+	memcpy(b, SB_MAGIC, 8);
+	rod_put_be32(b + 8, id->format_version);
+	memcpy(b + 16, id->name, ROD_NAME_MAX);
+	memcpy(b + 80, id->id, 16);
+	memcpy(b + 96, id->secret, 32);
+	rod_put_be64(b + 128, id->created_ns);
+	rod_put_be32(b + 12, rod_crc32c(0, b, SB_LEN));
+}
+
+static int sb_create(struct rod_store *s)
+{
+	uint8_t b[SB_LEN];
+	struct rod_array_identity *id = &s->ident;
+	char host[256] = "rodstore";
+
+	memset(id, 0, sizeof(*id));
+	if (s->opts.array_name && *s->opts.array_name) {
+		if (!rod_name_valid(s->opts.array_name))
+			return -EINVAL;
+		snprintf(id->name, sizeof(id->name), "%s", s->opts.array_name);
+	} else {
+		gethostname(host, sizeof(host) - 1);
+		host[sizeof(host) - 1] = 0;
+		for (char *p = host; *p; p++)
+			if (!rod_name_valid((char[]){ *p, 0 }))
+				*p = '-';
+		snprintf(id->name, sizeof(id->name), "%.63s", host);
+	}
+	if (rod_random_bytes(id->id, sizeof(id->id)) || rod_random_bytes(id->secret, sizeof(id->secret)))
+		return -EIO;
+	id->created_ns = rod_wall_ns();
+	id->format_version = ROD_FORMAT_VERSION;
+	sb_encode(id, b);
+	return write_atomic(s->dir, "superblock", b, sizeof(b));
+}
+
+static int sb_read(struct rod_store *s)
+{
+	uint8_t b[SB_LEN + 16];
+	size_t got;
+	uint32_t crc, ver;
+	int rc = read_file(s->dir, "superblock", b, sizeof(b), &got);
+
+	if (rc)
+		return rc;
+	if (got < 16 || memcmp(b, SB_MAGIC, 8)) {
+		rod_err("store: %s/superblock is not a rodstore superblock", s->dir);
+		return -EINVAL;
+	}
+	ver = rod_get_be32(b + 8);
+	if (ver != ROD_FORMAT_VERSION) {
+		rod_err("store: %s has format version %u; this build knows version %u only "
+			"(use the rodstore release that created it)", s->dir, ver, ROD_FORMAT_VERSION);
+		return -EPROTO;
+	}
+	if (got != SB_LEN) {
+		rod_err("store: %s/superblock is truncated", s->dir);
+		return -EIO;
+	}
+	crc = rod_get_be32(b + 12);
+	rod_put_be32(b + 12, 0);
+	if (rod_crc32c(0, b, SB_LEN) != crc) {
+		rod_err("store: %s/superblock checksum mismatch", s->dir);
+		return -EIO;
+	}
+	memcpy(s->ident.name, b + 16, ROD_NAME_MAX);
+	s->ident.name[ROD_NAME_MAX - 1] = 0;
+	memcpy(s->ident.id, b + 80, 16);
+	memcpy(s->ident.secret, b + 96, 32);
+	s->ident.created_ns = rod_get_be64(b + 128);
+	s->ident.format_version = ver;
+	return 0;
+}
+
+static int ckpt_read(struct rod_store *s, uint64_t *seg, uint64_t *off)
+{
+	uint8_t b[20];
+	size_t got;
+
+	*seg = 0;
+	*off = 0;
+	if (read_file(s->dir, "checkpoint", b, sizeof(b), &got) || got != 20)
+		return 0;
+	if (rod_crc32c(0, b, 16) != rod_get_be32(b + 16)) {
+		rod_warn("store: checkpoint file damaged; replaying the whole log");
+		return 0;
+	}
+	*seg = rod_get_be64(b);
+	*off = rod_get_be64(b + 8);
+	return 0;
+}
+
+static int ckpt_write(struct rod_store *s, uint64_t seg, uint64_t off)
+{
+	uint8_t b[20];
+
+	rod_put_be64(b, seg);
+	rod_put_be64(b + 8, off);
+	rod_put_be32(b + 16, rod_crc32c(0, b, 16));
+	return write_atomic(s->dir, "checkpoint", b, sizeof(b));
+}
+
+/* Everything durable and applied so far reaches RocksDB's files; then the log before
+ * that point is no longer needed for recovery. */
+int store_checkpoint(struct rod_store *s)
+{
+	uint64_t seg, off;
+	int rc;
+
+	commit_durable_pos(s, &seg, &off);
+	rc = meta_flush(s->meta);
+	if (!rc)
+		rc = ckpt_write(s, seg, off);
+	if (!rc) {
+		pthread_mutex_lock(&s->bg_m);
+		s->ckpt_seg = seg;
+		s->ckpt_off = off;
+		pthread_mutex_unlock(&s->bg_m);
+	}
+	return rc;
+}
+
+/* Replay the log after the checkpoint into RocksDB. A batch that fails its checks ends
+ * the valid log of its segment (a torn append); the tail is cut off so new batches never
+ * follow garbage. */
+static int replay(struct rod_store *s, uint64_t cseg, uint64_t coff, uint64_t *records)
+{
+	uint64_t *ids;
+	size_t n;
+	int rc = seglog_list(s->log, &ids, &n);
+
+	if (rc)
+		return rc;
+	for (size_t i = 0; i < n && !rc; i++) {
+		uint64_t off;
+
+		if (ids[i] < cseg)
+			continue;
+		off = ids[i] == cseg ? coff : 0;
+		for (;;) {
+			struct batch b;
+
+			rc = batch_read(s->log, ids[i], off, true, &b);
+			if (rc == -ENODATA) {
+				rc = 0;
+				if (off < seglog_size(s->log, ids[i])) {
+					if (i + 1 == n) {
+						rod_warn("store: segment %" PRIu64 ": discarding %" PRIu64
+							 " bytes of an incomplete batch at offset %" PRIu64,
+							 ids[i], seglog_size(s->log, ids[i]) - off, off);
+						rc = seglog_truncate(s->log, ids[i], off);
+					} else {
+						rod_err("store: segment %" PRIu64 " damaged at offset %" PRIu64
+							"; later batches of it are skipped", ids[i], off);
+					}
+				}
+				break;
+			}
+			if (rc)
+				break;
+			rc = commit_apply_batch(s, &b);
+			(*records)++;
+			off = b.next_off;
+			batch_release(&b);
+			if (rc)
+				break;
+		}
+	}
+	free(ids);
+	return rc;
+}
+
+static int sys_get_u64(struct rod_store *s, const char *key, uint64_t *out)
+{
+	void *v;
+	size_t len;
+	int rc = meta_get(s->meta, CF_SYS, key, strlen(key), &v, &len);
+
+	if (rc)
+		return rc;
+	if (len == 8)
+		*out = rod_get_be64(v);
+	free(v);
+	return 0;
+}
+
+void sys_log_u64(struct mutbuf *mb, const char *key, uint64_t v)
+{
+	uint8_t b[8];
+
+	rod_put_be64(b, v);
+	mutbuf_put(mb, CF_SYS, key, strlen(key), b, 8);
+}
+
+static void *bg_main(void *arg)
+{
+	struct rod_store *s = arg;
+	uint64_t last_ckpt = rod_now_ns(), last_gc = rod_now_ns();
+
+	rod_thread_name("rod-store-bg");
+	pthread_mutex_lock(&s->bg_m);
+	while (!s->stopping) {
+		struct timespec ts;
+
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_sec += 1;
+		pthread_cond_timedwait(&s->bg_c, &s->bg_m, &ts);
+		if (s->stopping)
+			break;
+		pthread_mutex_unlock(&s->bg_m);
+		uint64_t now = rod_now_ns(), seg, off;
+		commit_durable_pos(s, &seg, &off);
+		/* Bound the replay work after a crash: checkpoint every 2 s of activity. */
+		if (now - last_ckpt > 2000000000ull && (seg != s->ckpt_seg || off != s->ckpt_off)) {
+			store_checkpoint(s);
+			last_ckpt = now;
+		}
+		if (!s->opts.no_gc_thread && now - last_gc > 5000000000ull) {
+			gc_maybe(s);
+			last_gc = rod_now_ns();
+		}
+		pthread_mutex_lock(&s->bg_m);
+	}
+	pthread_mutex_unlock(&s->bg_m);
+	return NULL;
+}
+
+int rod_store_open(const struct rod_store_opts *opts, struct rod_store **out)
+{
+	struct rod_store *s;
+	char path[4096];
+	struct stat st;
+	uint64_t cseg, coff, t0;
+	pthread_rwlockattr_t ra;
+	int rc;
+
+	if (!opts || !opts->dir || !*opts->dir)
+		return -EINVAL;
+	s = calloc(1, sizeof(*s));
+	if (!s)
+		return -ENOMEM;
+	s->opts = *opts;
+	s->dir = strdup(opts->dir);
+	s->opts.dir = s->dir;
+	s->opts.array_name = NULL;
+	pthread_rwlockattr_init(&ra);
+	pthread_rwlockattr_setkind_np(&ra, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+	pthread_rwlock_init(&s->state, &ra);
+	pthread_rwlockattr_destroy(&ra);
+	pthread_mutex_init(&s->gc_lock, NULL);
+	pthread_mutex_init(&s->bg_m, NULL);
+	pthread_cond_init(&s->bg_c, NULL);
+	for (unsigned i = 0; i < ROD_STRIPES; i++) {
+		pthread_mutex_init(&s->stripes[i].m, NULL);
+		pthread_cond_init(&s->stripes[i].c, NULL);
+	}
+	s->pins.pin_next = s->pins.pin_prev = &s->pins;
+	s->next_vol_id = 1;
+	s->next_lineage = LIN_FIRST;
+
+	snprintf(path, sizeof(path), "%s/superblock", s->dir);
+	if (stat(path, &st)) {
+		if (!opts->create) {
+			rod_err("store: no store in %s (create one first)", s->dir);
+			rc = -ENOENT;
+			goto fail;
+		}
+		if (mkdir(s->dir, 0700) && errno != EEXIST) {
+			rc = -errno;
+			rod_err("store: cannot create %s: %s", s->dir, strerror(errno));
+			goto fail;
+		}
+		s->opts.array_name = opts->array_name;
+		rc = sb_create(s);
+		s->opts.array_name = NULL;
+		if (rc)
+			goto fail;
+	}
+	rc = sb_read(s);
+	if (rc)
+		goto fail;
+	snprintf(path, sizeof(path), "%s/meta", s->dir);
+	rc = meta_open(path, true, &s->meta);
+	if (rc)
+		goto fail;
+	snprintf(path, sizeof(path), "%s/seg", s->dir);
+	rc = seglog_open(path, &s->log);
+	if (rc)
+		goto fail;
+
+	t0 = rod_now_ns();
+	ckpt_read(s, &cseg, &coff);
+	rc = replay(s, cseg, coff, &s->recovered_records);
+	if (rc)
+		goto fail;
+	sys_get_u64(s, "next_vol_id", &s->next_vol_id);
+	sys_get_u64(s, "next_lineage", &s->next_lineage);
+	rc = media_load(&s->media, s->meta);
+	if (!rc)
+		rc = vol_load_all(s);
+	if (rc)
+		goto fail;
+	s->recovery_ns = rod_now_ns() - t0;
+	if (s->recovered_records)
+		rod_info("store: replayed %" PRIu64 " log records in %.3f s", s->recovered_records,
+			 s->recovery_ns / 1e9);
+
+	{
+		struct statvfs vfs;
+
+		s->capacity = opts->capacity_bytes;
+		if (!s->capacity && !statvfs(s->dir, &vfs))
+			s->capacity = (uint64_t)vfs.f_blocks * vfs.f_frsize;
+		s->reserve = opts->reserve_bytes;
+		if (!s->reserve)
+			s->reserve = ROD_MAX(64ull << 20, s->capacity / 100);
+	}
+
+	rc = commit_start(s);
+	if (rc)
+		goto fail;
+	/* New batches go to a new segment: the durable position starts there. */
+	commit_set_pos(s, s->log->next_id, 0);
+	if (s->recovered_records) {
+		rc = store_checkpoint(s);
+		if (rc)
+			goto fail;
+	} else {
+		s->ckpt_seg = s->log->next_id;
+	}
+	if (pthread_create(&s->gc_thread, NULL, bg_main, s) == 0)
+		s->gc_thread_on = true;
+	*out = s;
+	return 0;
+fail:
+	if (s->commit)
+		commit_free(s);
+	if (s->meta)
+		meta_close(s->meta);
+	if (s->log)
+		seglog_close(s->log);
+	media_free(&s->media);
+	for (size_t i = 0; i < s->nvols; i++)
+		free(s->vols[i]);
+	free(s->vols);
+	free(s->dir);
+	free(s);
+	return rc;
+}
+
+void rod_store_close(struct rod_store *s)
+{
+	if (!s)
+		return;
+	pthread_mutex_lock(&s->bg_m);
+	s->stopping = true;
+	pthread_cond_broadcast(&s->bg_c);
+	pthread_mutex_unlock(&s->bg_m);
+	if (s->gc_thread_on)
+		pthread_join(s->gc_thread, NULL);
+	pthread_mutex_lock(&s->gc_lock);
+	pthread_mutex_unlock(&s->gc_lock);
+	commit_stop(s);
+	store_checkpoint(s);
+	commit_free(s);
+	meta_close(s->meta);
+	seglog_close(s->log);
+	media_free(&s->media);
+	for (size_t i = 0; i < s->nvols; i++)
+		free(s->vols[i]);
+	free(s->vols);
+	free(s->dir);
+	free(s);
+}
+
+const struct rod_array_identity *rod_store_identity(const struct rod_store *s)
+{
+	return &s->ident;
+}
+
+int rod_store_flush(struct rod_store *s)
+{
+	struct citem ci = { .kind = CI_FLUSH, .durable = true };
+
+	return commit_run(s, &ci);
+}
+
+void rod_store_stats(struct rod_store *s, struct rod_store_stats *out)
+{
+	uint64_t *ids;
+	size_t n = 0;
+
+	memset(out, 0, sizeof(*out));
+	out->recovery_ns = s->recovery_ns;
+	out->recovered_records = s->recovered_records;
+	out->bytes_written_user = atomic_load(&s->st_user);
+	out->bytes_written_disk = atomic_load(&s->st_disk);
+	out->commits = atomic_load(&s->st_commits);
+	if (!seglog_list(s->log, &ids, &n))
+		free(ids);
+	out->segments = n;
+	out->gc_runs = atomic_load(&s->st_gc_runs);
+	out->gc_segments_freed = atomic_load(&s->st_gc_freed);
+	out->gc_bytes_moved = atomic_load(&s->st_gc_moved);
+}
+
+/* ---- meta KV ---- */
+
+struct kv_op {
+	const char *key;
+	const void *val;
+	size_t len;
+	bool del;
+};
+
+static int kv_build(struct rod_store *s, struct citem *ci, struct mutbuf *mb)
+{
+	struct kv_op *op = ci->arg;
+
+	if (op->del)
+		mutbuf_del(mb, CF_META, op->key, strlen(op->key));
+	else
+		mutbuf_put(mb, CF_META, op->key, strlen(op->key), op->val, op->len);
+	return 0;
+}
+
+static int kv_check(const char *key, size_t len)
+{
+	if (!key || !*key || strlen(key) > 1024 || len > (1u << 20))
+		return -EINVAL;
+	return 0;
+}
+
+int rod_store_meta_put(struct rod_store *s, const char *key, const void *val, size_t len)
+{
+	struct kv_op op = { key, val, len, false };
+	struct citem ci = { .kind = CI_OP, .durable = true, .build = kv_build, .arg = &op };
+	int rc = kv_check(key, len);
+
+	return rc ? rc : commit_run(s, &ci);
+}
+
+int rod_store_meta_get(struct rod_store *s, const char *key, void **val, size_t *len)
+{
+	int rc = kv_check(key, 0);
+
+	return rc ? rc : meta_get(s->meta, CF_META, key, strlen(key), val, len);
+}
+
+int rod_store_meta_del(struct rod_store *s, const char *key)
+{
+	struct kv_op op = { key, NULL, 0, true };
+	struct citem ci = { .kind = CI_OP, .durable = true, .build = kv_build, .arg = &op };
+	void *v;
+	size_t len;
+	int rc = rod_store_meta_get(s, key, &v, &len);
+
+	if (rc)
+		return rc;
+	free(v);
+	return commit_run(s, &ci);
+}
+
+int rod_store_meta_scan(struct rod_store *s, const char *prefix,
+			int (*fn)(void *arg, const char *key, const void *val, size_t len), void *arg)
+{
+	struct meta_iter *it = meta_iter_new(s->meta, CF_META);
+	size_t pl = prefix ? strlen(prefix) : 0;
+	char *kbuf = NULL;
+	int rc = 0;
+
+	if (!it)
+		return -ENOMEM;
+	if (pl)
+		meta_iter_seek(it, prefix, pl);
+	else
+		meta_iter_first(it);
+	for (; meta_iter_valid(it); meta_iter_next(it)) {
+		size_t kl, vl;
+		const uint8_t *k = meta_iter_key(it, &kl), *v = meta_iter_val(it, &vl);
+
+		if (kl < pl || memcmp(k, prefix, pl))
+			break;
+		kbuf = realloc(kbuf, kl + 1);
+		memcpy(kbuf, k, kl);
+		kbuf[kl] = 0;
+		if (fn(arg, kbuf, v, vl))
+			break;
+	}
+	free(kbuf);
+	meta_iter_free(it);
+	return rc;
+}

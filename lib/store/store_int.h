@@ -1,0 +1,125 @@
+/* Internal state of one store, shared by the lib/store modules (not a public API). */
+#ifndef ROD_STORE_INT_H
+#define ROD_STORE_INT_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "rod/store.h"
+#include "meta.h"
+#include "medium.h"
+#include "segment.h"
+
+#define ROD_FORMAT_VERSION 1u
+#define ROD_GRAIN_SHIFT 12
+#define ROD_STRIPES 4096u
+
+/* One volume or snapshot record (persisted in the "vol" column family).
+ * Fields are guarded by rod_store.state (rwlock); refs by the same lock (write side
+ * when freeing, atomic increments otherwise). */
+struct vol_rec {
+	uint64_t id;
+	char name[ROD_SNAP_NAME_MAX];
+	uint8_t uuid[16];
+	uint64_t size;
+	uint32_t block_size;
+	bool is_snapshot;
+	char source[ROD_SNAP_NAME_MAX];
+	uint64_t created_ns;
+	enum rod_cache_mode cache;
+	bool offload;
+	bool destroyed;
+	uint64_t destroyed_ns;
+	uint64_t lineage;       /* lineage this volume (or snapshot) reads */
+	uint64_t epoch;         /* snapshot: its frozen epoch; volume: unused (lineage cur) */
+	uint64_t parent_id;     /* snapshot: id of its volume */
+	/* runtime */
+	bool eradicated;        /* removed from the table; freed when refs drops to 0 */
+	atomic_int refs;
+};
+
+/* An open handle: a volume, or a pin (a read-only frozen view of a volume). */
+struct rod_vol {
+	struct rod_store *s;
+	struct vol_rec *rec;
+	bool is_pin;
+	uint64_t pin_lineage, pin_epoch, pin_size;
+	struct rod_vol *pin_next, *pin_prev; /* s->pins list, under s->state */
+};
+
+/* Per-grain lock stripe: shared holders (whole-grain writes) or one exclusive holder
+ * (read-modify-write, compare-and-write). Held from submit until the commit thread has
+ * applied the write, so a RMW can never resurrect data an overlapping write replaced. */
+struct stripe {
+	pthread_mutex_t m;
+	pthread_cond_t c;
+	int shared;
+	bool excl;
+	int waiters;
+};
+
+struct rod_store {
+	char *dir;
+	struct rod_store_opts opts;
+	struct rod_array_identity ident;
+	struct meta *meta;           /* RocksDB */
+	struct seglog *log;          /* segment files */
+
+	/* state guards vols, lineages (medium.h), pins, ids. Readers (I/O) take it
+	 * shared; the commit thread takes it exclusive while it builds a batch. */
+	pthread_rwlock_t state;
+	struct vol_rec **vols;
+	size_t nvols, capvols;
+	struct media media;
+	struct rod_vol pins;         /* list head of live pins */
+	uint64_t next_vol_id;
+	uint64_t next_lineage;
+
+	struct stripe stripes[ROD_STRIPES];
+
+	/* commit thread (commit.c) */
+	struct commit *commit;
+
+	/* background GC (gc.c) */
+	pthread_mutex_t gc_lock;     /* one GC pass at a time */
+	pthread_t gc_thread;
+	bool gc_thread_on;
+	pthread_mutex_t bg_m;
+	pthread_cond_t bg_c;
+	bool stopping;
+	uint64_t ckpt_seg, ckpt_off; /* last checkpoint (bg_m) */
+
+	/* stats (atomics, written by the commit thread and GC) */
+	atomic_uint_fast64_t st_user, st_disk, st_commits, st_gc_runs, st_gc_freed,
+		st_gc_moved;
+	uint64_t recovery_ns, recovered_records;
+	uint64_t capacity, reserve;
+};
+
+/* vol.c */
+struct vol_rec *vol_find_name(struct rod_store *s, const char *name); /* state held */
+struct vol_rec *vol_find_id(struct rod_store *s, uint64_t id);        /* state held */
+void vol_rec_encode(const struct vol_rec *r, uint8_t *buf, size_t *len);
+int vol_rec_decode(struct vol_rec *r, const uint8_t *buf, size_t len);
+void vol_rec_put(struct vol_rec *r);
+int vol_table_add(struct rod_store *s, struct vol_rec *r);
+void vol_table_remove(struct rod_store *s, struct vol_rec *r);
+int vol_load_all(struct rod_store *s);
+
+/* io.c */
+int io_read_view(struct rod_store *s, uint64_t lin, uint64_t epoch, uint64_t off,
+		 void *buf, uint64_t len);
+void stripe_lock_range(struct rod_store *s, uint64_t lin, uint64_t g0, uint64_t n, bool excl);
+void stripe_unlock_range(struct rod_store *s, uint64_t lin, uint64_t g0, uint64_t n, bool excl);
+
+/* space.c */
+bool space_low(struct rod_store *s);
+uint64_t space_used(struct rod_store *s);
+
+/* store.c */
+int store_checkpoint(struct rod_store *s);
+void sys_log_u64(struct mutbuf *mb, const char *key, uint64_t v);
+
+#endif

@@ -1,0 +1,451 @@
+/* Storage engine: volumes, I/O, snapshots, clones, copies, persistence. */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "rod/store.h"
+
+#define MiB (1024ull * 1024)
+
+static char tmpl[64];
+
+static void fill(void *buf, size_t len, uint32_t seed)
+{
+	uint32_t *p = buf;
+
+	for (size_t i = 0; i < len / 4; i++) {
+		seed = seed * 1103515245u + 12345u;
+		p[i] = seed ^ (uint32_t)i;
+	}
+}
+
+static struct rod_store *open_store(bool create)
+{
+	struct rod_store_opts o = { .dir = tmpl, .create = create, .array_name = "test-array",
+				    .no_gc_thread = true };
+	struct rod_store *s = NULL;
+
+	assert_int_equal(rod_store_open(&o, &s), 0);
+	return s;
+}
+
+static int setup(void **state)
+{
+	snprintf(tmpl, sizeof(tmpl), "/tmp/rodtest.XXXXXX");
+	assert_non_null(mkdtemp(tmpl));
+	*state = open_store(true);
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	char cmd[128];
+
+	rod_store_close(*state);
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", tmpl);
+	assert_int_equal(system(cmd), 0);
+	return 0;
+}
+
+static struct rod_vol *mkvol(struct rod_store *s, const char *name, uint64_t size)
+{
+	struct rod_vol *v;
+
+	assert_int_equal(rod_vol_create(s, name, size, 512, NULL), 0);
+	assert_int_equal(rod_vol_open(s, name, &v), 0);
+	return v;
+}
+
+static void test_identity_and_thin(void **state)
+{
+	struct rod_store *s = *state;
+	const struct rod_array_identity *id = rod_store_identity(s);
+	struct rod_vol *v = mkvol(s, "thin", 16 * MiB);
+	uint8_t buf[8192], zero[8192] = { 0 };
+	bool mapped;
+	uint64_t len;
+
+	assert_string_equal(id->name, "test-array");
+	assert_int_equal(id->format_version, 1);
+	assert_int_equal(rod_vol_read(v, 4096, buf, sizeof(buf)), 0);
+	assert_memory_equal(buf, zero, sizeof(buf));
+	assert_int_equal(rod_vol_lba_status(v, 0, 16 * MiB, &mapped, &len), 0);
+	assert_false(mapped);
+	assert_int_equal(len, 16 * MiB);
+	assert_int_equal(rod_vol_read(v, 16 * MiB - 512, buf, 1024), -ERANGE);
+	assert_int_equal(rod_vol_read(v, 100, buf, 512), -EINVAL);
+	rod_vol_close(v);
+	assert_int_equal(rod_vol_create(s, "thin", MiB, 512, NULL), -EEXIST);
+	assert_int_equal(rod_vol_create(s, "bad.name", MiB, 512, NULL), -EINVAL);
+	assert_int_equal(rod_vol_create(s, "odd", MiB + 512, 4096, NULL), -EINVAL);
+}
+
+static void test_write_read_subgrain(void **state)
+{
+	struct rod_store *s = *state;
+	struct rod_vol *v = mkvol(s, "v1", 16 * MiB);
+	uint8_t *a = malloc(MiB), *b = malloc(MiB), *r = malloc(MiB);
+
+	fill(a, MiB, 1);
+	assert_int_equal(rod_vol_write(v, 0, a, MiB, 0), 0);
+	assert_int_equal(rod_vol_read(v, 0, r, MiB), 0);
+	assert_memory_equal(a, r, MiB);
+	/* 512-byte write in the middle of a grain keeps its neighbours */
+	fill(b, 512, 2);
+	assert_int_equal(rod_vol_write(v, 4096 + 1024, b, 512, 0), 0);
+	memcpy(a + 4096 + 1024, b, 512);
+	assert_int_equal(rod_vol_read(v, 0, r, MiB), 0);
+	assert_memory_equal(a, r, MiB);
+	/* unaligned read */
+	assert_int_equal(rod_vol_read(v, 512, r, 7 * 512), 0);
+	assert_memory_equal(a + 512, r, 7 * 512);
+	bool mapped;
+	uint64_t len;
+	assert_int_equal(rod_vol_lba_status(v, 0, 4 * MiB, &mapped, &len), 0);
+	assert_true(mapped);
+	assert_int_equal(len, MiB);
+	assert_int_equal(rod_vol_lba_status(v, MiB, 4 * MiB, &mapped, &len), 0);
+	assert_false(mapped);
+	assert_int_equal(len, 4 * MiB);
+	rod_vol_close(v);
+	free(a);
+	free(b);
+	free(r);
+}
+
+static void test_zero_unmap(void **state)
+{
+	struct rod_store *s = *state;
+	struct rod_vol *v = mkvol(s, "z", 16 * MiB);
+	uint8_t *a = malloc(8 * MiB), *r = malloc(8 * MiB);
+	bool mapped;
+	uint64_t len;
+
+	fill(a, 8 * MiB, 3);
+	assert_int_equal(rod_vol_write(v, 0, a, 8 * MiB, 0), 0);
+	/* small unaligned zero */
+	assert_int_equal(rod_vol_zero(v, 1024, 10240), 0);
+	memset(a + 1024, 0, 10240);
+	/* large unmap (range entry) with unaligned edges */
+	assert_int_equal(rod_vol_unmap(v, 2 * MiB + 512, 3 * MiB), 0);
+	memset(a + 2 * MiB + 512, 0, 3 * MiB);
+	assert_int_equal(rod_vol_read(v, 0, r, 8 * MiB), 0);
+	assert_memory_equal(a, r, 8 * MiB);
+	assert_int_equal(rod_vol_lba_status(v, 2 * MiB + 4096, 16 * MiB, &mapped, &len), 0);
+	assert_false(mapped);
+	assert_int_equal(len, 3 * MiB - 4096);
+	/* zero keeps the range mapped */
+	assert_int_equal(rod_vol_zero(v, 8 * MiB, 4 * MiB), 0);
+	assert_int_equal(rod_vol_lba_status(v, 8 * MiB, 4 * MiB, &mapped, &len), 0);
+	assert_true(mapped);
+	assert_int_equal(len, 4 * MiB);
+	rod_vol_close(v);
+	free(a);
+	free(r);
+}
+
+static void test_snapshot_clone_revert(void **state)
+{
+	struct rod_store *s = *state;
+	struct rod_vol *v = mkvol(s, "db", 8 * MiB), *sn, *cl;
+	uint8_t *a = malloc(MiB), *b = malloc(MiB), *r = malloc(MiB);
+	struct rod_vol_info info;
+
+	fill(a, MiB, 4);
+	fill(b, MiB, 5);
+	assert_int_equal(rod_vol_write(v, 0, a, MiB, 0), 0);
+	assert_int_equal(rod_vol_snapshot(s, "db", "s1", &info), 0);
+	assert_string_equal(info.name, "db.s1");
+	assert_true(info.is_snapshot);
+	assert_int_equal(rod_vol_write(v, 0, b, MiB, 0), 0);
+	assert_int_equal(rod_vol_open(s, "db.s1", &sn), 0);
+	assert_int_equal(rod_vol_read(sn, 0, r, MiB), 0);
+	assert_memory_equal(a, r, MiB);
+	assert_int_equal(rod_vol_write(sn, 0, b, 4096, 0), -EROFS);
+	assert_int_equal(rod_vol_clone(s, "db.s1", "dbc", NULL), 0);
+	assert_int_equal(rod_vol_open(s, "dbc", &cl), 0);
+	assert_int_equal(rod_vol_read(cl, 0, r, MiB), 0);
+	assert_memory_equal(a, r, MiB);
+	assert_int_equal(rod_vol_write(cl, 4096, b, 4096, 0), 0);
+	assert_int_equal(rod_vol_read(sn, 4096, r, 4096), 0);
+	assert_memory_equal(a + 4096, r, 4096);
+	assert_int_equal(rod_vol_revert(s, "db", "db.s1"), 0);
+	assert_int_equal(rod_vol_read(v, 0, r, MiB), 0);
+	assert_memory_equal(a, r, MiB);
+	rod_vol_close(cl);
+	rod_vol_close(sn);
+	rod_vol_close(v);
+	free(a);
+	free(b);
+	free(r);
+}
+
+static void test_copy(void **state)
+{
+	struct rod_store *s = *state;
+	struct rod_vol *v = mkvol(s, "src", 16 * MiB), *d = mkvol(s, "dst", 16 * MiB);
+	uint8_t *a = malloc(16 * MiB), *e = malloc(16 * MiB), *r = malloc(16 * MiB);
+
+	fill(a, 16 * MiB, 6);
+	assert_int_equal(rod_vol_write(v, 0, a, 16 * MiB, 0), 0);
+	/* aligned, adjacent 1 MiB copies merge */
+	memset(e, 0, 16 * MiB);
+	for (int i = 0; i < 4; i++)
+		assert_int_equal(rod_vol_copy(v, i * MiB, d, 4 * MiB + i * MiB, MiB), 0);
+	memcpy(e + 4 * MiB, a, 4 * MiB);
+	/* same grain phase, unaligned edges */
+	assert_int_equal(rod_vol_copy(v, 512, d, 512 + 8 * MiB, 2 * MiB), 0);
+	memcpy(e + 8 * MiB + 512, a + 512, 2 * MiB);
+	/* different phase: data copy */
+	assert_int_equal(rod_vol_copy(v, 1024, d, 12 * MiB + 512, 64 * 1024), 0);
+	memcpy(e + 12 * MiB + 512, a + 1024, 64 * 1024);
+	assert_int_equal(rod_vol_read(d, 0, r, 16 * MiB), 0);
+	assert_memory_equal(e, r, 16 * MiB);
+	/* source changes afterwards do not show in the copy */
+	assert_int_equal(rod_vol_write(v, 0, e, MiB, 0), 0);
+	assert_int_equal(rod_vol_read(d, 4 * MiB, r, MiB), 0);
+	assert_memory_equal(a, r, MiB);
+	/* overlapping same-volume copy reads the pre-copy state */
+	assert_int_equal(rod_vol_read(v, 0, a, 16 * MiB), 0);
+	assert_int_equal(rod_vol_copy(v, 0, v, MiB + 4096, 4 * MiB), 0);
+	memmove(a + MiB + 4096, a, 4 * MiB);
+	assert_int_equal(rod_vol_read(v, 0, r, 16 * MiB), 0);
+	assert_memory_equal(a, r, 16 * MiB);
+	rod_vol_close(v);
+	rod_vol_close(d);
+	free(a);
+	free(e);
+	free(r);
+}
+
+static void test_caw(void **state)
+{
+	struct rod_store *s = *state;
+	struct rod_vol *v = mkvol(s, "caw", MiB);
+	uint8_t buf[1024], r[512];
+	struct rod_io io = { .op = ROD_IO_CAW, .vol = v, .off = 512, .len = 512, .buf = buf };
+
+	memset(buf, 0, 512);
+	memset(buf + 512, 0xab, 512);
+	assert_int_equal(rod_io_run(&io), 0);
+	assert_int_equal(rod_vol_read(v, 512, r, 512), 0);
+	assert_memory_equal(r, buf + 512, 512);
+	/* second time the compare fails at byte 0 */
+	assert_int_equal(rod_io_run(&io), -EILSEQ);
+	assert_int_equal(io.miscompare_off, 0);
+	rod_vol_close(v);
+}
+
+static int kv_count(void *arg, const char *key, const void *val, size_t len)
+{
+	(void)key; (void)val; (void)len;
+	(*(int *)arg)++;
+	return 0;
+}
+
+static void test_persist_and_lifecycle(void **state)
+{
+	struct rod_store *s = *state;
+	struct rod_vol *v = mkvol(s, "p", 4 * MiB);
+	uint8_t *a = malloc(MiB), *r = malloc(MiB);
+	void *val;
+	size_t len;
+	int n = 0;
+
+	fill(a, MiB, 7);
+	assert_int_equal(rod_vol_write(v, MiB, a, MiB, 0), 0);
+	rod_vol_close(v);
+	assert_int_equal(rod_store_meta_put(s, "host/a", "x", 1), 0);
+	assert_int_equal(rod_store_meta_put(s, "host/b", "yy", 2), 0);
+	assert_int_equal(rod_store_meta_put(s, "lun/1", "z", 1), 0);
+	assert_int_equal(rod_vol_snapshot(s, "p", "daily", NULL), 0);
+	assert_int_equal(rod_vol_rename(s, "p", "q"), 0);
+	rod_store_close(s);
+	s = open_store(false);
+	*state = s;
+	assert_int_equal(rod_vol_open(s, "q", &v), 0);
+	assert_int_equal(rod_vol_read(v, MiB, r, MiB), 0);
+	assert_memory_equal(a, r, MiB);
+	rod_vol_close(v);
+	assert_int_equal(rod_vol_open(s, "q.daily", &v), 0);
+	assert_int_equal(rod_vol_read(v, MiB, r, MiB), 0);
+	assert_memory_equal(a, r, MiB);
+	rod_vol_close(v);
+	assert_int_equal(rod_store_meta_get(s, "host/b", &val, &len), 0);
+	assert_int_equal(len, 2);
+	free(val);
+	assert_int_equal(rod_store_meta_scan(s, "host/", kv_count, &n), 0);
+	assert_int_equal(n, 2);
+	assert_int_equal(rod_store_meta_del(s, "host/a"), 0);
+	assert_int_equal(rod_store_meta_get(s, "host/a", &val, &len), -ENOENT);
+	/* resize: shrink drops data, grow reads zeros */
+	assert_int_equal(rod_vol_resize(s, "q", MiB + 512), 0);
+	assert_int_equal(rod_vol_resize(s, "q", 4 * MiB), 0);
+	assert_int_equal(rod_vol_open(s, "q", &v), 0);
+	assert_int_equal(rod_vol_size(v), 4 * MiB);
+	assert_int_equal(rod_vol_read(v, MiB, r, MiB), 0);
+	assert_memory_equal(a, r, 512);
+	for (size_t i = 512; i < MiB; i++)
+		if (r[i])
+			fail_msg("byte %zu not zero after shrink+grow", i);
+	/* destroy: I/O fails, recover brings it back, eradicate drops it */
+	assert_int_equal(rod_vol_destroy(s, "q"), 0);
+	assert_int_equal(rod_vol_read(v, 0, r, 512), -ENOENT);
+	assert_int_equal(rod_vol_open(s, "q", &v), -ENOENT);
+	assert_int_equal(rod_vol_recover(s, "q"), 0);
+	assert_int_equal(rod_vol_read(v, MiB, r, 512), 0);
+	rod_vol_close(v);
+	assert_int_equal(rod_vol_eradicate(s, "q"), -EBUSY);
+	assert_int_equal(rod_vol_destroy(s, "q"), 0);
+	assert_int_equal(rod_vol_eradicate(s, "q"), 0);
+	assert_int_equal(rod_vol_info_get(s, "q", &(struct rod_vol_info){ 0 }), -ENOENT);
+	assert_int_equal(rod_vol_open(s, "q.daily", &v), 0);
+	assert_int_equal(rod_vol_read(v, MiB, r, MiB), 0);
+	assert_memory_equal(a, r, MiB);
+	rod_vol_close(v);
+	free(a);
+	free(r);
+}
+
+static void test_pin(void **state)
+{
+	struct rod_store *s = *state;
+	struct rod_vol *v = mkvol(s, "pv", 4 * MiB), *p;
+	uint8_t a[8192], b[8192], r[8192];
+
+	fill(a, sizeof(a), 8);
+	fill(b, sizeof(b), 9);
+	assert_int_equal(rod_vol_write(v, 0, a, sizeof(a), 0), 0);
+	assert_int_equal(rod_vol_pin(v, &p), 0);
+	assert_int_equal(rod_vol_write(v, 0, b, sizeof(b), 0), 0);
+	assert_int_equal(rod_vol_read(p, 0, r, sizeof(r)), 0);
+	assert_memory_equal(a, r, sizeof(a));
+	assert_int_equal(rod_vol_write(p, 0, b, 512, 0), -EROFS);
+	rod_vol_close(p);
+	rod_vol_close(v);
+}
+
+static void test_gc_reclaims(void **state)
+{
+	struct rod_store *s = *state;
+	struct rod_vol *v = mkvol(s, "g", 64 * MiB);
+	uint8_t *a = malloc(4 * MiB), *r = malloc(4 * MiB);
+	struct rod_space sp0, sp1;
+	struct rod_store_stats st;
+
+	for (int i = 0; i < 8; i++) {
+		fill(a, 4 * MiB, 100 + i);
+		assert_int_equal(rod_vol_write(v, 0, a, 4 * MiB, 0), 0);
+	}
+	assert_int_equal(rod_vol_write(v, 32 * MiB, a, 4 * MiB, 0), 0);
+	assert_int_equal(rod_store_space(s, &sp0), 0);
+	assert_int_equal(sp0.logical, 8 * MiB);
+	assert_int_equal(sp0.physical, 8 * MiB);
+	assert_true(sp0.used >= 36 * MiB);
+	assert_int_equal(rod_store_gc(s, false), 0);
+	assert_int_equal(rod_store_space(s, &sp1), 0);
+	assert_true(sp1.used < sp0.used);
+	assert_int_equal(rod_vol_read(v, 0, r, 4 * MiB), 0);
+	assert_memory_equal(a, r, 4 * MiB);
+	/* full pass relocates everything still live */
+	assert_int_equal(rod_store_gc(s, true), 0);
+	assert_int_equal(rod_vol_read(v, 32 * MiB, r, 4 * MiB), 0);
+	assert_memory_equal(a, r, 4 * MiB);
+	rod_vol_close(v);
+	/* eradicated volumes' space comes back */
+	assert_int_equal(rod_vol_destroy(s, "g"), 0);
+	assert_int_equal(rod_vol_eradicate(s, "g"), 0);
+	assert_int_equal(rod_store_gc(s, false), 0);
+	assert_int_equal(rod_store_space(s, &sp1), 0);
+	assert_int_equal(sp1.physical, 0);
+	assert_true(sp1.used < 4 * MiB);
+	rod_store_stats(s, &st);
+	assert_true(st.gc_segments_freed > 0);
+	free(a);
+	free(r);
+}
+
+static void test_full_disk(void **state)
+{
+	struct rod_store *s = *state;
+	struct rod_store_opts o = { .dir = tmpl, .capacity_bytes = 96 * MiB,
+				    .reserve_bytes = 16 * MiB, .no_gc_thread = true };
+	struct rod_vol *v;
+	uint8_t *a = malloc(4 * MiB);
+	int rc = 0;
+	uint64_t written = 0;
+
+	rod_store_close(s);
+	assert_int_equal(rod_store_open(&o, &s), 0);
+	*state = s;
+	v = mkvol(s, "full", 512 * MiB);
+	while (written < 256 * MiB) {
+		fill(a, 4 * MiB, (uint32_t)written);
+		rc = rod_vol_write(v, written, a, 4 * MiB, 0);
+		if (rc)
+			break;
+		written += 4 * MiB;
+	}
+	assert_int_equal(rc, -ENOSPC);
+	assert_true(written >= 64 * MiB);
+	/* reads, unmap and GC still work and give space back */
+	assert_int_equal(rod_vol_read(v, 0, a, 4 * MiB), 0);
+	assert_int_equal(rod_vol_unmap(v, 0, written), 0);
+	assert_int_equal(rod_store_gc(s, false), 0);
+	fill(a, 4 * MiB, 77);
+	assert_int_equal(rod_vol_write(v, 0, a, 4 * MiB, 0), 0);
+	rod_vol_close(v);
+	free(a);
+}
+
+static void test_unknown_version(void **state)
+{
+	struct rod_store *s = *state;
+	char path[128];
+	FILE *f;
+	struct rod_store_opts o = { .dir = tmpl };
+	uint8_t ver[4] = { 0, 0, 0, 99 };
+
+	rod_store_close(s);
+	snprintf(path, sizeof(path), "%s/superblock", tmpl);
+	f = fopen(path, "r+b");
+	assert_non_null(f);
+	fseek(f, 8, SEEK_SET);
+	fwrite(ver, 1, 4, f);
+	fclose(f);
+	assert_int_equal(rod_store_open(&o, &s), -EPROTO);
+	/* put it back so teardown can close something */
+	ver[3] = 1;
+	f = fopen(path, "r+b");
+	fseek(f, 8, SEEK_SET);
+	fwrite(ver, 1, 4, f);
+	fclose(f);
+	*state = open_store(false);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_identity_and_thin, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_write_read_subgrain, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_zero_unmap, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_snapshot_clone_revert, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_copy, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_caw, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_persist_and_lifecycle, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_pin, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_gc_reclaims, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_full_disk, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_unknown_version, setup, teardown),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
