@@ -11,7 +11,9 @@
  *                                       [--zero-token]
  *     rrti URL LIST_ID                  "sa=0x10 status=0x01 count=N token=1"
  *     xcopy URL --cscd HEX... --seg S:D:N:SLBA:DLBA... [--list-id N] [--usage U]
- *                 [--cscd-type X] [--seg-type X] [--truncate N] [--inline N]
+ *                 [--cscd-type X] [--seg-type X] [--truncate N] [--inline N] [--status]
+ *                                       (--status: then RECEIVE COPY RESULTS COPY STATUS
+ *                                       of the list id on the same session)
  *     rcr-status URL LIST_ID            "status=N segs=N units=N count=N"
  *     rcr-params URL                    key=value lines
  *     vpd URL PAGE                      page bytes in hex
@@ -211,6 +213,22 @@ static int do_rrti(uint32_t list_id, uint8_t *tok_out)
 	return has || !tok_out ? 0 : 6;
 }
 
+static int do_rcr_status(uint8_t list_id)
+{
+	uint8_t cdb[16] = { 0x84, 0x00 }, r[64];
+	size_t got;
+	int rc;
+
+	cdb[2] = list_id;
+	put32(cdb + 10, sizeof(r));
+	rc = cmd(cdb, 1, NULL, 0, r, sizeof(r), &got);
+	if (rc)
+		return rc;
+	printf("status=%u segs=%u units=%u count=%u\n", r[4] & 0x7f, r[5] << 8 | r[6], r[7],
+	       get32(r + 8));
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	int c;
@@ -375,6 +393,7 @@ int main(int argc, char **argv)
 		uint8_t cscd[80][32], segs[80][28], *pl;
 		int ncscd = 0, nseg = 0, truncate = 0, inline_len = 0, list_id = 1, usage_v = 2;
 		int cscd_type = 0xE4, seg_type = 0x02;
+		bool status = false;
 
 		for (int i = 0; i < argc; i++) {
 			if (!strcmp(argv[i], "--cscd") && i + 1 < argc && ncscd < 80) {
@@ -407,6 +426,8 @@ int main(int argc, char **argv)
 				seg_type = (int)strtol(argv[++i], NULL, 0);
 			} else if (!strcmp(argv[i], "--truncate") && i + 1 < argc) {
 				truncate = atoi(argv[++i]);
+			} else if (!strcmp(argv[i], "--status")) {
+				status = true;
 			} else if (!strcmp(argv[i], "--inline") && i + 1 < argc) {
 				inline_len = atoi(argv[++i]);
 			} else {
@@ -431,22 +452,18 @@ int main(int argc, char **argv)
 		len -= (size_t)truncate;
 		cdb[0] = 0x83;
 		put32(cdb + 10, (uint32_t)len);
-		return cmd(cdb, 2, pl, len, NULL, 0, NULL);
+		int rc = cmd(cdb, 2, pl, len, NULL, 0, NULL);
+		/* --status: COPY STATUS of the list on this same I_T nexus */
+		if (status) {
+			fflush(stdout);
+			int rc2 = do_rcr_status((uint8_t)list_id);
+			if (!rc)
+				rc = rc2;
+		}
+		return rc;
 	}
-	if (!strcmp(cmdname, "rcr-status") && argc == 1) {
-		uint8_t r[64];
-		size_t got;
-		cdb[0] = 0x84;
-		cdb[1] = 0x00;
-		cdb[2] = (uint8_t)atoi(argv[0]);
-		put32(cdb + 10, sizeof(r));
-		int rc = cmd(cdb, 1, NULL, 0, r, sizeof(r), &got);
-		if (rc)
-			return rc;
-		printf("status=%u segs=%u units=%u count=%u\n", r[4] & 0x7f, r[5] << 8 | r[6], r[7],
-		       get32(r + 8));
-		return 0;
-	}
+	if (!strcmp(cmdname, "rcr-status") && argc == 1)
+		return do_rcr_status((uint8_t)atoi(argv[0]));
 	if (!strcmp(cmdname, "rcr-params")) {
 		uint8_t r[256];
 		size_t got;

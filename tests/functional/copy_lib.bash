@@ -32,7 +32,7 @@ same_bytes() {
 # splice OUT BASE OFF_BYTES SRC SRC_OFF LEN: OUT = BASE with [OFF, OFF+LEN) taken from
 # SRC at SRC_OFF (the expected image after a copy).
 splice() {
-	cp "$2" "$1"
+	[ "$1" = "$2" ] || cp "$2" "$1"
 	dd if="$4" of="$1" bs=512 skip=$(($5 / 512)) seek=$(($3 / 512)) count=$(($6 / 512)) \
 		conv=notrunc status=none
 }

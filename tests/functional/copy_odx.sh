@@ -20,7 +20,7 @@ rc_copy load "$A" 0 "$T/a0" || fail "loading random data into a"
 
 # VPD 0x8F: block device ROD token limits first (Windows reads only that one).
 p=$(expect_good vpd "$A" 0x8f)
-expect_eq "0000008f" "${p:0:8}" "VPD 0x8F header"
+expect_eq "008f" "${p:0:4}" "VPD 0x8F header"
 expect_eq "00000020" "${p:8:8}" "first 0x8F descriptor (type 0000, length 0x20)"
 
 # 1. whole volume a -> b with rodcp, ODX only; no new space taken.

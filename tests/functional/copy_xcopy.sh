@@ -55,17 +55,18 @@ after=$(data_bytes)
 out=$("$RODCP" --json --src-offset 1M --dst-offset 2M --length 5M "$B" "$A") || fail "rodcp auto"
 expect_eq odx "$(jq -r .method <<<"$out")" "rodcp auto picks ODX first"
 
-# 4. RECEIVE COPY RESULTS: COPY STATUS of a held list id; unknown ids are refused
+# 4. RECEIVE COPY RESULTS: COPY STATUS of a held list id on the same I_T nexus; an
+# unknown id (or one from another session) is refused
 expect_sense 05/24/00 rcr-status "$B" 9
-expect_good xcopy "$B" --cscd "$DA" --cscd "$DB" --seg 0:1:8:0:0 --list-id 9 --usage 0 >/dev/null
-s=$(expect_good rcr-status "$B" 9)
+s=$(expect_good xcopy "$B" --cscd "$DA" --cscd "$DB" --seg 0:1:8:0:0 --list-id 9 --usage 0 --status)
 expect_eq "status=1 segs=1 units=0 count=4096" "$s" "COPY STATUS"
+expect_sense 05/24/00 rcr-status "$B" 9
 
 # 5. unreachable copy targets: a volume of another host, a CSCD index not in the list
 expect_sense 0A/08/04 xcopy "$B" --cscd "$DC" --cscd "$DB" --seg 0:1:8:0:0
-expect_sense 0A/08/04 xcopy "$B" --cscd "$DA" --seg 0:1:8:0:0
-s=$(expect_good rcr-status "$B" 1)
-expect_eq "status=2 segs=0 units=0 count=0" "$s" "COPY STATUS of a failed list"
+out=$("$RODTEST_COPY" xcopy "$B" --cscd "$DA" --seg 0:1:8:0:0 --status 2>&1) && fail "XCOPY naming a missing CSCD succeeded"
+expect_eq "sense=0A/08/04
+status=2 segs=0 units=0 count=0" "$out" "missing CSCD index: sense and COPY STATUS"
 # out of range: COPY ABORTED, nothing written past the end
 expect_sense 0A/00/00 xcopy "$B" --cscd "$DA" --cscd "$DB" --seg 0:1:2048:0:65535
 
