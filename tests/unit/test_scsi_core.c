@@ -477,10 +477,16 @@ static void test_write_same_unmap_lba_status(void **state)
 	memset(blk, 0x77, BS);
 	cdb_rw10(cdb, 0x2a, 2000, 1);
 	assert_good(run(e, &e->n1, 0, cdb, 10, blk, BS, NULL, 0));
-	assert_int_equal(lba_status(e, 2003, &first, &cnt), 1);
+	/* mapping is tracked per 4 KiB grain (8 blocks): 2000..2007 are mapped now */
+	assert_int_equal(lba_status(e, 2003, &first, &cnt), 0);
 	assert_int_equal(first, 2003);
+	assert_int_equal(cnt, 5);
 	assert_int_equal(lba_status(e, 2000, &first, &cnt), 0);
 	assert_int_equal(first, 2000);
+	assert_int_equal(lba_status(e, 2008, &first, &cnt), 1);
+	assert_int_equal(first, 2008);
+	assert_int_equal(lba_status(e, 2009, &first, &cnt), 1);
+	assert_int_equal(first, 2009);
 	uint8_t g[16] = { 0x9e, 0x12 };
 	rod_put_be64(g + 2, BLOCKS);
 	rod_put_be32(g + 10, 24);
@@ -851,6 +857,7 @@ static void test_spc2_reserve(void **state)
 	assert_good(mode_sense6(e, &e->n1, 0x3f, buf));
 	/* a LUN reset ends it */
 	assert_int_equal(rod_scsi_tmf(e->tgt, &e->n1, ROD_TMF_LOGICAL_UNIT_RESET, 0), 0);
+	clear_ua(e, &e->n1);
 	clear_ua(e, &e->n2);
 	assert_good(mode_sense6(e, &e->n2, 0x3f, buf));
 	/* and so does the holder's logout */
