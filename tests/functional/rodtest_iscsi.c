@@ -32,7 +32,9 @@ static int usage(void)
 	return 2;
 }
 
-static struct iscsi_context *connect_url(const char *url_s, int *lun)
+/* full: log in and clear the LUN's unit attentions with TEST UNIT READY (libiscsi's
+ * full connect, which fails when the LUN is not mapped); else log in only. */
+static struct iscsi_context *connect_url(const char *url_s, int *lun, bool full)
 {
 	struct iscsi_context *ic = iscsi_create_context(initiator);
 	if (!ic) {
@@ -55,7 +57,9 @@ static struct iscsi_context *connect_url(const char *url_s, int *lun)
 	else if (url->target_user[0])
 		iscsi_set_target_username_pwd(ic, url->target_user, url->target_passwd);
 	*lun = url->lun;
-	if (iscsi_full_connect_sync(ic, url->portal, url->lun)) {
+	int rc = full ? iscsi_full_connect_sync(ic, url->portal, url->lun)
+		      : (iscsi_connect_sync(ic, url->portal) || iscsi_login_sync(ic));
+	if (rc) {
 		fprintf(stderr, "login to %s at %s failed: %s\n", url->target, url->portal, iscsi_get_error(ic));
 		iscsi_destroy_url(url);
 		iscsi_destroy_context(ic);
@@ -199,13 +203,23 @@ int main(int argc, char **argv)
 	if (!strcmp(cmd, "discover"))
 		return discover(url);
 	int lun, rc = 0;
-	struct iscsi_context *ic = connect_url(url, &lun);
+	bool full = strcmp(cmd, "login") && strcmp(cmd, "luns");
+	struct iscsi_context *ic = connect_url(url, &lun, full);
 	if (!ic)
 		return 3;
 	if (!strcmp(cmd, "login")) {
 		rc = 0;
 	} else if (!strcmp(cmd, "luns")) {
-		struct scsi_task *t = iscsi_reportluns_sync(ic, 0, 16384);
+		struct scsi_task *t = NULL;
+		/* a fresh session may first get unit attentions (power on, LUNs changed) */
+		for (int tries = 0; tries < 4; tries++) {
+			if (t)
+				scsi_free_scsi_task(t);
+			t = iscsi_reportluns_sync(ic, 0, 16384);
+			if (!t || t->status != SCSI_STATUS_CHECK_CONDITION ||
+			    t->sense.key != SCSI_SENSE_UNIT_ATTENTION)
+				break;
+		}
 		if (task_failed(ic, t, "REPORT LUNS")) {
 			rc = 4;
 		} else {
