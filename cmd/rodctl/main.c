@@ -579,7 +579,7 @@ static void usage_all(FILE *f)
 int main(int argc, char **argv)
 {
 	/* Global options may appear anywhere ("rodctl host list --json"). */
-	char **rest = calloc((size_t)argc + 1, sizeof(*rest));
+	char **rest = argv + 1;   /* compacted in place: what is left after global options */
 	int n = 0;
 	g_socket = getenv("ROD_SOCKET");
 	if (!g_socket || !*g_socket)
@@ -610,15 +610,12 @@ int main(int argc, char **argv)
 			continue;
 		noun_known = true;
 		if (!strcmp(commands[i].verb, rest[1])) {
-			int rc = commands[i].fn(n - 2, rest + 2, commands[i].usage);
-			free(rest);
-			return rc;
+			return commands[i].fn(n - 2, rest + 2, commands[i].usage);
 		}
 	}
 	if (noun_known)
 		die(EX_USAGE, "unknown command \"%s %s\" (rodctl --help lists commands)", rest[0], rest[1]);
 	else
 		die(EX_USAGE, "unknown command \"%s\" (rodctl --help lists commands)", rest[0]);
-	free(rest);
 	return EX_USAGE;
 }

@@ -61,6 +61,18 @@ static int set_str(char **dst, const char *v)
 	return *dst ? 0 : -ENOMEM;
 }
 
+static void settings_free(struct settings *st)
+{
+	free(st->data);
+	free(st->socket);
+	free(st->pidfile);
+	free(st->key_file);
+	free(st->array_name);
+	for (int i = 0; i < st->n_listen; i++)
+		free(st->listen[i]);
+	memset(st, 0, sizeof(*st));
+}
+
 /* "ADDR:PORT" or "[v6]:PORT" with a port 0-65535. */
 static bool listen_valid(const char *s, const char **why)
 {
@@ -313,6 +325,7 @@ int main(int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	struct settings cli = { 0 }, st = { 0 };
+	char *data = NULL, *sock = NULL, *pidfile = NULL, *key_file = NULL; /* absolute paths */
 	const char *config = NULL, *why = NULL;
 	bool foreground = false;
 	int opt;
@@ -329,25 +342,25 @@ int main(int argc, char **argv)
 		case 'l':
 			if (add_listen(&cli, optarg, &why)) {
 				fprintf(stderr, "rodd: --listen %s: %s\n", optarg, why);
-				return 1;
+				goto early_fail;
 			}
 			break;
-		case 'h': usage(stdout); return 0;
-		default: usage(stderr); return 1;
+		case 'h': usage(stdout); settings_free(&cli); return 0;
+		default: usage(stderr); settings_free(&cli); return 1;
 		}
 	}
 	if (optind < argc) {
 		fprintf(stderr, "rodd: unexpected argument \"%s\" (rodd --help lists options)\n", argv[optind]);
-		return 1;
+		goto early_fail;
 	}
 	if (cli.array_name && !rod_name_valid(cli.array_name)) {
 		fprintf(stderr, "rodd: --array-name \"%s\" is not valid (letters, digits, '-' and '_', 1-63 characters)\n",
 			cli.array_name);
-		return 1;
+		goto early_fail;
 	}
 	/* defaults < config file < command line */
 	if (config && read_config(config, &st))
-		return 1;
+		goto early_fail;
 #define PICK(f, def) do { if (cli.f) set_str(&st.f, cli.f); else if (!st.f && (def)) set_str(&st.f, (def)); } while (0)
 	PICK(data, DEFAULT_DATA);
 	PICK(socket, DEFAULT_SOCKET);
@@ -364,8 +377,10 @@ int main(int argc, char **argv)
 		st.listen[st.n_listen++] = strdup(DEFAULT_LISTEN);
 	}
 	st.listen[st.n_listen] = NULL;
-	char *data = absolute(st.data), *sock = absolute(st.socket), *pidfile = absolute(st.pidfile);
-	char *key_file = absolute(st.key_file);
+	data = absolute(st.data);
+	sock = absolute(st.socket);
+	pidfile = absolute(st.pidfile);
+	key_file = absolute(st.key_file);
 
 	char array_name[ROD_NAME_MAX];
 	if (st.array_name) {
@@ -394,7 +409,7 @@ int main(int argc, char **argv)
 	int rc = mkdir_p(data);
 	if (rc) {
 		rod_err("cannot create data directory %s: %s", data, strerror(-rc));
-		return 1;
+		goto early_fail;
 	}
 	struct rod_store_opts so = { .dir = data, .create = true, .array_name = array_name };
 	struct rod_store *store = NULL;
@@ -405,7 +420,7 @@ int main(int argc, char **argv)
 				"wrote it", data);
 		else
 			rod_err("cannot open the store in %s: %s", data, strerror(-rc));
-		return 1;
+		goto early_fail;
 	}
 	const struct rod_array_identity *ident = rod_store_identity(store);
 	if (st.array_name && strcmp(st.array_name, ident->name))
@@ -420,7 +435,7 @@ int main(int argc, char **argv)
 	if (rc) {
 		rod_err("cannot create the SCSI target: %s", strerror(-rc));
 		rod_store_close(store);
-		return 1;
+		goto early_fail;
 	}
 	struct rod_ctl_opts co = {
 		.store = store,
@@ -433,7 +448,7 @@ int main(int argc, char **argv)
 	if (rc) {
 		rod_scsi_target_free(target);
 		rod_store_close(store);
-		return 1;
+		goto early_fail;
 	}
 	struct rod_iscsi_server_opts io = {
 		.target_name = iqn,
@@ -513,17 +528,20 @@ out:
 	free(sock);
 	free(pidfile);
 	free(key_file);
-	for (int i = 0; i < st.n_listen; i++)
-		free(st.listen[i]);
-	free(st.data);
-	free(st.socket);
-	free(st.pidfile);
-	free(st.key_file);
-	free(st.array_name);
-	free(cli.data);
-	free(cli.socket);
-	free(cli.pidfile);
-	free(cli.key_file);
-	free(cli.array_name);
+	/* st.listen may alias cli.listen (taken over from the command line) */
+	if (cli.n_listen)
+		cli.n_listen = 0;
+	settings_free(&st);
+	settings_free(&cli);
 	return rc;
+early_fail:
+	if (cli.n_listen && st.listen[0] == cli.listen[0])
+		cli.n_listen = 0;
+	settings_free(&st);
+	settings_free(&cli);
+	free(data);
+	free(sock);
+	free(pidfile);
+	free(key_file);
+	return 1;
 }
