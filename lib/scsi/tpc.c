@@ -49,8 +49,21 @@ struct tpc_op {
 	struct tpc_op *next;
 };
 
+struct tpc_exec;
+
+/* Engine range copies wait for their group commit inside rod_io_submit, so they are
+ * never submitted from a network thread: a small pool of workers does it. With as many
+ * workers as copies a hypervisor keeps in flight, those copies share one commit. */
+#define TPC_WORKERS 16
+
 struct tpc_state {
 	struct tpc_state *next_live;            /* registry of live states (live_lock) */
+	pthread_mutex_t qlock;                  /* guards qhead, qtail, stopping */
+	pthread_cond_t qcond;
+	struct tpc_exec *qhead, *qtail;
+	bool stopping;
+	pthread_t workers[TPC_WORKERS];
+	unsigned nworkers;
 	struct rod_token_table *tokens;         /* NULL when the store has no identity */
 	pthread_mutex_t lock;                   /* guards ops, nops, last_sweep */
 	struct tpc_op *ops[OP_BUCKETS];
@@ -272,6 +285,7 @@ struct tpc_exec {
 	struct rod_tpc_sense fail_sense;
 	uint64_t bytes_done, blocks_done;
 	struct rod_io io;
+	struct tpc_exec *qnext;                 /* worker queue link */
 };
 
 static struct tpc_exec *exec_new(struct rod_scsi_task *t, uint32_t cap)
@@ -334,7 +348,8 @@ static void exec_io_done(struct rod_io *io)
 	exec_next(x);
 }
 
-static void exec_next(struct tpc_exec *x)
+/* Run the current step (on a worker thread). */
+static void exec_step(struct tpc_exec *x)
 {
 	struct tpc_step *s;
 
@@ -352,8 +367,50 @@ static void exec_next(struct tpc_exec *x)
 	x->io.src_off = s->src_off;
 	x->io.done = exec_io_done;
 	x->io.priv = x;
-	/* done may run inside submit; the chain is at most a few hundred steps deep. */
 	rod_io_submit(&x->io);
+}
+
+/* Queue the next step for a worker; also called from store completions, which must not
+ * block on another commit. */
+static void exec_next(struct tpc_exec *x)
+{
+	struct tpc_state *st = state_of(x->t);
+
+	x->qnext = NULL;
+	pthread_mutex_lock(&st->qlock);
+	if (st->qtail)
+		st->qtail->qnext = x;
+	else
+		st->qhead = x;
+	st->qtail = x;
+	pthread_cond_signal(&st->qcond);
+	pthread_mutex_unlock(&st->qlock);
+}
+
+static void *tpc_worker(void *arg)
+{
+	struct tpc_state *st = arg;
+
+	rod_thread_name("rod-tpc");
+	pthread_mutex_lock(&st->qlock);
+	for (;;) {
+		struct tpc_exec *x = st->qhead;
+
+		if (!x) {
+			if (st->stopping)
+				break;
+			pthread_cond_wait(&st->qcond, &st->qlock);
+			continue;
+		}
+		st->qhead = x->qnext;
+		if (!st->qhead)
+			st->qtail = NULL;
+		pthread_mutex_unlock(&st->qlock);
+		exec_step(x);
+		pthread_mutex_lock(&st->qlock);
+	}
+	pthread_mutex_unlock(&st->qlock);
+	return NULL;
 }
 
 static int exec_add(struct tpc_exec *x, const struct tpc_step *s)
@@ -1037,6 +1094,18 @@ int rod_tpc_target_init(struct rod_scsi_target *t, void **tpc_state)
 	if (!st)
 		return -ENOMEM;
 	pthread_mutex_init(&st->lock, NULL);
+	pthread_mutex_init(&st->qlock, NULL);
+	pthread_cond_init(&st->qcond, NULL);
+	for (unsigned i = 0; i < TPC_WORKERS; i++) {
+		if (pthread_create(&st->workers[i], NULL, tpc_worker, st) != 0)
+			break;
+		st->nworkers++;
+	}
+	if (!st->nworkers) {
+		rod_err("tpc: cannot start copy worker threads");
+		free(st);
+		return -EAGAIN;
+	}
 	if (id) {
 		struct rod_token_table_opts o = { .max_tokens = ROD_TOKEN_DEFAULT_MAX,
 						  .release_pin = release_pin, .clock = store_clock };
@@ -1046,8 +1115,7 @@ int rod_tpc_target_init(struct rod_scsi_target *t, void **tpc_state)
 		memcpy(o.secret, id->secret, sizeof(o.secret));
 		rc = rod_token_table_new(&o, &st->tokens);
 		if (rc) {
-			pthread_mutex_destroy(&st->lock);
-			free(st);
+			rod_tpc_target_fini(t, st);
 			return rc;
 		}
 	}
@@ -1073,6 +1141,15 @@ void rod_tpc_target_fini(struct rod_scsi_target *t, void *tpc_state)
 		}
 	}
 	pthread_mutex_unlock(&live_lock);
+	/* The target waited for its commands, so the queue is empty. */
+	pthread_mutex_lock(&st->qlock);
+	st->stopping = true;
+	pthread_cond_broadcast(&st->qcond);
+	pthread_mutex_unlock(&st->qlock);
+	for (unsigned i = 0; i < st->nworkers; i++)
+		pthread_join(st->workers[i], NULL);
+	pthread_mutex_destroy(&st->qlock);
+	pthread_cond_destroy(&st->qcond);
 	rod_token_table_free(st->tokens);
 	for (uint32_t b = 0; b < OP_BUCKETS; b++) {
 		struct tpc_op *o = st->ops[b], *next;

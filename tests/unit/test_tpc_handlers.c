@@ -1,0 +1,379 @@
+/* Copy-offload handlers inside the SCSI core, against a real store in a temp dir:
+ * VPD 0x8F and RECEIVE COPY RESULTS agree, tokens cross hosts, list ids belong to
+ * their I_T nexus, a removed volume revokes its tokens, the token table is bounded. */
+#include <errno.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "rod/scsi.h"
+#include "rod/store.h"
+#include "rod/util.h"
+
+#define VOL_SIZE (16ull << 20)
+#define BS 512u
+
+struct env {
+	char dir[64];
+	struct rod_store *store;
+	struct rod_scsi_target *tgt;
+	struct rod_vol_info v1, v2;
+	struct rod_scsi_nexus n1, n2;   /* host 1 sees v1 at LUN 0; host 2 sees v2 at LUN 0 */
+};
+
+struct done_wait {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	int n;
+};
+
+static void on_done(struct rod_scsi_cmd *c)
+{
+	struct done_wait *w = c->transport_priv;
+
+	pthread_mutex_lock(&w->mu);
+	w->n++;
+	pthread_cond_signal(&w->cv);
+	pthread_mutex_unlock(&w->mu);
+}
+
+struct out {
+	uint8_t status, key, asc, ascq;
+	uint32_t in_len;
+};
+
+static struct out exec_cmd(struct env *e, struct rod_scsi_nexus *n, const uint8_t cdb[16],
+			   const void *data_out, uint32_t out_len, void *in, uint32_t in_cap)
+{
+	struct done_wait w = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0 };
+	struct rod_scsi_cmd c;
+	struct out o = { 0 };
+
+	memset(&c, 0, sizeof(c));
+	c.nexus = n;
+	memcpy(c.cdb, cdb, 16);
+	c.cdb_len = 16;
+	c.out_buf = data_out;
+	c.out_len = out_len;
+	c.exp_len = data_out ? out_len : in_cap;
+	c.in_buf = in;
+	c.in_cap = in_cap;
+	c.done = on_done;
+	c.transport_priv = &w;
+	rod_scsi_exec(e->tgt, &c);
+	pthread_mutex_lock(&w.mu);
+	while (!w.n)
+		pthread_cond_wait(&w.cv, &w.mu);
+	pthread_mutex_unlock(&w.mu);
+	o.status = c.status;
+	o.in_len = c.in_len;
+	if (c.sense_len >= 14 && (c.sense[0] & 0x7f) == 0x70) {
+		o.key = c.sense[2] & 0x0f;
+		o.asc = c.sense[12];
+		o.ascq = c.sense[13];
+	} else if (c.sense_len >= 4) {
+		o.key = c.sense[1] & 0x0f;
+		o.asc = c.sense[2];
+		o.ascq = c.sense[3];
+	}
+	return o;
+}
+
+#define GOOD(o) do { struct out _o = (o); if (_o.status) \
+	fail_msg("status %x sense %x/%02x/%02x", _o.status, _o.key, _o.asc, _o.ascq); } while (0)
+#define SENSE(o, k, a, q) do { struct out _o = (o); \
+	if (_o.status != SAM_STAT_CHECK_CONDITION || _o.key != (k) || _o.asc != (a) || \
+	    _o.ascq != (q)) \
+		fail_msg("status %x sense %x/%02x/%02x, expected %x/%02x/%02x", _o.status, \
+			 _o.key, _o.asc, _o.ascq, (k), (a), (q)); } while (0)
+
+static void nexus(struct rod_scsi_nexus *n, const char *name, uint8_t isid, uint64_t host)
+{
+	memset(n, 0, sizeof(*n));
+	snprintf(n->initiator_name, sizeof(n->initiator_name), "%s", name);
+	n->isid[5] = isid;
+	snprintf(n->initiator_port, sizeof(n->initiator_port), "%s,i,0x%012x", name, isid);
+	n->tpgt = 1;
+	n->rel_port = 1;
+	n->host_id = host;
+}
+
+static void clear_ua(struct env *e, struct rod_scsi_nexus *n)
+{
+	uint8_t tur[16] = { 0 };
+
+	for (int i = 0; i < 10; i++)
+		if (exec_cmd(e, n, tur, NULL, 0, NULL, 0).status == SAM_STAT_GOOD)
+			return;
+	fail_msg("unit attentions did not clear");
+}
+
+static int setup(void **state)
+{
+	struct env *e = calloc(1, sizeof(*e));
+	struct rod_store_opts so = { .create = true, .array_name = "tpc", .no_gc_thread = true };
+	struct rod_scsi_target_opts to = { .target_name = "iqn.2026-11.io.rodstore:tpc" };
+
+	snprintf(e->dir, sizeof(e->dir), "/tmp/rodtpc.XXXXXX");
+	if (!mkdtemp(e->dir))
+		return -1;
+	so.dir = e->dir;
+	if (rod_store_open(&so, &e->store) < 0 ||
+	    rod_vol_create(e->store, "v1", VOL_SIZE, BS, &e->v1) < 0 ||
+	    rod_vol_create(e->store, "v2", VOL_SIZE, BS, &e->v2) < 0)
+		return -1;
+	to.store = e->store;
+	if (rod_scsi_target_new(&to, &e->tgt) < 0 ||
+	    rod_scsi_map_add(e->tgt, 1, 0, e->v1.id) < 0 ||
+	    rod_scsi_map_add(e->tgt, 2, 0, e->v2.id) < 0)
+		return -1;
+	nexus(&e->n1, "iqn.2026-11.test:one", 1, 1);
+	nexus(&e->n2, "iqn.2026-11.test:two", 2, 2);
+	rod_scsi_nexus_register(e->tgt, &e->n1);
+	rod_scsi_nexus_register(e->tgt, &e->n2);
+	clear_ua(e, &e->n1);
+	clear_ua(e, &e->n2);
+	*state = e;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct env *e = *state;
+	char cmd[128];
+
+	rod_scsi_nexus_unregister(e->tgt, &e->n1);
+	rod_scsi_nexus_unregister(e->tgt, &e->n2);
+	rod_scsi_target_free(e->tgt);
+	rod_store_close(e->store);
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", e->dir);
+	if (system(cmd) != 0)
+		return -1;
+	free(e);
+	return 0;
+}
+
+/* ---- command builders --------------------------------------------------------------- */
+
+static struct out inquiry_vpd(struct env *e, uint8_t page, void *buf, uint16_t alloc)
+{
+	uint8_t cdb[16] = { 0x12, 0x01, page };
+
+	rod_put_be16(cdb + 3, alloc);
+	return exec_cmd(e, &e->n1, cdb, NULL, 0, buf, alloc);
+}
+
+static struct out populate(struct env *e, struct rod_scsi_nexus *n, uint32_t list_id,
+			   uint64_t lba, uint32_t nblocks)
+{
+	uint8_t cdb[16] = { 0x83, 0x10 }, pl[32] = { 0 };
+
+	rod_put_be32(cdb + 6, list_id);
+	rod_put_be32(cdb + 10, sizeof(pl));
+	rod_put_be16(pl, sizeof(pl) - 2);
+	rod_put_be16(pl + 14, 16);
+	rod_put_be64(pl + 16, lba);
+	rod_put_be32(pl + 24, nblocks);
+	return exec_cmd(e, n, cdb, pl, sizeof(pl), NULL, 0);
+}
+
+static struct out rrti(struct env *e, struct rod_scsi_nexus *n, uint32_t list_id, uint8_t *r,
+		       uint32_t cap)
+{
+	uint8_t cdb[16] = { 0x84, 0x07 };
+
+	rod_put_be32(cdb + 2, list_id);
+	rod_put_be32(cdb + 10, cap);
+	return exec_cmd(e, n, cdb, NULL, 0, r, cap);
+}
+
+static struct out write_using(struct env *e, struct rod_scsi_nexus *n, const uint8_t tok[512],
+			      uint64_t lba, uint32_t nblocks)
+{
+	uint8_t cdb[16] = { 0x83, 0x11 }, pl[552] = { 0 };
+
+	rod_put_be32(cdb + 6, 99);
+	rod_put_be32(cdb + 10, sizeof(pl));
+	rod_put_be16(pl, sizeof(pl) - 2);
+	memcpy(pl + 16, tok, 512);
+	rod_put_be16(pl + 534, 16);
+	rod_put_be64(pl + 536, lba);
+	rod_put_be32(pl + 544, nblocks);
+	return exec_cmd(e, n, cdb, pl, sizeof(pl), NULL, 0);
+}
+
+static struct out rw16(struct env *e, struct rod_scsi_nexus *n, bool write, uint64_t lba,
+		       uint32_t nblocks, void *buf)
+{
+	uint8_t cdb[16] = { write ? 0x8A : 0x88 };
+
+	rod_put_be64(cdb + 2, lba);
+	rod_put_be32(cdb + 10, nblocks);
+	return write ? exec_cmd(e, n, cdb, buf, nblocks * BS, NULL, 0)
+		     : exec_cmd(e, n, cdb, NULL, 0, buf, nblocks * BS);
+}
+
+/* Find descriptor type in a 0x8F page; returns its offset or 0. */
+static size_t find_desc(const uint8_t *p, size_t len, uint16_t type)
+{
+	for (size_t off = 4; off + 4 <= len; off += 4u + rod_get_be16(p + off + 2))
+		if (rod_get_be16(p + off) == type)
+			return off;
+	return 0;
+}
+
+/* ---- tests ------------------------------------------------------------------------------ */
+
+static void test_vpd_8f_agrees_with_op_params(void **state)
+{
+	struct env *e = *state;
+	uint8_t p[1024], r[256], cdb[16] = { 0x84, 0x03 };
+	size_t len, d;
+
+	GOOD(inquiry_vpd(e, 0x8F, p, sizeof(p)));
+	len = 4u + rod_get_be16(p + 2);
+	assert_int_equal(p[1], 0x8F);
+	/* Windows: first descriptor is block device ROD token limits, length 0x20 */
+	assert_int_equal(rod_get_be16(p + 4), 0x0000);
+	assert_int_equal(rod_get_be16(p + 6), 0x0020);
+	assert_int_equal(rod_get_be16(p + 4 + 10), 64);            /* max range descriptors */
+	assert_int_equal(rod_get_be32(p + 4 + 16), 60);            /* default inactivity */
+	assert_true(rod_get_be32(p + 4 + 12) >= 60);
+	/* descriptors tile the page exactly */
+	{
+		size_t off = 4;
+		while (off < len)
+			off += 4u + rod_get_be16(p + off + 2);
+		assert_int_equal(off, len);
+	}
+	rod_put_be32(cdb + 10, sizeof(r));
+	GOOD(exec_cmd(e, &e->n1, cdb, NULL, 0, r, sizeof(r)));
+	d = find_desc(p, len, 0x0004);                              /* parameter data */
+	assert_int_not_equal(d, 0);
+	assert_int_equal(rod_get_be16(p + d + 8), rod_get_be16(r + 8));   /* max CSCDs */
+	assert_int_equal(rod_get_be16(p + d + 10), rod_get_be16(r + 10)); /* max segments */
+	assert_int_equal(rod_get_be32(p + d + 12), rod_get_be32(r + 12)); /* max list length */
+	assert_int_equal(rod_get_be32(p + d + 16), rod_get_be32(r + 20)); /* max inline */
+	d = find_desc(p, len, 0x8001);                              /* general copy operations */
+	assert_int_not_equal(d, 0);
+	assert_int_equal(rod_get_be32(p + d + 4), rod_get_be16(r + 34));  /* total concurrent */
+	assert_int_equal(rod_get_be32(p + d + 8), r[36]);                 /* max identified */
+	assert_int_equal(rod_get_be32(p + d + 12), rod_get_be32(r + 16)); /* max segment length */
+	assert_int_equal(p[d + 16], r[37]);                               /* granularity */
+	d = find_desc(p, len, 0x0008);                              /* supported descriptors */
+	assert_int_equal(p[d + 4], r[43]);
+	assert_memory_equal(p + d + 5, r + 44, r[43]);
+	d = find_desc(p, len, 0x0001);                              /* supported commands */
+	assert_int_not_equal(d, 0);
+	{
+		static const uint8_t want[] = { 0x83, 3, 0x00, 0x10, 0x11, 0x84, 4, 0x00, 0x03, 0x07, 0x08 };
+		assert_int_equal(p[d + 4], sizeof(want));
+		assert_memory_equal(p + d + 5, want, sizeof(want));
+	}
+	d = find_desc(p, len, 0x0108);                              /* supported ROD types */
+	assert_int_not_equal(d, 0);
+	assert_int_equal(rod_get_be32(p + d + 8), 0x00800000);
+	/* a short allocation length truncates, it is not an error */
+	memset(r, 0xee, sizeof(r));
+	GOOD(inquiry_vpd(e, 0x8F, r, 8));
+	assert_memory_equal(r, p, 8);
+	/* VPD 0x00 lists 0x8F, in ascending order (Windows needs both) */
+	GOOD(inquiry_vpd(e, 0x00, r, 255));
+	{
+		bool found = false;
+		for (unsigned i = 0; i < r[3]; i++) {
+			if (i)
+				assert_true(r[4 + i] > r[3 + i]);
+			found |= r[4 + i] == 0x8F;
+		}
+		assert_true(found);
+	}
+}
+
+static void test_token_across_hosts_and_nexus_scope(void **state)
+{
+	struct env *e = *state;
+	uint8_t *data = malloc(64 * BS), *back = malloc(64 * BS), r[1024], tok[512];
+	size_t off;
+
+	for (unsigned i = 0; i < 64 * BS; i++)
+		data[i] = (uint8_t)(i * 7 + 3);
+	GOOD(rw16(e, &e->n1, true, 100, 64, data));
+	GOOD(populate(e, &e->n1, 5, 100, 64));
+	/* list ids belong to the I_T nexus: the other host's nexus does not see 5 */
+	SENSE(rrti(e, &e->n2, 5, r, sizeof(r)), 0x5, 0x24, 0x00);
+	GOOD(rrti(e, &e->n1, 5, r, sizeof(r)));
+	assert_int_equal(r[4], 0x10);                   /* response to POPULATE TOKEN */
+	assert_int_equal(r[5], 0x01);                   /* completed */
+	assert_int_equal(r[15], 0xF1);
+	assert_int_equal(rod_get_be64(r + 16), 64);
+	off = 32u + r[13];
+	assert_int_equal(rod_get_be32(r + off), 514);   /* Windows insists on 514 */
+	assert_int_equal(rod_get_be16(r + off + 4), 0);
+	memcpy(tok, r + off + 6, 512);
+	/* host 2 writes it into its own volume */
+	GOOD(write_using(e, &e->n2, tok, 0, 64));
+	GOOD(rw16(e, &e->n2, false, 0, 64, back));
+	assert_memory_equal(back, data, 64 * BS);
+	/* RRTI for that WRITE USING TOKEN on host 2's nexus: completed, 64 blocks, no token */
+	GOOD(rrti(e, &e->n2, 99, r, sizeof(r)));
+	assert_int_equal(r[4], 0x11);
+	assert_int_equal(r[5], 0x01);
+	assert_int_equal(rod_get_be64(r + 16), 64);
+	assert_int_equal(rod_get_be32(r + 32 + r[13]), 0);
+	free(data);
+	free(back);
+}
+
+static void test_removed_volume_revokes_tokens(void **state)
+{
+	struct env *e = *state;
+	uint8_t r[1024], tok[512];
+
+	GOOD(populate(e, &e->n1, 6, 0, 8));
+	GOOD(rrti(e, &e->n1, 6, r, sizeof(r)));
+	memcpy(tok, r + 32 + r[13] + 6, 512);
+	GOOD(write_using(e, &e->n2, tok, 0, 8));
+	rod_scsi_vol_removed(e->tgt, e->v1.id);
+	SENSE(write_using(e, &e->n2, tok, 0, 8), 0x5, 0x23, 0x06);
+}
+
+static void test_token_table_is_bounded(void **state)
+{
+	struct env *e = *state;
+	struct out o;
+	unsigned made = 0;
+
+	/* Tokens are cheap (a pin each) but finite: past the table size POPULATE TOKEN
+	 * fails with INSUFFICIENT RESOURCES TO CREATE ROD TOKEN, and nothing before
+	 * that fails. */
+	for (;;) {
+		o = populate(e, &e->n1, 1000 + made, made % 1000, 1);
+		if (o.status)
+			break;
+		made++;
+		if (made > 20000)
+			fail_msg("more than 20000 live tokens accepted");
+	}
+	SENSE(o, 0x5, 0x55, 0x0D);
+	assert_true(made >= 4096);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_vpd_8f_agrees_with_op_params, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_token_across_hosts_and_nexus_scope, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_removed_volume_revokes_tokens, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_token_table_is_bounded, setup, teardown),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
