@@ -87,8 +87,9 @@ struct rod_scsi_cmd {
 	/* The data transfer length the CDB implies (SPDTL, bytes; 0 when none or not yet
 	 * decoded), for residuals: the transport reports overflow xfer_len - exp_len when
 	 * exp_len < xfer_len (with GOOD or with the sense we set), underflow otherwise.
-	 * A write whose out_len is below what the CDB needs gets 05/0E/03 (INVALID FIELD
-	 * IN COMMAND INFORMATION UNIT) and nothing is written. */
+	 * A WRITE whose out_len is below what the CDB needs writes the whole blocks that
+	 * arrived (GOOD, overflow residual); other commands with short Data-Out get 05/0E/03
+	 * (INVALID FIELD IN COMMAND INFORMATION UNIT) and change nothing. */
 	uint32_t xfer_len;
 	uint8_t status;               /* SAM status */
 	uint8_t sense[ROD_SCSI_SENSE_MAX];

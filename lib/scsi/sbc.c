@@ -146,9 +146,14 @@ fail:
 static void write_common(struct rod_scsi_task *t, bool fua)
 {
 	decode_rw(t);
-	if (!check_xfer(t, true))
+	if (!check_xfer(t, false))
 		goto fail;
 	uint64_t len = (uint64_t)t->nblocks * t->bs;
+	/* FCP-4/iSCSI: with less Data-Out than the CDB asks for (EDTL < SPDTL), write the
+	 * whole blocks that arrived and report the overflow residual (libiscsi's
+	 * iSCSIResiduals expect exactly that); nothing beyond them is touched. */
+	if (t->cmd->out_len < len)
+		len = ROD_ROUND_DOWN((uint64_t)t->cmd->out_len, t->bs);
 	if (len == 0)
 		goto fail;
 	submit(t, ROD_IO_WRITE, fua ? ROD_IO_FUA : 0, t->lba * t->bs, len,
@@ -277,6 +282,8 @@ void rod_sbc_sync_cache(struct rod_scsi_task *t)
 /* ---- WRITE SAME -------------------------------------------------------------------------- */
 
 static void ws_pattern_next(struct rod_io *io);
+static bool unmap_range_step(struct rod_scsi_task *t, void (*done)(struct rod_io *));
+static void ws_unmap_next(struct rod_io *io);
 
 static void ws_pattern_submit(struct rod_scsi_task *t)
 {
@@ -341,10 +348,17 @@ void rod_sbc_write_same(struct rod_scsi_task *t)
 	if (n == 0)
 		goto fail;
 	uint64_t off = t->lba * t->bs, len = n * t->bs;
-	if (!pat || all_zero(pat, t->bs)) {
-		/* LBPRZ=1: unmapped blocks read as zeros, so UNMAP=1 may deallocate; without it
-		 * the range is zeroed and stays allocated. */
-		submit(t, unmap ? ROD_IO_UNMAP : ROD_IO_ZERO, 0, off, len, NULL, rod_task_io_done);
+	/* UNMAP=1 deallocates whatever the Data-Out holds (as LIO and CTL do; libiscsi's
+	 * WriteSame*.UnmapUntilEnd sends 0xFF blocks and expects zeros back, LBPRZ=1). */
+	if (unmap || !pat || all_zero(pat, t->bs)) {
+		/* without UNMAP the range is zeroed and stays allocated */
+		if (unmap) {
+			t->arg[2] = off;
+			t->arg[3] = off + len;
+			unmap_range_step(t, ws_unmap_next);
+		} else {
+			submit(t, ROD_IO_ZERO, 0, off, len, NULL, rod_task_io_done);
+		}
 		return;
 	}
 	size_t chunk = (size_t)ROD_MIN((uint64_t)PATTERN_CHUNK, len);
@@ -364,12 +378,40 @@ fail:
 
 /* ---- UNMAP --------------------------------------------------------------------------- */
 
+/* Deallocation works on whole 4 KiB grains. Blocks of a 512e volume that share a grain
+ * with blocks outside the range are zeroed instead (LBPRZ: they read as zeros either
+ * way), so the aligned middle is unmapped and a partial head/tail is zeroed.
+ * arg[2]..arg[3]: the byte range still to do. Returns false when it is empty. */
+static bool unmap_range_step(struct rod_scsi_task *t, void (*done)(struct rod_io *))
+{
+	uint64_t off = t->arg[2], end = t->arg[3];
+	if (off >= end)
+		return false;
+	uint64_t piece;
+	enum rod_io_op op;
+	if (off % ROD_GRAIN) {
+		piece = ROD_MIN(end, ROD_ROUND_UP(off, ROD_GRAIN)) - off;
+		op = ROD_IO_ZERO;
+	} else if (end - off >= ROD_GRAIN) {
+		piece = ROD_ROUND_DOWN(end, ROD_GRAIN) - off;
+		op = ROD_IO_UNMAP;
+	} else {
+		piece = end - off;
+		op = ROD_IO_ZERO;
+	}
+	t->arg[2] = off + piece;
+	submit(t, op, 0, off, piece, NULL, done);
+	return true;
+}
+
 static void unmap_next(struct rod_io *io);
 
 static void unmap_submit(struct rod_scsi_task *t)
 {
 	uint32_t got;
 	const uint8_t *p = rod_task_out(t, &got);
+	if (unmap_range_step(t, unmap_next))
+		return;
 	/* arg[0]: next descriptor index, arg[1]: descriptor count */
 	while (t->arg[0] < t->arg[1]) {
 		const uint8_t *d = p + 8 + 16 * t->arg[0]++;
@@ -377,10 +419,19 @@ static void unmap_submit(struct rod_scsi_task *t)
 		uint32_t cnt = rod_get_be32(d + 8);
 		if (cnt == 0)
 			continue;
-		submit(t, ROD_IO_UNMAP, 0, lba * t->bs, (uint64_t)cnt * t->bs, NULL, unmap_next);
-		return;
+		t->arg[2] = lba * t->bs;
+		t->arg[3] = (lba + cnt) * t->bs;
+		if (unmap_range_step(t, unmap_next))
+			return;
 	}
 	rod_task_done(t);
+}
+
+static void ws_unmap_next(struct rod_io *io)
+{
+	struct rod_scsi_task *t = io->priv;
+	if (io->result < 0 || !unmap_range_step(t, ws_unmap_next))
+		rod_task_io_done(io);
 }
 
 static void unmap_next(struct rod_io *io)
@@ -463,7 +514,9 @@ void rod_sbc_compare_and_write(struct rod_scsi_task *t)
 	t->lba = rod_get_be64(cdb + 2);
 	t->nblocks = cdb[13];
 	bool fua = cdb[1] & 0x08;
-	if (t->nblocks > ROD_MAX_CAW_BLOCKS) {
+	/* More blocks than MAXIMUM COMPARE AND WRITE LENGTH, or 0 blocks with data sent
+	 * (a count that did not fit the field): INVALID FIELD IN CDB. */
+	if (t->nblocks > ROD_MAX_CAW_BLOCKS || (t->nblocks == 0 && t->cmd->out_len)) {
 		rod_sense_invalid_field(t, true, 13, -1);
 		goto fail;
 	}

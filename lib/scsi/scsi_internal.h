@@ -141,7 +141,7 @@ enum {
 #define ROD_NAA_OUI 0x02A0DEu
 
 /* Limits advertised in VPD 0xB0 and enforced by the handlers. */
-#define ROD_MAX_XFER_BYTES (8u << 20)          /* MAXIMUM TRANSFER LENGTH, in bytes */
+#define ROD_MAX_XFER_BYTES (32u << 20)         /* MAXIMUM TRANSFER LENGTH, in bytes */
 #define ROD_MAX_UNMAP_BLOCKS 0x100000u          /* per UNMAP command; libiscsi wants <= 1Mi */
 #define ROD_MAX_UNMAP_DESCRIPTORS 256u          /* finite: libiscsi 1.19 breaks on ~0 */
 #define ROD_MAX_WRITE_SAME_BLOCKS 0x400000u

@@ -564,6 +564,8 @@ int rod_nexus_index_find(struct rod_scsi_target *t, const char *iport, uint16_t 
 
 /* ---- task management ------------------------------------------------------------ */
 
+/* SAM-5: a logical unit reset is reported (29/00) to every I_T nexus, the one that
+ * asked included (libiscsi MultipathIO.Reset checks every path). */
 static void lu_reset(struct rod_scsi_lu *lu)
 {
 	rod_pr_lu_reset(lu);

@@ -339,9 +339,21 @@ static void test_write_read_bounds(void **state)
 	assert_int_equal(p.sense[15], 0x80 | 0x40 | 0x08 | 5);
 	assert_int_equal(rod_get_be16(p.sense + 16), 1);
 
-	/* Data-Out shorter than the command: nothing written, 05/0E/03 */
+	/* Data-Out shorter than the command (EDTL < SPDTL): the blocks that arrived are
+	 * written, nothing beyond them */
+	uint8_t pre[2 * BS];
+	memset(pre, 0xee, sizeof(pre));
 	cdb_rw10(cdb, 0x2a, 200, 2);
-	assert_sense(run(e, &e->n1, 0, cdb, 10, out, BS, NULL, 0), 0x5, 0x0e, 0x03);
+	assert_good(run(e, &e->n1, 0, cdb, 10, pre, sizeof(pre), NULL, 0));
+	assert_good(run(e, &e->n1, 0, cdb, 10, out, BS + 100, NULL, 0));
+	cdb_rw10(cdb, 0x28, 200, 2);
+	assert_good(run(e, &e->n1, 0, cdb, 10, NULL, 0, in, 2 * BS));
+	assert_memory_equal(in, out, BS);
+	assert_memory_equal(in + BS, pre + BS, BS);
+	/* a short UNMAP parameter list is refused: 05/0E/03 */
+	uint8_t um[10] = { 0x42 };
+	rod_put_be16(um + 7, 24);
+	assert_sense(run(e, &e->n1, 0, um, 10, out, 8, NULL, 0), 0x5, 0x0e, 0x03);
 
 	/* READ(6): transfer length 0 means 256 blocks */
 	uint8_t c6[6] = { 0x08, 0, 0, 100, 0, 0 };
@@ -407,6 +419,10 @@ static void test_compare_and_write(void **state)
 	memset(blk, 0x22, BS);
 	assert_memory_equal(in, blk, BS);
 
+	/* 0 blocks with data (a count that overflowed the byte): 05/24/00 */
+	memset(cdb, 0, 16);
+	cdb[0] = 0x89;
+	assert_sense(run(e, &e->n1, 0, cdb, 16, buf, 2 * BS, NULL, 0), 0x5, 0x24, 0x00);
 	/* wrong Data-Out size, too many blocks */
 	memset(cdb, 0, 16);
 	cdb[0] = 0x89;
@@ -514,6 +530,25 @@ static void test_unmap(void **state)
 	assert_good(run(e, &e->n1, 0, w, 10, NULL, 0, in, sizeof(in)));
 	for (unsigned i = 0; i < sizeof(in); i++)
 		assert_int_equal(in[i], 0);
+
+	/* one block inside a grain whose neighbours stay mapped: reads zero, neighbours
+	 * keep their data */
+	cdb_rw10(w, 0x2a, 4096, 8);
+	assert_good(run(e, &e->n1, 0, w, 10, blk, sizeof(blk), NULL, 0));
+	rod_put_be64(pl + 8, 4099);
+	rod_put_be32(pl + 16, 1);
+	assert_good(run(e, &e->n1, 0, cdb, 10, pl, 24, NULL, 0));
+	cdb_rw10(w, 0x28, 4096, 8);
+	assert_good(run(e, &e->n1, 0, w, 10, NULL, 0, in, sizeof(in)));
+	for (unsigned i = 0; i < sizeof(in); i++)
+		assert_int_equal(in[i], i / BS == 3 ? 0 : 0x3c);
+	/* a range over grain boundaries: 4097..4110 */
+	rod_put_be64(pl + 8, 4097);
+	rod_put_be32(pl + 16, 14);
+	assert_good(run(e, &e->n1, 0, cdb, 10, pl, 24, NULL, 0));
+	assert_good(run(e, &e->n1, 0, w, 10, NULL, 0, in, sizeof(in)));
+	for (unsigned i = 0; i < sizeof(in); i++)
+		assert_int_equal(in[i], i / BS == 0 ? 0x3c : 0);
 
 	/* parameter list shorter than its header: 05/1A/00 */
 	rod_put_be16(cdb + 7, 6);
