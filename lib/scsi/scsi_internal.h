@@ -104,6 +104,7 @@ enum {
 	SBC_WRITE_AND_VERIFY_10 = 0x2E,
 	SBC_VERIFY_10 = 0x2F,
 	SBC_PRE_FETCH_10 = 0x34,
+	SBC_READ_DEFECT_DATA_10 = 0x37,
 	SBC_SYNCHRONIZE_CACHE_10 = 0x35,
 	SBC_WRITE_SAME_10 = 0x41,
 	SBC_UNMAP = 0x42,
@@ -116,6 +117,7 @@ enum {
 	SPC_EXTENDED_COPY = 0x83,          /* SAs: LID1 0x00, POPULATE TOKEN 0x10, WUT 0x11 */
 	SPC_RECEIVE_COPY_RESULTS = 0x84,   /* SAs: 0x00, 0x03, RRTI 0x07, RART 0x08 */
 	SBC_READ_16 = 0x88,
+	SBC_ORWRITE_16 = 0x8B,
 	SBC_COMPARE_AND_WRITE = 0x89,
 	SBC_WRITE_16 = 0x8A,
 	SBC_WRITE_AND_VERIFY_16 = 0x8E,
@@ -130,6 +132,7 @@ enum {
 	SBC_WRITE_12 = 0xAA,
 	SBC_WRITE_AND_VERIFY_12 = 0xAE,
 	SBC_VERIFY_12 = 0xAF,
+	SBC_READ_DEFECT_DATA_12 = 0xB7,
 };
 
 /* Well-known LUN "REPORT LUNS" (SPC-4 8.2): what rod_scsi_lun_decode returns for the
@@ -361,6 +364,8 @@ void rod_sbc_unmap(struct rod_scsi_task *t);
 void rod_sbc_get_lba_status(struct rod_scsi_task *t);
 void rod_sbc_compare_and_write(struct rod_scsi_task *t);
 void rod_sbc_start_stop_unit(struct rod_scsi_task *t);
+void rod_sbc_orwrite(struct rod_scsi_task *t);
+void rod_sbc_read_defect_data(struct rod_scsi_task *t);
 /* Bounds check helper: false (and 05/21/00 set) if [lba, lba+n) exceeds the LU. */
 bool rod_sbc_check_range(struct rod_scsi_task *t, uint64_t lba, uint64_t nblocks);
 

@@ -372,11 +372,31 @@ static void test_write_read_bounds(void **state)
 	assert_memory_equal(in, out, 200);
 }
 
+static void test_orwrite(void **state)
+{
+	struct env *e = *state;
+	clear_ua(e, &e->n1);
+	uint8_t cdb[16], a[2 * BS], b[2 * BS], in[2 * BS];
+	memset(a, 0x0f, sizeof(a));
+	memset(b, 0x30, sizeof(b));
+	b[7] = 0x80;
+	cdb_rw10(cdb, 0x2a, 300, 2);
+	assert_good(run(e, &e->n1, 0, cdb, 10, a, sizeof(a), NULL, 0));
+	cdb_rw16(cdb, 0x8b, 300, 2);
+	assert_good(run(e, &e->n1, 0, cdb, 16, b, sizeof(b), NULL, 0));
+	cdb_rw10(cdb, 0x28, 300, 2);
+	assert_good(run(e, &e->n1, 0, cdb, 10, NULL, 0, in, sizeof(in)));
+	for (unsigned i = 0; i < sizeof(in); i++)
+		assert_int_equal(in[i], i == 7 ? 0x8f : 0x3f);
+	cdb_rw16(cdb, 0x8b, BLOCKS - 1, 2);
+	assert_sense(run(e, &e->n1, 0, cdb, 16, b, sizeof(b), NULL, 0), 0x5, 0x21, 0x00);
+}
+
 static void test_invalid_opcode(void **state)
 {
 	struct env *e = *state;
 	clear_ua(e, &e->n1);
-	uint8_t cdb[16] = { 0x37 }; /* READ DEFECT DATA(10): not implemented */
+	uint8_t cdb[16] = { 0x48 }; /* SANITIZE: not implemented */
 	assert_sense(run(e, &e->n1, 0, cdb, 10, NULL, 0, NULL, 0), 0x5, 0x20, 0x00);
 	uint8_t sa[16] = { 0x9e, 0x1f }; /* SERVICE ACTION IN(16) with an unknown SA */
 	assert_sense(run(e, &e->n1, 0, sa, 16, NULL, 0, NULL, 0), 0x5, 0x24, 0x00);
@@ -724,7 +744,7 @@ static void test_rsoc(void **state)
 		saw_read16 |= op == 0x88 && rod_get_be16(buf + off + 6) == 16;
 		saw_rc16 |= op == 0x9e && sa == 0x10 && (buf[off + 5] & 0x01);
 		/* every listed command is executable: it is not an invalid opcode */
-		assert_true(op != 0x37);
+		assert_true(op != 0x48);
 	}
 	assert_true(saw_caw && saw_read16 && saw_rc16);
 	/* one command: WRITE(16) usage data has FUA and DPO, and byte 0 is the opcode */
@@ -747,7 +767,7 @@ static void test_rsoc(void **state)
 	assert_int_equal(buf[5] & 0x1f, 0x12);
 	/* not implemented: SUPPORT 001b */
 	one[2] = 0x01;
-	one[3] = 0x37;
+	one[3] = 0x48;
 	rod_put_be16(one + 4, 0);
 	r = run(e, &e->n1, 0, one, 12, NULL, 0, buf, 64);
 	assert_good(r);
@@ -922,6 +942,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_read_capacity, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_write_read_bounds, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_invalid_opcode, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_orwrite, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_compare_and_write, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_write_same_unmap_lba_status, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_unmap, setup, teardown),
