@@ -922,6 +922,82 @@ static void test_spc2_reserve(void **state)
 	rod_scsi_nexus_register(e->tgt, &e->n1);
 }
 
+/* A small store: writes past the soft threshold raise 38/07 on every nexus; a full
+ * store refuses new data with 07/27/07, while reads and UNMAP keep working. */
+static int setup_small(void **state)
+{
+	struct env *e = calloc(1, sizeof(*e));
+	snprintf(e->dir, sizeof(e->dir), "/tmp/rodscsi.XXXXXX");
+	if (!mkdtemp(e->dir))
+		return -1;
+	struct rod_store_opts so = { .dir = e->dir, .create = true, .array_name = "t",
+				     .no_gc_thread = true, .capacity_bytes = 64ull << 20,
+				     .reserve_bytes = 16ull << 20, .soft_threshold_pct = 30 };
+	if (rod_store_open(&so, &e->store) < 0)
+		return -1;
+	if (rod_vol_create(e->store, "v1", 1ull << 30, BS, &e->vol) < 0)
+		return -1;
+	if (open_target(e) < 0 || rod_scsi_map_add(e->tgt, 1, 0, e->vol.id) < 0)
+		return -1;
+	nexus_init(&e->n1, "iqn.1994-05.com.example:a", 1, 1);
+	nexus_init(&e->n2, "iqn.1994-05.com.example:b", 2, 1);
+	nexus_init(&e->n3, "iqn.1994-05.com.example:c", 3, 2);
+	rod_scsi_nexus_register(e->tgt, &e->n1);
+	rod_scsi_nexus_register(e->tgt, &e->n2);
+	rod_scsi_nexus_register(e->tgt, &e->n3);
+	*state = e;
+	return 0;
+}
+
+static void test_full_store(void **state)
+{
+	struct env *e = *state;
+	clear_ua(e, &e->n1);
+	clear_ua(e, &e->n2);
+	const uint32_t chunk = 1u << 20;
+	uint8_t *buf = malloc(chunk), cdb[16];
+	uint64_t x = 88172645463325252ull;
+	bool soft = false, full = false;
+	uint32_t lba = 0;
+	for (int i = 0; i < 96 && !full; i++) {
+		for (uint32_t k = 0; k < chunk / 8; k++) {
+			x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+			memcpy(buf + 8 * k, &x, 8);
+		}
+		cdb_rw10(cdb, 0x2a, lba, chunk / BS);
+		struct res r = run(e, &e->n1, 0, cdb, 10, buf, chunk, NULL, 0);
+		if (r.status == SAM_STAT_CHECK_CONDITION && r.key == 0x6 && r.asc == 0x38) {
+			assert_int_equal(r.ascq, 0x07);
+			soft = true;
+			continue; /* the write did not run; do it again */
+		}
+		if (r.status == SAM_STAT_CHECK_CONDITION && r.key == 0x7) {
+			assert_sense(r, 0x7, 0x27, 0x07);
+			full = true;
+			break;
+		}
+		assert_good(r);
+		lba += chunk / BS;
+		usleep(120000); /* the threshold is sampled at most every 100 ms */
+	}
+	assert_true(soft);
+	assert_true(full);
+	/* the other nexus heard of the threshold too */
+	assert_sense(tur(e, &e->n2), 0x6, 0x38, 0x07);
+	/* reads and UNMAP still work on a full store */
+	cdb_rw10(cdb, 0x28, 0, chunk / BS);
+	assert_good(run(e, &e->n1, 0, cdb, 10, NULL, 0, buf, chunk));
+	uint8_t um[10] = { 0x42 }, pl[24];
+	memset(pl, 0, sizeof(pl));
+	rod_put_be16(pl, 22);
+	rod_put_be16(pl + 2, 16);
+	rod_put_be64(pl + 8, 0);
+	rod_put_be32(pl + 16, chunk / BS);
+	rod_put_be16(um + 7, 24);
+	assert_good(run(e, &e->n1, 0, um, 10, pl, 24, NULL, 0));
+	free(buf);
+}
+
 static void test_lun_codec(void **state)
 {
 	uint8_t l[8];
@@ -952,6 +1028,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_persistent_reservations, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_pr_aptpl_survives_restart, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_spc2_reserve, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_full_store, setup_small, teardown),
 		cmocka_unit_test(test_lun_codec),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
