@@ -1485,7 +1485,10 @@ int rod_iscsi_rx_pdu(struct iscsi_conn *c, bool data_digest_ok)
 void rod_iscsi_conn_timer(struct iscsi_conn *c, uint64_t now)
 {
 	if (c->state == CONN_LOGIN) {
-		if (c->login && now - c->login->started_ns > ISCSI_LOGIN_TIMEOUT_NS)
+		/* now is the thread's clock from before it accepted this connection, so it
+		 * can be older than started_ns: that is not a timeout. */
+		if (c->login && now > c->login->started_ns &&
+		    now - c->login->started_ns > ISCSI_LOGIN_TIMEOUT_NS)
 			rod_iscsi_conn_close(c, "login timed out");
 		return;
 	}

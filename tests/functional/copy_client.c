@@ -35,6 +35,28 @@ static struct iscsi_context *ic;
 static int lun;
 static uint32_t bs = 512;
 
+/* Every buffer is freed at exit (the tests also run under LeakSanitizer). */
+static void *allocs[64];
+static int nallocs;
+
+static void *track(void *p)
+{
+	if (p && nallocs < 64)
+		allocs[nallocs++] = p;
+	return p;
+}
+
+static void release_all(void)
+{
+	while (nallocs)
+		free(allocs[--nallocs]);
+	if (ic) {
+		iscsi_logout_sync(ic);
+		iscsi_destroy_context(ic);
+		ic = NULL;
+	}
+}
+
 static void put16(uint8_t *p, uint16_t v) { p[0] = v >> 8; p[1] = (uint8_t)v; }
 static void put32(uint8_t *p, uint32_t v) { put16(p, v >> 16); put16(p + 2, (uint16_t)v); }
 static void put64(uint8_t *p, uint64_t v) { put32(p, v >> 32); put32(p + 4, (uint32_t)v); }
@@ -135,13 +157,12 @@ static int prepare(void)
 static int parse_ranges(const char *s, uint8_t *out, unsigned max)
 {
 	unsigned n = 0;
-	char *dup = strdup(s), *save = NULL;
+	char *dup = track(strdup(s)), *save = NULL;
 
 	for (char *tok = strtok_r(dup, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
 		unsigned long long lba, cnt;
 
 		if (n == max || sscanf(tok, "%llu:%llu", &lba, &cnt) != 2) {
-			free(dup);
 			return -1;
 		}
 		memset(out + 16 * n, 0, 16);
@@ -149,7 +170,6 @@ static int parse_ranges(const char *s, uint8_t *out, unsigned max)
 		put32(out + 16 * n + 8, (uint32_t)cnt);
 		n++;
 	}
-	free(dup);
 	return (int)n;
 }
 
@@ -163,7 +183,7 @@ static int read_file(const char *path, uint8_t **buf, size_t *len)
 	fseek(f, 0, SEEK_END);
 	sz = ftell(f);
 	fseek(f, 0, SEEK_SET);
-	*buf = malloc(sz > 0 ? (size_t)sz : 1);
+	*buf = track(malloc(sz > 0 ? (size_t)sz : 1));
 	*len = fread(*buf, 1, (size_t)sz, f);
 	fclose(f);
 	return 0;
@@ -172,10 +192,14 @@ static int read_file(const char *path, uint8_t **buf, size_t *len)
 static int write_file(const char *path, const void *buf, size_t len)
 {
 	FILE *f = fopen(path, "wb");
+	size_t n;
 
-	if (!f || fwrite(buf, 1, len, f) != len)
+	if (!f)
 		return -1;
-	return fclose(f);
+	n = fwrite(buf, 1, len, f);
+	if (fclose(f) != 0 || n != len)
+		return -1;
+	return 0;
 }
 
 static int hex_decode(const char *h, uint8_t *out, size_t max)
@@ -229,7 +253,7 @@ static int do_rcr_status(uint8_t list_id)
 	return 0;
 }
 
-int main(int argc, char **argv)
+static int run(int argc, char **argv)
 {
 	int c;
 	const char *cmdname, *url;
@@ -274,7 +298,7 @@ int main(int argc, char **argv)
 	if (!strcmp(cmdname, "dump") && argc == 3) {
 		uint64_t lba = strtoull(argv[0], NULL, 0), cnt = strtoull(argv[1], NULL, 0);
 		size_t len = cnt * bs;
-		uint8_t *buf = malloc(len ? len : 1);
+		uint8_t *buf = track(malloc(len ? len : 1));
 
 		for (size_t off = 0; off < len; off += 1u << 20) {
 			size_t n = len - off < (1u << 20) ? len - off : (1u << 20), got;
@@ -358,7 +382,7 @@ int main(int argc, char **argv)
 		if (n < 0)
 			return 2;
 		if (!strcmp(argv[0], "-")) {
-			tok = calloc(1, 512);
+			tok = track(calloc(1, 512));
 			tlen = 512;
 		} else if (read_file(argv[0], &tok, &tlen) || tlen < 512) {
 			return 2;
@@ -435,7 +459,7 @@ int main(int argc, char **argv)
 			}
 		}
 		size_t len = 16 + 32u * (unsigned)ncscd + 28u * (unsigned)nseg + (unsigned)inline_len;
-		pl = calloc(1, len);
+		pl = track(calloc(1, len));
 		pl[0] = (uint8_t)list_id;
 		pl[1] = (uint8_t)(usage_v << 3);
 		put16(pl + 2, (uint16_t)(32 * ncscd));
@@ -483,4 +507,12 @@ int main(int argc, char **argv)
 		return 0;
 	}
 	return usage();
+}
+
+int main(int argc, char **argv)
+{
+	int rc = run(argc, argv);
+
+	release_all();
+	return rc;
 }
