@@ -1,10 +1,11 @@
 /* rodtest-iscsi: a small libiscsi client for the functional tests.
  *
- *   rodtest-iscsi [-i INITIATOR] [-T TARGET_USER -P TARGET_SECRET] CMD URL [ARGS]
+ *   rodtest-iscsi [-i INITIATOR] [-T TARGET_USER -P TARGET_SECRET] [-p] CMD URL [ARGS]
  *     login URL                 log in and out (exit 3 if the login fails)
  *     luns URL                  REPORT LUNS, one LUN number per line
  *     capacity URL              "<blocks> <block_size>" from READ CAPACITY 16
  *     write URL LBA COUNT SEED  write COUNT blocks of a pattern derived from SEED and LBA
+ *                               (-p: print the count acknowledged so far after each chunk)
  *     verify URL LBA COUNT SEED read them back; exit 1 at the first differing byte
  *     discover PORTAL_URL       SendTargets: one "target portal" line per address
  *
@@ -24,6 +25,7 @@
 
 static const char *initiator = "iqn.2026-11.io.rodstore.test:client";
 static const char *tuser, *tsecret;
+static bool progress;   /* -p: print the blocks written so far after each acknowledged chunk */
 
 static int usage(void)
 {
@@ -57,6 +59,9 @@ static struct iscsi_context *connect_url(const char *url_s, int *lun, bool full)
 	else if (url->target_user[0])
 		iscsi_set_target_username_pwd(ic, url->target_user, url->target_passwd);
 	*lun = url->lun;
+	/* a test wants to see a dropped session, not libiscsi reconnecting forever */
+	iscsi_set_noautoreconnect(ic, 1);
+	iscsi_set_timeout(ic, 30);
 	int rc = full ? iscsi_full_connect_sync(ic, url->portal, url->lun)
 		      : (iscsi_connect_sync(ic, url->portal) || iscsi_login_sync(ic));
 	if (rc) {
@@ -151,6 +156,10 @@ static int rw(struct iscsi_context *ic, int lun, bool write, uint64_t lba, uint6
 		}
 		scsi_free_scsi_task(t);
 		done += n;
+		if (progress && write) {
+			printf("%" PRIu64 "\n", done);
+			fflush(stdout);
+		}
 	}
 	free(want);
 	return 0;
@@ -189,11 +198,12 @@ static int discover(const char *url_s)
 int main(int argc, char **argv)
 {
 	int opt;
-	while ((opt = getopt(argc, argv, "i:T:P:")) != -1) {
+	while ((opt = getopt(argc, argv, "i:T:P:p")) != -1) {
 		switch (opt) {
 		case 'i': initiator = optarg; break;
 		case 'T': tuser = optarg; break;
 		case 'P': tsecret = optarg; break;
+		case 'p': progress = true; break;
 		default: return usage();
 		}
 	}

@@ -43,6 +43,11 @@ expect_eq "" "$(luns iqn.2001-04.com.example:nobody)" "LUNs of an unconnected ca
 rodctl host connect any vc >/dev/null
 expect_eq "0" "$(luns iqn.2001-04.com.example:nobody)" "LUNs of the catch-all host"
 
+# A resize shows through READ CAPACITY on the hosts that see the volume.
+expect_eq "32768 512" "$(rodtest_iscsi -i $B capacity "$(rod_url 0)")" "vb capacity"
+rodctl vol resize vb --size 48M >/dev/null
+expect_eq "98304 512" "$(rodtest_iscsi -i $B capacity "$(rod_url 0)")" "vb capacity after resize"
+
 # Disconnect and destroy take LUNs away at once.
 rodctl host disconnect alpha va >/dev/null
 expect_eq "3" "$(luns $A)" "alpha after disconnect"
