@@ -500,9 +500,6 @@ void rod_spc_mode_select(struct rod_scsi_task *t)
 			rod_task_set_errno(t, rc, false);
 			goto out;
 		}
-		/* Turning the cache off makes what it held durable first. */
-		if (!new_wce)
-			rod_vol_flush(lu->vol);
 	}
 	if (new_dsense != dsense) {
 		pthread_mutex_lock(&lu->lock);
@@ -511,6 +508,18 @@ void rod_spc_mode_select(struct rod_scsi_task *t)
 	}
 	if (new_wce != wce || new_dsense != dsense)
 		rod_lu_ua_set_all(lu, ROD_UA_MODE_CHANGED, me); /* SPC-4 7.5.1: other nexuses */
+	if (wce && !new_wce) {
+		/* Turning the cache off makes what it held durable before we answer (on the
+		 * store's commit thread, not this one). */
+		struct rod_io *io = &t->io;
+		memset(io, 0, sizeof(*io));
+		io->op = ROD_IO_FLUSH;
+		io->vol = lu->vol;
+		io->done = rod_task_io_done;
+		io->priv = t;
+		rod_io_submit(io);
+		return;
+	}
 out:
 	rod_task_done(t);
 }

@@ -13,6 +13,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "rod/log.h"
 #include "rod/util.h"
@@ -62,6 +63,7 @@ struct tpc_state {
 	pthread_cond_t qcond;
 	struct tpc_exec *qhead, *qtail;
 	bool stopping;
+	uint64_t last_expire_ns;                /* idle-token sweep by the workers */
 	pthread_t workers[TPC_WORKERS];
 	unsigned nworkers;
 	struct rod_token_table *tokens;         /* NULL when the store has no identity */
@@ -397,9 +399,23 @@ static void *tpc_worker(void *arg)
 		struct tpc_exec *x = st->qhead;
 
 		if (!x) {
+			struct timespec ts;
+			uint64_t now = rod_now_ns();
+
 			if (st->stopping)
 				break;
-			pthread_cond_wait(&st->qcond, &st->qlock);
+			/* Idle tokens end on time even without ODX traffic: their pins keep
+			 * overwritten source data from being reclaimed. */
+			if (st->tokens && now - st->last_expire_ns >= 1000000000ull) {
+				st->last_expire_ns = now;
+				pthread_mutex_unlock(&st->qlock);
+				rod_token_expire(st->tokens);
+				pthread_mutex_lock(&st->qlock);
+				continue;
+			}
+			clock_gettime(CLOCK_REALTIME, &ts);
+			ts.tv_sec += 1;
+			pthread_cond_timedwait(&st->qcond, &st->qlock, &ts);
 			continue;
 		}
 		st->qhead = x->qnext;
@@ -1096,16 +1112,6 @@ int rod_tpc_target_init(struct rod_scsi_target *t, void **tpc_state)
 	pthread_mutex_init(&st->lock, NULL);
 	pthread_mutex_init(&st->qlock, NULL);
 	pthread_cond_init(&st->qcond, NULL);
-	for (unsigned i = 0; i < TPC_WORKERS; i++) {
-		if (pthread_create(&st->workers[i], NULL, tpc_worker, st) != 0)
-			break;
-		st->nworkers++;
-	}
-	if (!st->nworkers) {
-		rod_err("tpc: cannot start copy worker threads");
-		free(st);
-		return -EAGAIN;
-	}
 	if (id) {
 		struct rod_token_table_opts o = { .max_tokens = ROD_TOKEN_DEFAULT_MAX,
 						  .release_pin = release_pin, .clock = store_clock };
@@ -1118,6 +1124,17 @@ int rod_tpc_target_init(struct rod_scsi_target *t, void **tpc_state)
 			rod_tpc_target_fini(t, st);
 			return rc;
 		}
+	}
+	/* Workers last: they read st->tokens. */
+	for (unsigned i = 0; i < TPC_WORKERS; i++) {
+		if (pthread_create(&st->workers[i], NULL, tpc_worker, st) != 0)
+			break;
+		st->nworkers++;
+	}
+	if (!st->nworkers) {
+		rod_err("tpc: cannot start copy worker threads");
+		rod_tpc_target_fini(t, st);
+		return -EAGAIN;
 	}
 	pthread_mutex_lock(&live_lock);
 	st->next_live = live_states;

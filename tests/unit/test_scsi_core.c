@@ -864,6 +864,50 @@ static void test_persistent_reservations(void **state)
 	assert_good(read1(e, &e->n2, 0));
 }
 
+/* REGISTER AND MOVE: the holder hands its reservation to another I_T nexus named by an
+ * iSCSI TransportID, registering it with the service action key. */
+static void test_pr_register_and_move(void **state)
+{
+	struct env *e = *state;
+	clear_ua(e, &e->n1);
+	clear_ua(e, &e->n2);
+	assert_good(prout(e, &e->n1, 0x00, 0, 0, 0x11, false));
+	assert_good(prout(e, &e->n1, 0x01, 1, 0x11, 0, false)); /* write exclusive */
+	assert_int_equal(write1(e, &e->n2, 7).status, SAM_STAT_RESERVATION_CONFLICT);
+
+	uint8_t cdb[10] = { 0x5f, 0x07, 0x01 }, pl[24 + 64];
+	memset(pl, 0, sizeof(pl));
+	rod_put_be64(pl, 0x11);
+	rod_put_be64(pl + 8, 0x22);
+	pl[17] = 0x02; /* UNREG: the mover lets go of its own registration */
+	rod_put_be16(pl + 18, 1);
+	uint8_t *tid = pl + 24;
+	const char *port = e->n2.initiator_port;
+	size_t l = strlen(port) + 1, tl = (l + 3) / 4 * 4;
+	tid[0] = 0x40 | 0x05;
+	rod_put_be16(tid + 2, (uint16_t)tl);
+	memcpy(tid + 4, port, l);
+	rod_put_be32(pl + 20, (uint32_t)(4 + tl));
+	uint32_t plen = (uint32_t)(24 + 4 + tl);
+	rod_put_be32(cdb + 5, plen);
+	assert_good(run(e, &e->n1, 0, cdb, 10, pl, plen, NULL, 0));
+
+	/* n2 holds it now with key 0x22; n1 is no longer registered */
+	assert_good(write1(e, &e->n2, 7));
+	assert_int_equal(write1(e, &e->n1, 7).status, SAM_STAT_RESERVATION_CONFLICT);
+	uint8_t in[10] = { 0x5e, 0x01 }, buf[64];
+	rod_put_be16(in + 7, sizeof(buf));
+	assert_good(run(e, &e->n1, 0, in, 10, NULL, 0, buf, sizeof(buf)));
+	assert_int_equal(rod_get_be64(buf + 8), 0x22);
+	in[1] = 0x00;
+	assert_good(run(e, &e->n1, 0, in, 10, NULL, 0, buf, sizeof(buf)));
+	assert_int_equal(rod_get_be32(buf + 4), 8);
+	/* moving to itself is refused */
+	rod_put_be64(pl, 0x22);
+	rod_put_be64(pl + 8, 0x33);
+	assert_sense(run(e, &e->n2, 0, cdb, 10, pl, plen, NULL, 0), 0x5, 0x26, 0x00);
+}
+
 static void test_pr_aptpl_survives_restart(void **state)
 {
 	struct env *e = *state;
@@ -1026,6 +1070,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_report_luns_and_ua, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_rsoc, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_persistent_reservations, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_pr_register_and_move, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_pr_aptpl_survives_restart, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_spc2_reserve, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_full_store, setup_small, teardown),
