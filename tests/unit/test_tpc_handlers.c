@@ -346,6 +346,39 @@ static void test_removed_volume_revokes_tokens(void **state)
 	SENSE(write_using(e, &e->n2, tok, 0, 8), 0x5, 0x23, 0x06);
 }
 
+static uint32_t report_all_tokens(struct env *e, uint8_t *r, uint32_t cap)
+{
+	uint8_t cdb[16] = { 0x84, 0x08 };
+
+	rod_put_be32(cdb + 10, cap);
+	GOOD(exec_cmd(e, &e->n1, cdb, NULL, 0, r, cap));
+	return rod_get_be32(r) >= 4 ? (rod_get_be32(r) - 4) / 96 : 0;
+}
+
+static void test_idle_tokens_end_without_traffic(void **state)
+{
+	struct env *e = *state;
+	uint8_t cdb[16] = { 0x83, 0x10 }, pl[32] = { 0 }, r[2048], tok[512];
+
+	/* POPULATE TOKEN with a 1 s inactivity timeout */
+	rod_put_be32(cdb + 6, 8);
+	rod_put_be32(cdb + 10, sizeof(pl));
+	rod_put_be16(pl, sizeof(pl) - 2);
+	rod_put_be32(pl + 4, 1);
+	rod_put_be16(pl + 14, 16);
+	rod_put_be32(pl + 24, 8);
+	GOOD(exec_cmd(e, &e->n1, cdb, pl, sizeof(pl), NULL, 0));
+	GOOD(rrti(e, &e->n1, 8, r, sizeof(r)));
+	memcpy(tok, r + 32 + r[13] + 6, 512);
+	/* REPORT ALL ROD TOKENS lists it by its first 96 bytes */
+	assert_int_equal(report_all_tokens(e, r, sizeof(r)), 1);
+	assert_memory_equal(r + 8, tok, 96);
+	/* no ODX command at all for 2.5 s: the array ends it by itself */
+	usleep(2500000);
+	assert_int_equal(report_all_tokens(e, r, sizeof(r)), 0);
+	SENSE(write_using(e, &e->n2, tok, 0, 8), 0x5, 0x23, 0x07);
+}
+
 static void test_token_table_is_bounded(void **state)
 {
 	struct env *e = *state;
@@ -373,6 +406,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_vpd_8f_agrees_with_op_params, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_token_across_hosts_and_nexus_scope, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_removed_volume_revokes_tokens, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_idle_tokens_end_without_traffic, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_token_table_is_bounded, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
