@@ -242,15 +242,22 @@ static uint64_t token_chunk_blocks(const struct rc_lun *l)
 static int token_apply(struct rc_lun *dst, const uint8_t tok[TOKEN_LEN], uint64_t tok_bytes,
 		       uint64_t dst_off, bool del_last, struct progress *p, struct rc_sense *s)
 {
-	uint64_t done = 0, step = wut_chunk_blocks(dst) * dst->bs;
+	/* OFFSET INTO ROD counts blocks of the token's source LU: its block length is in
+	 * the ROD token's device type specific data (bytes 96..99, as in READ CAPACITY(16));
+	 * the zero token has none. */
+	uint32_t sbs = rod_get_be32(tok + 96);
+	uint64_t done = 0, step;
 
+	if (sbs < 512 || sbs > 65536 || (sbs & (sbs - 1)))
+		sbs = dst->bs;
+	step = ROD_ROUND_DOWN(wut_chunk_blocks(dst) * dst->bs, ROD_MAX(sbs, dst->bs));
+	if (!step)
+		step = ROD_MAX(sbs, dst->bs);
 	while (done < tok_bytes) {
 		uint64_t n = ROD_MIN(step, tok_bytes - done);
 		bool last = done + n == tok_bytes;
 
-		/* OFFSET INTO ROD counts blocks of the token's source; with equal block
-		 * sizes (the common case) that is our offset in blocks. */
-		if (odx_write(dst, tok, done / dst->bs, (dst_off + done) / dst->bs, n / dst->bs,
+		if (odx_write(dst, tok, done / sbs, (dst_off + done) / dst->bs, n / dst->bs,
 			      last && del_last, s))
 			return -1;
 		done += n;
@@ -271,11 +278,7 @@ static int copy_odx(struct rc_lun *src, struct rc_lun *dst, const struct opts *o
 			"0x8F)\n", !src->have_odx ? src->url : dst->url);
 		return -1;
 	}
-	if (src->bs != dst->bs) {
-		fprintf(stderr, "rodcp: ODX: block sizes differ (%u and %u)\n", src->bs, dst->bs);
-		return -1;
-	}
-	tchunk = token_chunk_blocks(src) * src->bs;
+	tchunk = ROD_ROUND_DOWN(token_chunk_blocks(src) * src->bs, ROD_MAX(src->bs, dst->bs));
 	while (done < o->length) {
 		uint64_t n = ROD_MIN(tchunk, o->length - done);
 

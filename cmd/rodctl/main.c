@@ -234,7 +234,7 @@ static void print_vol(json_t *v)
 	printf("cache:       %s\n", jstr(v, "cache"));
 	printf("created:     %s\n", jstr(v, "created"));
 	json_t *sp = json_object_get(v, "space");
-	if (sp) {
+	if (json_is_object(sp)) {
 		printf("written:     %s\n", fmt_size(jint(sp, "logical"), sz, sizeof(sz)));
 		printf("physical:    %s\n", fmt_size(jint(sp, "physical"), sz, sizeof(sz)));
 	}
@@ -303,6 +303,7 @@ static void human_array(json_t *a)
 	printf("volumes:     %" PRIu64 "\n", jint(a, "volumes"));
 	printf("hosts:       %" PRIu64 "\n", jint(a, "hosts"));
 	printf("created:     %s\n", jstr(a, "created"));
+	printf("data dir:    %s\n", jstr(a, "data_dir"));
 	printf("key file:    %s\n", json_is_string(json_object_get(a, "key_file")) ? jstr(a, "key_file") : "none");
 	json_array_foreach(json_object_get(a, "warnings"), i, p)
 		printf("warning:     %s\n", json_string_value(p));
@@ -337,17 +338,16 @@ static void human_vol_list(json_t *r)
 {
 	size_t i;
 	json_t *v;
-	printf("%-24s %10s %6s %-8s %s\n", "NAME", "SIZE", "BLOCK", "WRITTEN", "HOSTS");
+	printf("%-24s %10s %6s %-14s %s\n", "NAME", "SIZE", "BLOCK", "CACHE", "HOSTS");
 	json_array_foreach(json_object_get(r, "volumes"), i, v) {
-		char sz[32], wr[32], hosts[512] = "";
+		char sz[32], hosts[512] = "";
 		size_t k, off = 0;
 		json_t *c;
 		json_array_foreach(json_object_get(v, "connections"), k, c)
 			off += (size_t)snprintf(hosts + off, off < sizeof(hosts) ? sizeof(hosts) - off : 0, "%s%s:%" PRIu64,
 						k ? "," : "", jstr(c, "host"), jint(c, "lun"));
-		printf("%-24s %10s %6" PRIu64 " %-8s %s\n", jstr(v, "name"), fmt_size(jint(v, "size"), sz, sizeof(sz)),
-		       jint(v, "block_size"), fmt_size(jint(json_object_get(v, "space"), "logical"), wr, sizeof(wr)),
-		       hosts[0] ? hosts : "-");
+		printf("%-24s %10s %6" PRIu64 " %-14s %s\n", jstr(v, "name"), fmt_size(jint(v, "size"), sz, sizeof(sz)),
+		       jint(v, "block_size"), jstr(v, "cache"), hosts[0] ? hosts : "-");
 	}
 }
 

@@ -441,6 +441,7 @@ int main(int argc, char **argv)
 		.store = store,
 		.target_iqn = iqn,
 		.key_file = key_file,
+		.data_dir = data,
 		.hooks = { hook_map_add, hook_map_remove, hook_vol_removed, hook_vol_resized, target },
 	};
 	struct rod_ctl *ctl = NULL;

@@ -40,6 +40,7 @@ struct rod_ctl_opts {
 	const char *target_iqn;         /* iqn.2026-11.io.rodstore:<array> */
 	const char *const *portals;     /* bound "ADDR:PORT" strings, NULL-terminated */
 	const char *key_file;           /* recorded only (encryption comes later); may be NULL */
+	const char *data_dir;           /* shown by array.show; a key file inside it is warned about */
 	struct rod_ctl_hooks hooks;
 };
 

@@ -48,6 +48,7 @@ struct rod_ctl {
 	char **portals;
 	size_t n_portals;
 	char *key_file;
+	char *data_dir;
 	struct rod_ctl_hooks hooks;
 	/* op_lock serialises control operations (RPC calls): only its holder changes
 	 * the model, so a handler may read the model without the rwlock. */
@@ -369,6 +370,7 @@ int rod_ctl_new(const struct rod_ctl_opts *o, struct rod_ctl **out)
 	snprintf(c->target_iqn, sizeof(c->target_iqn), "%s", o->target_iqn ? o->target_iqn : "");
 	c->hooks = o->hooks;
 	c->key_file = o->key_file ? strdup(o->key_file) : NULL;
+	c->data_dir = o->data_dir ? strdup(o->data_dir) : NULL;
 	pthread_mutex_init(&c->op_lock, NULL);
 	pthread_rwlock_init(&c->lock, NULL);
 	c->next_host_id = 1;
@@ -435,6 +437,7 @@ void rod_ctl_free(struct rod_ctl *c)
 		free(c->portals[i]);
 	free(c->portals);
 	free(c->key_file);
+	free(c->data_dir);
 	pthread_mutex_destroy(&c->op_lock);
 	pthread_rwlock_destroy(&c->lock);
 	free(c);
@@ -498,8 +501,16 @@ static json_t *space_json(const struct rod_space *s)
 			 "reduction", s->reduction);
 }
 
-static json_t *vol_json(struct rod_ctl *c, const struct rod_vol_info *vi)
+/* with_space: compute the volume's space figures (a scan of its map: vol.show, not
+ * vol.list, pays for it); else "space" is null. */
+static json_t *vol_json(struct rod_ctl *c, const struct rod_vol_info *vi, bool with_space)
 {
+	struct rod_space sp;
+	json_t *space = json_null();
+	if (with_space && rod_vol_space(c->store, vi->name, &sp) == 0) {
+		json_decref(space);
+		space = space_json(&sp);
+	}
 	char uuid[33];
 	rod_hex(vi->uuid, sizeof(vi->uuid), uuid);
 	json_t *conns = json_array();
@@ -514,7 +525,7 @@ static json_t *vol_json(struct rod_ctl *c, const struct rod_vol_info *vi)
 			 (json_int_t)vi->id, "uuid", uuid, "size", (json_int_t)vi->size, "block_size",
 			 (int)vi->block_size, "created", json_time(vi->created_ns), "cache",
 			 vi->cache == ROD_CACHE_WRITE_BACK ? "write-back" : "write-through", "offload",
-			 vi->offload, "connections", conns, "space", space_json(&vi->space));
+			 vi->offload, "connections", conns, "space", space);
 }
 
 static json_t *host_json(struct rod_ctl *c, const struct ctl_host *h)
@@ -562,10 +573,16 @@ static int m_array_show(struct rod_ctl *c, json_t *params, json_t **res, char **
 	else
 		json_array_append_new(warnings,
 				      json_string("key file recorded, but encryption is not implemented yet"));
-	*res = json_pack("{s:s, s:s, s:s, s:o, s:i, s:o, s:o, s:I, s:I, s:o}", "name", id->name, "id",
+	size_t dl = c->data_dir ? strlen(c->data_dir) : 0;
+	if (c->key_file && dl && !strncmp(c->key_file, c->data_dir, dl) && c->key_file[dl] == '/')
+		json_array_append_new(warnings, json_string("the key file is inside the data directory: whoever "
+							    "gets a copy of the data gets the key too; keep it "
+							    "elsewhere (e.g. /etc/rodstore/rod.key)"));
+	*res = json_pack("{s:s, s:s, s:s, s:o, s:i, s:o, s:o, s:o, s:I, s:I, s:o}", "name", id->name, "id",
 			 hex, "target_iqn", c->target_iqn, "portals", portals, "format_version",
 			 (int)id->format_version, "created", json_time(id->created_ns), "key_file",
-			 c->key_file ? json_string(c->key_file) : json_null(), "volumes",
+			 c->key_file ? json_string(c->key_file) : json_null(), "data_dir",
+			 c->data_dir ? json_string(c->data_dir) : json_null(), "volumes",
 			 (json_int_t)live, "hosts", (json_int_t)c->n_hosts, "warnings", warnings);
 	return 0;
 }
@@ -600,7 +617,7 @@ static int m_vol_create(struct rod_ctl *c, json_t *params, json_t **res, char **
 		return store_fail(msg, rc, what);
 	}
 	rod_info("ctl: volume %s created (%" PRIu64 " bytes, %" PRIu64 "-byte blocks)", name, size, bs);
-	*res = vol_json(c, &vi);
+	*res = vol_json(c, &vi, true);
 	return 0;
 }
 
@@ -614,7 +631,7 @@ static int m_vol_list(struct rod_ctl *c, json_t *params, json_t **res, char **ms
 	json_t *arr = json_array();
 	for (size_t i = 0; i < n; i++)
 		if (!vols[i].destroyed && !vols[i].is_snapshot)
-			json_array_append_new(arr, vol_json(c, &vols[i]));
+			json_array_append_new(arr, vol_json(c, &vols[i], false));
 	free(vols);
 	*res = json_pack("{s:o}", "volumes", arr);
 	return 0;
@@ -627,7 +644,7 @@ static int m_vol_show(struct rod_ctl *c, json_t *params, json_t **res, char **ms
 	int rc;
 	if ((rc = param_str(params, "name", true, &name, msg)) || (rc = need_vol(c, name, &vi, msg)))
 		return rc;
-	*res = vol_json(c, &vi);
+	*res = vol_json(c, &vi, true);
 	return 0;
 }
 
@@ -662,7 +679,7 @@ static int m_vol_resize(struct rod_ctl *c, json_t *params, json_t **res, char **
 	}
 	if ((rc = need_vol(c, name, &vi, msg)))
 		return rc;
-	*res = vol_json(c, &vi);
+	*res = vol_json(c, &vi, true);
 	return 0;
 }
 

@@ -87,6 +87,20 @@ rc_copy dump "$B" 20000 100 "$T/z2"
 head -c 51200 /dev/zero >"$T/zeros2"
 same_bytes "$T/zeros2" "$T/z2" "b after a zero-token WRITE USING TOKEN"
 
+# 6b. different block sizes: a (512) -> c (4096-byte blocks) and back, with offsets
+rodctl vol create c --size 32M --block-size 4096 >/dev/null
+rodctl host connect h c >/dev/null     # LUN 2
+C=$(rod_url 2)
+"$RODCP" --method odx --quiet --src-offset 2M --dst-offset 8M --length 3M "$A" "$C" ||
+	fail "ODX copy from 512-byte to 4096-byte blocks"
+rc_copy dump "$C" 2048 768 "$T/c1"
+dd if="$T/acur" bs=1M skip=2 count=3 status=none >"$T/c1want"
+same_bytes "$T/c1want" "$T/c1" "4096-byte-block volume after an ODX copy from a 512-byte one"
+"$RODCP" token create "$C" --src-offset 8M --length 3M --out "$T/c.tok" --quiet || fail "token from c"
+"$RODCP" token write "$T/c.tok" "$B" --dst-offset 28M --quiet || fail "token of c written to b"
+rc_copy dump "$B" $((28 << 11)) 6144 "$T/c2"
+same_bytes "$T/c1want" "$T/c2" "b after writing a token of the 4096-byte-block volume"
+
 # 7. bad tokens are refused before any lookup, with their 23/xx reason.
 expect_good pt "$A" 0:64 "$T/tok" >/dev/null
 expect_sense 05/23/05 wut "$B" "$T/tok" 0:8 --flip 300          # altered body: corrupt

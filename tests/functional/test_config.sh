@@ -46,6 +46,8 @@ wait_rodd_ready
 j=$(rodctl --json array show)
 expect_eq "fromconfig" "$(jq -r .name <<<"$j")" "array name from the config file"
 expect_eq "$ROD_TMP/rod.key" "$(jq -r .key_file <<<"$j")" "key file recorded"
+expect_eq "$ROD_TMP/cfgdata" "$(jq -r .data_dir <<<"$j")" "data dir shown"
+jq -r '.warnings[]' <<<"$j" | grep -q 'inside the data directory' && fail "key file outside the data dir warned about"
 [ -d "$ROD_TMP/cfgdata" ] || fail "data directory from the config file not created"
 stop_rodd
 
@@ -58,6 +60,13 @@ wait_rodd_ready
 expect_eq "fromflag" "$(rodctl --json array show | jq -r .name)" "array name from the flag"
 [ -S "$ROD_TMP/cfg.sock" ] && fail "config socket used although --socket was given"
 [ -d "$ROD_TMP/flagdata" ] || fail "--data not used"
+stop_rodd
+# a key file inside the data directory is warned about
+"$RODD" --foreground --data "$ROD_TMP/flagdata" --socket "$ROD_SOCKET" --listen 127.0.0.1:0 \
+	--key-file "$ROD_TMP/flagdata/rod.key" >>"$ROD_LOG" 2>&1 &
+RODD_PID=$!
+wait_rodd_ready
+rodctl array show | grep -q '^warning: .*inside the data directory' || fail "no warning for a key file in the data dir"
 # a second rodd on the same socket is refused
 expect_rc 1 "$RODD" --foreground --data "$ROD_TMP/other" --listen 127.0.0.1:0 --socket "$ROD_SOCKET"
 expect_stderr 'another rodd answers'

@@ -15,6 +15,7 @@ rodctl host connect h1 data2 >/dev/null
 rodctl host connect h2 data1 >/dev/null
 rodtest_iscsi -i $I write "$(rod_url 2)" 0 256 77
 rodtest_iscsi -i $I write "$(rod_url 0)" 100 16 78
+expect_eq "131072" "$(rodctl --json vol show data1 | jq -r .space.logical)" "bytes written to data1"
 before_vols=$(rodctl --json vol list | jq -c '[.volumes[] | {name, id, uuid, size, block_size, connections}] | sort_by(.name)')
 before_hosts=$(rodctl --json host list | jq -c '[.hosts[] | {name, id, iqns, chap_user, connections}] | sort_by(.name)')
 array_id=$(rodctl --json array show | jq -r .id)
