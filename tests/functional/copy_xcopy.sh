@@ -85,4 +85,17 @@ expect_sense 05/26/08 xcopy "$B" --cscd "$DA" --cscd "$DB" $segs
 # PARAMETER LIST LENGTH 0: GOOD, nothing done
 expect_good xcopy "$B" --truncate 16 >/dev/null
 
+# 7. qemu-img convert -C (copy offload required: EXTENDED COPY to the destination, list
+# id 1 from parallel requests) produces the same bytes.
+if command -v qemu-img >/dev/null; then
+	head -c 32M /dev/urandom >"$T/q"
+	rc_copy load "$A" 0 "$T/q"
+	qemu-img convert -C -n -f raw -O raw "$A" "$B" 2>"$T/qemu.err" ||
+		fail "qemu-img convert -C failed: $(cat "$T/qemu.err")"
+	rc_copy dump "$B" 0 65536 "$T/qgot"
+	same_bytes "$T/q" "$T/qgot" "b after qemu-img convert -C"
+else
+	note "qemu-img not installed: skipping the qemu-img convert -C check"
+fi
+
 stop_rodd
