@@ -247,6 +247,7 @@ static void hook_vol_resized(void *arg, uint64_t vol_id)
 /* ---- daemon ------------------------------------------------------------------------ */
 
 static int g_ready_fd = -1;     /* pipe to the waiting parent when daemonising */
+static bool g_restore_info;     /* log level lowered to WARN while starting in the background */
 
 /* Fork before any thread exists; the parent waits until the child says it is ready
  * (listeners bound, control socket up) and exits with the child's status. */
@@ -291,6 +292,8 @@ static void daemonise_finish(void)
 			close(nul);
 	}
 	rod_log_use_syslog("rodd");
+	if (g_restore_info)
+		rod_log_set_level(ROD_LOG_INFO);
 	unsigned char ok = 0;
 	if (write(g_ready_fd, &ok, 1) != 1)
 		rod_warn("cannot tell the parent process rodd is ready");
@@ -394,8 +397,15 @@ int main(int argc, char **argv)
 		fprintf(stderr, "rodd: warning: key file %s is not readable (%s); it is only recorded for now\n",
 			key_file, strerror(errno));
 
-	if (!foreground)
+	if (!foreground) {
+		/* Until it is ready the daemon still writes to the caller's terminal: only
+		 * warnings and errors there; the info lines go to syslog afterwards. */
+		if (rod_log_get_level() == ROD_LOG_INFO) {
+			rod_log_set_level(ROD_LOG_WARN);
+			g_restore_info = true;
+		}
 		daemonise_start();
+	}
 
 	/* Every thread created from here inherits this mask; main takes signals in sigwait. */
 	sigset_t sigs;
@@ -485,10 +495,10 @@ int main(int argc, char **argv)
 		rod_err("cannot write pid file %s: %s", pidfile, strerror(-rc));
 		goto fail;
 	}
+	daemonise_finish();
 	for (size_t i = 0; i < np; i++)
 		rod_info("rodd: target %s on %s", iqn, portals[i]);
 	rod_info("rodd: ready (data %s, control socket %s)", data, sock);
-	daemonise_finish();
 
 	for (;;) {
 		int sig = 0;
