@@ -32,6 +32,11 @@ rc_copy dump "$B" 0 65536 "$T/b1" || fail "reading b"
 same_bytes "$T/a0" "$T/b1" "b after the ODX copy of a"
 after=$(data_bytes)
 [ $((after - before)) -lt $((4 << 20)) ] || fail "a 32 MiB ODX copy grew the data directory by $((after - before)) bytes"
+# the array's own accounting: b reads 32 MiB but owns no stored bytes; a's are shared
+sb=$(rodctl --json vol show b | jq -c .space)
+expect_eq 33554432 "$(jq -r .logical <<<"$sb")" "bytes written on b after the copy"
+expect_eq 0 "$(jq -r .physical <<<"$sb")" "physical bytes of b after the copy"
+expect_eq 33554432 "$(rodctl --json vol show a | jq -r .space.shared)" "shared bytes of a"
 
 # 2. inside one volume, overlapping ranges, with byte offsets (3M..11M -> 7M..15M):
 # the result is the source as it was (point in time), like memmove.

@@ -52,6 +52,9 @@ rc_copy dump "$B" 0 65536 "$T/b3"
 same_bytes "$T/a1" "$T/b3" "b after rodcp --method xcopy"
 after=$(data_bytes)
 [ $((after - before)) -lt $((4 << 20)) ] || fail "a 32 MiB EXTENDED COPY grew the data directory by $((after - before)) bytes"
+sb=$(rodctl --json vol show b | jq -c .space)
+expect_eq 33554432 "$(jq -r .logical <<<"$sb")" "bytes written on b after the copy"
+expect_eq 0 "$(jq -r .physical <<<"$sb")" "physical bytes of b (only ever written by copies)"
 out=$("$RODCP" --json --src-offset 1M --dst-offset 2M --length 5M "$B" "$A") || fail "rodcp auto"
 expect_eq odx "$(jq -r .method <<<"$out")" "rodcp auto picks ODX first"
 
