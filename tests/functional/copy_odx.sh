@@ -137,6 +137,26 @@ expect_sense 05/24/00 rrti "$A" 123456                          # unknown list i
 r=$(expect_good pt "$A" 0:64,1000:36 "$T/tok" --list-id 77)
 grep -q "sa=0x10 status=0x01 count=100 units=0xf1 token=1" <<<"$r" || fail "RRTI after PT: $r"
 
+# 9b. a real token of another array (a second rodd, its own id and secret) is refused
+# as a remote token, even though it is well formed and correctly signed there.
+mkdir -p "$T/other"
+"$RODD" --foreground --data "$T/other/data" --listen 127.0.0.1:0 --socket "$T/other/s" \
+	--array-name other >"$T/other/log" 2>&1 &
+OTHER_PID=$!
+# stop it too if the test fails before the end of this step
+trap 'rc=$?; kill -TERM "$OTHER_PID" 2>/dev/null; (exit $rc); rod_cleanup' EXIT
+for _ in $(seq 200); do ROD_SOCKET=$T/other/s "$RODCTL" array show >/dev/null 2>&1 && break; sleep 0.1; done
+o=$(ROD_SOCKET=$T/other/s "$RODCTL" --json array show) || fail "second rodd did not start"
+ROD_SOCKET=$T/other/s "$RODCTL" vol create x --size 16M >/dev/null
+ROD_SOCKET=$T/other/s "$RODCTL" host create h --iqn '*' >/dev/null
+ROD_SOCKET=$T/other/s "$RODCTL" host connect h x >/dev/null
+X="iscsi://$(jq -r '.portals[0]' <<<"$o")/$(jq -r .target_iqn <<<"$o")/0"
+expect_good pt "$X" 0:64 "$T/foreign.tok" >/dev/null
+expect_sense 05/23/02 wut "$B" "$T/foreign.tok" 0:8
+kill -TERM "$OTHER_PID"
+wait "$OTHER_PID" || fail "second rodd exited with an error"
+trap rod_cleanup EXIT
+
 # 10. tokens do not survive a restart (hosts fall back, as SPC-4 allows).
 stop_rodd
 start_rodd

@@ -379,6 +379,81 @@ static void test_idle_tokens_end_without_traffic(void **state)
 	SENSE(write_using(e, &e->n2, tok, 0, 8), 0x5, 0x23, 0x07);
 }
 
+/* Start a command without waiting; wait_cmd collects it. */
+struct pending {
+	struct rod_scsi_cmd c;
+	struct done_wait w;
+};
+
+static void start_cmd(struct env *e, struct pending *p, struct rod_scsi_nexus *n,
+		      const uint8_t cdb[16], const void *out, uint32_t out_len)
+{
+	memset(p, 0, sizeof(*p));
+	pthread_mutex_init(&p->w.mu, NULL);
+	pthread_cond_init(&p->w.cv, NULL);
+	p->c.nexus = n;
+	memcpy(p->c.cdb, cdb, 16);
+	p->c.cdb_len = 16;
+	p->c.out_buf = out;
+	p->c.out_len = out_len;
+	p->c.exp_len = out_len;
+	p->c.done = on_done;
+	p->c.transport_priv = &p->w;
+	rod_scsi_exec(e->tgt, &p->c);
+}
+
+static struct out wait_cmd(struct pending *p)
+{
+	struct out o = { 0 };
+
+	pthread_mutex_lock(&p->w.mu);
+	while (!p->w.n)
+		pthread_cond_wait(&p->w.cv, &p->w.mu);
+	pthread_mutex_unlock(&p->w.mu);
+	o.status = p->c.status;
+	if (p->c.sense_len >= 14) {
+		o.key = p->c.sense[2] & 0x0f;
+		o.asc = p->c.sense[12];
+		o.ascq = p->c.sense[13];
+	}
+	return o;
+}
+
+static void test_list_id_in_use(void **state)
+{
+	struct env *e = *state;
+	uint8_t r[1024], tok[512], cdb[16] = { 0x83, 0x11 };
+	static uint8_t pl[536 + 64 * 16], pl2[552];
+	struct pending a, b;
+
+	GOOD(populate(e, &e->n1, 9, 0, 64 * 8));
+	GOOD(rrti(e, &e->n1, 9, r, sizeof(r)));
+	memcpy(tok, r + 32 + r[13] + 6, 512);
+	/* a WRITE USING TOKEN of 64 ranges (64 engine copies, each waiting for its commit)
+	 * and, while it runs, another one with the same list id on the same nexus */
+	rod_put_be16(pl, sizeof(pl) - 2);
+	memcpy(pl + 16, tok, 512);
+	rod_put_be16(pl + 534, 64 * 16);
+	for (int i = 0; i < 64; i++) {
+		rod_put_be64(pl + 536 + 16 * i, 4096 + 16 * i);
+		rod_put_be32(pl + 536 + 16 * i + 8, 8);
+	}
+	rod_put_be32(cdb + 6, 4242);
+	rod_put_be32(cdb + 10, sizeof(pl));
+	memcpy(pl2, pl, 552);
+	rod_put_be16(pl2, sizeof(pl2) - 2);
+	rod_put_be16(pl2 + 534, 16);
+	start_cmd(e, &a, &e->n2, cdb, pl, sizeof(pl));
+	rod_put_be32(cdb + 10, sizeof(pl2));
+	start_cmd(e, &b, &e->n2, cdb, pl2, sizeof(pl2));
+	SENSE(wait_cmd(&b), 0x5, 0x00, 0x16);            /* OPERATION IN PROGRESS */
+	GOOD(wait_cmd(&a));
+	/* once it completed, the id is free again */
+	GOOD(exec_cmd(e, &e->n2, cdb, pl2, sizeof(pl2), NULL, 0));
+	/* the same id on another nexus never conflicts */
+	GOOD(exec_cmd(e, &e->n1, cdb, pl2, sizeof(pl2), NULL, 0));
+}
+
 static void test_token_table_is_bounded(void **state)
 {
 	struct env *e = *state;
@@ -407,6 +482,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_token_across_hosts_and_nexus_scope, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_removed_volume_revokes_tokens, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_idle_tokens_end_without_traffic, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_list_id_in_use, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_token_table_is_bounded, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
