@@ -3,6 +3,7 @@
 #include "store_int.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -612,6 +613,8 @@ static int copy_data(struct rod_vol *src, uint64_t soff, struct rod_vol *dst, ui
 {
 	struct rod_vol *pin;
 	uint8_t *buf;
+	/* Same grain phase: holes of the source stay holes (deallocated) in the copy. */
+	bool holes = soff % ROD_GRAIN == doff % ROD_GRAIN;
 	int rc = rod_vol_pin(src, &pin);
 
 	if (rc)
@@ -623,7 +626,22 @@ static int copy_data(struct rod_vol *src, uint64_t soff, struct rod_vol *dst, ui
 	}
 	for (uint64_t done = 0; done < len && !rc;) {
 		uint64_t n = ROD_MIN(len - done, 1u << 20);
+		bool mapped = true;
+		uint64_t ext = n;
 
+		if (holes && (soff + done) % ROD_GRAIN == 0) {
+			rc = rod_vol_lba_status(pin, soff + done, n, &mapped, &ext);
+			if (rc)
+				break;
+			if (!mapped && ext >= ROD_GRAIN) {
+				n = ROD_ROUND_DOWN(ext, ROD_GRAIN);
+				rc = rod_vol_unmap(dst, doff + done, n);
+				done += n;
+				continue;
+			}
+			if (mapped)
+				n = ROD_MIN(n, ext);
+		}
 		rc = rod_vol_read(pin, soff + done, buf, n);
 		if (!rc)
 			rc = rod_vol_write(dst, doff + done, buf, n, 0);
@@ -635,7 +653,10 @@ static int copy_data(struct rod_vol *src, uint64_t soff, struct rod_vol *dst, ui
 }
 
 /* Copy: the grain-aligned middle is one range entry (O(1)); misaligned head/tail grains
- * are read-modify-written. Runs synchronously in the caller (it waits for one commit). */
+ * are read-modify-written. The source is first frozen (a pin, unless it is a snapshot or
+ * a pin already) so the edges, the range entry and any fallback data copy all read the
+ * same pre-copy state, also when source and destination overlap. Runs synchronously in
+ * the caller (it waits for the commit). */
 static void do_copy(struct rod_io *io)
 {
 	struct rod_store *s = io->vol->s;
@@ -644,11 +665,12 @@ static void do_copy(struct rod_io *io)
 	size_t nitems = 0;
 	uint64_t a, b;
 	struct sync_wait sw = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, false };
+	struct rod_vol *src = io->src, *pin = NULL;
 	void *saved_priv;
 	uint8_t *edge = NULL;
 	int rc;
 
-	if (!io->src) {
+	if (!src) {
 		complete(io, -EINVAL);
 		return;
 	}
@@ -656,58 +678,50 @@ static void do_copy(struct rod_io *io)
 	if (!rc)
 		rc = dv.ro ? -EROFS : range_check(&dv, io->off, io->len);
 	if (!rc)
-		rc = view_get(io->src, &sv);
+		rc = view_get(src, &sv);
 	if (!rc)
 		rc = range_check(&sv, io->src_off, io->len);
-	if (rc || !io->len) {
-		complete(io, rc);
-		return;
+	if (!rc && !sv.ro) {
+		rc = rod_vol_pin(src, &pin);
+		if (!rc) {
+			src = pin;
+			rc = view_get(src, &sv);
+		}
 	}
+	if (rc || !io->len)
+		goto done;
 	a = ROD_ROUND_UP(io->off, ROD_GRAIN);
 	b = ROD_ROUND_DOWN(io->off + io->len, ROD_GRAIN);
 	if (io->off % ROD_GRAIN != io->src_off % ROD_GRAIN || b <= a) {
-		complete(io, copy_data(io->src, io->src_off, io->vol, io->off, io->len));
-		return;
+		rc = copy_data(src, io->src_off, io->vol, io->off, io->len);
+		goto done;
 	}
-	/* Edges: read the source bytes now (before the range entry lands). */
+	/* Edges: the source bytes of the partial grains. */
 	uint64_t head = a - io->off, tail = io->off + io->len - b;
 	if (head || tail) {
 		edge = malloc(head + tail);
 		if (!edge) {
-			complete(io, -ENOMEM);
-			return;
+			rc = -ENOMEM;
+			goto done;
 		}
 		if (head)
 			rc = io_read_view(s, sv.lin, sv.epoch, io->src_off, edge, head);
 		if (!rc && tail)
 			rc = io_read_view(s, sv.lin, sv.epoch, io->src_off + (b - io->off), edge + head, tail);
-		if (rc) {
-			free(edge);
-			complete(io, rc);
-			return;
-		}
+		if (rc)
+			goto done;
 	}
 	saved_priv = io->priv;
 	rc = wreq_prepare(io, &dv, false, &w);
-	if (rc) {
-		free(edge);
-		complete(io, rc);
-		return;
-	}
+	if (rc)
+		goto done;
 	io->priv = &sw;
 	w->fin = sync_fin;
 	w->r_g0 = a / ROD_GRAIN;
 	w->r_g1 = b / ROD_GRAIN;
 	w->r_delta = (int64_t)((io->src_off + head) / ROD_GRAIN) - (int64_t)w->r_g0;
-	w->r_src = io->src;
-	if (io->src->is_pin || sv.ro) {
-		w->r_tlin = sv.lin;
-		w->r_tepoch = sv.epoch;
-	} else {
-		w->r_src_live = true;
-	}
-	/* The range entry first: it pins the source before the edge writes land, so an
-	 * overlapping same-volume copy reads the pre-copy state everywhere. */
+	w->r_tlin = sv.lin;
+	w->r_tepoch = sv.epoch;
 	add_range_op(w, &nitems, true);
 	if (head)
 		rc = build_data(w, &dv, io->off, head, edge, ENT_ZERO, &nitems, true);
@@ -716,10 +730,10 @@ static void do_copy(struct rod_io *io)
 	if (rc) {
 		w->fin = NULL;
 		io->priv = saved_priv;
-		free(edge);
 		w->result = rc;
+		w->io = &(struct rod_io){ .op = ROD_IO_COPY };
 		wreq_finish(w);
-		return;
+		goto done;
 	}
 	wreq_submit(w, nitems);
 	pthread_mutex_lock(&sw.m);
@@ -729,11 +743,15 @@ static void do_copy(struct rod_io *io)
 	io->priv = saved_priv;
 	rc = w->result;
 	wreq_free(w);
-	free(edge);
 	if (rc == -ELOOP) {
-		/* The chain of range entries would be too deep: copy the middle as data. */
-		rc = copy_data(io->src, io->src_off + head, io->vol, a, b - a);
+		/* The chain of range entries would be too deep: copy the middle as data
+		 * (synchronously; a background flatten job is future work). */
+		rc = copy_data(src, io->src_off + head, io->vol, a, b - a);
 	}
+done:
+	free(edge);
+	if (pin)
+		rod_vol_close(pin);
 	complete(io, rc);
 }
 
@@ -910,4 +928,54 @@ int rod_vol_lba_status(struct rod_vol *v, uint64_t off, uint64_t max_len, bool *
 	meta_iter_free(it);
 	*len = pos - off;
 	return rc;
+}
+
+/* Debugging aid (tests): print how grain g of a volume resolves. Not part of the API. */
+void rod_store_debug_grain(struct rod_store *s, const char *name, uint64_t g);
+void rod_store_debug_grain(struct rod_store *s, const char *name, uint64_t g)
+{
+	struct meta_iter *it = meta_iter_new(s->meta, CF_MAP);
+	uint8_t k[MAP_KEY_LEN];
+	struct vol_rec *r;
+
+	pthread_rwlock_rdlock(&s->state);
+	r = vol_find_name(s, name);
+	if (!r) {
+		pthread_rwlock_unlock(&s->state);
+		meta_iter_free(it);
+		return;
+	}
+	for (int depth = 0; depth < 4; depth++) {
+		uint64_t lin = depth == 0 ? r->lineage : 0;
+		(void)lin;
+	}
+	struct lineage *l = media_find(&s->media, r->lineage);
+	fprintf(stderr, "debug: %s lineage %llu cur %llu cur_used %d box [%llu,%llu) epoch(snap) %llu\n",
+		name, (unsigned long long)r->lineage, l ? (unsigned long long)l->cur : 0ull,
+		l ? l->cur_used : 0, l ? (unsigned long long)l->box_lo : 0ull,
+		l ? (unsigned long long)l->box_hi : 0ull, (unsigned long long)r->epoch);
+	for (size_t j = 0; l && j < l->nrng; j++) {
+		struct rng_ent *e = &l->rng[j];
+		if (e->start <= g && e->end > g)
+			fprintf(stderr, "debug:   range [%llu,%llu) epoch %llu seq %llu -> lin %llu ep %llu delta %lld\n",
+				(unsigned long long)e->start, (unsigned long long)e->end,
+				(unsigned long long)e->epoch, (unsigned long long)e->seq,
+				(unsigned long long)e->tlin, (unsigned long long)e->tepoch, (long long)e->delta);
+	}
+	map_key(k, r->lineage, g, EPOCH_MAX);
+	for (meta_iter_seek(it, k, sizeof(k)); meta_iter_valid(it); meta_iter_next(it)) {
+		size_t kl, vl;
+		const uint8_t *kk = meta_iter_key(it, &kl), *vv = meta_iter_val(it, &vl);
+		uint64_t klin, klba, kep;
+		struct map_val mv;
+
+		map_key_decode(kk, &klin, &klba, &kep);
+		if (klin != r->lineage || klba != g)
+			break;
+		map_val_decode(&mv, vv);
+		fprintf(stderr, "debug:   block epoch %llu chunk %llx\n", (unsigned long long)kep,
+			(unsigned long long)mv.chunk);
+	}
+	pthread_rwlock_unlock(&s->state);
+	meta_iter_free(it);
 }

@@ -381,8 +381,28 @@ int medium_resolve(struct media *md, struct meta_iter *it, uint64_t lin, uint64_
 			out->src_epoch = bepoch;
 			return 0;
 		}
+		if (found) {
+			/* The block entry here is older than the range; the next grain with any
+			 * block entry may be newer than the range. */
+			next_lba = UINT64_MAX;
+			for (meta_iter_next(it); meta_iter_valid(it); meta_iter_next(it)) {
+				size_t kl;
+				const uint8_t *kk = meta_iter_key(it, &kl);
+				uint64_t klin, klba, kep;
+
+				if (kl != MAP_KEY_LEN)
+					break;
+				map_key_decode(kk, &klin, &klba, &kep);
+				if (klin != lin)
+					break;
+				if (klba != lba) {
+					next_lba = klba;
+					break;
+				}
+			}
+		}
 		run = maxrun;
-		if (!found && next_lba - lba < run)
+		if (next_lba - lba < run)
 			run = next_lba - lba;
 		if (nstart - lba < run)
 			run = nstart - lba;

@@ -113,7 +113,8 @@ int seglog_open(const char *dir, struct seglog **out)
 			l->next_id = id + 1;
 	}
 	closedir(d);
-	qsort(l->segs, l->nsegs, sizeof(*l->segs), seg_cmp);
+	if (l->nsegs)
+		qsort(l->segs, l->nsegs, sizeof(*l->segs), seg_cmp);
 	*out = l;
 	return 0;
 }
