@@ -454,6 +454,81 @@ static void test_list_id_in_use(void **state)
 	GOOD(exec_cmd(e, &e->n1, cdb, pl2, sizeof(pl2), NULL, 0));
 }
 
+static void put_seg(uint8_t *d, uint16_t n, uint64_t slba, uint64_t dlba)
+{
+	memset(d, 0, 28);
+	d[0] = 0x02;
+	rod_put_be16(d + 2, 0x18);
+	rod_put_be16(d + 4, 0xFFFF);             /* both ends: the LU that got the command */
+	rod_put_be16(d + 6, 0xFFFF);
+	rod_put_be16(d + 10, n);
+	rod_put_be64(d + 12, slba);
+	rod_put_be64(d + 20, dlba);
+}
+
+static void test_xcopy_segments_in_order(void **state)
+{
+	struct env *e = *state;
+	uint8_t cdb[16] = { 0x83, 0x00 }, pl[16 + 3 * 28] = { 0 }, r[64];
+	uint8_t *data = malloc(32 * BS), *back = malloc(32 * BS), *zero = calloc(1, 32 * BS);
+	uint8_t rcr[16] = { 0x84, 0x00, 3 };
+
+	for (unsigned i = 0; i < 32 * BS; i++)
+		data[i] = (uint8_t)(i * 13 + 1);
+	GOOD(rw16(e, &e->n1, true, 0, 32, data));
+	/* three segments; the third runs past the end of the LU */
+	pl[0] = 3;                                 /* list id 3, usage 00b (held) */
+	rod_put_be32(pl + 8, 3 * 28);
+	put_seg(pl + 16, 16, 0, 1000);
+	put_seg(pl + 16 + 28, 16, 16, 2000);
+	put_seg(pl + 16 + 56, 16, 0, VOL_SIZE / BS - 8);
+	rod_put_be32(cdb + 10, sizeof(pl));
+	{
+		struct done_wait w = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0 };
+		struct rod_scsi_cmd c;
+
+		memset(&c, 0, sizeof(c));
+		c.nexus = &e->n1;
+		memcpy(c.cdb, cdb, 16);
+		c.cdb_len = 16;
+		c.out_buf = pl;
+		c.out_len = sizeof(pl);
+		c.exp_len = sizeof(pl);
+		c.done = on_done;
+		c.transport_priv = &w;
+		rod_scsi_exec(e->tgt, &c);
+		pthread_mutex_lock(&w.mu);
+		while (!w.n)
+			pthread_cond_wait(&w.cv, &w.mu);
+		pthread_mutex_unlock(&w.mu);
+		assert_int_equal(c.status, SAM_STAT_CHECK_CONDITION);
+		assert_true(c.sense_len >= 18);
+		assert_int_equal(c.sense[2] & 0x0f, 0x0A);          /* COPY ABORTED */
+		assert_int_equal(c.sense[0], 0xF0);                 /* INFORMATION valid */
+		assert_int_equal(rod_get_be32(c.sense + 3), VOL_SIZE / BS - 8);  /* the LBA */
+		assert_int_equal(rod_get_be32(c.sense + 8), 2);     /* failing segment */
+		assert_int_equal(c.sense[15], 0x80 | 0x20);         /* SKSV, SD */
+		assert_int_equal(rod_get_be16(c.sense + 16), 16 + 56); /* its offset */
+	}
+	/* segments 0 and 1 were copied before segment 2 failed */
+	GOOD(rw16(e, &e->n1, false, 1000, 16, back));
+	assert_memory_equal(back, data, 16 * BS);
+	GOOD(rw16(e, &e->n1, false, 2000, 16, back));
+	assert_memory_equal(back, data + 16 * BS, 16 * BS);
+	GOOD(rw16(e, &e->n1, false, VOL_SIZE / BS - 8, 8, back));
+	assert_memory_equal(back, zero, 8 * BS);
+	/* COPY STATUS: completed with error, 2 segments processed, 16 KiB transferred */
+	rod_put_be32(rcr + 10, sizeof(r));
+	GOOD(exec_cmd(e, &e->n1, rcr, NULL, 0, r, sizeof(r)));
+	assert_int_equal(r[4], 2);
+	assert_int_equal(rod_get_be16(r + 5), 2);
+	assert_int_equal(r[7], 0);
+	assert_int_equal(rod_get_be32(r + 8), 32 * BS);
+	free(data);
+	free(back);
+	free(zero);
+}
+
 static void test_token_table_is_bounded(void **state)
 {
 	struct env *e = *state;
@@ -483,6 +558,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_removed_volume_revokes_tokens, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_idle_tokens_end_without_traffic, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_list_id_in_use, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_xcopy_segments_in_order, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_token_table_is_bounded, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
