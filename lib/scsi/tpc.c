@@ -103,6 +103,21 @@ static void finish(struct rod_scsi_task *t)
 	rod_task_done(t);
 }
 
+/* Copy offload switched off for the LU's volume (rod_vol_set_offload, for testing host
+ * fallbacks): the command is refused as one we do not implement, so hosts copy
+ * themselves. Returns true (sense set) when off. */
+static bool offload_off(struct rod_scsi_task *t)
+{
+	struct rod_vol_info vi;
+
+	if (rod_vol_info_by_id(rod_scsi_target_store(t->tgt), t->lu->vol_id, &vi) == 0 &&
+	    !vi.offload) {
+		rod_sense(t, SENSE_ILLEGAL_REQUEST, ASC_INVALID_COMMAND_OPERATION_CODE);
+		return true;
+	}
+	return false;
+}
+
 /* Sense from a parser's verdict. */
 static void apply_sense(struct rod_scsi_task *t, const struct rod_tpc_sense *s)
 {
@@ -502,6 +517,10 @@ void rod_tpc_extended_copy(struct rod_scsi_task *t)
 	struct rod_tpc_sense s;
 	struct tpc_exec *x;
 
+	if (offload_off(t)) {
+		finish(t);
+		return;
+	}
 	/* SPC-4 6.4.1: a zero PARAMETER LIST LENGTH is not an error; nothing is copied. */
 	if (plen == 0) {
 		finish(t);
@@ -698,6 +717,8 @@ void rod_tpc_populate_token(struct rod_scsi_task *t)
 		rod_task_status(t, SAM_STAT_BUSY);
 		goto out;
 	}
+	if (offload_off(t))
+		goto out;
 	if (!st->tokens) {
 		rod_sense(t, SENSE_ILLEGAL_REQUEST, ASC_INSUFFICIENT_RESOURCES_ROD_TOKEN);
 		goto out;
@@ -862,6 +883,8 @@ void rod_tpc_write_using_token(struct rod_scsi_task *t)
 		rod_task_status(t, SAM_STAT_BUSY);
 		goto fail;
 	}
+	if (offload_off(t))
+		goto fail;
 	if (rod_wut_parse(plen, buf, len, rod_vol_size(t->lu->vol) / t->bs, t->bs, w, &s)) {
 		apply_sense(t, &s);
 		goto fail;

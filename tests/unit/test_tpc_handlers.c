@@ -529,6 +529,24 @@ static void test_xcopy_segments_in_order(void **state)
 	free(zero);
 }
 
+static void test_offload_switched_off(void **state)
+{
+	struct env *e = *state;
+	uint8_t r[1024], tok[512];
+
+	GOOD(populate(e, &e->n1, 11, 0, 8));
+	GOOD(rrti(e, &e->n1, 11, r, sizeof(r)));
+	memcpy(tok, r + 32 + r[13] + 6, 512);
+	/* off for v2: WRITE USING TOKEN into it is "not implemented", so hosts fall back;
+	 * v1 still makes tokens */
+	assert_int_equal(rod_vol_set_offload(e->store, "v2", false), 0);
+	SENSE(write_using(e, &e->n2, tok, 0, 8), 0x5, 0x20, 0x00);
+	SENSE(populate(e, &e->n2, 12, 0, 8), 0x5, 0x20, 0x00);
+	GOOD(populate(e, &e->n1, 13, 0, 8));
+	assert_int_equal(rod_vol_set_offload(e->store, "v2", true), 0);
+	GOOD(write_using(e, &e->n2, tok, 0, 8));
+}
+
 static void test_token_table_is_bounded(void **state)
 {
 	struct env *e = *state;
@@ -559,6 +577,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_idle_tokens_end_without_traffic, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_list_id_in_use, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_xcopy_segments_in_order, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_offload_switched_off, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_token_table_is_bounded, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
