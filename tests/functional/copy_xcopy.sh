@@ -58,6 +58,24 @@ expect_eq 0 "$(jq -r .physical <<<"$sb")" "physical bytes of b (only ever writte
 out=$("$RODCP" --json --src-offset 1M --dst-offset 2M --length 5M "$B" "$A") || fail "rodcp auto"
 expect_eq odx "$(jq -r .method <<<"$out")" "rodcp auto picks ODX first"
 
+# 3b. the host read/write fallback copies the same bytes (odd offsets, short chunks)
+out=$("$RODCP" --method rw --json --chunk 96K --src-offset 512 --dst-offset 3M --length 2M "$A" "$B") ||
+	fail "rodcp --method rw"
+expect_eq rw "$(jq -r .method <<<"$out")" "rodcp method"
+rc_copy dump "$B" 6144 4096 "$T/rw"
+# (a now holds the auto copy above: a[2M..7M) = b[1M..6M) = a1[1M..6M))
+splice "$T/anow" "$T/a1" $((2 << 20)) "$T/a1" $((1 << 20)) $((5 << 20))
+dd if="$T/anow" bs=512 skip=1 count=4096 status=none >"$T/rwwant"
+same_bytes "$T/rwwant" "$T/rw" "b after rodcp --method rw"
+# rodcp refuses what cannot work, with a message and a non-zero exit
+expect_rc 1 "$RODCP" --quiet --length 1M --dst-offset 32M "$A" "$B"
+expect_stderr "past the end"
+expect_rc 1 "$RODCP" --quiet --length 1000 "$A" "$B"
+expect_stderr "multiples of the 512-byte block size"
+expect_rc 2 "$RODCP" --method fast "$A" "$B"
+expect_rc 1 "$RODCP" token write /dev/null "$B"
+expect_stderr "not a token file"
+
 # 4. RECEIVE COPY RESULTS: COPY STATUS of a held list id on the same I_T nexus; an
 # unknown id (or one from another session) is refused
 expect_sense 05/24/00 rcr-status "$B" 9
