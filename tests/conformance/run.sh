@@ -9,7 +9,8 @@
 # EXPECTED_PASS_FILE did not pass. By hand:
 #   RODD=build/cmd/rodd/rodd RODCTL=build/cmd/rodctl/rodctl \
 #     bash tests/conformance/run.sh tests/conformance/expected-pass.txt
-# ROD_CONFORMANCE_SUITES="Read10 Write10" limits the run to those suites.
+# ROD_CONFORMANCE_SUITES="Read10 Write10" limits the run to those suites;
+# ROD_CONFORMANCE_BLOCK_SIZE=4096 tests a volume with 4096-byte logical blocks.
 HERE=$(cd "$(dirname "$0")" && pwd)
 EXPECTED=${1:?usage: run.sh EXPECTED_PASS_FILE}
 ISCSI_TEST_CU=${ISCSI_TEST_CU:-iscsi-test-cu}
@@ -24,7 +25,7 @@ RESULTS=$OUT/results.txt
 start_rodd
 # A thin 1 GiB volume with 512-byte blocks, seen by every initiator (iscsi-test-cu
 # logs in with two initiator names).
-rodctl vol create v --size 1G >/dev/null
+rodctl vol create v --size 1G ${ROD_CONFORMANCE_BLOCK_SIZE:+--block-size $ROD_CONFORMANCE_BLOCK_SIZE} >/dev/null
 rodctl host create all --iqn '*' >/dev/null
 rodctl host connect all v >/dev/null
 URL=$(rod_url 0)
