@@ -233,6 +233,34 @@ static void test_capacity_4096(void **state)
 	rod_token_table_free(t);
 }
 
+/* Any change to a token's bytes, anywhere, is refused before the table is searched. */
+static void test_random_mutations_refused(void **state)
+{
+	struct rod_token_table *t = new_table(16);
+	uint8_t tok[512], bad[512];
+	struct rod_token *tk;
+	uint32_t seed = 7;
+
+	fake_now = 1;
+	assert_int_equal(add_token(t, 7, 60, tok), 0);
+	for (int i = 0; i < 20000; i++) {
+		memcpy(bad, tok, 512);
+		for (int k = 0; k < 1 + i % 3; k++) {
+			seed = seed * 1103515245u + 12345u;
+			unsigned pos = (seed >> 8) % 512;
+			seed = seed * 1103515245u + 12345u;
+			bad[pos] ^= (uint8_t)(1 + (seed >> 16) % 255);
+		}
+		enum rod_token_ascq r = rod_token_get(t, bad, &tk);
+		assert_int_not_equal(r, ROD_TOKEN_OK);
+		assert_true(r == ROD_TOKEN_CORRUPT || r == ROD_TOKEN_REMOTE ||
+			    r == ROD_TOKEN_UNSUPPORTED_TYPE || r == ROD_TOKEN_BAD_LENGTH);
+	}
+	assert_int_equal(rod_token_get(t, tok, &tk), ROD_TOKEN_OK);
+	rod_token_put(t, tk, false);
+	rod_token_table_free(t);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -243,6 +271,7 @@ int main(void)
 		cmocka_unit_test(test_delete),
 		cmocka_unit_test(test_revoke),
 		cmocka_unit_test(test_capacity_4096),
+		cmocka_unit_test(test_random_mutations_refused),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -373,6 +373,69 @@ static void test_wut(void **state)
 	assert_int_equal(rod_wut_parse(len, b, len, 1000, 512, &w, &s), 0);
 }
 
+/* Mutated lists of every kind and length: the parsers never read past what they were
+ * given (ASan watches), and every outcome is either a parse or a precise sense. */
+static void test_mutations(void **state)
+{
+	static uint8_t base[3][2048], buf[2048];
+	uint32_t blen[3];
+	struct rod_xcopy_list *l = malloc(sizeof(*l));
+	struct rod_pt_params pt;
+	struct rod_wut_params wut;
+	struct rod_tpc_sense s;
+	uint64_t lba[4] = { 0, 100, 200, 300 };
+	uint32_t n[4] = { 10, 10, 10, 10 };
+	uint8_t tok[512] = { 0 };
+	uint32_t seed = 12345;
+	unsigned parsed = 0;
+
+	blen[0] = build_xcopy(base[0], 3, 5);
+	blen[1] = build_pt(base[1], lba, n, 4);
+	blen[2] = build_wut(base[2], tok, 0, lba, n, 4);
+	for (int iter = 0; iter < 30000; iter++) {
+		int kind = iter % 3, rc;
+		uint32_t len;
+
+		memcpy(buf, base[kind], sizeof(buf));
+		for (int k = 0; k < 1 + iter % 4; k++) {
+			seed = seed * 1103515245u + 12345u;
+			uint32_t pos = (seed >> 8) % blen[kind];
+			seed = seed * 1103515245u + 12345u;
+			buf[pos] = (uint8_t)(seed >> 16);
+		}
+		seed = seed * 1103515245u + 12345u;
+		len = (seed >> 8) % 4 == 0 ? (seed >> 12) % (blen[kind] + 1) : blen[kind];
+		/* the parser only sees len bytes: copy them to an exact-size heap block */
+		uint8_t *exact = malloc(len ? len : 1);
+		memcpy(exact, buf, len);
+		if (kind == 0 && len == 0) {           /* the handler's case, not the parser's */
+			free(exact);
+			continue;
+		}
+		if (kind == 0)
+			rc = rod_xcopy_parse(exact, len, l, &s);
+		else if (kind == 1)
+			rc = rod_pt_parse(blen[1], exact, len, 100000, 512, &pt, &s);
+		else
+			rc = rod_wut_parse(blen[2], exact, len, 100000, 512, &wut, &s);
+		if (rc == 0) {
+			parsed++;
+			if (kind == 0) {
+				assert_true(l->ncscd <= ROD_XCOPY_MAX_CSCD && l->nseg <= ROD_XCOPY_MAX_SEGS);
+				for (uint32_t i = 0; i < l->nseg; i++)
+					assert_true(l->seg[i].off + 28u <= len);
+			}
+		} else {
+			assert_int_equal(rc, -EINVAL);
+			assert_true(s.key == 0x05);
+			assert_true(s.asc == 0x1A || s.asc == 0x21 || s.asc == 0x24 || s.asc == 0x26);
+		}
+		free(exact);
+	}
+	assert_true(parsed > 0);
+	free(l);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -383,6 +446,7 @@ int main(void)
 		cmocka_unit_test(test_pt_good),
 		cmocka_unit_test(test_pt_errors),
 		cmocka_unit_test(test_wut),
+		cmocka_unit_test(test_mutations),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
