@@ -257,8 +257,11 @@ static void soft_threshold_check(struct rod_scsi_target *tgt)
 		return;
 	bool over = rod_store_over_soft_threshold(tgt->store);
 	bool was = atomic_exchange(&tgt->soft_reported, over);
+	/* Raised by the next command on a network thread: this runs in the store's
+	 * completion callback, where taking the target's map lock could wait on a map
+	 * change that waits on the store. */
 	if (over && !was)
-		rod_target_ua_all(tgt, ROD_UA_SOFT_THRESHOLD);
+		atomic_store(&tgt->soft_pending, true);
 }
 
 void rod_task_io_done(struct rod_io *io)
@@ -327,6 +330,9 @@ void rod_scsi_exec(struct rod_scsi_target *tgt, struct rod_scsi_cmd *cmd)
 	cmd->in_len = 0;
 	cmd->xfer_len = 0;
 	rod_target_task_begin(tgt);
+	if (atomic_load_explicit(&tgt->soft_pending, memory_order_relaxed) &&
+	    atomic_exchange(&tgt->soft_pending, false))
+		rod_target_ua_all(tgt, ROD_UA_SOFT_THRESHOLD);
 	struct rod_scsi_task *t = calloc(1, sizeof(*t));
 	if (!t) {
 		cmd->status = SAM_STAT_TASK_SET_FULL;

@@ -35,6 +35,8 @@ struct rod_scsi_target {
 	pthread_cond_t idle_cond;
 	void *tpc_state;
 	atomic_bool soft_reported;         /* 38/07 raised since we went over the threshold */
+	atomic_bool soft_pending;          /* 38/07 to raise on the next command (network
+	                                      thread), not in a store completion callback */
 	atomic_uint_fast64_t soft_checked_ns;
 };
 
