@@ -58,8 +58,10 @@ int rc_lun_open(struct rc_lun *l, const char *url)
 		iscsi_set_initiator_username_pwd(l->ctx, u->user, u->passwd);
 	l->lun = u->lun;
 	if (iscsi_full_connect_sync(l->ctx, u->portal, u->lun) != 0) {
-		fprintf(stderr, "rodcp: cannot log in to %s (portal %s, target %s): %s\n", url,
-			u->portal, u->target, iscsi_get_error(l->ctx));
+		fprintf(stderr, "rodcp: cannot log in to %s: %s\nrodcp: check that a target listens "
+			"on %s, that it is named %s, and that initiator %s may log in (rodctl host "
+			"list on a rodstore array)\n", url, iscsi_get_error(l->ctx), u->portal,
+			u->target, initiator_name());
 		iscsi_destroy_url(u);
 		goto fail;
 	}
