@@ -22,7 +22,7 @@ static int my_index(struct rod_scsi_task *t)
  * with a name-only TransportID matches every port of that initiator. */
 static bool reg_is(const struct rod_pr_reg *r, const struct rod_scsi_nexus *n)
 {
-	if (!n || r->rel_port != n->rel_port)
+	if (!n || (!r->all_tg_pt && r->rel_port != n->rel_port))
 		return false;
 	if (strcasecmp(r->iport, n->initiator_port) == 0)
 		return true;
@@ -83,9 +83,9 @@ static void pr_save(struct rod_scsi_lu *lu)
 				 (unsigned long long)lu->vol_id, strerror(-rc));
 		return;
 	}
-	uint8_t buf[16 + ROD_PR_MAX_REGS * (12 + 256)];
+	uint8_t buf[16 + ROD_PR_MAX_REGS * (13 + 256)];
 	size_t n = 0;
-	buf[n++] = 1; /* format version */
+	buf[n++] = 2; /* format version */
 	rod_put_be32(buf + n, lu->pr.generation);
 	n += 4;
 	buf[n++] = lu->pr.type;
@@ -100,7 +100,8 @@ static void pr_save(struct rod_scsi_lu *lu)
 		rod_put_be16(buf + n + 8, r->rel_port);
 		rod_put_be16(buf + n + 10, (uint16_t)l);
 		memcpy(buf + n + 12, r->iport, l);
-		n += 12 + l;
+		buf[n + 12 + l] = r->all_tg_pt ? 1 : 0;
+		n += 13 + l;
 	}
 	int rc = rod_store_meta_put(s, key, buf, n);
 	if (rc < 0)
@@ -120,8 +121,9 @@ void rod_pr_load(struct rod_scsi_lu *lu)
 	struct rod_pr_state st;
 	memset(&st, 0, sizeof(st));
 	st.holder = -1;
-	if (len < 10 || p[0] != 1)
+	if (len < 10 || (p[0] != 1 && p[0] != 2))
 		goto bad;
+	unsigned extra = p[0] == 2 ? 1 : 0; /* v2: a flags byte after each port name */
 	st.generation = rod_get_be32(p + 1);
 	st.type = p[5];
 	st.holder = (int)rod_get_be16(p + 6) - 1;
@@ -136,11 +138,12 @@ void rod_pr_load(struct rod_scsi_lu *lu)
 		r->key = rod_get_be64(p + off);
 		r->rel_port = rod_get_be16(p + off + 8);
 		size_t l = rod_get_be16(p + off + 10);
-		if (l >= sizeof(r->iport) || off + 12 + l > len)
+		if (l >= sizeof(r->iport) || off + 12 + l + extra > len)
 			goto bad;
 		memcpy(r->iport, p + off + 12, l);
 		r->iport[l] = 0;
-		off += 12 + l;
+		r->all_tg_pt = extra && (p[off + 12 + l] & 1);
+		off += 12 + l + extra;
 	}
 	st.nregs = nregs;
 	if (st.holder >= (int)nregs)
@@ -220,10 +223,16 @@ void rod_spc_reserve(struct rod_scsi_task *t)
 	struct rod_scsi_lu *lu = t->lu;
 	uint32_t me = (uint32_t)my_index(t) + 1;
 	pthread_mutex_lock(&lu->lock);
-	bool conflict = (lu->spc2_holder && lu->spc2_holder != me) ||
-			lu->pr.type != ROD_PR_NONE || lu->pr.nregs;
-	if (!conflict)
-		lu->spc2_holder = me;
+	bool conflict;
+	if (lu->pr.type != ROD_PR_NONE) {
+		/* SPC-4 5.13.3 with CRH=1: GOOD without effect for a reservation holder,
+		 * RESERVATION CONFLICT for everybody else. */
+		conflict = !is_holder(lu, reg_find(lu, t->nexus));
+	} else {
+		conflict = lu->spc2_holder && lu->spc2_holder != me;
+		if (!conflict)
+			lu->spc2_holder = me;
+	}
 	pthread_mutex_unlock(&lu->lock);
 	if (conflict)
 		rod_task_status(t, SAM_STAT_RESERVATION_CONFLICT);
@@ -237,7 +246,7 @@ void rod_spc_release(struct rod_scsi_task *t)
 	bool conflict = false;
 	pthread_mutex_lock(&lu->lock);
 	if (lu->pr.type != ROD_PR_NONE)
-		conflict = true;
+		conflict = !is_holder(lu, reg_find(lu, t->nexus)); /* CRH=1, as RESERVE */
 	else if (lu->spc2_holder == me)
 		lu->spc2_holder = 0;
 	/* Releasing somebody else's reservation, or none, is GOOD and does nothing. */
@@ -301,7 +310,7 @@ void rod_spc_pr_in(struct rod_scsi_task *t)
 	case 2: /* REPORT CAPABILITIES */
 		memset(buf, 0, 8);
 		rod_put_be16(buf, 8);
-		buf[2] = 0x10 | 0x01;               /* CRH (RESERVE/RELEASE under PR), PTPL_C */
+		buf[2] = 0x10 | 0x04 | 0x01;        /* CRH, ATP_C, PTPL_C */
 		buf[3] = 0x80 | (pr->aptpl ? 0x01 : 0); /* TMV, PTPL_A */
 		buf[4] = 0x80 | 0x40 | 0x20 | 0x08 | 0x02; /* WE_AR EA_RO WE_RO EA WE */
 		buf[5] = 0x01;                      /* EA_AR */
@@ -315,8 +324,10 @@ void rod_spc_pr_in(struct rod_scsi_task *t)
 				break;
 			memset(d, 0, 24);
 			rod_put_be64(d, r->key);
+			if (r->all_tg_pt)
+				d[12] |= 0x02;              /* ALL_TG_PT */
 			if (is_holder(lu, (int)i)) {
-				d[12] = 0x01;               /* R_HOLDER */
+				d[12] |= 0x01;              /* R_HOLDER */
 				d[13] = pr->type & 0x0f;
 			}
 			rod_put_be16(d + 18, r->rel_port);
@@ -426,10 +437,7 @@ void rod_spc_pr_out(struct rod_scsi_task *t)
 		rod_sense_invalid_field(t, false, 20, 3);
 		goto done;
 	}
-	if (sa != 7 && (p[20] & 0x04)) { /* ALL_TG_PT: ATP_C=0 */
-		rod_sense_invalid_field(t, false, 20, 2);
-		goto done;
-	}
+	bool all_tg_pt = sa != 7 && (p[20] & 0x04);
 	/* RESERVE, RELEASE, PREEMPT (AND ABORT) use SCOPE (LU only) and TYPE. */
 	bool uses_type = sa == 1 || sa == 2 || sa == 4 || sa == 5;
 	if (uses_type && scope != 0) {
@@ -470,6 +478,7 @@ void rod_spc_pr_out(struct rod_scsi_task *t)
 			memset(r, 0, sizeof(*r));
 			r->key = sakey;
 			r->rel_port = t->nexus->rel_port;
+			r->all_tg_pt = all_tg_pt;
 			snprintf(r->iport, sizeof(r->iport), "%s", t->nexus->initiator_port);
 		} else {
 			if (sa == 0 && rkey != pr->regs[me].key) {

@@ -177,6 +177,7 @@ enum rod_pr_type {
 struct rod_pr_reg {
 	uint64_t key;
 	uint16_t rel_port;                 /* relative target port of the I_T nexus */
+	bool all_tg_pt;                    /* registered with ALL_TG_PT: every target port */
 	char iport[256];                   /* initiator port "<name>,i,0x<isid>" */
 };
 struct rod_pr_state {

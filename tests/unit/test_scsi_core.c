@@ -908,6 +908,39 @@ static void test_pr_register_and_move(void **state)
 	assert_sense(run(e, &e->n2, 0, cdb, 10, pl, plen, NULL, 0), 0x5, 0x26, 0x00);
 }
 
+/* ALL_TG_PT=1 registers the initiator port through every target port; and with a
+ * persistent reservation in place RESERVE(6) is GOOD (no effect) only for the holder. */
+static void test_pr_all_tg_pt_and_crh(void **state)
+{
+	struct env *e = *state;
+	clear_ua(e, &e->n1);
+	clear_ua(e, &e->n2);
+	uint8_t cdb[10] = { 0x5f, 0x06 }, pl[24];
+	rod_put_be32(cdb + 5, 24);
+	memset(pl, 0, sizeof(pl));
+	rod_put_be64(pl + 8, 0x77);
+	pl[20] = 0x04; /* ALL_TG_PT */
+	assert_good(run(e, &e->n1, 0, cdb, 10, pl, 24, NULL, 0));
+	/* the same initiator port through relative target port 2 is the same registrant */
+	struct rod_scsi_nexus other = e->n1;
+	other.rel_port = 2;
+	assert_int_equal(rod_scsi_nexus_register(e->tgt, &other), 0);
+	clear_ua(e, &other);
+	assert_good(prout(e, &other, 0x01, 1, 0x77, 0, false));
+	uint8_t in[10] = { 0x5e, 0x03 }, buf[256];
+	rod_put_be16(in + 7, sizeof(buf));
+	assert_good(run(e, &e->n2, 0, in, 10, NULL, 0, buf, sizeof(buf)));
+	assert_int_equal(buf[8 + 12], 0x03); /* ALL_TG_PT, R_HOLDER */
+	/* CRH: holder's RESERVE(6) is GOOD, the other initiator's is a conflict */
+	uint8_t res6[6] = { 0x16 };
+	assert_good(run(e, &e->n1, 0, res6, 6, NULL, 0, NULL, 0));
+	assert_int_equal(run(e, &e->n2, 0, res6, 6, NULL, 0, NULL, 0).status,
+			 SAM_STAT_RESERVATION_CONFLICT);
+	assert_good(write1(e, &e->n1, 1));
+	assert_int_equal(write1(e, &e->n2, 1).status, SAM_STAT_RESERVATION_CONFLICT);
+	rod_scsi_nexus_unregister(e->tgt, &other);
+}
+
 static void test_pr_aptpl_survives_restart(void **state)
 {
 	struct env *e = *state;
@@ -1071,6 +1104,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_rsoc, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_persistent_reservations, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_pr_register_and_move, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_pr_all_tg_pt_and_crh, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_pr_aptpl_survives_restart, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_spc2_reserve, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_full_store, setup_small, teardown),
