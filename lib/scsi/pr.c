@@ -76,11 +76,17 @@ static void pr_save(struct rod_scsi_lu *lu)
 	char key[64];
 	pr_key(lu, key, sizeof(key));
 	struct rod_store *s = lu->tgt->store;
+	/* A durable put/delete waits for the store's sync; PERSISTENT RESERVE OUT is rare
+	 * and only APTPL state (or dropping it) needs one. */
 	if (!lu->pr.aptpl) {
+		if (!lu->pr.saved)
+			return;
 		int rc = rod_store_meta_del(s, key);
 		if (rc < 0 && rc != -ENOENT)
 			rod_warn("scsi: cannot drop saved reservations of volume %llu: %s",
 				 (unsigned long long)lu->vol_id, strerror(-rc));
+		else
+			lu->pr.saved = false;
 		return;
 	}
 	uint8_t buf[16 + ROD_PR_MAX_REGS * (13 + 256)];
@@ -107,6 +113,8 @@ static void pr_save(struct rod_scsi_lu *lu)
 	if (rc < 0)
 		rod_err("scsi: cannot persist reservations of volume %llu (APTPL): %s",
 			(unsigned long long)lu->vol_id, strerror(-rc));
+	else
+		lu->pr.saved = true;
 }
 
 void rod_pr_load(struct rod_scsi_lu *lu)
@@ -149,6 +157,7 @@ void rod_pr_load(struct rod_scsi_lu *lu)
 	if (st.holder >= (int)nregs)
 		goto bad;
 	st.aptpl = true;
+	st.saved = true;
 	pthread_mutex_lock(&lu->lock);
 	lu->pr = st;
 	pthread_mutex_unlock(&lu->lock);

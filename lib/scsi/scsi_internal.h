@@ -183,6 +183,7 @@ struct rod_pr_reg {
 struct rod_pr_state {
 	uint32_t generation;
 	bool aptpl;
+	bool saved;                        /* a copy is in the store (to delete on APTPL=0) */
 	unsigned nregs;
 	struct rod_pr_reg regs[ROD_PR_MAX_REGS];
 	int holder;                        /* index in regs of the holder; -1: none */

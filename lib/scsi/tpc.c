@@ -63,7 +63,8 @@ struct tpc_state {
 	pthread_cond_t qcond;
 	struct tpc_exec *qhead, *qtail;
 	bool stopping;
-	uint64_t last_expire_ns;                /* idle-token sweep by the workers */
+	uint64_t last_expire_ns;                /* idle-token sweep by one worker */
+	bool sweeper_taken;
 	pthread_t workers[TPC_WORKERS];
 	unsigned nworkers;
 	struct rod_token_table *tokens;         /* NULL when the store has no identity */
@@ -408,8 +409,13 @@ static void *tpc_worker(void *arg)
 {
 	struct tpc_state *st = arg;
 
+	bool sweeper;
+
 	rod_thread_name("rod-tpc");
 	pthread_mutex_lock(&st->qlock);
+	/* One worker also ends idle tokens; the others sleep until there is work. */
+	sweeper = !st->sweeper_taken;
+	st->sweeper_taken = true;
 	for (;;) {
 		struct tpc_exec *x = st->qhead;
 
@@ -421,6 +427,10 @@ static void *tpc_worker(void *arg)
 				break;
 			/* Idle tokens end on time even without ODX traffic: their pins keep
 			 * overwritten source data from being reclaimed. */
+			if (!sweeper) {
+				pthread_cond_wait(&st->qcond, &st->qlock);
+				continue;
+			}
 			if (st->tokens && now - st->last_expire_ns >= 1000000000ull) {
 				st->last_expire_ns = now;
 				pthread_mutex_unlock(&st->qlock);

@@ -218,6 +218,7 @@ static void test_inquiry(void **state)
 	assert_int_equal(buf[5] & 0x30, 0x10);      /* TPGS implicit */
 	assert_int_equal(buf[7] & 0x02, 0x02);      /* CMDQUE */
 	assert_memory_equal(buf + 8, "RODSTORE", 8);
+	assert_int_equal(buf[5] & 0x08, 0x08);      /* 3PC: EXTENDED COPY is implemented */
 
 	/* VPD 0x00 lists what we answer */
 	uint8_t v[6] = { 0x12, 1, 0x00, 0, 255, 0 };
@@ -967,6 +968,24 @@ static void test_pr_aptpl_survives_restart(void **state)
 	assert_good(run(e, &e->n2, 0, cdb, 10, NULL, 0, buf, sizeof(buf)));
 	assert_int_equal(buf[2] & 0x01, 1);
 	assert_int_equal(buf[3] & 0x01, 1);
+
+	/* re-registering with APTPL=0 drops the saved state: nothing after a restart */
+	clear_ua(e, &e->n1);
+	assert_good(prout(e, &e->n1, 0x00, 0, 0x5151, 0x5252, false));
+	rod_scsi_nexus_unregister(e->tgt, &e->n1);
+	rod_scsi_nexus_unregister(e->tgt, &e->n2);
+	rod_scsi_nexus_unregister(e->tgt, &e->n3);
+	rod_scsi_target_free(e->tgt);
+	assert_int_equal(open_target(e), 0);
+	assert_int_equal(rod_scsi_map_add(e->tgt, 1, 0, e->vol.id), 0);
+	rod_scsi_nexus_register(e->tgt, &e->n1);
+	rod_scsi_nexus_register(e->tgt, &e->n2);
+	rod_scsi_nexus_register(e->tgt, &e->n3);
+	clear_ua(e, &e->n2);
+	assert_good(write1(e, &e->n2, 3));
+	cdb[1] = 0x00;
+	assert_good(run(e, &e->n2, 0, cdb, 10, NULL, 0, buf, sizeof(buf)));
+	assert_int_equal(rod_get_be32(buf + 4), 0);
 }
 
 static void test_spc2_reserve(void **state)
