@@ -442,6 +442,9 @@ static void bad_pdu(struct iscsi_conn *c, const char *why)
 	atomic_fetch_add(&c->srv->st_bad_pdus, 1);
 	rod_warn("iscsi: dropping connection from %s (%s): %s", c->peer,
 		 c->initiator[0] ? c->initiator : "not logged in", why);
+	/* Answers to the good PDUs before this one still go out (best effort). */
+	if (c->txq)
+		conn_flush(c);
 	rod_iscsi_conn_close(c, why);
 }
 

@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -488,19 +489,40 @@ static const char *find_key(const uint8_t *text, int len, const char *key)
 	return NULL;
 }
 
+static int login_text(char *text, size_t cap, const char *digests)
+{
+	return snprintf(text, cap,
+			"InitiatorName=" INI_PLAIN "-raw%c" "TargetName=" TARGET "%c"
+			"SessionType=Normal%c" "HeaderDigest=%s%c" "DataDigest=%s%c"
+			"MaxRecvDataSegmentLength=65536%c",
+			0, 0, 0, digests, 0, digests, 0, 0);
+}
+
+static void login_bhs(uint8_t *bhs)
+{
+	memset(bhs, 0, 48);
+	bhs[0] = 0x43;
+	bhs[1] = 0x80 | (1 << 2) | 3;   /* T, CSG operational, NSG full feature */
+	memcpy(bhs + 8, (uint8_t[]){ 0x80, 1, 2, 3, 4, 5 }, 6);
+	rod_put_be32(bhs + 16, 1);
+}
+
 /* One-PDU login straight to full feature phase (operational stage only). */
+static void raw_login_fd(struct raw *r, int fd, const char *digests);
 static void raw_login(struct raw *r, const char *digests)
 {
 	assert_int_equal(raw_connect(r), 0);
+	raw_login_fd(r, r->fd, digests);
+}
+
+static void raw_login_fd(struct raw *r, int fd, const char *digests)
+{
+	r->fd = fd;
+	r->hd = r->dd = false;
 	char text[1024];
-	int n = snprintf(text, sizeof(text),
-			 "InitiatorName=" INI_PLAIN "-raw%c" "TargetName=" TARGET "%c"
-			 "SessionType=Normal%c" "HeaderDigest=%s%c" "DataDigest=%s%c"
-			 "MaxRecvDataSegmentLength=65536%c",
-			 0, 0, 0, digests, 0, digests, 0, 0);
-	uint8_t bhs[48] = { 0x43, 0x80 | (1 << 2) | 3 };
-	memcpy(bhs + 8, (uint8_t[]){ 0x80, 1, 2, 3, 4, 5 }, 6);
-	rod_put_be32(bhs + 16, 1);
+	int n = login_text(text, sizeof(text), digests);
+	uint8_t bhs[48];
+	login_bhs(bhs);
 	raw_send(r, bhs, text, (uint32_t)n, false);
 	uint8_t rb[48], data[8192];
 	int len = raw_recv(r, rb, data, sizeof(data));
@@ -677,6 +699,88 @@ static void test_raw_bad_datasn_fails_command_only(void **state)
 	close(r.fd);
 }
 
+struct serve_arg {
+	int in, out, rc;
+};
+
+static void *serve_thread(void *p)
+{
+	struct serve_arg *a = p;
+	a->rc = rod_iscsi_serve_fd(E.srv, a->in, a->out);
+	return NULL;
+}
+
+/* rod_iscsi_serve_fd: one connection on the caller's thread (rodd --stdin, fuzzing). */
+static void test_serve_fd_socketpair(void **state)
+{
+	int sv[2];
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	struct serve_arg a = { sv[1], sv[1], -1 };
+	pthread_t th;
+	assert_int_equal(pthread_create(&th, NULL, serve_thread, &a), 0);
+	struct raw r;
+	memset(&r, 0, sizeof(r));
+	raw_login_fd(&r, sv[0], "CRC32C");
+	raw_clear_ua(&r);
+	uint8_t w[2048], rb[48], data[4096];
+	fill(w, sizeof(w), 21);
+	uint8_t cdb[16] = { 0x2a };
+	rod_put_be32(cdb + 2, 1200);
+	rod_put_be16(cdb + 7, 4);
+	raw_scsi(&r, 30, cdb, true, sizeof(w), w, sizeof(w), false);
+	assert_int_equal(raw_recv(&r, rb, data, sizeof(data)), 0);
+	assert_int_equal(rb[3], 0);
+	cdb[0] = 0x28;
+	raw_scsi(&r, 31, cdb, false, sizeof(w), NULL, 0, false);
+	assert_int_equal(raw_recv(&r, rb, data, sizeof(data)), (int)sizeof(w));
+	assert_memory_equal(data, w, sizeof(w));
+	uint8_t lo[48] = { 0x46, 0x80 };
+	rod_put_be32(lo + 16, 32);
+	rod_put_be32(lo + 24, r.cmd_sn++);
+	raw_send(&r, lo, NULL, 0, false);
+	assert_int_equal(raw_recv(&r, rb, data, sizeof(data)), 0);
+	assert_int_equal(rb[0], 0x26);
+	assert_int_equal(pthread_join(th, NULL), 0);
+	assert_int_equal(a.rc, 0);
+	close(sv[0]);
+}
+
+/* A regular file as input (a fuzzer's corpus entry): read to its end, answer, return. */
+static void test_serve_fd_file(void **state)
+{
+	char path[] = "/tmp/rod-iscsi-fuzz-XXXXXX";
+	int fd = mkstemp(path);
+	assert_true(fd >= 0);
+	unlink(path);
+	char text[1024];
+	int n = login_text(text, sizeof(text), "None");
+	uint8_t bhs[48];
+	login_bhs(bhs);
+	rod_put_be24(bhs + 5, (uint32_t)n);
+	assert_int_equal(write(fd, bhs, 48), 48);
+	uint32_t padded = ((uint32_t)n + 3) & ~3u;
+	memset(text + n, 0, padded - (uint32_t)n);
+	assert_int_equal(write(fd, text, padded), (ssize_t)padded);
+	/* then garbage: a header claiming a huge data segment */
+	memset(bhs, 0, 48);
+	bhs[0] = 0x40;
+	rod_put_be24(bhs + 5, 0xffffff);
+	assert_int_equal(write(fd, bhs, 48), 48);
+	lseek(fd, 0, SEEK_SET);
+	char opath[] = "/tmp/rod-iscsi-fuzz-out-XXXXXX";
+	int ofd = mkstemp(opath);
+	assert_true(ofd >= 0);
+	unlink(opath);
+	int ofd2 = dup(ofd);
+	assert_int_equal(rod_iscsi_serve_fd(E.srv, fd, ofd), 0);
+	/* the login response was written before the bad PDU ended the connection */
+	uint8_t rb[48];
+	assert_int_equal(pread(ofd2, rb, 48, 0), 48);
+	assert_int_equal(rb[0], 0x23);
+	assert_int_equal(rb[36], 0);
+	close(ofd2);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -692,6 +796,8 @@ int main(void)
 		cmocka_unit_test(test_raw_data_digest_and_nop),
 		cmocka_unit_test(test_raw_malformed_drops_only_that_connection),
 		cmocka_unit_test(test_raw_bad_datasn_fails_command_only),
+		cmocka_unit_test(test_serve_fd_socketpair),
+		cmocka_unit_test(test_serve_fd_file),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
