@@ -715,12 +715,20 @@ static void thread_timers(struct iscsi_thread *t)
 	}
 }
 
-/* Stopping: stop reading, let tasks finish, flush, close. */
-static void thread_stop_conns(struct iscsi_thread *t)
+/* Stopping: stop reading, let tasks finish, flush, close. A peer that does not read
+ * its answers cannot hold the stop up for more than ISCSI_STOP_GRACE_NS. */
+#define ISCSI_STOP_GRACE_NS (10ull * 1000000000ull)
+static void thread_stop_conns(struct iscsi_thread *t, uint64_t since)
 {
+	bool force = t->now_ns - since > ISCSI_STOP_GRACE_NS;
 	struct iscsi_conn *c = t->conns;
 	while (c) {
 		struct iscsi_conn *n = c->next;
+		if (force && c->state != CONN_DEAD) {
+			rod_iscsi_conn_close(c, "server stopping (grace period over)");
+			c = n;
+			continue;
+		}
 		if (c->state == CONN_LOGIN || c->state == CONN_FFP) {
 			c->state = CONN_CLOSING;
 			c->rd_paused = true;
@@ -778,11 +786,13 @@ static void *thread_main(void *arg)
 	snprintf(name, sizeof(name), "rod-iscsi-%d", t->idx);
 	rod_thread_name(name);
 	cur_thread = t;
-	uint64_t last_timer = rod_now_ns();
+	uint64_t last_timer = rod_now_ns(), stop_since = 0;
 	for (;;) {
 		bool stopping = atomic_load(&t->srv->stopping);
 		if (stopping) {
-			thread_stop_conns(t);
+			if (!stop_since)
+				stop_since = rod_now_ns();
+			thread_stop_conns(t, stop_since);
 			flush_dirty(t);
 			reap(t);
 			if (t->nconns == 0)
