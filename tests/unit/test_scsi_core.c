@@ -454,6 +454,62 @@ static void test_compare_and_write(void **state)
 	assert_sense(run(e, &e->n1, 0, cdb, 16, buf, 2 * BS, NULL, 0), 0x5, 0x24, 0x00);
 }
 
+/* COMPARE AND WRITE as a lock: several initiators increment a counter block with
+ * read / CAW(old -> old+1), retrying on miscompare. No increment may be lost. */
+struct caw_worker {
+	struct env *e;
+	struct rod_scsi_nexus *n;
+	int increments;
+	int miscompares;
+};
+
+static void *caw_worker_run(void *arg)
+{
+	struct caw_worker *w = arg;
+	uint8_t cdb[16], buf[2 * BS];
+	for (int done = 0; done < w->increments;) {
+		cdb_rw16(cdb, 0x88, 77, 1);
+		struct res r = run(w->e, w->n, 0, cdb, 16, NULL, 0, buf, BS);
+		if (r.status != SAM_STAT_GOOD)
+			continue; /* a unit attention; try again */
+		memcpy(buf + BS, buf, BS);
+		uint64_t v = rod_get_be64(buf + BS);
+		rod_put_be64(buf + BS, v + 1);
+		memset(cdb, 0, 16);
+		cdb[0] = 0x89;
+		rod_put_be64(cdb + 2, 77);
+		cdb[13] = 1;
+		r = run(w->e, w->n, 0, cdb, 16, buf, 2 * BS, NULL, 0);
+		if (r.status == SAM_STAT_GOOD)
+			done++;
+		else if (r.key == 0xe && r.asc == 0x1d)
+			w->miscompares++;
+	}
+	return NULL;
+}
+
+static void test_caw_concurrent_counter(void **state)
+{
+	struct env *e = *state;
+	clear_ua(e, &e->n1);
+	clear_ua(e, &e->n2);
+	uint8_t zero[BS], cdb[16], in[BS];
+	memset(zero, 0, BS);
+	cdb_rw10(cdb, 0x2a, 77, 1);
+	assert_good(run(e, &e->n1, 0, cdb, 10, zero, BS, NULL, 0));
+	struct caw_worker w[4];
+	pthread_t th[4];
+	for (int i = 0; i < 4; i++) {
+		w[i] = (struct caw_worker){ e, i % 2 ? &e->n2 : &e->n1, 50, 0 };
+		assert_int_equal(pthread_create(&th[i], NULL, caw_worker_run, &w[i]), 0);
+	}
+	for (int i = 0; i < 4; i++)
+		pthread_join(th[i], NULL);
+	cdb_rw10(cdb, 0x28, 77, 1);
+	assert_good(run(e, &e->n1, 0, cdb, 10, NULL, 0, in, BS));
+	assert_int_equal(rod_get_be64(in), 200);
+}
+
 static uint8_t lba_status(struct env *e, uint64_t lba, uint64_t *first_lba, uint32_t *count)
 {
 	uint8_t cdb[16] = { 0x9e, 0x12 }, buf[24];
@@ -1115,6 +1171,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_write_read_bounds, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_invalid_opcode, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_orwrite, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_caw_concurrent_counter, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_compare_and_write, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_write_same_unmap_lba_status, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_unmap, setup, teardown),
