@@ -1150,6 +1150,45 @@ static void test_full_store(void **state)
 	free(buf);
 }
 
+static void test_rtpg_rstmf_request_sense(void **state)
+{
+	struct env *e = *state;
+	clear_ua(e, &e->n1);
+	uint8_t cdb[12] = { 0xa3, 0x0a }, buf[64];
+	rod_put_be32(cdb + 6, sizeof(buf));
+	struct res r = run(e, &e->n1, 0, cdb, 12, NULL, 0, buf, sizeof(buf));
+	assert_good(r);
+	assert_int_equal(rod_get_be32(buf), 12);          /* one group, one port */
+	assert_int_equal(buf[4] & 0x0f, 0);               /* active/optimized */
+	assert_int_equal(rod_get_be16(buf + 6), 1);       /* group 1, as in VPD 0x83 */
+	assert_int_equal(rod_get_be16(buf + 4 + 10), 1);  /* relative port of this nexus */
+	cdb[1] = 0x20 | 0x0a;                             /* extended header */
+	r = run(e, &e->n1, 0, cdb, 12, NULL, 0, buf, sizeof(buf));
+	assert_good(r);
+	assert_int_equal(buf[4], 0x10);
+	assert_int_equal(rod_get_be16(buf + 8 + 2), 1);
+
+	uint8_t tm[12] = { 0xa3, 0x0d };
+	rod_put_be32(tm + 6, 16);
+	r = run(e, &e->n1, 0, tm, 12, NULL, 0, buf, 16);
+	assert_good(r);
+	assert_int_equal(r.in_len, 4);
+	assert_int_equal(buf[0] & 0x88, 0x88);            /* ABORT TASK, LU RESET */
+
+	/* REQUEST SENSE with DESC=1 and nothing pending: descriptor-format NO SENSE */
+	uint8_t rs[6] = { 0x03, 0x01, 0, 0, 252, 0 };
+	r = run(e, &e->n1, 0, rs, 6, NULL, 0, buf, 64);
+	assert_good(r);
+	assert_int_equal(buf[0], 0x72);
+	assert_int_equal(buf[1] & 0x0f, 0);
+	/* on a LUN without LU: 05/25/00 as sense data, GOOD status */
+	rs[1] = 0;
+	r = run(e, &e->n1, 9, rs, 6, NULL, 0, buf, 64);
+	assert_good(r);
+	assert_int_equal(buf[2] & 0x0f, 0x5);
+	assert_int_equal(buf[12], 0x25);
+}
+
 static void test_lun_codec(void **state)
 {
 	uint8_t l[8];
@@ -1184,6 +1223,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_pr_aptpl_survives_restart, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_spc2_reserve, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_full_store, setup_small, teardown),
+		cmocka_unit_test_setup_teardown(test_rtpg_rstmf_request_sense, setup, teardown),
 		cmocka_unit_test(test_lun_codec),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
