@@ -363,7 +363,11 @@ static void exec_io_done(struct rod_io *io)
 	x->bytes_done += s->len;
 	x->blocks_done += s->len / s->dst_bs;
 	x->cur++;
-	exec_next(x);
+	/* Finishing is safe on any thread; only a next copy needs a worker. */
+	if (x->cur >= x->nsteps)
+		exec_end(x);
+	else
+		exec_next(x);
 }
 
 /* Run the current step (on a worker thread). */
