@@ -79,6 +79,12 @@ struct rod_space {
 	uint64_t free;              /* capacity - used */
 	double reduction;           /* data-reduction ratio (logical / physical), 1.0 when empty */
 };
+/* Rebuild the metadata database (RocksDB) of the store in dir from its segment files
+ * alone, for `rodd --rebuild-metadata`. The store must not be open. The old database is
+ * kept as dir/meta.old.<time>. *records (may be NULL) gets the number of log records
+ * replayed. */
+int rod_store_rebuild_metadata(const char *dir, uint64_t *records);
+
 /* Array-wide space. */
 int rod_store_space(struct rod_store *s, struct rod_space *out);
 

@@ -60,7 +60,7 @@ static void chunk_loc_encode(uint8_t *v, uint64_t seg, uint64_t off, uint32_t le
 /* Map deltas of the entries plus the logged mutations, into one RocksDB batch. */
 static int apply_entries(struct rod_store *s, struct meta_batch *mbt, uint64_t seg,
 			 uint64_t payload_base, const struct batch_entry *ent, uint32_t n,
-			 const uint8_t *mut, size_t mut_len)
+			 const uint8_t *mut, size_t mut_len, bool rebuild)
 {
 	for (uint32_t i = 0; i < n; i++) {
 		const struct batch_entry *e = &ent[i];
@@ -70,6 +70,22 @@ static int apply_entries(struct rod_store *s, struct meta_batch *mbt, uint64_t s
 			rod_put_be64(k, e->chunk_id);
 			chunk_loc_encode(v, seg, payload_base + e->payload_off, e->stored_len, e->crc);
 			meta_batch_put(mbt, s->meta, CF_CHUNK, k, 8, v, 24);
+			if (rebuild && e->lineage >= LIN_FIRST) {
+				/* The home segment (with the original map delta) may be gone. The map
+				 * entry comes back unless a later write already replaced it. */
+				void *old;
+				size_t ol;
+				struct map_val mv = { .chunk = e->chunk_id, .off = e->home_off,
+						      .len = e->stored_len, .crc = e->crc, .comp = e->comp };
+
+				/* Relocation records are written only for current map entries
+				 * (reloc_current), so this is the map entry's value at this point. */
+				(void)old;
+				(void)ol;
+				map_key(k, e->lineage, e->lba, e->epoch);
+				map_val_encode(&mv, v);
+				meta_batch_put(mbt, s->meta, CF_MAP, k, sizeof(k), v, sizeof(v));
+			}
 			continue;
 		}
 		struct map_val mv = {
@@ -87,18 +103,39 @@ static int apply_entries(struct rod_store *s, struct meta_batch *mbt, uint64_t s
 	return mutbuf_apply(s->meta, mbt, mut, mut_len);
 }
 
-int commit_apply_batch(struct rod_store *s, const struct batch *b)
+int commit_apply_batch(struct rod_store *s, const struct batch *b, bool rebuild)
 {
 	struct meta_batch *mbt = meta_batch_new();
 	int rc;
 
 	if (!mbt)
 		return -ENOMEM;
-	rc = apply_entries(s, mbt, b->seg, b->off + b->hdr_len, b->ent, b->n, b->mut, b->mut_len);
+	rc = apply_entries(s, mbt, b->seg, b->off + b->hdr_len, b->ent, b->n, b->mut, b->mut_len,
+			   rebuild);
 	if (!rc)
 		rc = meta_batch_write(s->meta, mbt);
 	meta_batch_free(mbt);
 	return rc;
+}
+
+/* Is the chunk GC wants to move still what its map entry points at? Then the relocation
+ * record means "this map entry is current here" (rebuild relies on that). */
+static bool reloc_current(struct rod_store *s, const struct cgrain *g)
+{
+	uint8_t k[MAP_KEY_LEN];
+	void *v;
+	size_t vl;
+	struct map_val mv;
+
+	if (g->lineage < LIN_FIRST)
+		return true;
+	map_key(k, g->lineage, g->lba, g->epoch);
+	if (meta_get(s->meta, CF_MAP, k, sizeof(k), &v, &vl))
+		return false;
+	if (vl >= MAP_VAL_LEN)
+		map_val_decode(&mv, v);
+	free(v);
+	return vl >= MAP_VAL_LEN && mv.chunk == g->chunk;
 }
 
 static void process(struct rod_store *s, struct commit *c, struct citem *items)
@@ -139,12 +176,19 @@ static void process(struct rod_store *s, struct commit *c, struct citem *items)
 			const struct cgrain *g = &ci->g[i];
 			struct batch_entry *e = &c->ent[n];
 
+			if (g->kind == ENT_RELOC && !reloc_current(s, g))
+				continue; /* overwritten since GC marked it: garbage now */
+
 			memset(e, 0, sizeof(*e));
 			e->kind = g->kind;
 			e->crc = g->crc;
 			if (g->kind == ENT_RELOC) {
 				e->chunk_id = g->chunk;
 				e->stored_len = e->orig_len = g->len;
+				e->lineage = g->lineage;
+				e->lba = g->lba;
+				e->epoch = g->epoch;
+				e->home_off = g->home_off;
 			} else {
 				e->lineage = l->id;
 				e->lba = g->lba;
@@ -212,7 +256,7 @@ static void process(struct rod_store *s, struct commit *c, struct citem *items)
 		if (!rc) {
 			meta_batch_clear(c->mbatch);
 			rc = apply_entries(s, c->mbatch, s->log->cur_id, off + hdr_len, c->ent, n,
-					   c->mb.buf, c->mb.len);
+					   c->mb.buf, c->mb.len, false);
 			if (!rc)
 				rc = meta_batch_write(s->meta, c->mbatch);
 		}
@@ -269,10 +313,13 @@ static void *commit_main(void *arg)
 		items = c->head;
 		tp = &items;
 		for (ci = c->head; ci; ci = ci->next) {
-			if (ci != c->head && ng + ci->ng > BATCH_MAX_ENTRIES)
+			if (ci != c->head && (ng + ci->ng > BATCH_MAX_ENTRIES || ci->kind == CI_RELOC))
 				break;
 			ng += ci->ng;
 			tp = &ci->next;
+			/* GC relocations travel alone: each is checked against the applied map. */
+			if (ci->kind == CI_RELOC)
+				break;
 		}
 		c->head = *tp;
 		*tp = NULL;

@@ -25,6 +25,9 @@ struct cgrain {
 	uint64_t chunk;        /* ENT_RELOC: the chunk id being moved */
 	uint32_t len;          /* ENT_RELOC: stored length */
 	uint32_t crc;          /* CRC32C of data (computed by the submitter, off the lock) */
+	/* ENT_RELOC: where the chunk came from, so the segments alone can rebuild the map */
+	uint64_t lineage, epoch;
+	uint32_t home_off;
 };
 
 enum { CI_WRITE = 1, CI_OP, CI_FLUSH, CI_RELOC };
@@ -63,6 +66,7 @@ int commit_run(struct rod_store *s, struct citem *ci);
 /* Position after the last batch that is both durable and applied (checkpoint). */
 void commit_durable_pos(struct rod_store *s, uint64_t *seg, uint64_t *off);
 /* Apply a batch read from the log to RocksDB (replay). */
-int commit_apply_batch(struct rod_store *s, const struct batch *b);
+/* rebuild: also restore map entries from relocation records (see rebuild_metadata). */
+int commit_apply_batch(struct rod_store *s, const struct batch *b, bool rebuild);
 
 #endif

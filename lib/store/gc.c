@@ -304,9 +304,112 @@ struct seg_scan {
 	uint64_t id, size, live;
 };
 
-/* Live bytes of a segment, and (when move) copy them forward. */
+/* Keys whose mutations sit in segments being freed: their current values are logged
+ * again (relog) before the segment goes, so the segments alone still rebuild the
+ * metadata (rod_store_rebuild_metadata). */
+struct relog {
+	struct mutbuf keys;       /* MUT_PUT/MUT_DEL: key only; MUT_DELRANGE: as logged */
+	size_t pos;               /* next key to relog */
+};
+
+static void relog_collect(struct relog *rl, const uint8_t *buf, size_t len)
+{
+	size_t pos = 0;
+
+	while (pos + 8 <= len) {
+		uint16_t kl;
+		uint32_t vl;
+
+		memcpy(&kl, buf + pos + 2, 2);
+		memcpy(&vl, buf + pos + 4, 4);
+		if (len - pos - 8 < (size_t)kl + vl)
+			break;
+		if (buf[pos + 1] == MUT_DELRANGE)
+			mutbuf_del_range(&rl->keys, buf[pos], buf + pos + 8, kl, buf + pos + 8 + kl, vl);
+		else
+			mutbuf_put(&rl->keys, buf[pos], buf + pos + 8, kl, NULL, 0);
+		pos += 8 + (size_t)kl + vl;
+	}
+}
+
+/* Latest value of (cf, key) in the batch being built (mb), if any: 1 put, 0 deleted,
+ * -1 not there. */
+static int mb_latest(const struct mutbuf *mb, uint8_t cf, const uint8_t *key, uint16_t kl,
+		     const uint8_t **val, uint32_t *vl)
+{
+	size_t pos = 0;
+	int r = -1;
+
+	while (pos + 8 <= mb->len) {
+		uint16_t k;
+		uint32_t v;
+
+		memcpy(&k, mb->buf + pos + 2, 2);
+		memcpy(&v, mb->buf + pos + 4, 4);
+		if (mb->buf[pos] == cf && k == kl && !memcmp(mb->buf + pos + 8, key, kl)) {
+			if (mb->buf[pos + 1] == MUT_PUT) {
+				r = 1;
+				*val = mb->buf + pos + 8 + k;
+				*vl = v;
+			} else if (mb->buf[pos + 1] == MUT_DEL) {
+				r = 0;
+			}
+		}
+		pos += 8 + (size_t)k + v;
+	}
+	return r;
+}
+
+static int relog_build(struct rod_store *s, struct citem *ci, struct mutbuf *mb)
+{
+	struct relog *rl = ci->arg;
+	size_t start_len = mb->len;
+
+	/* Bounded per batch; the caller loops until every key is done. */
+	while (rl->pos + 8 <= rl->keys.len && mb->len - start_len < (1u << 20)) {
+		const uint8_t *p = rl->keys.buf + rl->pos;
+		uint16_t kl;
+		uint32_t vl;
+
+		memcpy(&kl, p + 2, 2);
+		memcpy(&vl, p + 4, 4);
+		if (p[1] == MUT_DELRANGE) {
+			mutbuf_del_range(mb, p[0], p + 8, kl, p + 8 + kl, vl);
+		} else {
+			const uint8_t *v;
+			uint32_t l;
+			int r = mb_latest(mb, p[0], p + 8, kl, &v, &l);
+
+			if (r < 0) {
+				void *dv;
+				size_t dl;
+
+				if (meta_get(s->meta, p[0], p + 8, kl, &dv, &dl) == 0) {
+					mutbuf_put(mb, p[0], p + 8, kl, dv, dl);
+					free(dv);
+				} else {
+					mutbuf_del(mb, p[0], p + 8, kl);
+				}
+			} else if (r == 1) {
+				uint8_t *copy = malloc(l ? l : 1);
+
+				if (!copy)
+					return -ENOMEM;
+				memcpy(copy, v, l); /* mb may move while growing */
+				mutbuf_put(mb, p[0], p + 8, kl, copy, l);
+				free(copy);
+			} else {
+				mutbuf_del(mb, p[0], p + 8, kl);
+			}
+		}
+		rl->pos += 8 + (size_t)kl + vl;
+	}
+	return 0;
+}
+
+/* Live bytes of a segment; with move, copy them forward and relog its metadata. */
 static int seg_process(struct rod_store *s, struct gc_mark *g, struct seg_scan *ss, bool move,
-		       uint64_t *moved)
+		       uint64_t *moved, struct relog *rl)
 {
 	uint64_t off = 0;
 	int rc = 0;
@@ -316,8 +419,9 @@ static int seg_process(struct rod_store *s, struct gc_mark *g, struct seg_scan *
 		struct batch b;
 		struct cgrain *cg;
 		uint32_t ng = 0;
+		bool any = false;
 
-		rc = batch_read(s->log, ss->id, off, move, &b);
+		rc = batch_read(s->log, ss->id, off, false, &b);
 		if (rc == -ENODATA) {
 			rc = 0;
 			break;
@@ -339,10 +443,51 @@ static int seg_process(struct rod_store *s, struct gc_mark *g, struct seg_scan *
 			if (where != ss->id)
 				continue;
 			ss->live += e->stored_len;
-			if (move)
-				cg[ng++] = (struct cgrain){ .kind = ENT_RELOC, .chunk = e->chunk_id,
-							    .data = b.payload + e->payload_off,
-							    .len = e->stored_len, .crc = e->crc };
+			any = true;
+		}
+		if (move && rl) {
+			relog_collect(rl, b.mut, b.mut_len);
+			/* Zero/unmap block entries have no chunk to move: their map entries are
+			 * relogged as metadata instead. */
+			for (uint32_t i = 0; i < b.n; i++) {
+				struct batch_entry *e = &b.ent[i];
+				uint8_t k[MAP_KEY_LEN];
+
+				if (e->kind != ENT_ZERO && e->kind != ENT_UNMAP)
+					continue;
+				map_key(k, e->lineage, e->lba, e->epoch);
+				mutbuf_put(&rl->keys, CF_MAP, k, sizeof(k), NULL, 0);
+			}
+		}
+		if (move && any) {
+			uint64_t next = b.next_off;
+
+			batch_release(&b);
+			rc = batch_read(s->log, ss->id, off, true, &b);
+			if (rc) {
+				free(cg);
+				return rc == -ENODATA ? -EIO : rc;
+			}
+			b.next_off = next;
+			for (uint32_t i = 0; i < b.n; i++) {
+				struct batch_entry *e = &b.ent[i];
+				uint64_t where;
+
+				if ((e->kind != ENT_DATA && e->kind != ENT_RELOC) ||
+				    !set_has(&g->live, e->chunk_id))
+					continue;
+				chunk_where(s, e->chunk_id, &where);
+				if (where != ss->id)
+					continue;
+				cg[ng++] = (struct cgrain){
+					.kind = ENT_RELOC, .chunk = e->chunk_id,
+					.data = b.payload + e->payload_off, .len = e->stored_len,
+					.crc = e->crc, .lineage = e->lineage, .lba = e->lba,
+					.epoch = e->epoch,
+					.home_off = e->kind == ENT_DATA ?
+						(uint32_t)(b.off + b.hdr_len + e->payload_off) : e->home_off,
+				};
+			}
 		}
 		if (move && ng) {
 			for (uint32_t i = 0; i < ng && !rc; i += BATCH_MAX_ENTRIES) {
@@ -357,6 +502,15 @@ static int seg_process(struct rod_store *s, struct gc_mark *g, struct seg_scan *
 		free(cg);
 		off = b.next_off;
 		batch_release(&b);
+	}
+	if (!rc && move && rl) {
+		while (!rc && rl->pos < rl->keys.len) {
+			struct citem ci = { .kind = CI_OP, .durable = true, .build = relog_build, .arg = rl };
+
+			rc = commit_run(s, &ci);
+		}
+		rl->keys.len = 0;
+		rl->pos = 0;
 	}
 	return rc;
 }
@@ -460,7 +614,7 @@ static int gc_pass(struct rod_store *s, bool full, bool only_if_worth)
 			continue;
 		ss[nss].id = ids[i];
 		ss[nss].size = seglog_size(s->log, ids[i]);
-		rc = seg_process(s, &g, &ss[nss], false, &moved);
+		rc = seg_process(s, &g, &ss[nss], false, &moved, NULL);
 		nss++;
 	}
 	/* Cost-benefit: free space gained per byte copied, emptiest segments first. */
@@ -477,14 +631,14 @@ static int gc_pass(struct rod_store *s, bool full, bool only_if_worth)
 			break;
 		if (!full && ss[i].live > budget)
 			break;
-		if (ss[i].live) {
-			uint64_t before = moved;
+		uint64_t before = moved;
+		struct relog rl = { 0 };
 
-			rc = seg_process(s, &g, &ss[i], true, &moved);
-			if (rc)
-				break;
-			budget -= ROD_MIN(budget, moved - before);
-		}
+		rc = seg_process(s, &g, &ss[i], true, &moved, &rl);
+		mutbuf_free(&rl.keys);
+		if (rc)
+			break;
+		budget -= ROD_MIN(budget, moved - before);
 		rc = seglog_remove(s->log, ss[i].id);
 		if (!rc)
 			atomic_fetch_add(&s->st_gc_freed, 1);

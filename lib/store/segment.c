@@ -282,6 +282,18 @@ int seglog_remove(struct seglog *l, uint64_t seg)
 		pthread_rwlock_unlock(&l->lock);
 		return sg ? -EBUSY : -ENOENT;
 	}
+	if (sg == &l->segs[l->nsegs - 1]) {
+		/* The newest file stays (empty): ids come from the files present at open,
+		 * and a segment id, like the chunk ids made from it, is never reused. */
+		int rc = ftruncate(sg->fd, 0) ? -errno : 0;
+
+		if (!rc) {
+			l->bytes_total -= sg->size;
+			sg->size = 0;
+		}
+		pthread_rwlock_unlock(&l->lock);
+		return rc;
+	}
 	fd = sg->fd;
 	l->bytes_total -= sg->size;
 	memmove(sg, sg + 1, (size_t)(l->segs + l->nsegs - (sg + 1)) * sizeof(*sg));
@@ -386,6 +398,7 @@ int batch_encode_header(uint8_t *hdr, size_t cap, uint64_t seq, uint64_t seg,
 		put32le(p + 72, e->orig_len);
 		put32le(p + 76, e->payload_off);
 		put32le(p + 80, e->crc);
+		put32le(p + 84, e->home_off);
 	}
 	if (mut_len)
 		memcpy(p, mut, mut_len);
@@ -428,8 +441,8 @@ int batch_read(struct seglog *l, uint64_t seg, uint64_t off, bool with_payload,
 	pl = get32le(first + 36);
 	n = get32le(first + 40);
 	ml = get32le(first + 44);
-	if (hl < SEG_BLOCK || hl % SEG_BLOCK || hl > SEG_SIZE || n > BATCH_MAX_ENTRIES * 4 ||
-	    batch_header_size(n, ml) != hl || pl > SEG_SIZE ||
+	if (hl < SEG_BLOCK || hl % SEG_BLOCK || hl > BATCH_MAX_BYTES || n > BATCH_MAX_ENTRIES * 4 ||
+	    batch_header_size(n, ml) != hl || pl > BATCH_MAX_BYTES ||
 	    off + hl + ROD_ROUND_UP((uint64_t)pl, SEG_BLOCK) > size)
 		return -ENODATA;
 	hdr = malloc(hl);
@@ -480,6 +493,7 @@ int batch_read(struct seglog *l, uint64_t seg, uint64_t off, bool with_payload,
 		e->orig_len = get32le(p + 72);
 		e->payload_off = get32le(p + 76);
 		e->crc = get32le(p + 80);
+		e->home_off = get32le(p + 84);
 		if ((uint64_t)e->payload_off + e->stored_len > pl) {
 			free(hdr);
 			batch_release(b);

@@ -22,6 +22,8 @@
 /* Header capacity bound: keeps a batch well inside a segment. */
 #define BATCH_MAX_ENTRIES 1024u
 #define BATCH_MAX_PAYLOAD (4u << 20)
+/* Sanity bound when reading (a batch of large metadata records may exceed SEG_SIZE). */
+#define BATCH_MAX_BYTES (64u << 20)
 
 /* Entry kinds. */
 enum {
@@ -47,6 +49,7 @@ struct batch_entry {
 	uint32_t orig_len;
 	uint32_t payload_off;    /* from the start of the batch's payload area */
 	uint32_t crc;            /* CRC32C of the stored bytes */
+	uint32_t home_off;       /* ENT_RELOC: payload offset in the chunk's home segment */
 };
 
 /* A decoded batch (replay, GC). */

@@ -200,7 +200,8 @@ int store_checkpoint(struct rod_store *s)
 /* Replay the log after the checkpoint into RocksDB. A batch that fails its checks ends
  * the valid log of its segment (a torn append); the tail is cut off so new batches never
  * follow garbage. */
-static int replay(struct rod_store *s, uint64_t cseg, uint64_t coff, uint64_t *records)
+static int replay(struct rod_store *s, uint64_t cseg, uint64_t coff, uint64_t *records,
+		  bool rebuild)
 {
 	uint64_t *ids;
 	size_t n;
@@ -235,7 +236,7 @@ static int replay(struct rod_store *s, uint64_t cseg, uint64_t coff, uint64_t *r
 			}
 			if (rc)
 				break;
-			rc = commit_apply_batch(s, &b);
+			rc = commit_apply_batch(s, &b, rebuild);
 			(*records)++;
 			off = b.next_off;
 			batch_release(&b);
@@ -367,7 +368,7 @@ int rod_store_open(const struct rod_store_opts *opts, struct rod_store **out)
 
 	t0 = rod_now_ns();
 	ckpt_read(s, &cseg, &coff);
-	rc = replay(s, cseg, coff, &s->recovered_records);
+	rc = replay(s, cseg, coff, &s->recovered_records, false);
 	if (rc)
 		goto fail;
 	sys_get_u64(s, "next_vol_id", &s->next_vol_id);
@@ -448,6 +449,58 @@ void rod_store_close(struct rod_store *s)
 	free(s->vols);
 	free(s->dir);
 	free(s);
+}
+
+int rod_store_rebuild_metadata(const char *dir, uint64_t *records)
+{
+	struct rod_store *s;
+	char path[4096], old[4096];
+	uint64_t n = 0;
+	int rc;
+
+	if (!dir || !*dir)
+		return -EINVAL;
+	s = calloc(1, sizeof(*s));
+	if (!s)
+		return -ENOMEM;
+	s->dir = strdup(dir);
+	rc = sb_read(s);
+	if (rc)
+		goto out;
+	snprintf(path, sizeof(path), "%s/meta", s->dir);
+	snprintf(old, sizeof(old), "%s/meta.old.%" PRIu64, s->dir, rod_wall_ns());
+	if (rename(path, old) && errno != ENOENT) {
+		rc = -errno;
+		rod_err("store: cannot move %s aside: %s", path, strerror(errno));
+		goto out;
+	}
+	rc = meta_open(path, true, &s->meta);
+	if (rc)
+		goto out;
+	snprintf(path, sizeof(path), "%s/seg", s->dir);
+	rc = seglog_open(path, &s->log);
+	if (rc)
+		goto out;
+	/* The whole log, in order; relocation records restore map entries whose home
+	 * segment was collected. */
+	rc = replay(s, 0, 0, &n, true);
+	if (!rc)
+		rc = meta_flush(s->meta);
+	if (!rc)
+		rc = ckpt_write(s, s->log->next_id, 0);
+	if (!rc)
+		rod_info("store: metadata of %s rebuilt from %" PRIu64 " log records (old database kept in %s)",
+			 dir, n, old);
+	if (records)
+		*records = n;
+out:
+	if (s->meta)
+		meta_close(s->meta);
+	if (s->log)
+		seglog_close(s->log);
+	free(s->dir);
+	free(s);
+	return rc;
 }
 
 const struct rod_array_identity *rod_store_identity(const struct rod_store *s)

@@ -552,11 +552,16 @@ static void step(bool engine)
 	else if (r < 94) {
 		bool full = rndn(4) == 0;
 		LOG("gc%s", full ? " full" : "");
-		if (engine)
+		if (engine && !getenv("ROD_MODEL_NOGC"))
 			rod_store_gc(M.s, full);
 	} else if (r < 97 && engine) {
-		LOG("reopen");
+		bool rebuild = vrndn(3) == 0;
+		LOG("reopen%s", rebuild ? " with metadata rebuilt from the segments" : "");
 		rod_store_close(M.s);
+		if (rebuild) {
+			int rc = rod_store_rebuild_metadata(M.dir, NULL);
+			CHECK(rc == 0, "rebuild: %s", strerror(-rc));
+		}
 		store_open();
 	}
 }
@@ -642,7 +647,7 @@ int main(int argc, char **argv)
 		snprintf(M.dir, sizeof(M.dir), "%s", argv[4]);
 		M.rng = M.seed * 0x9e3779b97f4a7c15ull + 1;
 		M.vrng = M.seed + 7;
-		M.verbose = getenv("ROD_MODEL_VERBOSE") != NULL;
+		M.verbose = false; /* the parent logs the same operations */
 		run_ops(child_at + 1, child_at);
 		return 2; /* not reached: the child kills itself */
 	}

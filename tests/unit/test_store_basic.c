@@ -431,6 +431,59 @@ static void test_unknown_version(void **state)
 	*state = open_store(false);
 }
 
+static void test_rebuild_metadata(void **state)
+{
+	struct rod_store *s = *state;
+	struct rod_vol *v = mkvol(s, "rb", 32 * MiB), *c;
+	uint8_t *a = malloc(4 * MiB), *b = malloc(4 * MiB), *r = malloc(4 * MiB);
+	void *val;
+	size_t len;
+	uint64_t n = 0;
+
+	fill(a, 4 * MiB, 11);
+	fill(b, 4 * MiB, 12);
+	assert_int_equal(rod_store_meta_put(s, "conf/x", "hello", 5), 0);
+	assert_int_equal(rod_vol_write(v, 0, a, 4 * MiB, 0), 0);
+	assert_int_equal(rod_vol_snapshot(s, "rb", "s1", NULL), 0);
+	for (int i = 0; i < 6; i++)
+		assert_int_equal(rod_vol_write(v, 8 * MiB, b, 4 * MiB, 0), 0);
+	assert_int_equal(rod_vol_clone(s, "rb.s1", "rbc", NULL), 0);
+	assert_int_equal(rod_vol_copy(v, 8 * MiB, v, 16 * MiB, 4 * MiB), 0);
+	rod_vol_close(v);
+	/* GC frees the first segments (relocating live data, relogging metadata). */
+	assert_int_equal(rod_store_gc(s, true), 0);
+	rod_store_close(s);
+	*state = NULL;
+	assert_int_equal(rod_store_rebuild_metadata(tmpl, &n), 0);
+	assert_true(n > 0);
+	s = open_store(false);
+	*state = s;
+	assert_int_equal(rod_vol_open(s, "rb", &v), 0);
+	assert_int_equal(rod_vol_read(v, 0, r, 4 * MiB), 0);
+	assert_memory_equal(a, r, 4 * MiB);
+	assert_int_equal(rod_vol_read(v, 8 * MiB, r, 4 * MiB), 0);
+	assert_memory_equal(b, r, 4 * MiB);
+	assert_int_equal(rod_vol_read(v, 16 * MiB, r, 4 * MiB), 0);
+	assert_memory_equal(b, r, 4 * MiB);
+	rod_vol_close(v);
+	assert_int_equal(rod_vol_open(s, "rbc", &c), 0);
+	assert_int_equal(rod_vol_read(c, 0, r, 4 * MiB), 0);
+	assert_memory_equal(a, r, 4 * MiB);
+	rod_vol_close(c);
+	assert_int_equal(rod_vol_open(s, "rb.s1", &c), 0);
+	assert_int_equal(rod_vol_read(c, 8 * MiB, r, 4 * MiB), 0);
+	for (size_t i = 0; i < 4 * MiB; i++)
+		if (r[i])
+			fail_msg("snapshot byte %zu not zero", i);
+	rod_vol_close(c);
+	assert_int_equal(rod_store_meta_get(s, "conf/x", &val, &len), 0);
+	assert_int_equal(len, 5);
+	free(val);
+	free(a);
+	free(b);
+	free(r);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -445,6 +498,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_gc_reclaims, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_full_disk, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_unknown_version, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_rebuild_metadata, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
