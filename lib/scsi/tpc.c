@@ -46,6 +46,7 @@ struct tpc_op {
 	uint64_t xfer_blocks;
 	uint64_t done_ns;
 	bool has_token;
+	bool background;                        /* IMMED: status went back before the copy */
 	uint8_t token[ROD_TOKEN_LEN];
 	struct tpc_op *next;
 };
@@ -65,6 +66,8 @@ struct tpc_state {
 	bool stopping;
 	uint64_t last_expire_ns;                /* idle-token sweep by one worker */
 	bool sweeper_taken;
+	unsigned detached;                      /* IMMED copies still running (qlock) */
+	pthread_cond_t dcond;                   /* signalled when detached drops */
 	pthread_t workers[TPC_WORKERS];
 	unsigned nworkers;
 	struct rod_token_table *tokens;         /* NULL when the store has no identity */
@@ -304,6 +307,7 @@ struct tpc_exec {
 	uint64_t bytes_done, blocks_done;
 	struct rod_io io;
 	struct tpc_exec *qnext;                 /* worker queue link */
+	bool detached;                          /* t is a shadow task (IMMED), see detach() */
 };
 
 static struct tpc_exec *exec_new(struct rod_scsi_task *t, uint32_t cap)
@@ -343,9 +347,60 @@ static void exec_end(struct tpc_exec *x)
 		rod_token_put(state_of(t)->tokens, x->tk, x->del_tkn);
 	for (uint32_t i = 0; i < x->nlus; i++)
 		rod_lu_put(x->lus[i]);
+	if (x->detached) {
+		struct tpc_state *st = state_of(t);
+
+		rod_lu_put(t->lu);
+		free(t);                        /* the shadow task and its command */
+		free(x->steps);
+		free(x);
+		pthread_mutex_lock(&st->qlock);
+		if (--st->detached == 0)
+			pthread_cond_broadcast(&st->dcond);
+		pthread_mutex_unlock(&st->qlock);
+		return;
+	}
 	free(x->steps);
 	free(x);
 	finish(t);
+}
+
+/* IMMED (SBC-3 5.27: status may return once the parameter list is validated): move the
+ * rest of the command to a shadow task holding its own LU reference and sense buffer,
+ * finish the real task with GOOD, and let the workers complete the copy; RRTI reports
+ * it in progress (background) until then. Returns false (nothing changed) when out of
+ * memory: the copy then simply runs in the foreground. */
+static bool detach(struct tpc_exec *x)
+{
+	struct rod_scsi_task *t = x->t;
+	struct tpc_state *st = state_of(t);
+	struct shadow {
+		struct rod_scsi_task task;
+		struct rod_scsi_cmd cmd;
+	} *d = calloc(1, sizeof(*d));
+
+	if (!d)
+		return false;
+	d->task.cmd = &d->cmd;
+	d->task.tgt = t->tgt;
+	d->task.lu = t->lu;
+	rod_lu_get(t->lu);
+	d->task.op = t->op;
+	d->task.bs = t->bs;
+	d->cmd.lun = t->cmd->lun;
+	d->cmd.status = SAM_STAT_GOOD;
+	pthread_mutex_lock(&st->qlock);
+	st->detached++;
+	pthread_mutex_unlock(&st->qlock);
+	if (x->op) {
+		pthread_mutex_lock(&st->lock);
+		x->op->background = true;
+		pthread_mutex_unlock(&st->lock);
+	}
+	x->t = &d->task;
+	x->detached = true;
+	finish(t);
+	return true;
 }
 
 static void exec_next(struct tpc_exec *x);
@@ -790,7 +845,8 @@ void rod_tpc_rrti(struct rod_scsi_task *t)
 	o = op_find_locked(st, nexus_of(t), list_id, true);
 	if (o) {
 		r[4] = o->sa;                                /* RESPONSE TO SERVICE ACTION */
-		r[5] = o->state == OP_RUNNING ? 0x11 : o->state;  /* 0x11: in progress */
+		/* 0x11 in progress in the foreground, 0x12 in the background (IMMED) */
+		r[5] = o->state == OP_RUNNING ? (o->background ? 0x12 : 0x11) : o->state;
 		rod_put_be32(r + 8, o->state == OP_RUNNING ? 1 : 0); /* status update delay ms */
 		r[12] = o->state == OP_DONE_ERROR ? SAM_STAT_CHECK_CONDITION : SAM_STAT_GOOD;
 		r[13] = o->sense_len;
@@ -926,6 +982,8 @@ void rod_tpc_write_using_token(struct rod_scsi_task *t)
 				goto fail_op;
 			}
 		}
+		if (w->immed)
+			detach(x);
 		free(w);
 		exec_next(x);
 		return;
@@ -954,6 +1012,8 @@ void rod_tpc_write_using_token(struct rod_scsi_task *t)
 		rod_task_status(t, SAM_STAT_BUSY);
 		goto fail_op;
 	}
+	if (w->immed)
+		detach(x);
 	free(w);
 	exec_next(x);
 	return;
@@ -1149,6 +1209,7 @@ int rod_tpc_target_init(struct rod_scsi_target *t, void **tpc_state)
 	pthread_mutex_init(&st->lock, NULL);
 	pthread_mutex_init(&st->qlock, NULL);
 	pthread_cond_init(&st->qcond, NULL);
+	pthread_cond_init(&st->dcond, NULL);
 	if (id) {
 		struct rod_token_table_opts o = { .max_tokens = ROD_TOKEN_DEFAULT_MAX,
 						  .release_pin = release_pin, .clock = store_clock };
@@ -1195,8 +1256,11 @@ void rod_tpc_target_fini(struct rod_scsi_target *t, void *tpc_state)
 		}
 	}
 	pthread_mutex_unlock(&live_lock);
-	/* The target waited for its commands, so the queue is empty. */
+	/* The target waited for its commands; IMMED copies may still run: wait for them
+	 * (they hold LU references the target is about to drop). */
 	pthread_mutex_lock(&st->qlock);
+	while (st->detached)
+		pthread_cond_wait(&st->dcond, &st->qlock);
 	st->stopping = true;
 	pthread_cond_broadcast(&st->qcond);
 	pthread_mutex_unlock(&st->qlock);
@@ -1204,6 +1268,7 @@ void rod_tpc_target_fini(struct rod_scsi_target *t, void *tpc_state)
 		pthread_join(st->workers[i], NULL);
 	pthread_mutex_destroy(&st->qlock);
 	pthread_cond_destroy(&st->qcond);
+	pthread_cond_destroy(&st->dcond);
 	rod_token_table_free(st->tokens);
 	for (uint32_t b = 0; b < OP_BUCKETS; b++) {
 		struct tpc_op *o = st->ops[b], *next;

@@ -547,6 +547,70 @@ static void test_offload_switched_off(void **state)
 	GOOD(write_using(e, &e->n2, tok, 0, 8));
 }
 
+/* WRITE USING TOKEN of 64 ranges x 8 blocks from the token of list id 20, IMMED set. */
+static struct out wut_immed_64(struct env *e, uint32_t list_id, const uint8_t tok[512])
+{
+	uint8_t cdb[16] = { 0x83, 0x11 };
+	static uint8_t pl[536 + 64 * 16];
+
+	memset(pl, 0, sizeof(pl));
+	rod_put_be16(pl, sizeof(pl) - 2);
+	pl[2] = 0x01;                                   /* IMMED */
+	memcpy(pl + 16, tok, 512);
+	rod_put_be16(pl + 534, 64 * 16);
+	for (int i = 0; i < 64; i++) {
+		rod_put_be64(pl + 536 + 16 * i, 8192 + 16 * i);
+		rod_put_be32(pl + 536 + 16 * i + 8, 8);
+	}
+	rod_put_be32(cdb + 6, list_id);
+	rod_put_be32(cdb + 10, sizeof(pl));
+	return exec_cmd(e, &e->n2, cdb, pl, sizeof(pl), NULL, 0);
+}
+
+static void test_wut_immed(void **state)
+{
+	struct env *e = *state;
+	uint8_t *data = malloc(512 * BS), *back = malloc(8 * BS), r[1024], tok[512];
+	int polls = 0;
+
+	for (unsigned i = 0; i < 512 * BS; i++)
+		data[i] = (uint8_t)(i * 31 + 5);
+	GOOD(rw16(e, &e->n1, true, 0, 512, data));
+	GOOD(populate(e, &e->n1, 20, 0, 512));
+	GOOD(rrti(e, &e->n1, 20, r, sizeof(r)));
+	memcpy(tok, r + 32 + r[13] + 6, 512);
+	GOOD(wut_immed_64(e, 21, tok));
+	/* RRTI: in progress in the background (0x12) until completed (0x01) */
+	for (;;) {
+		GOOD(rrti(e, &e->n2, 21, r, sizeof(r)));
+		assert_int_equal(r[4], 0x11);
+		if (r[5] == 0x01)
+			break;
+		assert_int_equal(r[5], 0x12);
+		assert_true(++polls < 5000);
+		usleep(1000);
+	}
+	assert_int_equal(rod_get_be64(r + 16), 512);
+	for (int i = 0; i < 64; i += 9) {
+		GOOD(rw16(e, &e->n2, false, 8192 + 16 * i, 8, back));
+		assert_memory_equal(back, data + (size_t)i * 8 * BS, 8 * BS);
+	}
+	free(data);
+	free(back);
+}
+
+/* The target is freed while an IMMED copy still runs: it waits for it (ASan checks). */
+static void test_wut_immed_then_shutdown(void **state)
+{
+	struct env *e = *state;
+	uint8_t r[1024], tok[512];
+
+	GOOD(populate(e, &e->n1, 22, 0, 512));
+	GOOD(rrti(e, &e->n1, 22, r, sizeof(r)));
+	memcpy(tok, r + 32 + r[13] + 6, 512);
+	GOOD(wut_immed_64(e, 23, tok));
+}
+
 static void test_token_table_is_bounded(void **state)
 {
 	struct env *e = *state;
@@ -578,6 +642,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_list_id_in_use, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_xcopy_segments_in_order, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_offload_switched_off, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_wut_immed, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_wut_immed_then_shutdown, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_token_table_is_bounded, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
