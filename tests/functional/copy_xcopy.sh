@@ -91,6 +91,18 @@ status=2 segs=0 units=0 count=0" "$out" "missing CSCD index: sense and COPY STAT
 # out of range: COPY ABORTED, nothing written past the end
 expect_sense 0A/00/00 xcopy "$B" --cscd "$DA" --cscd "$DB" --seg 0:1:2048:0:65535
 
+# 5b. block sizes differ: a (512) -> d (4096-byte blocks); NUMBER OF BLOCKS counts
+# source blocks (DC=0), and a segment that is not whole destination blocks is inexact
+rodctl vol create d --size 32M --block-size 4096 >/dev/null
+rodctl host connect h d >/dev/null          # LUN 2
+D=$(rod_url 2)
+DD=$(expect_good desig "$D")
+expect_good xcopy "$D" --cscd "$DA" --cscd "$DD" --seg 0:1:64:8:100 >/dev/null
+rc_copy dump "$D" 100 8 "$T/d1"
+dd if="$T/a1" bs=512 skip=8 count=64 status=none >"$T/d1want"
+same_bytes "$T/d1want" "$T/d1" "4096-byte-block volume after EXTENDED COPY from a 512-byte one"
+expect_sense 0A/26/0A xcopy "$D" --cscd "$DA" --cscd "$DD" --seg 0:1:7:0:0
+
 # 6. malformed lists
 expect_sense 05/1A/00 xcopy "$B" --cscd "$DA" --cscd "$DB" --seg 0:1:8:0:0 --truncate 1
 expect_sense 05/1A/00 xcopy "$B" --cscd "$DA" --cscd "$DB" --seg 0:1:8:0:0 --truncate 29
