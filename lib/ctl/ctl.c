@@ -621,6 +621,11 @@ static int m_vol_create(struct rod_ctl *c, json_t *params, json_t **res, char **
 	return 0;
 }
 
+static int vol_cmp_name(const void *a, const void *b)
+{
+	return strcmp(((const struct rod_vol_info *)a)->name, ((const struct rod_vol_info *)b)->name);
+}
+
 static int m_vol_list(struct rod_ctl *c, json_t *params, json_t **res, char **msg)
 {
 	struct rod_vol_info *vols = NULL;
@@ -628,6 +633,7 @@ static int m_vol_list(struct rod_ctl *c, json_t *params, json_t **res, char **ms
 	int rc = rod_vol_list(c->store, &vols, &n);
 	if (rc)
 		return store_fail(msg, rc, "listing volumes");
+	qsort(vols, n, sizeof(*vols), vol_cmp_name);
 	json_t *arr = json_array();
 	for (size_t i = 0; i < n; i++)
 		if (!vols[i].destroyed && !vols[i].is_snapshot)
@@ -912,11 +918,23 @@ static int m_host_create(struct rod_ctl *c, json_t *params, json_t **res, char *
 	return 0;
 }
 
+static int host_cmp_name(const void *a, const void *b)
+{
+	return strcmp((*(struct ctl_host *const *)a)->name, (*(struct ctl_host *const *)b)->name);
+}
+
 static int m_host_list(struct rod_ctl *c, json_t *params, json_t **res, char **msg)
 {
+	/* by name; the model's order is creation order with holes filled by deletes */
+	struct ctl_host **sorted = malloc((c->n_hosts + 1) * sizeof(*sorted));
+	if (!sorted)
+		return fail(msg, ROD_CTL_EOTHER, "out of memory");
+	memcpy(sorted, c->hosts, c->n_hosts * sizeof(*sorted));
+	qsort(sorted, c->n_hosts, sizeof(*sorted), host_cmp_name);
 	json_t *arr = json_array();
 	for (size_t i = 0; i < c->n_hosts; i++)
-		json_array_append_new(arr, host_json(c, c->hosts[i]));
+		json_array_append_new(arr, host_json(c, sorted[i]));
+	free(sorted);
 	*res = json_pack("{s:o}", "hosts", arr);
 	return 0;
 }

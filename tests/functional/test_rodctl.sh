@@ -83,6 +83,7 @@ printf 'short\n' >"$ROD_TMP/short"
 j=$(rodctl --json host create chap1 --iqn iqn.2000-01.org.test:chap1 --chap-user u1 --chap-secret-file "$ROD_TMP/secret")
 expect_eq "u1" "$(jq -r .chap_user <<<"$j")" "chap user"
 rodctl --json host list | grep -q abcdefghijkl && fail "a CHAP secret appears in host list"
+expect_eq "all,chap1,h1,redhat,vmware" "$(rodctl --json host list | jq -r '[.hosts[].name] | join(",")')" "hosts sorted by name"
 expect_rc 1 rodctl host create chap2 --iqn iqn.2000-01.org.test:chap2 --chap-user u --chap-secret-file "$ROD_TMP/short"
 expect_stderr '12 to 255'
 expect_rc 1 rodctl host create chap2 --iqn iqn.2000-01.org.test:chap2 --chap-user u
