@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -419,6 +420,19 @@ int main(int argc, char **argv)
 	int rc = mkdir_p(data);
 	if (rc) {
 		rod_err("cannot create data directory %s: %s", data, strerror(-rc));
+		goto early_fail;
+	}
+	/* One daemon per data directory: a second one would corrupt the store. The lock
+	 * lives as long as the process (the descriptor is never closed). */
+	char lockpath[PATH_MAX];
+	snprintf(lockpath, sizeof(lockpath), "%s/rodd.lock", data);
+	int lock_fd = open(lockpath, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (lock_fd < 0 || flock(lock_fd, LOCK_EX | LOCK_NB)) {
+		if (errno == EWOULDBLOCK)
+			rod_err("data directory %s is in use by another rodd; stop it first or choose another --data",
+				data);
+		else
+			rod_err("cannot lock %s: %s", lockpath, strerror(errno));
 		goto early_fail;
 	}
 	struct rod_store_opts so = { .dir = data, .create = true, .array_name = array_name };

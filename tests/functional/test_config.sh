@@ -70,6 +70,10 @@ rodctl array show | grep -q '^warning: .*inside the data directory' || fail "no 
 # a second rodd on the same socket is refused
 expect_rc 1 "$RODD" --foreground --data "$ROD_TMP/other" --listen 127.0.0.1:0 --socket "$ROD_SOCKET"
 expect_stderr 'another rodd answers'
+# and so is a second rodd on the same data directory
+expect_rc 1 "$RODD" --foreground --data "$ROD_TMP/flagdata" --listen 127.0.0.1:0 --socket "$ROD_TMP/other.sock"
+expect_stderr 'in use by another rodd'
+[ -S "$ROD_TMP/other.sock" ] && fail "the refused rodd left a socket behind"
 stop_rodd
 
 # Daemon mode: rodd returns once the listener and the socket are up; the pid file
