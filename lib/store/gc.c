@@ -663,12 +663,13 @@ int rod_store_gc(struct rod_store *s, bool full)
 
 void gc_maybe(struct rod_store *s)
 {
-	/* Cheap trigger: only when the log holds clearly more than the last pass left. */
-	static _Thread_local uint64_t last_used;
-	uint64_t used = space_used(s);
+	/* A pass marks the whole map, so it runs when it can pay: space is short, or the
+	 * log grew by a quarter (at least 1 GiB) since the last pass. */
+	uint64_t used = space_used(s), last = s->gc_last_used;
+	bool pressed = space_low(s) || rod_store_over_soft_threshold(s);
 
-	if (used > last_used + (64ull << 20) || space_low(s)) {
-		gc_pass(s, false, !space_low(s));
-		last_used = space_used(s);
+	if (pressed || used > last + ROD_MAX(1ull << 30, last / 4)) {
+		gc_pass(s, false, !pressed);
+		s->gc_last_used = space_used(s);
 	}
 }

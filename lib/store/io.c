@@ -12,6 +12,7 @@
 #include "rod/util.h"
 
 #define ITEM_GRAINS 256u        /* grains per commit item (1 MiB) */
+#define COPY_THREADS 2
 #define ZERO_RANGE_GRAINS 256u  /* zero/unmap this large or larger: one range entry */
 
 
@@ -755,6 +756,100 @@ done:
 	complete(io, rc);
 }
 
+/* ---- copy workers ----
+ * A copy waits for a pin and a commit (and a misaligned or too-deep one moves data), so
+ * it runs on one of the store's copy threads, never on the submitter's (network) thread. */
+
+struct copy_node {
+	struct rod_io *io;
+	struct copy_node *next;
+};
+
+struct copyq {
+	pthread_mutex_t m;
+	pthread_cond_t c;
+	struct copy_node *head, **tail;
+	bool stop;
+	pthread_t th[COPY_THREADS];
+	int nth;
+};
+
+static void *copy_main(void *arg)
+{
+	struct copyq *q = arg;
+
+	rod_thread_name("rod-copy");
+	pthread_mutex_lock(&q->m);
+	for (;;) {
+		struct copy_node *n;
+
+		while (!q->head && !q->stop)
+			pthread_cond_wait(&q->c, &q->m);
+		if (!q->head)
+			break;
+		n = q->head;
+		q->head = n->next;
+		if (!q->head)
+			q->tail = &q->head;
+		pthread_mutex_unlock(&q->m);
+		do_copy(n->io);
+		free(n);
+		pthread_mutex_lock(&q->m);
+	}
+	pthread_mutex_unlock(&q->m);
+	return NULL;
+}
+
+static void copy_queue(struct rod_io *io)
+{
+	struct copyq *q = io->vol->s->copyq;
+	struct copy_node *n = q ? malloc(sizeof(*n)) : NULL;
+
+	if (!n) {
+		do_copy(io);
+		return;
+	}
+	n->io = io;
+	n->next = NULL;
+	pthread_mutex_lock(&q->m);
+	*q->tail = n;
+	q->tail = &n->next;
+	pthread_cond_signal(&q->c);
+	pthread_mutex_unlock(&q->m);
+}
+
+int copy_workers_start(struct rod_store *s)
+{
+	struct copyq *q = calloc(1, sizeof(*q));
+
+	if (!q)
+		return -ENOMEM;
+	pthread_mutex_init(&q->m, NULL);
+	pthread_cond_init(&q->c, NULL);
+	q->tail = &q->head;
+	for (int i = 0; i < COPY_THREADS; i++)
+		if (pthread_create(&q->th[q->nth], NULL, copy_main, q) == 0)
+			q->nth++;
+	s->copyq = q;
+	return 0;
+}
+
+void copy_workers_stop(struct rod_store *s)
+{
+	struct copyq *q = s->copyq;
+
+	if (!q)
+		return;
+	pthread_mutex_lock(&q->m);
+	q->stop = true;
+	pthread_cond_broadcast(&q->c);
+	pthread_mutex_unlock(&q->m);
+	for (int i = 0; i < q->nth; i++)
+		pthread_join(q->th[i], NULL);
+	s->copyq = NULL;
+	free(q);
+}
+
 /* ---- entry points ---- */
 
 void rod_io_submit(struct rod_io *io)
@@ -796,7 +891,7 @@ void rod_io_submit(struct rod_io *io)
 		do_verify(io);
 		return;
 	case ROD_IO_COPY:
-		do_copy(io);
+		copy_queue(io);
 		return;
 	}
 	complete(io, -EINVAL);

@@ -395,6 +395,8 @@ int rod_store_open(const struct rod_store_opts *opts, struct rod_store **out)
 	}
 
 	rc = commit_start(s);
+	if (!rc)
+		rc = copy_workers_start(s);
 	if (rc)
 		goto fail;
 	/* New batches go to a new segment: the durable position starts there. */
@@ -411,6 +413,7 @@ int rod_store_open(const struct rod_store_opts *opts, struct rod_store **out)
 	*out = s;
 	return 0;
 fail:
+	copy_workers_stop(s);
 	if (s->commit)
 		commit_free(s);
 	if (s->meta)
@@ -438,6 +441,7 @@ void rod_store_close(struct rod_store *s)
 		pthread_join(s->gc_thread, NULL);
 	pthread_mutex_lock(&s->gc_lock);
 	pthread_mutex_unlock(&s->gc_lock);
+	copy_workers_stop(s);
 	commit_stop(s);
 	store_checkpoint(s);
 	commit_free(s);

@@ -81,6 +81,8 @@ struct rod_store {
 
 	/* commit thread (commit.c) */
 	struct commit *commit;
+	/* copy worker threads (io.c) */
+	struct copyq *copyq;
 
 	/* background GC (gc.c) */
 	pthread_mutex_t gc_lock;     /* one GC pass at a time */
@@ -90,6 +92,7 @@ struct rod_store {
 	pthread_cond_t bg_c;
 	bool stopping;
 	uint64_t ckpt_seg, ckpt_off; /* last checkpoint (bg_m) */
+	uint64_t gc_last_used;       /* log size after the last background pass (bg thread) */
 
 	/* stats (atomics, written by the commit thread and GC) */
 	atomic_uint_fast64_t st_user, st_disk, st_commits, st_gc_runs, st_gc_freed,
@@ -109,6 +112,8 @@ void vol_table_remove(struct rod_store *s, struct vol_rec *r);
 int vol_load_all(struct rod_store *s);
 
 /* io.c */
+int copy_workers_start(struct rod_store *s);
+void copy_workers_stop(struct rod_store *s);
 int io_read_view(struct rod_store *s, uint64_t lin, uint64_t epoch, uint64_t off,
 		 void *buf, uint64_t len);
 void stripe_lock_range(struct rod_store *s, uint64_t lin, uint64_t g0, uint64_t n, bool excl);
