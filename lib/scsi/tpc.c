@@ -11,6 +11,8 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -53,6 +55,14 @@ struct tpc_op {
 
 struct tpc_exec;
 
+/* Work for the pool: a command's next sequential step, or one of its parallel steps. */
+struct tpc_job {
+	struct tpc_job *qnext;
+	void (*run)(struct tpc_job *j);
+};
+
+#define tpc_container_of(p, type, member) ((type *)((char *)(p) - offsetof(type, member)))
+
 /* Engine range copies wait for their group commit inside rod_io_submit, so they are
  * never submitted from a network thread: a small pool of workers does it. With as many
  * workers as copies a hypervisor keeps in flight, those copies share one commit. */
@@ -62,7 +72,7 @@ struct tpc_state {
 	struct tpc_state *next_live;            /* registry of live states (live_lock) */
 	pthread_mutex_t qlock;                  /* guards qhead, qtail, stopping */
 	pthread_cond_t qcond;
-	struct tpc_exec *qhead, *qtail;
+	struct tpc_job *qhead, *qtail;
 	bool stopping;
 	uint64_t last_expire_ns;                /* idle-token sweep by one worker */
 	bool sweeper_taken;
@@ -288,6 +298,10 @@ struct tpc_step {
 	uint64_t len;
 	uint32_t seg;                           /* XCOPY segment it belongs to */
 	uint32_t dst_bs;
+	/* parallel execution (WRITE USING TOKEN): each step is its own request */
+	struct tpc_exec *x;
+	struct tpc_job job;
+	struct rod_io io;
 };
 
 struct tpc_exec {
@@ -306,8 +320,14 @@ struct tpc_exec {
 	struct rod_tpc_sense fail_sense;
 	uint64_t bytes_done, blocks_done;
 	struct rod_io io;
-	struct tpc_exec *qnext;                 /* worker queue link */
+	struct tpc_job job;                     /* sequential: the next step */
 	bool detached;                          /* t is a shadow task (IMMED), see detach() */
+	/* Parallel steps (WRITE USING TOKEN: disjoint destinations, an immutable source,
+	 * so order does not matter and concurrent copies share commits). */
+	bool parallel;
+	atomic_uint outstanding;
+	atomic_int first_err;
+	atomic_uint_fast64_t pbytes, pblocks;
 };
 
 static struct tpc_exec *exec_new(struct rod_scsi_task *t, uint32_t cap)
@@ -447,21 +467,91 @@ static void exec_step(struct tpc_exec *x)
 	rod_io_submit(&x->io);
 }
 
+static void queue_push(struct tpc_state *st, struct tpc_job *j)
+{
+	j->qnext = NULL;
+	pthread_mutex_lock(&st->qlock);
+	if (st->qtail)
+		st->qtail->qnext = j;
+	else
+		st->qhead = j;
+	st->qtail = j;
+	pthread_cond_signal(&st->qcond);
+	pthread_mutex_unlock(&st->qlock);
+}
+
+static void exec_job(struct tpc_job *j)
+{
+	exec_step(tpc_container_of(j, struct tpc_exec, job));
+}
+
 /* Queue the next step for a worker; also called from store completions, which must not
  * block on another commit. */
 static void exec_next(struct tpc_exec *x)
 {
+	x->job.run = exec_job;
+	queue_push(state_of(x->t), &x->job);
+}
+
+static void par_io_done(struct rod_io *io)
+{
+	struct tpc_step *s = io->priv;
+	struct tpc_exec *x = s->x;
+
+	if (io->result < 0) {
+		int none = 0;
+
+		atomic_compare_exchange_strong(&x->first_err, &none, io->result);
+	} else {
+		atomic_fetch_add(&x->pbytes, s->len);
+		atomic_fetch_add(&x->pblocks, s->len / s->dst_bs);
+	}
+	if (atomic_fetch_sub(&x->outstanding, 1) != 1)
+		return;
+	/* the last one: every other step's writes happened before its decrement */
+	x->bytes_done = atomic_load(&x->pbytes);
+	x->blocks_done = atomic_load(&x->pblocks);
+	if (atomic_load(&x->first_err))
+		rod_task_set_errno(x->t, atomic_load(&x->first_err), true);
+	exec_end(x);
+}
+
+static void step_job(struct tpc_job *j)
+{
+	struct tpc_step *s = tpc_container_of(j, struct tpc_step, job);
+
+	memset(&s->io, 0, sizeof(s->io));
+	s->io.op = s->op;
+	s->io.vol = s->dst;
+	s->io.off = s->dst_off;
+	s->io.len = s->len;
+	s->io.src = s->src;
+	s->io.src_off = s->src_off;
+	s->io.done = par_io_done;
+	s->io.priv = s;
+	rod_io_submit(&s->io);
+}
+
+/* Start executing: in order, or every step at once when x->parallel. */
+static void exec_start(struct tpc_exec *x)
+{
 	struct tpc_state *st = state_of(x->t);
 
-	x->qnext = NULL;
-	pthread_mutex_lock(&st->qlock);
-	if (st->qtail)
-		st->qtail->qnext = x;
-	else
-		st->qhead = x;
-	st->qtail = x;
-	pthread_cond_signal(&st->qcond);
-	pthread_mutex_unlock(&st->qlock);
+	if (!x->parallel || x->nsteps < 2) {
+		exec_next(x);
+		return;
+	}
+	uint32_t n = x->nsteps;
+	struct tpc_step *steps = x->steps;
+
+	/* Once the last job is queued x may already be finished and freed: use locals. */
+	atomic_store(&x->outstanding, n);
+	for (uint32_t i = 0; i < n; i++) {
+		steps[i].x = x;
+		steps[i].job.run = step_job;
+	}
+	for (uint32_t i = 0; i < n; i++)
+		queue_push(st, &steps[i].job);
 }
 
 static void *tpc_worker(void *arg)
@@ -476,9 +566,9 @@ static void *tpc_worker(void *arg)
 	sweeper = !st->sweeper_taken;
 	st->sweeper_taken = true;
 	for (;;) {
-		struct tpc_exec *x = st->qhead;
+		struct tpc_job *j = st->qhead;
 
-		if (!x) {
+		if (!j) {
 			struct timespec ts;
 			uint64_t now = rod_now_ns();
 
@@ -502,11 +592,11 @@ static void *tpc_worker(void *arg)
 			pthread_cond_timedwait(&st->qcond, &st->qlock, &ts);
 			continue;
 		}
-		st->qhead = x->qnext;
+		st->qhead = j->qnext;
 		if (!st->qhead)
 			st->qtail = NULL;
 		pthread_mutex_unlock(&st->qlock);
-		exec_step(x);
+		j->run(j);
 		pthread_mutex_lock(&st->qlock);
 	}
 	pthread_mutex_unlock(&st->qlock);
@@ -985,7 +1075,8 @@ void rod_tpc_write_using_token(struct rod_scsi_task *t)
 		if (w->immed)
 			detach(x);
 		free(w);
-		exec_next(x);
+		x->parallel = true;
+		exec_start(x);
 		return;
 	}
 	if (!st->tokens) {
@@ -1015,7 +1106,8 @@ void rod_tpc_write_using_token(struct rod_scsi_task *t)
 	if (w->immed)
 		detach(x);
 	free(w);
-	exec_next(x);
+	x->parallel = true;
+	exec_start(x);
 	return;
 
 fail_op:
