@@ -8,6 +8,7 @@
  *                               (-p: print the count acknowledged so far after each chunk)
  *     verify URL LBA COUNT SEED read them back; exit 1 at the first differing byte
  *     discover PORTAL_URL       SendTargets: one "target portal" line per address
+ *     session URL               one session, commands from stdin (see session())
  *
  * URLs are libiscsi's: iscsi://[user[%secret]@]host:port/target-iqn/lun. Exit codes:
  * 0 ok, 1 data mismatch, 2 usage, 3 connect/login failed, 4 SCSI command failed. */
@@ -30,7 +31,7 @@ static bool progress;   /* -p: print the blocks written so far after each acknow
 static int usage(void)
 {
 	fprintf(stderr, "usage: rodtest-iscsi [-i INITIATOR] [-T TUSER -P TSECRET] "
-			"login|luns|capacity|write|verify|discover URL [LBA COUNT SEED]\n");
+			"login|luns|capacity|write|verify|session|discover URL [LBA COUNT SEED]\n");
 	return 2;
 }
 
@@ -165,6 +166,76 @@ static int rw(struct iscsi_context *ic, int lun, bool write, uint64_t lba, uint6
 	return 0;
 }
 
+/* REPORT LUNS (retrying past unit attentions of a fresh session), each LUN printed
+ * after prefix and followed by sep. */
+static int print_luns(struct iscsi_context *ic, const char *prefix, const char *sep)
+{
+	struct scsi_task *t = NULL;
+	int rc;
+	for (int tries = 0; tries < 4; tries++) {
+		if (t)
+			scsi_free_scsi_task(t);
+		t = iscsi_reportluns_sync(ic, 0, 16384);
+		if (!t || t->status != SCSI_STATUS_CHECK_CONDITION || t->sense.key != SCSI_SENSE_UNIT_ATTENTION)
+			break;
+	}
+	if (task_failed(ic, t, "REPORT LUNS")) {
+		rc = 4;
+	} else {
+		struct scsi_reportluns_list *l = scsi_datain_unmarshall(t);
+		fputs(prefix, stdout);
+		for (uint32_t i = 0; l && i < l->num; i++)
+			printf("%u%s", l->luns[i] & 0x3fffu, sep); /* drop the addressing-method bits */
+		rc = l ? 0 : 4;
+	}
+	if (t)
+		scsi_free_scsi_task(t);
+	return rc;
+}
+
+/* "session": one login, then commands from stdin, one per line, one answer line each:
+ *   luns          -> "luns: 0 3 "
+ *   tur LUN       -> "good" or "sense K/ASC/ASCQ" (hex), without retrying
+ *   read LUN LBA  -> the same for one READ 16 of one block
+ * Lets a test change the array between commands of one session. */
+static int session(struct iscsi_context *ic)
+{
+	char line[256];
+	while (fgets(line, sizeof(line), stdin)) {
+		unsigned lun = 0;
+		unsigned long long lba = 0;
+		struct scsi_task *t = NULL;
+		if (!strncmp(line, "luns", 4)) {
+			if (print_luns(ic, "luns: ", " "))
+				printf("failed");
+			printf("\n");
+			fflush(stdout);
+			continue;
+		}
+		if (sscanf(line, "tur %u", &lun) == 1)
+			t = iscsi_testunitready_sync(ic, (int)lun);
+		else if (sscanf(line, "read %u %llu", &lun, &lba) == 2)
+			t = iscsi_read16_sync(ic, (int)lun, lba, 512, 512, 0, 0, 0, 0, 0);
+		else {
+			printf("unknown command\n");
+			fflush(stdout);
+			continue;
+		}
+		if (!t)
+			printf("failed: %s\n", iscsi_get_error(ic));
+		else if (t->status == SCSI_STATUS_GOOD)
+			printf("good\n");
+		else if (t->status == SCSI_STATUS_CHECK_CONDITION)
+			printf("sense %x/%02x/%02x\n", t->sense.key, t->sense.ascq >> 8, t->sense.ascq & 0xff);
+		else
+			printf("status 0x%02x\n", t->status);
+		fflush(stdout);
+		if (t)
+			scsi_free_scsi_task(t);
+	}
+	return 0;
+}
+
 static int discover(const char *url_s)
 {
 	struct iscsi_context *ic = iscsi_create_context(initiator);
@@ -213,33 +284,16 @@ int main(int argc, char **argv)
 	if (!strcmp(cmd, "discover"))
 		return discover(url);
 	int lun, rc = 0;
-	bool full = strcmp(cmd, "login") && strcmp(cmd, "luns");
+	bool full = strcmp(cmd, "login") && strcmp(cmd, "luns") && strcmp(cmd, "session");
 	struct iscsi_context *ic = connect_url(url, &lun, full);
 	if (!ic)
 		return 3;
 	if (!strcmp(cmd, "login")) {
 		rc = 0;
 	} else if (!strcmp(cmd, "luns")) {
-		struct scsi_task *t = NULL;
-		/* a fresh session may first get unit attentions (power on, LUNs changed) */
-		for (int tries = 0; tries < 4; tries++) {
-			if (t)
-				scsi_free_scsi_task(t);
-			t = iscsi_reportluns_sync(ic, 0, 16384);
-			if (!t || t->status != SCSI_STATUS_CHECK_CONDITION ||
-			    t->sense.key != SCSI_SENSE_UNIT_ATTENTION)
-				break;
-		}
-		if (task_failed(ic, t, "REPORT LUNS")) {
-			rc = 4;
-		} else {
-			struct scsi_reportluns_list *l = scsi_datain_unmarshall(t);
-			for (uint32_t i = 0; l && i < l->num; i++)
-				printf("%u\n", l->luns[i] & 0x3fffu); /* drop the addressing-method bits */
-			rc = l ? 0 : 4;
-		}
-		if (t)
-			scsi_free_scsi_task(t);
+		rc = print_luns(ic, "", "\n");
+	} else if (!strcmp(cmd, "session")) {
+		rc = session(ic);
 	} else if (!strcmp(cmd, "capacity")) {
 		uint64_t blocks;
 		uint32_t bs;
