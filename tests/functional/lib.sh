@@ -9,6 +9,9 @@
 #   rodtest_iscsi write "$(rod_url 0)" 0 8 42
 #   stop_rodd                       # SIGTERM; fails the test unless rodd exits 0
 #
+# (or, instead of the three rodctl lines: url=$(rod_quick_lun v1 64M), which uses a
+# catch-all host named "all").
+#
 # Binaries come from the environment that CTest sets (RODD, RODCTL, RODTEST_ISCSI);
 # run by hand with e.g. RODD=build/cmd/rodd/rodd RODCTL=build/cmd/rodctl/rodctl
 # RODTEST_ISCSI=build/tests/functional/rodtest-iscsi bash tests/functional/test_x.sh
@@ -150,4 +153,14 @@ expect_stderr() {
 # expect_eq WANT GOT [what]
 expect_eq() {
 	[ "$1" = "$2" ] || fail "${3:-value}: expected '$1', got '$2'"
+}
+
+# rod_quick_lun VOL SIZE: create VOL, connect it to a catch-all host "all" (created on
+# first use) at the lowest free LUN, print its iSCSI URL. For tests that just need a LUN.
+rod_quick_lun() {
+	local vol=$1 size=$2 lun
+	"$RODCTL" vol create "$vol" --size "$size" >/dev/null
+	"$RODCTL" host show all >/dev/null 2>&1 || "$RODCTL" host create all --iqn '*' >/dev/null
+	lun=$("$RODCTL" --json host connect all "$vol" | jq -r .lun)
+	rod_url "$lun"
 }

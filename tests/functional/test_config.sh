@@ -76,6 +76,26 @@ expect_stderr 'in use by another rodd'
 [ -S "$ROD_TMP/other.sock" ] && fail "the refused rodd left a socket behind"
 stop_rodd
 
+# Several portals, IPv6 written [ADDR]:PORT: both listed, both serve the LUNs.
+if ip -6 addr show lo 2>/dev/null | grep -q '::1'; then
+	export ROD_SOCKET=$ROD_TMP/v6.sock
+	"$RODD" --foreground --data "$ROD_TMP/v6data" --listen '[::1]:0' --listen 127.0.0.1:0 \
+		--socket "$ROD_SOCKET" >>"$ROD_LOG" 2>&1 &
+	RODD_PID=$!
+	wait_rodd_ready
+	j=$(rodctl --json array show)
+	expect_eq "2" "$(jq '.portals | length' <<<"$j")" "portal count"
+	p6=$(jq -r '.portals[] | select(startswith("[::1]:"))' <<<"$j")
+	[ -n "$p6" ] || fail "no IPv6 portal in $j"
+	rodctl vol create v6 --size 1M >/dev/null
+	rodctl host create any --iqn '*' >/dev/null
+	rodctl host connect any v6 >/dev/null
+	expect_eq "2048 512" "$(rodtest_iscsi capacity "iscsi://$p6/$ROD_IQN/0")" "capacity over IPv6"
+	stop_rodd
+else
+	note "no IPv6 loopback: IPv6 portal not tested"
+fi
+
 # Daemon mode: rodd returns once the listener and the socket are up; the pid file
 # names the daemon; SIGTERM stops it and removes the pid file.
 export ROD_SOCKET=$ROD_TMP/daemon.sock
