@@ -484,6 +484,49 @@ static void test_rebuild_metadata(void **state)
 	free(r);
 }
 
+static void test_space_snapshots(void **state)
+{
+	struct rod_store *s = *state;
+	struct rod_vol *v = mkvol(s, "sp", 16 * MiB), *sn;
+	uint8_t *a = malloc(4 * MiB), *b = malloc(2 * MiB), *r = malloc(4 * MiB);
+	struct rod_space sp;
+
+	fill(a, 4 * MiB, 21);
+	fill(b, 2 * MiB, 22);
+	assert_int_equal(rod_vol_write(v, 0, a, 4 * MiB, 0), 0);
+	assert_int_equal(rod_vol_snapshot(s, "sp", "before", NULL), 0);
+	assert_int_equal(rod_vol_write(v, 0, b, 2 * MiB, 0), 0);
+	assert_int_equal(rod_store_space(s, &sp), 0);
+	assert_int_equal(sp.provisioned, 16 * MiB);
+	assert_int_equal(sp.logical, 4 * MiB);
+	assert_int_equal(sp.physical, 6 * MiB);
+	assert_int_equal(sp.snapshots, 2 * MiB);
+	assert_int_equal(sp.shared, 2 * MiB);
+	/* GC keeps what only the snapshot references */
+	assert_int_equal(rod_store_gc(s, true), 0);
+	assert_int_equal(rod_vol_open(s, "sp.before", &sn), 0);
+	assert_int_equal(rod_vol_read(sn, 0, r, 4 * MiB), 0);
+	assert_memory_equal(a, r, 4 * MiB);
+	rod_vol_close(sn);
+	assert_int_equal(rod_vol_clone(s, "sp", "spc", NULL), 0);
+	assert_int_equal(rod_vol_space(s, "spc", &sp), 0);
+	assert_int_equal(sp.logical, 4 * MiB);
+	assert_int_equal(sp.physical, 0); /* shares everything with its source */
+	assert_int_equal(rod_vol_destroy(s, "sp.before"), 0);
+	assert_int_equal(rod_vol_eradicate(s, "sp.before"), 0);
+	assert_int_equal(rod_store_gc(s, true), 0);
+	assert_int_equal(rod_store_space(s, &sp), 0);
+	assert_int_equal(sp.physical, 4 * MiB);
+	assert_int_equal(sp.snapshots, 0);
+	assert_int_equal(rod_vol_read(v, 0, r, 4 * MiB), 0);
+	assert_memory_equal(b, r, 2 * MiB);
+	assert_memory_equal(a + 2 * MiB, r + 2 * MiB, 2 * MiB);
+	rod_vol_close(v);
+	free(a);
+	free(b);
+	free(r);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -499,6 +542,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_full_disk, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_unknown_version, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_rebuild_metadata, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_space_snapshots, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
