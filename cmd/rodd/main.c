@@ -27,6 +27,9 @@
 #define DEFAULT_LISTEN "0.0.0.0:3260"
 #define DEFAULT_SOCKET "/run/rodstore/rodd.sock"
 #define LISTEN_MAX 16
+#ifndef ROD_VERSION_STRING
+#define ROD_VERSION_STRING "0.1.0"
+#endif
 
 struct settings {
 	char *data, *socket, *pidfile, *key_file, *array_name;
@@ -50,6 +53,9 @@ static void usage(FILE *f)
 		"                       at rest is not implemented yet\n"
 		"  --array-name NAME    array name when the store is created (default: the host name);\n"
 		"                       the target is iqn.2026-11.io.rodstore:<name>\n"
+		"  --check-config       print the effective settings (defaults < config < flags)\n"
+		"                       and exit 0, or report the first error and exit 1\n"
+		"  --version            print the version\n"
 		"  --help               this text\n");
 }
 
@@ -325,13 +331,15 @@ int main(int argc, char **argv)
 		{ "config", required_argument, NULL, 'c' },
 		{ "key-file", required_argument, NULL, 'k' },
 		{ "array-name", required_argument, NULL, 'a' },
+		{ "check-config", no_argument, NULL, 'C' },
+		{ "version", no_argument, NULL, 'V' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct settings cli = { 0 }, st = { 0 };
 	char *data = NULL, *sock = NULL, *pidfile = NULL, *key_file = NULL; /* absolute paths */
 	const char *config = NULL, *why = NULL;
-	bool foreground = false;
+	bool foreground = false, check_only = false;
 	int opt;
 
 	while ((opt = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
@@ -349,6 +357,8 @@ int main(int argc, char **argv)
 				goto early_fail;
 			}
 			break;
+		case 'C': check_only = true; break;
+		case 'V': printf("rodd %s\n", ROD_VERSION_STRING); settings_free(&cli); return 0;
 		case 'h': usage(stdout); settings_free(&cli); return 0;
 		default: usage(stderr); settings_free(&cli); return 1;
 		}
@@ -381,6 +391,23 @@ int main(int argc, char **argv)
 		st.listen[st.n_listen++] = strdup(DEFAULT_LISTEN);
 	}
 	st.listen[st.n_listen] = NULL;
+	if (check_only) {
+		/* the effective settings, after defaults < config file < flags */
+		printf("data = %s\nsocket = %s\n", st.data, st.socket);
+		for (int i = 0; i < st.n_listen; i++)
+			printf("listen = %s\n", st.listen[i]);
+		if (st.pidfile)
+			printf("pidfile = %s\n", st.pidfile);
+		if (st.key_file)
+			printf("key_file = %s\n", st.key_file);
+		if (st.array_name)
+			printf("array_name = %s\n", st.array_name);
+		if (cli.n_listen)
+			cli.n_listen = 0;
+		settings_free(&st);
+		settings_free(&cli);
+		return 0;
+	}
 	data = absolute(st.data);
 	sock = absolute(st.socket);
 	pidfile = absolute(st.pidfile);

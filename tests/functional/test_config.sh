@@ -29,6 +29,22 @@ expect_stderr "rod.conf:2: "
 expect_rc 1 "$RODD" --foreground --config "$ROD_TMP/missing.conf"
 expect_stderr "cannot read config file"
 
+# --check-config prints the effective settings: defaults < config file < flags
+printf 'socket = /from/config.sock\nlisten = 127.0.0.1:1, [::1]:2\narray_name = cfg\n' >"$cfg"
+out=$("$RODD" --check-config) || fail "--check-config without a config failed"
+grep -qx 'data = /var/lib/rodstore' <<<"$out" || fail "default data dir: $out"
+grep -qx 'listen = 0.0.0.0:3260' <<<"$out" || fail "default listen: $out"
+grep -qx 'socket = /run/rodstore/rodd.sock' <<<"$out" || fail "default socket: $out"
+out=$("$RODD" --config "$cfg" --check-config --array-name flag)
+grep -qx 'socket = /from/config.sock' <<<"$out" || fail "config socket: $out"
+expect_eq "listen = 127.0.0.1:1,listen = [::1]:2" "$(grep '^listen' <<<"$out" | paste -sd,)" "config listens"
+grep -qx 'array_name = flag' <<<"$out" || fail "flag overrides config: $out"
+out=$("$RODD" --config "$cfg" --check-config --listen 127.0.0.1:9)
+expect_eq "listen = 127.0.0.1:9" "$(grep '^listen' <<<"$out")" "--listen replaces the config's list"
+printf 'nonsense = 1\n' >"$cfg"
+expect_rc 1 "$RODD" --config "$cfg" --check-config
+expect_stderr 'rod.conf:1: unknown key'
+
 # The config file's values apply...
 cat >"$cfg" <<CONF
 # a comment
