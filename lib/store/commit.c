@@ -386,6 +386,12 @@ void commit_free(struct rod_store *s)
 	s->commit = NULL;
 }
 
+bool commit_unsynced(struct rod_store *s)
+{
+	/* Read without the lock: a stale answer only delays or adds one flush. */
+	return __atomic_load_n(&s->commit->unsynced, __ATOMIC_RELAXED);
+}
+
 void commit_set_pos(struct rod_store *s, uint64_t seg, uint64_t off)
 {
 	struct commit *c = s->commit;

@@ -58,6 +58,8 @@ int commit_start(struct rod_store *s);
 void commit_stop(struct rod_store *s);
 void commit_free(struct rod_store *s);
 void commit_set_pos(struct rod_store *s, uint64_t seg, uint64_t off);
+/* Are there appended batches not yet made durable (write-back)? */
+bool commit_unsynced(struct rod_store *s);
 void commit_queue(struct rod_store *s, struct citem *ci);
 /* Queue n items back to back (no other item between them). */
 void commit_queue_n(struct rod_store *s, struct citem **ci, size_t n);

@@ -307,6 +307,8 @@ static int build_data(struct wreq *w, const struct view *vw, uint64_t off, uint6
 
 		cg->lba = g;
 		if (b - a < ROD_GRAIN) {
+			if (!w->bounce && !(w->bounce = malloc(2 * ROD_GRAIN)))
+				return -ENOMEM;
 			uint8_t *t = w->bounce + (w->nb++) * ROD_GRAIN;
 
 			rc = io_read_view(s, vw->lin, vw->epoch, gs, t, ROD_GRAIN);
@@ -355,8 +357,7 @@ static struct wreq *wreq_new(struct rod_store *s, struct rod_io *io, uint64_t ng
 	w->io = io;
 	w->items = calloc(ngrains / ITEM_GRAINS + 4, sizeof(*w->items));
 	w->grains = calloc(ngrains ? ngrains : 1, sizeof(*w->grains));
-	w->bounce = malloc(2 * ROD_GRAIN);
-	if (!w->items || !w->grains || !w->bounce) {
+	if (!w->items || !w->grains) {
 		wreq_free(w);
 		return NULL;
 	}

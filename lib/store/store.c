@@ -288,9 +288,15 @@ static void *bg_main(void *arg)
 		pthread_mutex_unlock(&s->bg_m);
 		uint64_t now = rod_now_ns(), seg, off;
 		commit_durable_pos(s, &seg, &off);
-		/* Bound the replay work after a crash: checkpoint every 2 s of activity. */
-		if (now - last_ckpt > 2000000000ull && (seg != s->ckpt_seg || off != s->ckpt_off)) {
-			store_checkpoint(s);
+		/* Bound the replay work after a crash: checkpoint every 2 s of activity.
+		 * Write-back data is synced first, so what a power cut can take from a
+		 * write-back volume is at most the last ~2 s. */
+		if (now - last_ckpt > 2000000000ull) {
+			if (commit_unsynced(s))
+				rod_store_flush(s);
+			commit_durable_pos(s, &seg, &off);
+			if (seg != s->ckpt_seg || off != s->ckpt_off)
+				store_checkpoint(s);
 			last_ckpt = now;
 		}
 		if (!s->opts.no_gc_thread && now - last_gc > 5000000000ull) {
