@@ -91,8 +91,7 @@ static void send_reject(struct iscsi_conn *c, uint8_t reason, bool close_after)
 /* Stop reading; the connection closes once its output is sent. */
 static void conn_wind_down(struct iscsi_conn *c)
 {
-	if (c->state == CONN_LOGIN || c->state == CONN_FFP)
-		c->state = CONN_CLOSING;
+	rod_iscsi_conn_pause_input(c);
 }
 
 /* ---- tasks -------------------------------------------------------------------------- */
@@ -181,6 +180,20 @@ void rod_iscsi_conn_abort_tasks(struct iscsi_conn *c)
 		free(m);
 	}
 	c->tmfs_tail = NULL;
+}
+
+/* No more input will come (end of stream, logout, server stop): commands still
+ * waiting for Data-Out can never run, so they go now (RFC 7143 6.x: ERL 0, the
+ * connection's tasks end with it). */
+void rod_iscsi_conn_input_ended(struct iscsi_conn *c)
+{
+	struct iscsi_task *t = c->tasks;
+	while (t) {
+		struct iscsi_task *n = t->next;
+		if (t->state == TASK_DATA_OUT)
+			rod_iscsi_task_free(t);
+		t = n;
+	}
 }
 
 static void task_exec(struct iscsi_task *t)
@@ -777,13 +790,6 @@ static int rx_logout(struct iscsi_conn *c)
 	/* No more input; tasks still collecting Data-Out will never get it. Answer once
 	 * the commands in the SCSI core are done (their responses go first). */
 	conn_wind_down(c);
-	struct iscsi_task *t = c->tasks;
-	while (t) {
-		struct iscsi_task *n = t->next;
-		if (t->state == TASK_DATA_OUT)
-			rod_iscsi_task_free(t);
-		t = n;
-	}
 	c->logout_pending = true;
 	c->logout_itt = itt;
 	logout_progress(c);

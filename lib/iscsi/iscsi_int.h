@@ -294,6 +294,8 @@ void rod_iscsi_conn_release_session(struct iscsi_conn *c);
 void rod_iscsi_conn_abort_tasks(struct iscsi_conn *c);
 void rod_iscsi_task_free(struct iscsi_task *t);
 void rod_iscsi_conn_maybe_finish(struct iscsi_conn *c);
+void rod_iscsi_conn_input_ended(struct iscsi_conn *c);
+void rod_iscsi_conn_pause_input(struct iscsi_conn *c);
 void (*rod_iscsi_done_fn(void))(struct rod_scsi_cmd *);
 struct iscsi_task *rod_iscsi_task_get(struct iscsi_thread *t);
 

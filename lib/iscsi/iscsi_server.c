@@ -147,6 +147,19 @@ static void ep_mod(struct iscsi_conn *c)
 	}
 }
 
+/* Stop reading: no more PDUs are taken from this connection. */
+void rod_iscsi_conn_pause_input(struct iscsi_conn *c)
+{
+	if (c->state == CONN_LOGIN || c->state == CONN_FFP)
+		c->state = CONN_CLOSING;
+	if (c->pollable && !c->rd_paused && c->state != CONN_DEAD) {
+		c->rd_paused = true;
+		ep_mod(c);
+	}
+	if (c->state == CONN_CLOSING)
+		rod_iscsi_conn_input_ended(c);
+}
+
 static struct iscsi_conn *conn_new(struct iscsi_thread *t, int rfd, int wfd)
 {
 	struct iscsi_conn *c = calloc(1, sizeof(*c));
@@ -563,6 +576,7 @@ static void conn_readable(struct iscsi_conn *c)
 					c->rd_paused = true;
 					ep_mod(c);
 				}
+				rod_iscsi_conn_input_ended(c);
 				if (!c->txq && c->ntasks == 0)
 					rod_iscsi_conn_close(c, "peer closed the connection");
 			}
@@ -733,6 +747,7 @@ static void thread_stop_conns(struct iscsi_thread *t, uint64_t since)
 			c->state = CONN_CLOSING;
 			c->rd_paused = true;
 			ep_mod(c);
+			rod_iscsi_conn_input_ended(c);
 		}
 		if (c->state == CONN_CLOSING && c->ntasks == 0 && !c->txq)
 			rod_iscsi_conn_close(c, "server stopping");
@@ -1128,30 +1143,27 @@ int rod_iscsi_serve_fd(struct rod_iscsi_server *s, int in_fd, int out_fd)
 	/* The connection frees itself when done; hold a reference to see that. */
 	atomic_fetch_add(&c->refs, 1);
 	while (c->state != CONN_DEAD) {
-		if (!c->pollable && (c->state == CONN_LOGIN || c->state == CONN_FFP)) {
-			t.now_ns = rod_now_ns();
-			conn_readable(c);
-			drain_local(&t);
-			flush_dirty(&t);
-			reap(&t);
-			if (c->state == CONN_CLOSING && c->ntasks && !c->pollable) {
-				/* wait for the SCSI core on the eventfd */
-				struct epoll_event e;
-				if (epoll_wait(t.epfd, &e, 1, 1000) > 0)
-					drain_remote(&t);
-			}
-			continue;
+		t.now_ns = rod_now_ns();
+		bool reading = c->state == CONN_LOGIN || c->state == CONN_FFP;
+		if (!c->pollable && reading)
+			conn_readable(c);   /* blocking reads until the end of the input */
+		drain_local(&t);
+		flush_dirty(&t);
+		reap(&t);
+		if (c->state == CONN_DEAD)
+			break;
+		if (c->state == CONN_CLOSING && c->ntasks == 0 && !c->txq) {
+			rod_iscsi_conn_close(c, NULL);
+			break;
 		}
+		if (!c->pollable && (c->state == CONN_LOGIN || c->state == CONN_FFP))
+			continue;
+		/* wait for the socket (when pollable) and for completions on the eventfd */
 		thread_loop_once(&t, 1000);
 		if (c->state != CONN_DEAD)
 			rod_iscsi_conn_timer(c, t.now_ns);
-		if (c->state == CONN_CLOSING && c->ntasks == 0 && !c->txq)
-			rod_iscsi_conn_close(c, NULL);
-		flush_dirty(&t);
-		reap(&t);
 	}
-	/* The fds belong to the caller: conn_close closed them, as the header promises
-	 * nothing else; wait for the tasks still in flight. */
+	/* The connection closed both fds; wait for its tasks still in the SCSI core. */
 	while (t.nconns) {
 		struct epoll_event e;
 		if (epoll_wait(t.epfd, &e, 1, 100) > 0)
