@@ -1,6 +1,7 @@
 /* The dispatch table and the command path: one table (opcode, service action, handler,
  * CDB usage mask, flags) drives execution and REPORT SUPPORTED OPERATION CODES. */
 #include "scsi_internal.h"
+#include "stats.h"
 #include "target.h"
 #include "tpc.h"
 
@@ -198,6 +199,7 @@ void rod_task_done(struct rod_scsi_task *t)
 {
 	struct rod_scsi_target *tgt = t->tgt;
 	struct rod_scsi_cmd *c = t->cmd;
+	rod_stats_task_done(t);
 	if (t->lu)
 		rod_lu_put(t->lu);
 	free(t->buf);
@@ -342,6 +344,7 @@ void rod_scsi_exec(struct rod_scsi_target *tgt, struct rod_scsi_cmd *cmd)
 	}
 	t->cmd = cmd;
 	t->tgt = tgt;
+	t->start_ns = rod_now_ns();
 	t->nexus = cmd->nexus;
 	t->io.priv = t;
 

@@ -267,6 +267,7 @@ struct rod_scsi_task {
 	int stage;                         /* for multi-step handlers */
 	uint64_t arg[4];                   /* handler scratch */
 	void *tpc_priv;                    /* free for copy offload */
+	uint64_t start_ns;                 /* rod_now_ns() at exec, for latency stats */
 };
 
 /* Finish the task: runs cmd->done and frees the task (and t->buf). Exactly once. */

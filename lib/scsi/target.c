@@ -1,6 +1,7 @@
 /* The SCSI target: LUN masking (host, lun) -> LU, I_T nexus registry, unit attentions,
  * task management side effects. */
 #include "scsi_internal.h"
+#include "stats.h"
 #include "target.h"
 #include "tpc.h"
 
@@ -50,7 +51,9 @@ int rod_scsi_target_new(const struct rod_scsi_target_opts *o, struct rod_scsi_ta
 	pthread_mutex_init(&t->nexus_lock, NULL);
 	pthread_mutex_init(&t->idle_lock, NULL);
 	pthread_cond_init(&t->idle_cond, NULL);
-	int rc = rod_tpc_target_init(t, &t->tpc_state);
+	int rc = rod_scsi_stats_new(&t->stats);
+	if (rc == 0 && (rc = rod_tpc_target_init(t, &t->tpc_state)) < 0)
+		rod_scsi_stats_free(t->stats);
 	if (rc < 0) {
 		free(t);
 		return rc;
@@ -75,6 +78,7 @@ void rod_scsi_target_free(struct rod_scsi_target *t)
 		rod_lu_put(t->lus[i]);
 	free(t->lus);
 	free(t->nexus);
+	rod_scsi_stats_free(t->stats);       /* after tpc: background copies count there */
 	pthread_rwlock_destroy(&t->lock);
 	pthread_mutex_destroy(&t->nexus_lock);
 	free(t);

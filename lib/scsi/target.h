@@ -34,6 +34,7 @@ struct rod_scsi_target {
 	pthread_mutex_t idle_lock;
 	pthread_cond_t idle_cond;
 	void *tpc_state;
+	struct rod_scsi_stats *stats;      /* stats.c; lock-free counters */
 	atomic_bool soft_reported;         /* 38/07 raised since we went over the threshold */
 	atomic_bool soft_pending;          /* 38/07 to raise on the next command (network
 	                                      thread), not in a store completion callback */

@@ -20,6 +20,7 @@
 #include "rod/log.h"
 #include "rod/util.h"
 #include "scsi_internal.h"
+#include "stats.h"
 #include "token.h"
 #include "tpc_parse.h"
 
@@ -362,6 +363,9 @@ static void exec_end(struct tpc_exec *x)
 	}
 	if (t->cmd->status == SAM_STAT_GOOD && x->fail_after)
 		apply_sense(t, &x->fail_sense);
+	/* a WRITE USING TOKEN without a token in the table used the zero token */
+	rod_stats_copy_done(t->tgt, x->xcopy ? ROD_COPY_XCOPY : x->tk ? ROD_COPY_ODX : ROD_COPY_ZERO,
+			    t->cmd->status == SAM_STAT_GOOD, x->bytes_done);
 	op_finish(t, x->op, x->bytes_done, x->blocks_done, segs, NULL);
 	if (x->tk)
 		rod_token_put(state_of(t)->tokens, x->tk, x->del_tkn);
@@ -914,6 +918,7 @@ void rod_tpc_populate_token(struct rod_scsi_task *t)
 		goto out;
 	}
 	op_finish(t, o, p->total_blocks * t->bs, p->total_blocks, 0, tok);
+	rod_stats_token_made(t->tgt);
 out:
 	free(p);
 	finish(t);
@@ -1414,4 +1419,11 @@ void rod_tpc_nexus_gone(struct rod_scsi_target *t, struct rod_scsi_nexus *n)
 		}
 	}
 	pthread_mutex_unlock(&st->lock);
+}
+
+/* Live ROD tokens of the target, for the tokens gauge of /metrics (stats.c). */
+uint32_t rod_tpc_tokens_live(struct rod_scsi_target *t)
+{
+	struct tpc_state *st = rod_scsi_target_tpc_state(t);
+	return st && st->tokens ? rod_token_count(st->tokens) : 0;
 }
