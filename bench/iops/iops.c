@@ -241,11 +241,41 @@ static int run_test(struct iscsi_context *iscsi, int lun, uint32_t block, uint64
 	return r.errors ? -EIO : 0;
 }
 
+/* MODE SELECT(10) of the caching page with WCE set or cleared: how an initiator turns a
+ * volume's write cache on (rodd: write-back) or off (write-through). */
+static int set_wce(struct iscsi_context *iscsi, int lun, int wce)
+{
+	struct scsi_task *t = iscsi_modesense10_sync(iscsi, lun, 0, 1, SCSI_MODESENSE_PC_CURRENT,
+						     SCSI_MODEPAGE_CACHING, 0, 255);
+	struct scsi_mode_sense *ms = NULL;
+	struct scsi_mode_page *mp = NULL;
+	if (!t || t->status != SCSI_STATUS_GOOD || !(ms = scsi_datain_unmarshall(t)) ||
+	    !(mp = scsi_modesense_get_page(ms, SCSI_MODEPAGE_CACHING, 0))) {
+		fprintf(stderr, "rod-iops: MODE SENSE(10) caching page failed: %s\n",
+			iscsi_get_error(iscsi));
+		if (t)
+			scsi_free_scsi_task(t);
+		return -1;
+	}
+	mp->ps = 0;
+	mp->caching.wce = wce;
+	struct scsi_task *t2 = iscsi_modeselect10_sync(iscsi, lun, 1, 0, mp);
+	int ok = t2 && t2->status == SCSI_STATUS_GOOD;
+	if (!ok)
+		fprintf(stderr, "rod-iops: MODE SELECT(10) WCE=%d failed: %s\n", wce,
+			iscsi_get_error(iscsi));
+	if (t2)
+		scsi_free_scsi_task(t2);
+	scsi_free_scsi_task(t);
+	return ok ? 0 : -1;
+}
+
 static void usage(void)
 {
 	fprintf(stderr,
 		"usage: rod-iops --url iscsi://HOST:PORT/TARGET/LUN [--pid PID] [--seconds S]\n"
 		"                [--span MIB] [--tests LIST] [--initiator IQN] [--qd N] [--seq-qd N]\n"
+		"                [--wce 0|1]  (MODE SELECT the caching page's WCE first)\n"
 		"tests: seqwrite1m,seqread1m,randwrite4k_qd32,randread4k_qd32,randread4k_qd1,"
 		"randwrite4k_qd1\n");
 }
@@ -254,7 +284,7 @@ int main(int argc, char **argv)
 {
 	const char *url_s = NULL, *initiator = "iqn.2026-11.io.rodstore:bench";
 	const char *only = NULL;
-	int pid = 0, qd = 32, seq_qd = 32;
+	int pid = 0, qd = 32, seq_qd = 32, wce = -1;
 	double seconds = 5;
 	uint64_t span_mib = 1024;
 	static const struct option opts[] = {
@@ -266,11 +296,12 @@ int main(int argc, char **argv)
 		{ "initiator", required_argument, NULL, 'i' },
 		{ "qd", required_argument, NULL, 'q' },
 		{ "seq-qd", required_argument, NULL, 'Q' },
+		{ "wce", required_argument, NULL, 'w' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
 	int c;
-	while ((c = getopt_long(argc, argv, "u:p:s:S:t:i:q:Q:h", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "u:p:s:S:t:i:q:Q:w:h", opts, NULL)) != -1) {
 		switch (c) {
 		case 'u': url_s = optarg; break;
 		case 'p': pid = atoi(optarg); break;
@@ -280,6 +311,7 @@ int main(int argc, char **argv)
 		case 'i': initiator = optarg; break;
 		case 'q': qd = atoi(optarg); break;
 		case 'Q': seq_qd = atoi(optarg); break;
+		case 'w': wce = atoi(optarg) ? 1 : 0; break;
 		default: usage(); return 1;
 		}
 	}
@@ -309,6 +341,8 @@ int main(int argc, char **argv)
 		fprintf(stderr, "rod-iops: READ CAPACITY(16) failed: %s\n", iscsi_get_error(iscsi));
 		return 2;
 	}
+	if (wce >= 0 && set_wce(iscsi, url->lun, wce) < 0)
+		return 2;
 	uint32_t block = rc16->block_length;
 	uint64_t blocks = rc16->returned_lba + 1;
 	scsi_free_scsi_task(task);
@@ -321,7 +355,8 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	printf("{\n  \"url\": \"%s\", \"block_size\": %u, \"span_bytes\": %" PRIu64
-	       ", \"daemon_pid\": %d,\n  \"tests\": {\n", url_s, block, span_blocks * block, pid);
+	       ", \"daemon_pid\": %d, \"wce_set\": %d,\n  \"tests\": {\n", url_s, block,
+	       span_blocks * block, pid, wce);
 	int rc = 0;
 	bool first = true;
 	for (size_t i = 0; i < sizeof(tests) / sizeof(tests[0]); i++) {
