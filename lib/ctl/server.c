@@ -179,7 +179,6 @@ static int reply(int fd, char *txt)
 	if (!txt)
 		return 0;
 	size_t n = strlen(txt);
-	txt[n] = '\0';
 	int rc = send_all(fd, txt, n);
 	if (rc == 0)
 		rc = send_all(fd, "\n", 1);
