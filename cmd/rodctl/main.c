@@ -232,6 +232,7 @@ static void print_vol(json_t *v)
 	printf("size:        %s (%" PRIu64 " bytes)\n", fmt_size(jint(v, "size"), sz, sizeof(sz)), jint(v, "size"));
 	printf("block size:  %" PRIu64 "\n", jint(v, "block_size"));
 	printf("cache:       %s\n", jstr(v, "cache"));
+	printf("offload:     %s\n", json_is_true(json_object_get(v, "offload")) ? "on" : "off");
 	printf("created:     %s\n", jstr(v, "created"));
 	json_t *sp = json_object_get(v, "space");
 	if (json_is_object(sp)) {
@@ -399,6 +400,28 @@ static int c_vol_destroy(int argc, char **argv, const char *usage)
 	return call_print("vol.destroy", json_pack("{s:s}", "name", pos[0]), human_destroyed);
 }
 
+static int c_vol_set(int argc, char **argv, const char *usage)
+{
+	struct opt o[] = { { "--cache", true }, { "--offload", true } };
+	const char *pos[1];
+	size_t np;
+	if (parse_args(argc, argv, o, 2, pos, 1, &np, usage))
+		return EX_USAGE;
+	if (!o[0].seen && !o[1].seen)
+		return die(EX_USAGE, "vol set needs --cache and/or --offload\nusage: %s", usage);
+	json_t *p = json_pack("{s:s}", "name", pos[0]);
+	if (o[0].seen)
+		json_object_set_new(p, "cache", json_string(o[0].value));
+	if (o[1].seen) {
+		if (strcmp(o[1].value, "on") && strcmp(o[1].value, "off")) {
+			json_decref(p);
+			return die(EX_USAGE, "--offload takes on or off\nusage: %s", usage);
+		}
+		json_object_set_new(p, "offload", json_boolean(!strcmp(o[1].value, "on")));
+	}
+	return call_print("vol.set", p, print_vol);
+}
+
 static int c_host_create(int argc, char **argv, const char *usage)
 {
 	struct opt o[] = { { "--iqn", true }, { "--chap-user", true }, { "--chap-secret-file", true },
@@ -556,6 +579,7 @@ static const struct {
 	{ "vol", "show", c_vol_show, "rodctl vol show NAME" },
 	{ "vol", "resize", c_vol_resize, "rodctl vol resize NAME --size SIZE [--shrink]" },
 	{ "vol", "destroy", c_vol_destroy, "rodctl vol destroy NAME" },
+	{ "vol", "set", c_vol_set, "rodctl vol set NAME [--cache write-through|write-back] [--offload on|off]" },
 	{ "host", "create", c_host_create,
 	  "rodctl host create NAME --iqn IQN [--iqn IQN]... [--chap-user U --chap-secret-file F] "
 	  "[--mutual-user U --mutual-secret-file F]" },

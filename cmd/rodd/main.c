@@ -251,6 +251,11 @@ static void hook_vol_resized(void *arg, uint64_t vol_id)
 	rod_scsi_vol_resized(arg, vol_id);
 }
 
+static void hook_vol_params_changed(void *arg, uint64_t vol_id)
+{
+	rod_scsi_vol_params_changed(arg, vol_id);
+}
+
 /* ---- daemon ------------------------------------------------------------------------ */
 
 static int g_ready_fd = -1;     /* pipe to the waiting parent when daemonising */
@@ -493,7 +498,8 @@ int main(int argc, char **argv)
 		.target_iqn = iqn,
 		.key_file = key_file,
 		.data_dir = data,
-		.hooks = { hook_map_add, hook_map_remove, hook_vol_removed, hook_vol_resized, target },
+		.hooks = { hook_map_add, hook_map_remove, hook_vol_removed, hook_vol_resized, target,
+			   hook_vol_params_changed },
 	};
 	struct rod_ctl *ctl = NULL;
 	rc = rod_ctl_new(&co, &ctl);

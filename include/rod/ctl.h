@@ -33,6 +33,7 @@ struct rod_ctl_hooks {
 	void (*vol_removed)(void *arg, uint64_t vol_id);
 	void (*vol_resized)(void *arg, uint64_t vol_id);
 	void *arg;
+	void (*vol_params_changed)(void *arg, uint64_t vol_id);  /* cache mode, offload */
 };
 
 struct rod_ctl_opts {

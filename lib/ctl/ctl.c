@@ -689,6 +689,51 @@ static int m_vol_resize(struct rod_ctl *c, json_t *params, json_t **res, char **
 	return 0;
 }
 
+static int m_vol_set(struct rod_ctl *c, json_t *params, json_t **res, char **msg)
+{
+	const char *name, *cache;
+	struct rod_vol_info vi;
+	int rc;
+	if ((rc = param_str(params, "name", true, &name, msg)) || (rc = param_str(params, "cache", false, &cache, msg)) ||
+	    (rc = need_vol(c, name, &vi, msg)))
+		return rc;
+	json_t *off = json_object_get(params, "offload");
+	if (off && !json_is_null(off) && !json_is_boolean(off))
+		return fail(msg, ROD_CTL_EINVAL, "parameter \"offload\" must be true or false");
+	enum rod_cache_mode mode = vi.cache;
+	if (cache) {
+		if (!strcmp(cache, "write-through"))
+			mode = ROD_CACHE_WRITE_THROUGH;
+		else if (!strcmp(cache, "write-back"))
+			mode = ROD_CACHE_WRITE_BACK;
+		else
+			return fail(msg, ROD_CTL_EINVAL, "cache mode \"%s\" is not known (use write-through or write-back)",
+				    cache);
+	}
+	if (!cache && !json_is_boolean(off))
+		return fail(msg, ROD_CTL_EINVAL, "nothing to set (give --cache and/or --offload)");
+	bool changed = false;
+	char what[160];
+	snprintf(what, sizeof(what), "volume \"%s\"", name);
+	if (mode != vi.cache) {
+		if ((rc = rod_vol_set_cache(c->store, name, mode)))
+			return store_fail(msg, rc, what);
+		changed = true;
+	}
+	if (json_is_boolean(off) && json_is_true(off) != vi.offload) {
+		if ((rc = rod_vol_set_offload(c->store, name, json_is_true(off))))
+			return store_fail(msg, rc, what);
+		changed = true;
+	}
+	/* hosts see the new WCE bit (MODE PARAMETERS CHANGED unit attention) */
+	if (changed && c->hooks.vol_params_changed)
+		c->hooks.vol_params_changed(c->hooks.arg, vi.id);
+	if ((rc = need_vol(c, name, &vi, msg)))
+		return rc;
+	*res = vol_json(c, &vi, true);
+	return 0;
+}
+
 /* Remove every connection of a volume (records and memory). */
 static void drop_vol_conns(struct rod_ctl *c, uint64_t vol_id)
 {
@@ -1090,6 +1135,7 @@ static const struct {
 	{ "vol.show", m_vol_show },
 	{ "vol.resize", m_vol_resize },
 	{ "vol.destroy", m_vol_destroy },
+	{ "vol.set", m_vol_set },
 	{ "host.create", m_host_create },
 	{ "host.list", m_host_list },
 	{ "host.show", m_host_show },

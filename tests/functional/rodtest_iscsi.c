@@ -197,6 +197,7 @@ static int print_luns(struct iscsi_context *ic, const char *prefix, const char *
  *   luns          -> "luns: 0 3 "
  *   tur LUN       -> "good" or "sense K/ASC/ASCQ" (hex), without retrying
  *   read LUN LBA  -> the same for one READ 16 of one block
+ *   wce LUN       -> "wce 0|1" from the caching mode page (or the failure as above)
  * Lets a test change the array between commands of one session. */
 static int session(struct iscsi_context *ic)
 {
@@ -212,7 +213,19 @@ static int session(struct iscsi_context *ic)
 			fflush(stdout);
 			continue;
 		}
-		if (sscanf(line, "tur %u", &lun) == 1)
+		if (sscanf(line, "wce %u", &lun) == 1) {
+			/* SBC-3 caching mode page (0x08): the WCE bit hosts act on */
+			t = iscsi_modesense10_sync(ic, (int)lun, 0, 1, SCSI_MODESENSE_PC_CURRENT,
+						   SCSI_MODEPAGE_CACHING, 0, 255);
+			struct scsi_mode_sense *ms = t && t->status == SCSI_STATUS_GOOD ? scsi_datain_unmarshall(t) : NULL;
+			struct scsi_mode_page *pg = ms ? scsi_modesense_get_page(ms, SCSI_MODEPAGE_CACHING, 0) : NULL;
+			if (pg) {
+				printf("wce %d\n", pg->caching.wce);
+				fflush(stdout);
+				scsi_free_scsi_task(t);
+				continue;
+			}
+		} else if (sscanf(line, "tur %u", &lun) == 1)
 			t = iscsi_testunitready_sync(ic, (int)lun);
 		else if (sscanf(line, "read %u %llu", &lun, &lba) == 2)
 			t = iscsi_read16_sync(ic, (int)lun, lba, 512, 512, 0, 0, 0, 0, 0);

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # LUN map changes reach initiators that are already logged in: a connect shows up in
 # REPORT LUNS of the open session, a disconnect or a destroy takes the LUN away at
-# once (commands to it get LOGICAL UNIT NOT SUPPORTED, 05/25/00).
+# once (commands to it get LOGICAL UNIT NOT SUPPORTED, 05/25/00); a cache-mode change
+# shows in the caching mode page after a MODE PARAMETERS CHANGED unit attention.
 . "$(dirname "$0")/lib.sh"
 start_rodd
 rodctl vol create keep --size 8M >/dev/null
@@ -50,6 +51,12 @@ expect_eq "sense 5/25/00" "$(ask 'read 3 0')" "read from the destroyed LUN"
 rodctl host connect h later --lun 7 >/dev/null
 expect_eq "luns: 0 7 " "$(ask luns)" "LUNs after a connect"
 expect_eq "good" "$(ask_past_ua 'tur 7')" "TEST UNIT READY on the new LUN"
+
+# cache mode: hosts see the WCE bit change, after a MODE PARAMETERS CHANGED attention
+expect_eq "wce 0" "$(ask_past_ua 'wce 7')" "WCE of a write-through volume"
+rodctl vol set later --cache write-back >/dev/null
+expect_eq "sense 6/2a/01" "$(ask 'tur 7')" "unit attention after the cache mode changed"
+expect_eq "wce 1" "$(ask_past_ua 'wce 7')" "WCE of a write-back volume"
 
 rodctl host disconnect h keep >/dev/null
 expect_eq "luns: 7 " "$(ask luns)" "LUNs after a disconnect"

@@ -55,6 +55,18 @@ expect_stderr 'add --shrink'
 expect_eq "$((32 << 20))" "$(rodctl --json vol resize v1 --size 32M --shrink | jq -r .size)" "shrunk size"
 expect_rc 2 rodctl vol resize nosuch --size 1G
 
+# vol set: cache mode and copy offload
+j=$(rodctl --json vol set v4k --cache write-back --offload off)
+expect_eq "write-back false" "$(jq -r '"\(.cache) \(.offload)"' <<<"$j")" "vol set result"
+expect_eq "write-back" "$(rodctl --json vol show v4k | jq -r .cache)" "cache mode kept"
+rodctl vol show v4k | grep -q '^offload: *off$' || fail "human vol show lacks offload off"
+rodctl vol set v4k --cache write-through --offload on >/dev/null
+expect_rc 1 rodctl vol set v4k --cache sometimes
+expect_stderr 'write-through or write-back'
+expect_rc 1 rodctl vol set v4k --offload maybe
+expect_rc 1 rodctl vol set v4k
+expect_rc 2 rodctl vol set nosuch --cache write-back
+
 # host create / list
 j=$(rodctl --json host create h1 --iqn iqn.1994-05.com.redhat:h1)
 expect_eq "iqn.1994-05.com.redhat:h1" "$(jq -r '.iqns[0]' <<<"$j")" "host iqn"

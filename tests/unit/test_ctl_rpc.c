@@ -20,7 +20,7 @@
 struct fake_map {
 	struct { uint64_t host, lun, vol; } e[64];
 	int n;
-	uint64_t removed_vol, resized_vol;
+	uint64_t removed_vol, resized_vol, params_vol;
 };
 
 static int f_add(void *arg, uint64_t host, uint64_t lun, uint64_t vol)
@@ -63,6 +63,11 @@ static void f_resized(void *arg, uint64_t vol)
 	((struct fake_map *)arg)->resized_vol = vol;
 }
 
+static void f_params(void *arg, uint64_t vol)
+{
+	((struct fake_map *)arg)->params_vol = vol;
+}
+
 /* vol at (host, lun), or 0 */
 static uint64_t map_get(struct fake_map *m, uint64_t host, uint64_t lun)
 {
@@ -89,7 +94,7 @@ static void env_open(struct env *e)
 		.store = e->store,
 		.target_iqn = "iqn.2026-11.io.rodstore:unit",
 		.portals = portals,
-		.hooks = { f_add, f_remove, f_removed, f_resized, &e->map },
+		.hooks = { f_add, f_remove, f_removed, f_resized, &e->map, f_params },
 	};
 	assert_int_equal(rod_ctl_new(&co, &e->ctl), 0);
 }
@@ -170,6 +175,18 @@ static void test_volumes(void **state)
 	json_decref(r);
 	assert_int_equal(call(e, "vol.resize", "{\"name\":\"v1\",\"size\":\"1M\"}", NULL), ROD_CTL_EINVAL);
 	assert_int_equal(call(e, "vol.resize", "{\"name\":\"v1\",\"size\":\"1M\",\"shrink\":true}", NULL), 0);
+	/* cache mode and offload switch: stored, and the target told */
+	assert_int_equal(call(e, "vol.set", "{\"name\":\"v2\",\"cache\":\"write-back\",\"offload\":false}", &r), 0);
+	assert_string_equal(json_string_value(json_object_get(r, "cache")), "write-back");
+	assert_true(json_is_false(json_object_get(r, "offload")));
+	assert_int_equal(e->map.params_vol, int_of(r, "id"));
+	json_decref(r);
+	assert_int_equal(call(e, "vol.show", "{\"name\":\"v2\"}", &r), 0);
+	assert_string_equal(json_string_value(json_object_get(r, "cache")), "write-back");
+	json_decref(r);
+	assert_int_equal(call(e, "vol.set", "{\"name\":\"v2\",\"cache\":\"never\"}", NULL), ROD_CTL_EINVAL);
+	assert_int_equal(call(e, "vol.set", "{\"name\":\"v2\"}", NULL), ROD_CTL_EINVAL);
+	assert_int_equal(call(e, "vol.set", "{\"name\":\"zz\",\"cache\":\"write-back\"}", NULL), ROD_CTL_ENOENT);
 	assert_int_equal(call(e, "vol.destroy", "{\"name\":\"v2\"}", NULL), 0);
 	assert_int_equal(call(e, "vol.show", "{\"name\":\"v2\"}", NULL), ROD_CTL_ENOENT);
 	assert_int_equal(call(e, "vol.destroy", "{\"name\":\"v2\"}", NULL), ROD_CTL_ENOENT);

@@ -586,6 +586,36 @@ static void test_write_same_unmap_lba_status(void **state)
 	assert_sense(run(e, &e->n1, 0, g, 16, NULL, 0, in, 24), 0x5, 0x21, 0x00);
 }
 
+/* WRITE SAME of 1..256 blocks at LBA 0, each read back at once (libiscsi
+ * WriteSame10.Check), after the range was unmapped in grain-unaligned pieces. */
+static void test_write_same_read_back(void **state)
+{
+	struct env *e = *state;
+	clear_ua(e, &e->n1);
+	uint8_t cdb[16], blk[BS], *in = malloc(256 * BS);
+	for (int round = 0; round < 3; round++) {
+		for (uint32_t i = 1; i <= 256; i++) {
+			if (round > 0) {
+				/* unmap a few unaligned blocks first, as the earlier tests do */
+				memset(blk, 0, BS);
+				cdb_rw10(cdb, 0x41, i % 8, (uint16_t)(8 - i % 8));
+				cdb[1] = 0x08;
+				assert_good(run(e, &e->n1, 0, cdb, 10, blk, BS, NULL, 0));
+			}
+			memset(blk, (int)(i + round), BS);
+			cdb_rw10(cdb, 0x41, 0, (uint16_t)i);
+			assert_good(run(e, &e->n1, 0, cdb, 10, blk, BS, NULL, 0));
+			cdb_rw10(cdb, 0x28, 0, (uint16_t)i);
+			assert_good(run(e, &e->n1, 0, cdb, 10, NULL, 0, in, i * BS));
+			for (uint32_t b = 0; b < i; b++)
+				if (memcmp(in + b * BS, blk, BS))
+					fail_msg("round %d: WRITE SAME of %u blocks, block %u reads %02x, wrote %02x",
+						 round, i, b, in[b * BS], blk[0]);
+		}
+	}
+	free(in);
+}
+
 static void test_unmap(void **state)
 {
 	struct env *e = *state;
@@ -1213,6 +1243,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_caw_concurrent_counter, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_compare_and_write, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_write_same_unmap_lba_status, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_write_same_read_back, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_unmap, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_mode_pages, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_report_luns_and_ua, setup, teardown),

@@ -1,5 +1,6 @@
 /* Storage engine: volumes, I/O, snapshots, clones, copies, persistence. */
 #include <errno.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -527,6 +528,130 @@ static void test_space_snapshots(void **state)
 	free(r);
 }
 
+struct cw {
+	struct rod_store *s;
+	struct rod_vol *v;
+	uint64_t base, len;
+	uint32_t seed;
+	volatile int *stop;
+	int errors;
+};
+
+/* Writer with read-back checks of its own region while GC runs. */
+static void *cw_main(void *arg)
+{
+	struct cw *w = arg;
+	uint8_t *model = calloc(1, w->len), *buf = malloc(256 * 1024), *rb = malloc(256 * 1024);
+	uint32_t x = w->seed;
+
+	while (!*w->stop && !w->errors) {
+		x = x * 1103515245u + 12345u;
+		uint64_t len = 512 * (1 + (x >> 8) % 128);
+		x = x * 1103515245u + 12345u;
+		uint64_t off = 512 * ((x >> 4) % ((w->len - len) / 512));
+
+		fill(buf, len, x);
+		if (rod_vol_write(w->v, w->base + off, buf, len, 0)) {
+			w->errors++;
+			break;
+		}
+		memcpy(model + off, buf, len);
+		x = x * 1103515245u + 12345u;
+		off = 512 * ((x >> 4) % ((w->len - 256 * 1024) / 512));
+		if (rod_vol_read(w->v, w->base + off, rb, 256 * 1024) ||
+		    memcmp(rb, model + off, 256 * 1024))
+			w->errors++;
+	}
+	free(model);
+	free(buf);
+	free(rb);
+	return NULL;
+}
+
+static void test_concurrent_gc(void **state)
+{
+	struct rod_store *s = *state;
+	struct rod_vol *v = mkvol(s, "cgc", 8 * MiB);
+	volatile int stop = 0;
+	struct cw w[2];
+	pthread_t th[2];
+	uint64_t t0 = 0;
+	int passes = 0;
+
+	for (int i = 0; i < 2; i++) {
+		w[i] = (struct cw){ .s = s, .v = v, .base = (uint64_t)i * 4 * MiB, .len = 4 * MiB,
+				    .seed = 100u + (uint32_t)i, .stop = &stop };
+		pthread_create(&th[i], NULL, cw_main, &w[i]);
+	}
+	for (int i = 0; i < 40; i++) {
+		assert_int_equal(rod_store_gc(s, i % 3 == 0), 0);
+		passes++;
+		usleep(20000);
+	}
+	(void)t0;
+	stop = 1;
+	for (int i = 0; i < 2; i++) {
+		pthread_join(th[i], NULL);
+		assert_int_equal(w[i].errors, 0);
+	}
+	struct rod_store_stats st;
+	rod_store_stats(s, &st);
+	assert_true(st.gc_runs >= (uint64_t)passes);
+	rod_vol_close(v);
+}
+
+/* Completions may submit more writes (the SCSI layer chains them): no deadlock, data
+ * right. */
+struct chain {
+	struct rod_io io;
+	uint8_t buf[512];
+	int left;
+	pthread_mutex_t m;
+	pthread_cond_t c;
+	bool done;
+};
+
+static void chain_done(struct rod_io *io)
+{
+	struct chain *ch = io->priv;
+
+	if (io->result || --ch->left == 0) {
+		pthread_mutex_lock(&ch->m);
+		ch->done = true;
+		pthread_cond_signal(&ch->c);
+		pthread_mutex_unlock(&ch->m);
+		return;
+	}
+	ch->buf[0] = (uint8_t)ch->left;
+	io->off = 512u * (unsigned)(ch->left % 8);
+	rod_io_submit(io);
+}
+
+static void test_submit_from_completion(void **state)
+{
+	struct rod_store *s = *state;
+	struct rod_vol *v = mkvol(s, "chain", MiB);
+	struct chain ch = { .left = 200, .m = PTHREAD_MUTEX_INITIALIZER, .c = PTHREAD_COND_INITIALIZER };
+	uint8_t other[512], r[4096];
+
+	memset(ch.buf, 0x5a, sizeof(ch.buf));
+	memset(other, 0x11, sizeof(other));
+	ch.io = (struct rod_io){ .op = ROD_IO_WRITE, .vol = v, .off = 0, .len = 512, .buf = ch.buf,
+				 .done = chain_done, .priv = &ch };
+	rod_io_submit(&ch.io);
+	/* meanwhile, read-modify-writes of the same grain from this thread */
+	for (int i = 0; i < 50; i++)
+		assert_int_equal(rod_vol_write(v, 512 * 7, other, 512, 0), 0);
+	pthread_mutex_lock(&ch.m);
+	while (!ch.done)
+		pthread_cond_wait(&ch.c, &ch.m);
+	pthread_mutex_unlock(&ch.m);
+	assert_int_equal(ch.io.result, 0);
+	assert_int_equal(rod_vol_read(v, 0, r, 4096), 0);
+	assert_memory_equal(r + 512 * 7, other, 512);
+	rod_vol_close(v);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -543,6 +668,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_unknown_version, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_rebuild_metadata, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_space_snapshots, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_concurrent_gc, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_submit_from_completion, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
