@@ -311,6 +311,7 @@ struct tpc_exec {
 	struct rod_token *tk;                   /* WRITE USING TOKEN: the token in use */
 	bool del_tkn;
 	bool xcopy;
+	bool zero;                              /* WRITE USING TOKEN with the zero ROD token */
 	struct rod_scsi_lu *lus[ROD_XCOPY_MAX_CSCD];  /* referenced copy targets */
 	uint32_t nlus;
 	struct tpc_step *steps;
@@ -363,8 +364,7 @@ static void exec_end(struct tpc_exec *x)
 	}
 	if (t->cmd->status == SAM_STAT_GOOD && x->fail_after)
 		apply_sense(t, &x->fail_sense);
-	/* a WRITE USING TOKEN without a token in the table used the zero token */
-	rod_stats_copy_done(t->tgt, x->xcopy ? ROD_COPY_XCOPY : x->tk ? ROD_COPY_ODX : ROD_COPY_ZERO,
+	rod_stats_copy_done(t->tgt, x->xcopy ? ROD_COPY_XCOPY : x->zero ? ROD_COPY_ZERO : ROD_COPY_ODX,
 			    t->cmd->status == SAM_STAT_GOOD, x->bytes_done);
 	op_finish(t, x->op, x->bytes_done, x->blocks_done, segs, NULL);
 	if (x->tk)
@@ -1064,6 +1064,7 @@ void rod_tpc_write_using_token(struct rod_scsi_task *t)
 		goto fail;
 
 	if (rod_token_type(w->token) == ROD_TOKEN_TYPE_ZERO) {
+		x->zero = true;
 		/* SBC-3 5.27 block device zero ROD token: the destination reads as zeros;
 		 * OFFSET INTO ROD is irrelevant. */
 		for (uint32_t i = 0; i < w->nranges; i++) {
