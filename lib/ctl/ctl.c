@@ -18,6 +18,7 @@
 #include <time.h>
 
 #include "rod/ctl.h"
+#include "rod/ctl_http.h"
 #include "rod/log.h"
 #include "rod/util.h"
 
@@ -1124,6 +1125,22 @@ static int m_host_disconnect(struct rod_ctl *c, json_t *params, json_t **res, ch
 	return 0;
 }
 
+/* API tokens for the HTTP API live in api_token.c (only their hashes are stored). */
+static int m_token_create(struct rod_ctl *c, json_t *params, json_t **res, char **msg)
+{
+	return rod_api_token_create(c->store, params, res, msg);
+}
+
+static int m_token_list(struct rod_ctl *c, json_t *params, json_t **res, char **msg)
+{
+	return rod_api_token_list(c->store, params, res, msg);
+}
+
+static int m_token_delete(struct rod_ctl *c, json_t *params, json_t **res, char **msg)
+{
+	return rod_api_token_delete(c->store, params, res, msg);
+}
+
 /* The method table: the REST API of the control-plane issue maps onto the same names. */
 static const struct {
 	const char *name;
@@ -1142,6 +1159,9 @@ static const struct {
 	{ "host.delete", m_host_delete },
 	{ "host.connect", m_host_connect },
 	{ "host.disconnect", m_host_disconnect },
+	{ "array.token.create", m_token_create },
+	{ "array.token.list", m_token_list },
+	{ "array.token.delete", m_token_delete },
 };
 
 int rod_ctl_call(struct rod_ctl *c, const char *method, json_t *params, json_t **result, char **errmsg)
