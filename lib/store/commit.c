@@ -34,6 +34,8 @@ struct commit {
 
 static const uint8_t zero_pad[SEG_BLOCK];
 
+_Thread_local bool commit_thread_self;
+
 static int grow(void **p, size_t *cap, size_t need, size_t elem)
 {
 	if (need <= *cap)
@@ -298,6 +300,7 @@ static void *commit_main(void *arg)
 	struct commit *c = s->commit;
 
 	rod_thread_name("rod-commit");
+	commit_thread_self = true;
 	for (;;) {
 		struct citem *items, **tp, *ci;
 		uint32_t ng = 0;

@@ -53,6 +53,9 @@ struct citem {
 
 struct commit;
 
+/* True on a commit thread (completions run there; they must not block on it). */
+extern _Thread_local bool commit_thread_self;
+
 int commit_start(struct rod_store *s);
 /* Stop the thread after the queue drains and sync the log (the position stays readable). */
 void commit_stop(struct rod_store *s);

@@ -793,7 +793,10 @@ static void *copy_main(void *arg)
 		if (!q->head)
 			q->tail = &q->head;
 		pthread_mutex_unlock(&q->m);
-		do_copy(n->io);
+		if (n->io->op == ROD_IO_COPY)
+			do_copy(n->io);
+		else
+			rod_io_submit(n->io);
 		free(n);
 		pthread_mutex_lock(&q->m);
 	}
@@ -807,7 +810,10 @@ static void copy_queue(struct rod_io *io)
 	struct copy_node *n = q ? malloc(sizeof(*n)) : NULL;
 
 	if (!n) {
-		do_copy(io);
+		if (io->op == ROD_IO_COPY)
+			do_copy(io);
+		else
+			complete(io, -ENOMEM);
 		return;
 	}
 	n->io = io;
@@ -859,6 +865,12 @@ void rod_io_submit(struct rod_io *io)
 	io->miscompare_off = 0;
 	if (!io->vol) {
 		complete(io, -EINVAL);
+		return;
+	}
+	/* Submitted from a completion (on the commit thread): a write there could wait for
+	 * a grain lock that only this thread's next commit releases. Hand it to a worker. */
+	if (commit_thread_self && io->op != ROD_IO_READ && io->op != ROD_IO_VERIFY) {
+		copy_queue(io);
 		return;
 	}
 	switch (io->op) {

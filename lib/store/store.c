@@ -184,6 +184,8 @@ int store_checkpoint(struct rod_store *s)
 	uint64_t seg, off;
 	int rc;
 
+	/* GC and the background thread both checkpoint; one at a time (one tmp file). */
+	pthread_mutex_lock(&s->ckpt_lock);
 	commit_durable_pos(s, &seg, &off);
 	rc = meta_flush(s->meta);
 	if (!rc)
@@ -194,6 +196,7 @@ int store_checkpoint(struct rod_store *s)
 		s->ckpt_off = off;
 		pthread_mutex_unlock(&s->bg_m);
 	}
+	pthread_mutex_unlock(&s->ckpt_lock);
 	return rc;
 }
 
@@ -332,6 +335,7 @@ int rod_store_open(const struct rod_store_opts *opts, struct rod_store **out)
 	pthread_rwlock_init(&s->state, &ra);
 	pthread_rwlockattr_destroy(&ra);
 	pthread_mutex_init(&s->gc_lock, NULL);
+	pthread_mutex_init(&s->ckpt_lock, NULL);
 	pthread_mutex_init(&s->bg_m, NULL);
 	pthread_cond_init(&s->bg_c, NULL);
 	for (unsigned i = 0; i < ROD_STRIPES; i++) {

@@ -86,6 +86,7 @@ struct rod_store {
 
 	/* background GC (gc.c) */
 	pthread_mutex_t gc_lock;     /* one GC pass at a time */
+	pthread_mutex_t ckpt_lock;   /* one checkpoint at a time */
 	pthread_t gc_thread;
 	bool gc_thread_on;
 	pthread_mutex_t bg_m;
