@@ -975,7 +975,8 @@ static int m_host_list(struct rod_ctl *c, json_t *params, json_t **res, char **m
 	struct ctl_host **sorted = malloc((c->n_hosts + 1) * sizeof(*sorted));
 	if (!sorted)
 		return fail(msg, ROD_CTL_EOTHER, "out of memory");
-	memcpy(sorted, c->hosts, c->n_hosts * sizeof(*sorted));
+	if (c->n_hosts) /* c->hosts is NULL before the first host: memcpy needs a pointer */
+		memcpy(sorted, c->hosts, c->n_hosts * sizeof(*sorted));
 	qsort(sorted, c->n_hosts, sizeof(*sorted), host_cmp_name);
 	json_t *arr = json_array();
 	for (size_t i = 0; i < c->n_hosts; i++)
