@@ -319,6 +319,54 @@ static int c_array_show(int argc, char **argv, const char *usage)
 	return call_print("array.show", NULL, human_array);
 }
 
+/* API tokens for the HTTP API: the secret is printed once, at creation. */
+static void human_token_created(json_t *r)
+{
+	printf("%s\n", jstr(r, "token"));
+	fprintf(stderr, "rodctl: API token %s created; it is shown only now (rodd keeps a hash): use it as "
+		"\"Authorization: Bearer TOKEN\"\n", jstr(r, "id"));
+}
+
+static void human_tokens(json_t *r)
+{
+	size_t i;
+	json_t *t;
+	printf("%-16s  %-20s  %s\n", "ID", "CREATED", "NAME");
+	json_array_foreach(json_object_get(r, "tokens"), i, t)
+		printf("%-16s  %-20s  %s\n", jstr(t, "id"), jstr(t, "created"), jstr(t, "name"));
+}
+
+static void human_token_deleted(json_t *r)
+{
+	printf("API token %s deleted\n", jstr(r, "id"));
+}
+
+static int c_array_token(int argc, char **argv, const char *usage)
+{
+	const char *pos[1];
+	size_t np;
+	if (argc >= 1 && !strcmp(argv[0], "create")) {
+		struct opt o[] = { { "--name", true } };
+		if (parse_args(argc - 1, argv + 1, o, 1, pos, 0, &np, usage))
+			return EX_USAGE;
+		json_t *p = json_object();
+		if (o[0].seen)
+			json_object_set_new(p, "name", json_string(o[0].value));
+		return call_print("array.token.create", p, human_token_created);
+	}
+	if (argc >= 1 && !strcmp(argv[0], "list")) {
+		if (parse_args(argc - 1, argv + 1, NULL, 0, pos, 0, &np, usage))
+			return EX_USAGE;
+		return call_print("array.token.list", NULL, human_tokens);
+	}
+	if (argc >= 1 && !strcmp(argv[0], "delete")) {
+		if (parse_args(argc - 1, argv + 1, NULL, 0, pos, 1, &np, usage))
+			return EX_USAGE;
+		return call_print("array.token.delete", json_pack("{s:s}", "id", pos[0]), human_token_deleted);
+	}
+	return die(EX_USAGE, "usage: %s", usage);
+}
+
 static int c_vol_create(int argc, char **argv, const char *usage)
 {
 	struct opt o[] = { { "--size", true }, { "--block-size", true } };
@@ -574,6 +622,7 @@ static const struct {
 	const char *usage;
 } commands[] = {
 	{ "array", "show", c_array_show, "rodctl array show" },
+	{ "array", "token", c_array_token, "rodctl array token create [--name LABEL] | token list | token delete ID" },
 	{ "vol", "create", c_vol_create, "rodctl vol create NAME --size SIZE [--block-size 512|4096]" },
 	{ "vol", "list", c_vol_list, "rodctl vol list" },
 	{ "vol", "show", c_vol_show, "rodctl vol show NAME" },

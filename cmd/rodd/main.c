@@ -17,9 +17,11 @@
 #include <unistd.h>
 
 #include "rod/ctl.h"
+#include "rod/ctl_http.h"
 #include "rod/iscsi.h"
 #include "rod/log.h"
 #include "rod/scsi.h"
+#include "rod/scsi_stats.h"
 #include "rod/store.h"
 #include "rod/util.h"
 
@@ -33,6 +35,8 @@
 
 struct settings {
 	char *data, *socket, *pidfile, *key_file, *array_name;
+	char *http;                     /* HTTP API + /metrics address; NULL = off */
+	bool http_allow_remote;
 	char *listen[LISTEN_MAX + 1];
 	int n_listen;
 };
@@ -48,11 +52,15 @@ static void usage(FILE *f)
 		"  --pidfile FILE       write the daemon's pid here\n"
 		"  --foreground         do not daemonise; log to stderr\n"
 		"  --config FILE        INI file with keys data, listen, socket, pidfile, key_file,\n"
-		"                       array_name (command-line flags override it)\n"
+		"                       array_name, http, http_allow_remote (flags override it)\n"
 		"  --key-file FILE      key-encryption key file; recorded only for now: encryption\n"
 		"                       at rest is not implemented yet\n"
 		"  --array-name NAME    array name when the store is created (default: the host name);\n"
 		"                       the target is iqn.2026-11.io.rodstore:<name>\n"
+		"  --http ADDR:PORT     serve the REST API (bearer tokens: rodctl array token create)\n"
+		"                       and /metrics over HTTP; off by default; loopback addresses only\n"
+		"  --http-allow-remote  let --http bind a non-loopback address (the API then travels\n"
+		"                       in clear text: put a TLS proxy in front)\n"
 		"  --check-config       print the effective settings (defaults < config < flags)\n"
 		"                       and exit 0, or report the first error and exit 1\n"
 		"  --version            print the version\n"
@@ -75,6 +83,7 @@ static void settings_free(struct settings *st)
 	free(st->pidfile);
 	free(st->key_file);
 	free(st->array_name);
+	free(st->http);
 	for (int i = 0; i < st->n_listen; i++)
 		free(st->listen[i]);
 	memset(st, 0, sizeof(*st));
@@ -158,6 +167,23 @@ static int rodd_ini_handler(void *arg, const char *section, const char *name, co
 		}
 		return set_str(&st->array_name, value) == 0;
 	}
+	if (!strcmp(name, "http")) {
+		if (!listen_valid(value, &why)) {
+			if (!x->err[0])
+				snprintf(x->err, sizeof(x->err), "http \"%s\": %s", value, why);
+			return 0;
+		}
+		return set_str(&st->http, value) == 0;
+	}
+	if (!strcmp(name, "http_allow_remote")) {
+		if (strcmp(value, "yes") && strcmp(value, "no") && strcmp(value, "true") && strcmp(value, "false")) {
+			if (!x->err[0])
+				snprintf(x->err, sizeof(x->err), "http_allow_remote must be yes or no");
+			return 0;
+		}
+		st->http_allow_remote = !strcmp(value, "yes") || !strcmp(value, "true");
+		return 1;
+	}
 	if (!strcmp(name, "listen")) {
 		/* several addresses on one line (comma or space separated) or one per line */
 		char *copy = strdup(value), *save = NULL;
@@ -174,7 +200,8 @@ static int rodd_ini_handler(void *arg, const char *section, const char *name, co
 	}
 	if (!x->err[0])
 		snprintf(x->err, sizeof(x->err),
-			 "unknown key \"%s\" (known: data, listen, socket, pidfile, key_file, array_name)", name);
+			 "unknown key \"%s\" (known: data, listen, socket, pidfile, key_file, array_name, http, "
+			 "http_allow_remote)", name);
 	return 0;
 }
 
@@ -254,6 +281,16 @@ static void hook_vol_resized(void *arg, uint64_t vol_id)
 static void hook_vol_params_changed(void *arg, uint64_t vol_id)
 {
 	rod_scsi_vol_params_changed(arg, vol_id);
+}
+
+static int metrics_scsi(void *arg, struct rod_scsi_stats_snapshot *out)
+{
+	return rod_scsi_stats_get(arg, out);
+}
+
+static void metrics_iscsi(void *arg, struct rod_iscsi_stats *out)
+{
+	rod_iscsi_server_stats(arg, out);
 }
 
 /* ---- daemon ------------------------------------------------------------------------ */
@@ -337,6 +374,8 @@ int main(int argc, char **argv)
 		{ "key-file", required_argument, NULL, 'k' },
 		{ "array-name", required_argument, NULL, 'a' },
 		{ "check-config", no_argument, NULL, 'C' },
+		{ "http", required_argument, NULL, 'H' },
+		{ "http-allow-remote", no_argument, NULL, 'R' },
 		{ "version", no_argument, NULL, 'V' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
@@ -363,6 +402,14 @@ int main(int argc, char **argv)
 			}
 			break;
 		case 'C': check_only = true; break;
+		case 'H':
+			if (!listen_valid(optarg, &why)) {
+				fprintf(stderr, "rodd: --http %s: %s\n", optarg, why);
+				goto early_fail;
+			}
+			set_str(&cli.http, optarg);
+			break;
+		case 'R': cli.http_allow_remote = true; break;
 		case 'V': printf("rodd %s\n", ROD_VERSION_STRING); settings_free(&cli); return 0;
 		case 'h': usage(stdout); settings_free(&cli); return 0;
 		default: usage(stderr); settings_free(&cli); return 1;
@@ -386,7 +433,9 @@ int main(int argc, char **argv)
 	PICK(pidfile, (const char *)NULL);
 	PICK(key_file, (const char *)NULL);
 	PICK(array_name, (const char *)NULL);
+	PICK(http, (const char *)NULL);
 #undef PICK
+	st.http_allow_remote = st.http_allow_remote || cli.http_allow_remote;
 	if (cli.n_listen) {
 		for (int i = 0; i < st.n_listen; i++)
 			free(st.listen[i]);
@@ -407,6 +456,8 @@ int main(int argc, char **argv)
 			printf("key_file = %s\n", st.key_file);
 		if (st.array_name)
 			printf("array_name = %s\n", st.array_name);
+		if (st.http)
+			printf("http = %s\nhttp_allow_remote = %s\n", st.http, st.http_allow_remote ? "yes" : "no");
 		if (cli.n_listen)
 			cli.n_listen = 0;
 		settings_free(&st);
@@ -518,6 +569,7 @@ int main(int argc, char **argv)
 	};
 	struct rod_iscsi_server *isrv = NULL;
 	struct rod_ctl_server *csrv = NULL;
+	struct rod_http_server *hsrv = NULL;
 	rc = rod_iscsi_server_new(&io, &isrv);
 	if (rc) {
 		rod_err("cannot listen for iSCSI: %s", strerror(-rc));
@@ -538,6 +590,18 @@ int main(int argc, char **argv)
 	}
 	if ((rc = rod_ctl_server_new(ctl, sock, &csrv)) || (rc = rod_ctl_server_start(csrv)))
 		goto fail;
+	if (st.http) {
+		struct rod_http_opts ho = {
+			.ctl = ctl,
+			.store = store,
+			.listen = st.http,
+			.allow_remote = st.http_allow_remote,
+			.metrics = { store, metrics_scsi, target, metrics_iscsi, isrv },
+		};
+		if ((rc = rod_http_server_new(&ho, &hsrv)) || (rc = rod_http_server_start(hsrv)))
+			goto fail;
+		rod_info("rodd: HTTP API and /metrics on %s", rod_http_server_address(hsrv));
+	}
 	if (pidfile && (rc = write_pidfile(pidfile))) {
 		rod_err("cannot write pid file %s: %s", pidfile, strerror(-rc));
 		goto fail;
@@ -565,6 +629,7 @@ fail:
 out:
 	/* Order: no new control requests, no new iSCSI work (in-flight commands finish),
 	 * then the target's volume handles, then make everything durable. */
+	rod_http_server_free(hsrv);
 	rod_ctl_server_free(csrv);
 	if (isrv) {
 		rod_iscsi_server_stop(isrv);
