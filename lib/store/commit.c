@@ -151,6 +151,10 @@ static void process(struct rod_store *s, struct commit *c, struct citem *items)
 	/* Epochs and metadata operations in queue order, under the state lock. */
 	pthread_rwlock_wrlock(&s->state);
 	for (struct citem *ci = items; ci; ci = ci->next) {
+		if (atomic_load(&s->failed) && ci->kind != CI_FLUSH) {
+			ci->result = -EIO;
+			continue;
+		}
 		if (ci->durable)
 			need_sync = true;
 		if (ci->roll)
@@ -272,7 +276,11 @@ static void process(struct rod_store *s, struct commit *c, struct citem *items)
 				pthread_mutex_unlock(&c->m);
 			}
 		} else {
-			rod_err("store: group commit failed: %s", strerror(-rc));
+			/* Memory already holds this batch's epochs and range entries: refuse
+			 * further changes rather than let memory and disk drift apart. */
+			if (!atomic_exchange(&s->failed, true))
+				rod_err("store: group commit failed: %s; the store now refuses writes "
+					"(reads still work); fix the disk and reopen it", strerror(-rc));
 		}
 	} else if (need_sync && c->unsynced) {
 		rc = seglog_sync(s->log);

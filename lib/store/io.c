@@ -12,7 +12,7 @@
 #include "rod/util.h"
 
 #define ITEM_GRAINS 256u        /* grains per commit item (1 MiB) */
-#define COPY_THREADS 2
+#define COPY_THREADS 8  /* copies mostly wait for a commit: several share one */
 #define ZERO_RANGE_GRAINS 256u  /* zero/unmap this large or larger: one range entry */
 
 

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/statvfs.h>
 
 #include "gc.h"
 #include "rod/util.h"
@@ -15,9 +16,19 @@ uint64_t space_used(struct rod_store *s)
 
 bool space_low(struct rod_store *s)
 {
-	uint64_t used = space_used(s);
+	uint64_t used = space_used(s), now = rod_now_ns();
 
-	return used + s->reserve >= s->capacity;
+	if (used + s->reserve >= s->capacity)
+		return true;
+	/* The file system may also fill up with other files: look at it every 100 ms. */
+	if (now - atomic_load(&s->fs_free_at) > 100000000ull) {
+		struct statvfs v;
+
+		if (!statvfs(s->dir, &v))
+			atomic_store(&s->fs_free, (uint64_t)v.f_bavail * v.f_frsize);
+		atomic_store(&s->fs_free_at, now);
+	}
+	return atomic_load(&s->fs_free) < s->reserve;
 }
 
 bool rod_store_over_soft_threshold(struct rod_store *s)

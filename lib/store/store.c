@@ -396,6 +396,7 @@ int rod_store_open(const struct rod_store_opts *opts, struct rod_store **out)
 	{
 		struct statvfs vfs;
 
+		s->fs_free = UINT64_MAX;
 		s->capacity = opts->capacity_bytes;
 		if (!s->capacity && !statvfs(s->dir, &vfs))
 			s->capacity = (uint64_t)vfs.f_blocks * vfs.f_frsize;
