@@ -9,5 +9,5 @@ $SUDO apt-get install -y -q --no-install-recommends \
     build-essential cmake pkg-config git ca-certificates \
     librocksdb-dev libisal-dev liblz4-dev libzstd-dev libssl-dev \
     libcmocka-dev libjansson-dev libmicrohttpd-dev libinih-dev liburing-dev \
-    libiscsi-dev libiscsi-bin qemu-utils qemu-block-extra tgt jq \
+    libiscsi-dev libiscsi-bin qemu-utils qemu-block-extra tgt jq curl \
     clang libclang-rt-14-dev procps iproute2
