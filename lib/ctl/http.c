@@ -60,6 +60,8 @@ struct route {
 	const char *rpc;
 	const char *args[2];
 	unsigned status;                /* on success */
+	/* PATCH of a volume: rpc when the body has "size", else rpc_other (vol.set) */
+	const char *rpc_other;
 };
 
 static const struct route routes[] = {
@@ -67,7 +69,7 @@ static const struct route routes[] = {
 	{ "GET", "/api/v1/volumes", "vol.list", { NULL }, 200 },
 	{ "POST", "/api/v1/volumes", "vol.create", { NULL }, 201 },
 	{ "GET", "/api/v1/volumes/*", "vol.show", { "name" }, 200 },
-	{ "PATCH", "/api/v1/volumes/*", "vol.resize", { "name" }, 200 },
+	{ "PATCH", "/api/v1/volumes/*", "vol.resize", { "name" }, 200, "vol.set" },
 	{ "POST", "/api/v1/volumes/*/resize", "vol.resize", { "name" }, 200 },
 	{ "DELETE", "/api/v1/volumes/*", "vol.destroy", { "name" }, 200 },
 	{ "GET", "/api/v1/hosts", "host.list", { NULL }, 200 },
@@ -253,6 +255,13 @@ static enum MHD_Result serve_api(struct rod_http_server *s, struct MHD_Connectio
 	if (!rpc) {
 		rpc = caps[0];
 	} else {
+		if (rt->rpc_other && !json_object_get(params, "size")) {
+			rpc = rt->rpc_other;
+		} else if (rt->rpc_other && (json_object_get(params, "cache") || json_object_get(params, "offload"))) {
+			json_decref(params);
+			return send_error(conn, ROD_CTL_EINVAL,
+					  "change the size and the settings (cache, offload) in separate PATCH requests");
+		}
 		for (unsigned i = 0; i < ncaps && i < 2 && rt->args[i]; i++)
 			json_object_set_new(params, rt->args[i], json_string(caps[i]));
 	}
