@@ -212,8 +212,6 @@ struct wreq {
 	/* range op */
 	uint64_t r_g0, r_g1, r_tlin, r_tepoch;
 	int64_t r_delta;
-	struct rod_vol *r_src;    /* copy source handle (live volume: pinned in the op) */
-	bool r_src_live;
 	/* synchronous use */
 	void (*fin)(struct wreq *w);
 };
@@ -264,8 +262,7 @@ static bool is_zero(const uint8_t *p)
 	return true;
 }
 
-/* Range op: grains [r_g0, r_g1) of the volume read from (r_tlin, r_tepoch) + r_delta,
- * or from the copy source's view taken now. */
+/* Range op: grains [r_g0, r_g1) of the volume read from (r_tlin, r_tepoch) + r_delta. */
 static int range_build(struct rod_store *s, struct citem *ci, struct mutbuf *mb)
 {
 	struct wreq *w = ci->arg;
@@ -278,15 +275,6 @@ static int range_build(struct rod_store *s, struct citem *ci, struct mutbuf *mb)
 	l = media_find(&s->media, r->lineage);
 	if (!l)
 		return -ENOENT;
-	if (w->r_src_live) {
-		struct vol_rec *sr = w->r_src->rec;
-		struct lineage *sl = media_find(&s->media, sr->lineage);
-
-		if (sr->destroyed || sr->eradicated || !sl)
-			return -ENOENT;
-		tl = sr->lineage;
-		te = lin_pin(sl, mb);
-	}
 	return lin_add_range(&s->media, s->meta, l, w->r_g0, w->r_g1, tl, te, w->r_delta, mb);
 }
 

@@ -698,9 +698,26 @@ int rod_vol_revert(struct rod_store *s, const char *vol, const char *snap)
 {
 	struct vop op = { .name = vol, .name2 = snap };
 
+	struct rod_vol *sv, *dv;
+	int rc;
+
 	if (!vol || !snap)
 		return -EINVAL;
-	return run_op(s, revert_build, &op);
+	rc = run_op(s, revert_build, &op);
+	if (rc != -ELOOP)
+		return rc;
+	/* The snapshot reads through too deep a chain: copy its data instead (the copy
+	 * falls back to moving bytes, holes stay holes). */
+	rc = rod_vol_open(s, snap, &sv);
+	if (rc)
+		return rc;
+	rc = rod_vol_open(s, vol, &dv);
+	if (!rc) {
+		rc = rod_vol_copy(sv, 0, dv, 0, rod_vol_size(dv));
+		rod_vol_close(dv);
+	}
+	rod_vol_close(sv);
+	return rc;
 }
 
 /* ---- handles ---- */
