@@ -685,7 +685,8 @@ static int rx_text(struct iscsi_conn *c)
 	if (!nt)
 		return -ENOMEM;
 	c->text = nt;
-	memcpy(c->text + c->text_len, c->scratch, c->cur.data_len);
+	if (c->cur.data_len) /* no data yet: scratch may still be NULL */
+		memcpy(c->text + c->text_len, c->scratch, c->cur.data_len);
 	c->text_len += c->cur.data_len;
 
 	uint32_t cap = ROD_MIN(c->params.max_recv_dsl_ini, 65536u);
@@ -1304,7 +1305,8 @@ static int rx_login(struct iscsi_conn *c)
 	if (!nt)
 		return -ENOMEM;
 	L->text = nt;
-	memcpy(L->text + L->text_len, c->scratch, c->cur.data_len);
+	if (c->cur.data_len) /* no data yet: scratch may still be NULL */
+		memcpy(L->text + L->text_len, c->scratch, c->cur.data_len);
 	L->text_len += c->cur.data_len;
 	if (cont) {
 		/* More text follows: an empty response asks for it (RFC 7143 11.13). */
