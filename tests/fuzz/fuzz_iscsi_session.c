@@ -6,10 +6,12 @@
  * one-PDU login (operational stage straight to full feature phase, no digests, CmdSN
  * 0) in front, so the fuzzer spends its time on full feature phase PDUs.
  * The input goes in as a memfd (read blocking to its end, as rodd --stdin reads a
- * pipe), the target's answers go to /dev/null.
+ * pipe), the target's answers go to /dev/null (a dup: serve_fd closes what it gets).
  *
  * Checked: serve_fd returns, and afterwards the server holds no session and no
- * connection (a malformed PDU drops the connection and everything it owned). */
+ * connection (a malformed PDU drops the connection and everything it owned); every
+ * 64 inputs a clean login + INQUIRY still gets a successful login response and GOOD
+ * (nothing an earlier input did broke the server's global state). */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdint.h>
@@ -94,10 +96,58 @@ static size_t canned_login(uint8_t *p)
 	return 48 + padded;
 }
 
+/* A clean session on a fresh connection: login, INQUIRY, logout. Aborts unless the
+ * login succeeds and INQUIRY is GOOD. */
+static void health_check(void)
+{
+	uint8_t in[512];
+	size_t n = canned_login(in);
+	uint8_t *p = in + n;
+	memset(p, 0, 48 * 2);
+	p[0] = 0x01;                      /* SCSI Command, F + R, simple */
+	p[1] = 0x80 | 0x40 | 1;
+	rod_put_be32(p + 16, 7);
+	rod_put_be32(p + 20, 96);
+	rod_put_be32(p + 24, 0);
+	p[32] = 0x12;                     /* INQUIRY, 96 bytes */
+	rod_put_be16(p + 35, 96);
+	p += 48;
+	p[0] = 0x46;                      /* Logout, close the session */
+	p[1] = 0x80;
+	rod_put_be32(p + 16, 8);
+	rod_put_be32(p + 24, 1);
+	n += 96;
+	int ifd = memfd_create("fuzz-health-in", MFD_CLOEXEC);
+	int ofd = memfd_create("fuzz-health-out", MFD_CLOEXEC);
+	int ofd2 = ofd >= 0 ? dup(ofd) : -1;   /* serve_fd closes the fds it is given */
+	if (ifd < 0 || ofd2 < 0 || write(ifd, in, n) != (ssize_t)n)
+		abort();
+	lseek(ifd, 0, SEEK_SET);
+	if (rod_iscsi_serve_fd(srv, ifd, ofd) != 0)
+		abort();
+	uint8_t out[4096];
+	ssize_t got = pread(ofd2, out, sizeof(out), 0);
+	close(ofd2);
+	/* login response: opcode 0x23, status class 0; then the INQUIRY answer (Data-In
+	 * with status, or a SCSI Response after the power-on unit attention) */
+	if (got < 96 || out[0] != 0x23 || out[36] != 0) {
+		fprintf(stderr, "fuzz_iscsi_session: a clean login fails after earlier inputs\n");
+		abort();
+	}
+	uint32_t off = 48 + ((rod_get_be24(out + 5) + 3) & ~3u);
+	if (off + 48 > (uint32_t)got || ((out[off] & 0x3f) != 0x25 && (out[off] & 0x3f) != 0x21)) {
+		fprintf(stderr, "fuzz_iscsi_session: no answer to INQUIRY after a clean login\n");
+		abort();
+	}
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
+	static unsigned count;
 	if (!srv)
 		srv_init();
+	if (count++ % 64 == 0)
+		health_check();
 	if (size < 1)
 		return 0;
 	int fd = memfd_create("fuzz-iscsi", MFD_CLOEXEC);
@@ -112,8 +162,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (size > 1 && write(fd, data + 1, size - 1) != (ssize_t)(size - 1))
 		abort();
 	lseek(fd, 0, SEEK_SET);
-	int rc = rod_iscsi_serve_fd(srv, fd, null_fd);
-	close(fd);
+	/* serve_fd owns (and closes) both fds */
+	int ofd = dup(null_fd);
+	if (ofd < 0)
+		abort();
+	int rc = rod_iscsi_serve_fd(srv, fd, ofd);
 	struct rod_iscsi_stats st;
 	rod_iscsi_server_stats(srv, &st);
 	if (rc != 0 || st.sessions != 0 || st.connections != 0) {
