@@ -312,14 +312,21 @@ static void task_respond(struct iscsi_task *t)
 	bool collapse = cmd->sense_len == 0;
 	uint32_t chunk = c->params.max_recv_dsl_ini;
 	uint32_t burst = c->params.max_burst;
-	uint32_t off = 0;
+	uint32_t off = 0, seq = 0;
 	while (off < in_len) {
 		uint32_t len = ROD_MIN(chunk, in_len - off);
 		bool last = off + len == in_len;
 		uint8_t fl = 0;
-		/* A Data-In sequence ends at MaxBurstLength boundaries (RFC 7143 11.7.1). */
-		if (last || ((off + len) % burst) == 0)
+		/* A Data-In sequence (ended by F) carries at most MaxBurstLength bytes
+		 * (RFC 7143 11.7.1); PDUs never straddle a sequence end. */
+		if (seq + len > burst)
+			len = burst - seq;
+		last = off + len == in_len;
+		seq += len;
+		if (last || seq == burst || seq + ROD_MIN(chunk, in_len - off - len) > burst) {
 			fl |= ISCSI_FINAL;
+			seq = 0;
+		}
 		if (last && collapse)
 			fl |= ISCSI_DATAIN_STATUS | rflags;
 		struct iscsi_pdu *p = pdu_new(c, ISCSI_OP_DATA_IN, fl, t->itt);
