@@ -131,4 +131,16 @@ else
 	note "qemu-img not installed: skipping the qemu-img convert -C check"
 fi
 
+# 8. copy offload switched off on b (rodctl vol set): hosts are told the commands do not
+# exist there, and rodcp's auto mode falls back to read/write, saying why.
+rodctl vol set b --offload off >/dev/null
+out=$("$RODCP" --json --length 1M "$A" "$B" 2>"$T/fallback.err") || fail "rodcp auto with offload off"
+expect_eq rw "$(jq -r .method <<<"$out")" "method with offload off on the destination"
+grep -q "odx did not work; trying xcopy" "$T/fallback.err" || fail "no fallback message: $(cat "$T/fallback.err")"
+grep -q "INVALID COMMAND OPERATION CODE" "$T/fallback.err" || fail "no reason given: $(cat "$T/fallback.err")"
+expect_sense 05/20/00 xcopy "$B" --cscd "$DA" --cscd "$DB" --seg 0:1:8:0:0
+rodctl vol set b --offload on >/dev/null
+out=$("$RODCP" --json --length 1M "$A" "$B") || fail "rodcp after offload back on"
+expect_eq odx "$(jq -r .method <<<"$out")" "method with offload back on"
+
 stop_rodd
