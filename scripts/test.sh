@@ -1,18 +1,17 @@
 #!/usr/bin/env bash
 # Builds rodstore with -Werror and runs every test (CTest), then runs the suite again
 # under ASan+UBSan (label "asan": unit, model, crash and functional tests; the
-# conformance suite runs only in the first pass). Ends with "N passed, N failed".
+# conformance suite runs only in the first pass), then builds the libFuzzer targets with
+# clang and runs each briefly (scripts/fuzz.sh). Ends with "N passed, N failed".
+# ROD_SKIP_ASAN=1 / ROD_SKIP_FUZZ=1 skip those passes.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 jobs=$(nproc)
 total_pass=0
 total_fail=0
 
-run_ctest() { # build-dir label-args...
-	local dir=$1; shift
-	local log
-	log=$(mktemp)
-	(cd "$dir" && ctest --output-on-failure -j"$jobs" "$@") 2>&1 | tee "$log"
+count_summary() { # log-file: adds CTest's "N tests failed out of M" to the totals
+	local log=$1
 	local line
 	line=$(grep -E 'tests passed, [0-9]+ tests failed out of [0-9]+' "$log" | tail -1)
 	if [ -z "$line" ]; then
@@ -25,6 +24,14 @@ run_ctest() { # build-dir label-args...
 		total_pass=$((total_pass + all - failed))
 		total_fail=$((total_fail + failed))
 	fi
+}
+
+run_ctest() { # build-dir label-args...
+	local dir=$1; shift
+	local log
+	log=$(mktemp)
+	(cd "$dir" && ctest --output-on-failure -j"$jobs" "$@") 2>&1 | tee "$log"
+	count_summary "$log"
 	rm -f "$log"
 }
 
@@ -47,6 +54,14 @@ if [ "${ROD_SKIP_ASAN:-0}" != 1 ]; then
 		echo "ASan build failed"
 		total_fail=$((total_fail + 1))
 	fi
+fi
+
+if [ "${ROD_SKIP_FUZZ:-0}" != 1 ]; then
+	# libFuzzer targets (clang, ASan+UBSan), ROD_FUZZ_TIME seconds each (default 10).
+	log=$(mktemp)
+	scripts/fuzz.sh 2>&1 | tee "$log"
+	count_summary "$log"
+	rm -f "$log"
 fi
 
 echo "$total_pass passed, $total_fail failed"
