@@ -268,6 +268,7 @@ static void process(struct rod_store *s, struct commit *c, struct citem *items)
 		}
 		if (!rc) {
 			atomic_fetch_add(&s->st_disk, total);
+			atomic_fetch_add(&s->change_gen, 1);
 			atomic_fetch_add(&s->st_commits, need_sync ? 1 : 0);
 			if (!c->unsynced) {
 				pthread_mutex_lock(&c->m);

@@ -94,7 +94,77 @@ static void fill_common(struct rod_store *s, struct rod_space *out)
 		out->reduction = 1.0;
 }
 
+/* Space figures come from scans of the map, whose cost grows with the data written. A
+ * result is reused while nothing changed, and on large stores for up to 50 times what
+ * computing it cost (so polling, e.g. /metrics, stays under ~2 % of a core). */
+struct space_cache {
+	uint64_t vol_id;          /* 0: the array */
+	uint64_t gen, at_ns, cost_ns;
+	struct rod_space sp;
+};
+
+static bool cache_get(struct rod_store *s, uint64_t id, struct rod_space *out)
+{
+	bool hit = false;
+	uint64_t gen = atomic_load(&s->change_gen), now = rod_now_ns();
+
+	pthread_mutex_lock(&s->space_lock);
+	for (size_t i = 0; i < s->nspace_cache; i++) {
+		struct space_cache *c = &s->space_cache[i];
+
+		if (c->vol_id != id)
+			continue;
+		if (c->gen == gen || (c->cost_ns > 20000000ull && now - c->at_ns < 50 * c->cost_ns)) {
+			*out = c->sp;
+			hit = true;
+		}
+		break;
+	}
+	pthread_mutex_unlock(&s->space_lock);
+	return hit;
+}
+
+static void cache_put(struct rod_store *s, uint64_t id, uint64_t gen, uint64_t t0,
+		      const struct rod_space *sp)
+{
+	uint64_t now = rod_now_ns();
+	struct space_cache *c = NULL;
+
+	pthread_mutex_lock(&s->space_lock);
+	for (size_t i = 0; i < s->nspace_cache && !c; i++)
+		if (s->space_cache[i].vol_id == id)
+			c = &s->space_cache[i];
+	if (!c && s->nspace_cache < 4096) {
+		struct space_cache *n = realloc(s->space_cache, (s->nspace_cache + 1) * sizeof(*n));
+
+		if (n) {
+			s->space_cache = n;
+			c = &n[s->nspace_cache++];
+		}
+	}
+	if (c)
+		*c = (struct space_cache){ id, gen, now, now - t0, *sp };
+	pthread_mutex_unlock(&s->space_lock);
+}
+
+static int store_space_scan(struct rod_store *s, struct rod_space *out);
+
 int rod_store_space(struct rod_store *s, struct rod_space *out)
+{
+	uint64_t gen = atomic_load(&s->change_gen), t0 = rod_now_ns();
+	int rc;
+
+	if (cache_get(s, 0, out)) {
+		fill_common(s, out);
+		return 0;
+	}
+	rc = store_space_scan(s, out);
+	if (!rc)
+		cache_put(s, 0, gen, t0, out);
+	return rc;
+}
+
+static int store_space_scan(struct rod_store *s, struct rod_space *out)
 {
 	struct reader_set rs;
 	struct acct a = { 0 };
@@ -139,16 +209,36 @@ int rod_store_space(struct rod_store *s, struct rod_space *out)
 	return rc;
 }
 
+static int vol_space_scan(struct rod_store *s, const struct rod_vol_info *infop,
+			  struct rod_space *out);
+
 int rod_vol_space(struct rod_store *s, const char *name, struct rod_space *out)
 {
-	struct reader_set rs;
-	struct acct a = { 0 };
 	struct rod_vol_info info;
-	uint64_t lin, epoch;
+	uint64_t gen = atomic_load(&s->change_gen), t0 = rod_now_ns();
 	int rc = rod_vol_info_get(s, name, &info);
 
 	if (rc)
 		return rc;
+	if (cache_get(s, info.id, out)) {
+		fill_common(s, out);
+		return 0;
+	}
+	rc = vol_space_scan(s, &info, out);
+	if (!rc)
+		cache_put(s, info.id, gen, t0, out);
+	return rc;
+}
+
+static int vol_space_scan(struct rod_store *s, const struct rod_vol_info *infop,
+			  struct rod_space *out)
+{
+	struct reader_set rs;
+	struct acct a = { 0 };
+	struct rod_vol_info info = *infop;
+	uint64_t lin, epoch;
+	int rc;
+
 	memset(out, 0, sizeof(*out));
 	pthread_rwlock_rdlock(&s->state);
 	struct vol_rec *r = NULL;

@@ -336,6 +336,7 @@ int rod_store_open(const struct rod_store_opts *opts, struct rod_store **out)
 	pthread_rwlockattr_destroy(&ra);
 	pthread_mutex_init(&s->gc_lock, NULL);
 	pthread_mutex_init(&s->ckpt_lock, NULL);
+	pthread_mutex_init(&s->space_lock, NULL);
 	pthread_mutex_init(&s->bg_m, NULL);
 	pthread_cond_init(&s->bg_c, NULL);
 	for (unsigned i = 0; i < ROD_STRIPES; i++) {
@@ -462,6 +463,7 @@ void rod_store_close(struct rod_store *s)
 	for (size_t i = 0; i < s->nvols; i++)
 		free(s->vols[i]);
 	free(s->vols);
+	free(s->space_cache);
 	free(s->dir);
 	free(s);
 }

@@ -99,6 +99,10 @@ struct rod_store {
 	atomic_uint_fast64_t st_user, st_disk, st_commits, st_gc_runs, st_gc_freed,
 		st_gc_moved;
 	uint64_t recovery_ns, recovered_records;
+	atomic_uint_fast64_t change_gen; /* batches applied (space accounting cache) */
+	pthread_mutex_t space_lock;  /* guards space_cache */
+	struct space_cache *space_cache;
+	size_t nspace_cache;
 	atomic_bool failed;          /* a commit failed: writes and metadata changes refused */
 	atomic_uint_fast64_t fs_free, fs_free_at; /* cached statvfs (space.c) */
 	uint64_t capacity, reserve;
