@@ -10,6 +10,7 @@
 #ifndef ROD_SCSI_STATS_H
 #define ROD_SCSI_STATS_H
 
+#include <math.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -18,7 +19,15 @@ struct rod_scsi_target;
 /* Latency histogram upper bounds in seconds (Prometheus "le"); one more bucket,
  * +Inf, follows them. */
 #define ROD_SCSI_LAT_BOUNDS 14
-extern const double rod_scsi_lat_bounds[ROD_SCSI_LAT_BOUNDS];
+/* Inline so that readers (lib/ctl's metrics) need not link lib/scsi. */
+static inline double rod_scsi_lat_bound(unsigned i)
+{
+	static const double b[ROD_SCSI_LAT_BOUNDS] = {
+		0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
+		0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+	};
+	return i < ROD_SCSI_LAT_BOUNDS ? b[i] : INFINITY;
+}
 
 struct rod_scsi_io_stats {
 	uint64_t ops;
@@ -38,7 +47,11 @@ enum rod_scsi_copy_kind {
 	ROD_COPY_ZERO = 2,      /* WRITE USING TOKEN with the block device zero token */
 	ROD_COPY_KINDS = 3,
 };
-extern const char *const rod_scsi_copy_kind_names[ROD_COPY_KINDS];   /* "xcopy", "odx", "zero" */
+static inline const char *rod_scsi_copy_kind_name(unsigned k)
+{
+	static const char *const n[ROD_COPY_KINDS] = { "xcopy", "odx", "zero" };
+	return k < ROD_COPY_KINDS ? n[k] : "?";
+}
 
 struct rod_scsi_stats_snapshot {
 	struct rod_scsi_vol_stats *vols;        /* malloc'd; volumes with any I/O */

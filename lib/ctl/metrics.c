@@ -89,7 +89,7 @@ static void io_family(FILE *f, const struct vol_row *rows, size_t n, bool write)
 			fprintf(f, "%s_bucket{volume=\"", name);
 			label_value(f, rows[i].info.name);
 			if (b < ROD_SCSI_LAT_BOUNDS)
-				fprintf(f, "\",le=\"%g\"} %" PRIu64 "\n", rod_scsi_lat_bounds[b], cum);
+				fprintf(f, "\",le=\"%g\"} %" PRIu64 "\n", rod_scsi_lat_bound(b), cum);
 			else
 				fprintf(f, "\",le=\"+Inf\"} %" PRIu64 "\n", cum);
 		}
@@ -226,14 +226,14 @@ static void scsi_families(FILE *f, const struct rod_scsi_stats_snapshot *ss)
 	       "Copy-offload commands that completed GOOD, by kind (xcopy: EXTENDED COPY, odx: WRITE USING TOKEN, "
 	       "zero: WRITE USING TOKEN with the zero token).");
 	for (unsigned k = 0; k < ROD_COPY_KINDS; k++)
-		sample_u(f, "rodstore_copy_offload_ops_total", "kind", rod_scsi_copy_kind_names[k], ss->copy_ops[k]);
+		sample_u(f, "rodstore_copy_offload_ops_total", "kind", rod_scsi_copy_kind_name(k), ss->copy_ops[k]);
 	family(f, "rodstore_copy_offload_bytes_total", "counter", "Bytes copied (or zeroed) by copy offload, by kind.");
 	for (unsigned k = 0; k < ROD_COPY_KINDS; k++)
-		sample_u(f, "rodstore_copy_offload_bytes_total", "kind", rod_scsi_copy_kind_names[k], ss->copy_bytes[k]);
+		sample_u(f, "rodstore_copy_offload_bytes_total", "kind", rod_scsi_copy_kind_name(k), ss->copy_bytes[k]);
 	family(f, "rodstore_copy_offload_errors_total", "counter",
 	       "Copy-offload commands that started copying and did not end GOOD, by kind.");
 	for (unsigned k = 0; k < ROD_COPY_KINDS; k++)
-		sample_u(f, "rodstore_copy_offload_errors_total", "kind", rod_scsi_copy_kind_names[k], ss->copy_errors[k]);
+		sample_u(f, "rodstore_copy_offload_errors_total", "kind", rod_scsi_copy_kind_name(k), ss->copy_errors[k]);
 	family(f, "rodstore_rod_tokens_created_total", "counter", "ROD tokens created by POPULATE TOKEN.");
 	sample_u(f, "rodstore_rod_tokens_created_total", NULL, NULL, ss->populate_tokens);
 	family(f, "rodstore_rod_tokens_live", "gauge", "ROD tokens held by the array now.");

@@ -20,18 +20,12 @@
 #define STATS_SLOTS 4096u
 #define SLOT_FREE 0u            /* volume ids start at 1 */
 
-const double rod_scsi_lat_bounds[ROD_SCSI_LAT_BOUNDS] = {
-	0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
-	0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
-};
-/* The same bounds in ns, for the hot path. */
+/* rod_scsi_lat_bound() in ns, for the hot path. */
 static const uint64_t lat_bounds_ns[ROD_SCSI_LAT_BOUNDS] = {
 	100000ull, 250000ull, 500000ull, 1000000ull, 2500000ull, 5000000ull, 10000000ull,
 	25000000ull, 50000000ull, 100000000ull, 250000000ull, 500000000ull, 1000000000ull,
 	2500000000ull,
 };
-
-const char *const rod_scsi_copy_kind_names[ROD_COPY_KINDS] = { "xcopy", "odx", "zero" };
 
 struct io_ctr {
 	atomic_uint_fast64_t ops, bytes, lat_sum_ns;
