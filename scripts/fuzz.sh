@@ -12,9 +12,11 @@ if ! command -v clang >/dev/null; then
 	exit 1
 fi
 echo "== build (clang, libFuzzer, ASan+UBSan) in $dir"
+# -Werror is the gcc build's gate (scripts/test.sh); here a clang-only warning in a
+# library must not stop the fuzz pass. The fuzz targets themselves build with -Werror.
 cmake -S . -B "$dir" -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ \
 	-DCMAKE_BUILD_TYPE=Debug -DROD_SANITIZE=ON -DROD_FUZZ=ON -DROD_FUZZ_TIME="$secs" \
-	-DROD_WERROR=ON >/dev/null || { echo "fuzz: cmake failed"; exit 1; }
+	-DROD_WERROR=OFF >/dev/null || { echo "fuzz: cmake failed"; exit 1; }
 cmake --build "$dir" -j"$(nproc)" --target fuzz || { echo "fuzz: build failed"; exit 1; }
 echo "== fuzz targets, ${secs}s each"
 cd "$dir" && ctest --output-on-failure -L fuzz

@@ -60,6 +60,9 @@ struct fuzz_env *fuzz_env_get(int with_scsi)
 	if ((rc = rod_vol_create(E.store, "b", 16ull << 20, 4096, &vi)))
 		die("rod_vol_create b", rc);
 	E.vol_id[1] = vi.id;
+	/* LUN 1 write-back: both cache paths get fuzzed, and fewer fdatasyncs per input */
+	if ((rc = rod_vol_set_cache(E.store, "b", ROD_CACHE_WRITE_BACK)))
+		die("rod_vol_set_cache b", rc);
 	if (with_scsi) {
 		struct rod_scsi_target_opts to = { .store = E.store, .target_name = FUZZ_TARGET_IQN };
 		if ((rc = rod_scsi_target_new(&to, &E.scsi)))
