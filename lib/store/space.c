@@ -114,7 +114,7 @@ static bool cache_get(struct rod_store *s, uint64_t id, struct rod_space *out)
 
 		if (c->vol_id != id)
 			continue;
-		if (c->gen == gen || (c->cost_ns > 20000000ull && now - c->at_ns < 50 * c->cost_ns)) {
+		if (c->gen == gen || (c->cost_ns > 250000000ull && now - c->at_ns < 50 * c->cost_ns)) {
 			*out = c->sp;
 			hit = true;
 		}

@@ -230,6 +230,7 @@ static int replay(struct rod_store *s, uint64_t cseg, uint64_t coff, uint64_t *r
 							 " bytes of an incomplete batch at offset %" PRIu64,
 							 ids[i], seglog_size(s->log, ids[i]) - off, off);
 						rc = seglog_truncate(s->log, ids[i], off);
+						s->log_truncated = true;
 					} else {
 						rod_err("store: segment %" PRIu64 " damaged at offset %" PRIu64
 							"; later batches of it are skipped", ids[i], off);
@@ -312,6 +313,68 @@ static void *bg_main(void *arg)
 	return NULL;
 }
 
+/* After a torn log tail: RocksDB may have written (by its own memtable flush) map entries
+ * of write-back batches whose data never reached the disk. Such grains lose the write
+ * (a volatile cache's semantics) instead of failing reads: their map entries go. Only
+ * needed when a write-back volume exists; one pass over the map. */
+static int drop_dangling(struct rod_store *s)
+{
+	struct meta_iter *it;
+	struct meta_batch *b;
+	bool wb = false;
+	uint64_t n = 0;
+	int rc = 0;
+
+	for (size_t i = 0; i < s->nvols; i++)
+		wb |= s->vols[i]->cache == ROD_CACHE_WRITE_BACK;
+	if (!wb)
+		return 0;
+	it = meta_iter_new(s->meta, CF_MAP);
+	b = meta_batch_new();
+	if (!it || !b) {
+		meta_iter_free(it);
+		meta_batch_free(b);
+		return -ENOMEM;
+	}
+	for (meta_iter_first(it); meta_iter_valid(it); meta_iter_next(it)) {
+		size_t kl, vl;
+		const uint8_t *k = meta_iter_key(it, &kl), *v = meta_iter_val(it, &vl);
+		struct map_val mv;
+		uint64_t seg;
+
+		if (vl < MAP_VAL_LEN)
+			continue;
+		map_val_decode(&mv, v);
+		if (mv.chunk <= CHUNK_UNMAP)
+			continue;
+		seg = CHUNK_SEG(mv.chunk);
+		if (seglog_has(s->log, seg)) {
+			if ((uint64_t)mv.off + mv.len <= seglog_size(s->log, seg))
+				continue;
+		} else {
+			uint8_t ck[8];
+			void *cv;
+			size_t cl;
+
+			rod_put_be64(ck, mv.chunk);
+			if (meta_get(s->meta, CF_CHUNK, ck, 8, &cv, &cl) == 0) {
+				free(cv);
+				continue;
+			}
+		}
+		meta_batch_del(b, s->meta, CF_MAP, k, kl);
+		n++;
+	}
+	meta_iter_free(it);
+	if (n) {
+		rc = meta_batch_write(s->meta, b);
+		rod_warn("store: %" PRIu64 " write-back grains written before the crash were lost "
+			 "with the log's torn tail", n);
+	}
+	meta_batch_free(b);
+	return rc;
+}
+
 int rod_store_open(const struct rod_store_opts *opts, struct rod_store **out)
 {
 	struct rod_store *s;
@@ -387,6 +450,8 @@ int rod_store_open(const struct rod_store_opts *opts, struct rod_store **out)
 	rc = media_load(&s->media, s->meta);
 	if (!rc)
 		rc = vol_load_all(s);
+	if (!rc && s->log_truncated)
+		rc = drop_dangling(s);
 	if (rc)
 		goto fail;
 	s->recovery_ns = rod_now_ns() - t0;
@@ -413,7 +478,7 @@ int rod_store_open(const struct rod_store_opts *opts, struct rod_store **out)
 		goto fail;
 	/* New batches go to a new segment: the durable position starts there. */
 	commit_set_pos(s, s->log->next_id, 0);
-	if (s->recovered_records) {
+	if (s->recovered_records || s->log_truncated) {
 		rc = store_checkpoint(s);
 		if (rc)
 			goto fail;

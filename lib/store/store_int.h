@@ -103,6 +103,7 @@ struct rod_store {
 	pthread_mutex_t space_lock;  /* guards space_cache */
 	struct space_cache *space_cache;
 	size_t nspace_cache;
+	bool log_truncated;          /* open: a torn log tail was cut off */
 	atomic_bool failed;          /* a commit failed: writes and metadata changes refused */
 	atomic_uint_fast64_t fs_free, fs_free_at; /* cached statvfs (space.c) */
 	uint64_t capacity, reserve;
