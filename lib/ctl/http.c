@@ -8,6 +8,7 @@
  * the thread to stop. */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <stdarg.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <pthread.h>
@@ -430,6 +431,17 @@ static int bind_listen(const char *listen_on, bool allow_remote, int *fd_out, ch
 	return 0;
 }
 
+/* libmicrohttpd's own messages (bad requests, out of connections) go to rodd's log,
+ * which reaches syslog when rodd runs in the background. */
+static void mhd_log(void *cls, const char *fmt, va_list ap)
+{
+	(void)cls;
+	char buf[256];
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	buf[strcspn(buf, "\n")] = '\0';
+	rod_warn("http: %s", buf);
+}
+
 /* ---- lifecycle ---------------------------------------------------------------------- */
 
 int rod_http_server_new(const struct rod_http_opts *o, struct rod_http_server **out)
@@ -501,7 +513,8 @@ int rod_http_server_start(struct rod_http_server *s)
 	s->mhd = MHD_start_daemon(MHD_USE_EPOLL | MHD_USE_ERROR_LOG, 0, NULL, NULL, on_request, s,
 				  MHD_OPTION_LISTEN_SOCKET, s->listen_fd, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
 				  MHD_OPTION_CONNECTION_LIMIT, (unsigned)HTTP_CONN_MAX, MHD_OPTION_CONNECTION_TIMEOUT,
-				  (unsigned)HTTP_TIMEOUT_S, MHD_OPTION_END);
+				  (unsigned)HTTP_TIMEOUT_S, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
+				  MHD_OPTION_END);
 	if (!s->mhd) {
 		rod_err("http: libmicrohttpd did not start on %s", s->address);
 		return -EIO;
