@@ -98,6 +98,9 @@ api POST /volumes '{"name":"v3",' >/dev/null; expect_code 400 "body not JSON"
 jq -e '.error.code == -32700' "$ROD_TMP/body" >/dev/null || fail "parse error body: $(cat "$ROD_TMP/body")"
 api POST /volumes '[1,2]' >/dev/null; expect_code 400 "body not an object"
 api PUT /volumes >/dev/null; expect_code 405 "PUT /volumes"
+code=$(head -c 1100000 /dev/zero | tr '\0' ' ' | curl -s -o "$ROD_TMP/body" -w '%{http_code}' -X POST \
+	-H "Authorization: Bearer $TOKEN" --data-binary @- "$BASE/volumes")
+expect_eq 413 "$code" "a body over 1 MiB"
 api GET /nothing >/dev/null; expect_code 404 "unknown path"
 expect_rc 2 rodctl vol show v3
 

@@ -224,6 +224,13 @@ static void test_http_loopback_only(void **state)
 	assert_string_not_equal(rod_http_server_address(s), "127.0.0.1:0");
 	assert_int_equal(rod_http_server_start(s), 0);
 	rod_http_server_free(s);
+	/* IPv6 loopback, and a v4-mapped non-loopback address refused */
+	ho.listen = "[::1]:0";
+	assert_int_equal(rod_http_server_new(&ho, &s), 0);
+	assert_int_equal(strncmp(rod_http_server_address(s), "[::1]:", 6), 0);
+	rod_http_server_free(s);
+	ho.listen = "[::ffff:10.0.0.1]:0";
+	assert_int_equal(rod_http_server_new(&ho, &s), -EPERM);
 	/* remote allowed explicitly */
 	ho.listen = "0.0.0.0:0";
 	ho.allow_remote = true;
