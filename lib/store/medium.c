@@ -100,6 +100,7 @@ void media_drop(struct media *md, uint64_t id)
 	if (i >= md->n || md->lins[i]->id != id)
 		return;
 	free(md->lins[i]->rng);
+	free(md->lins[i]->maxend);
 	free(md->lins[i]);
 	memmove(md->lins + i, md->lins + i + 1, (md->n - i - 1) * sizeof(*md->lins));
 	md->n--;
@@ -109,6 +110,7 @@ void media_free(struct media *md)
 {
 	for (size_t i = 0; i < md->n; i++) {
 		free(md->lins[i]->rng);
+		free(md->lins[i]->maxend);
 		free(md->lins[i]);
 	}
 	free(md->lins);
@@ -166,6 +168,18 @@ static int rng_cmp(const void *a, const void *b)
 	return x->seq < y->seq ? -1 : x->seq > y->seq;
 }
 
+/* Recompute the prefix maxima after a change (O(n); changes are metadata operations). */
+static void rng_reindex(struct lineage *l)
+{
+	uint64_t m = 0;
+
+	for (size_t j = 0; j < l->nrng; j++) {
+		if (l->rng[j].end > m)
+			m = l->rng[j].end;
+		l->maxend[j] = m;
+	}
+}
+
 static int rng_insert(struct lineage *l, const struct rng_ent *r)
 {
 	size_t lo = 0, hi = l->nrng;
@@ -173,10 +187,15 @@ static int rng_insert(struct lineage *l, const struct rng_ent *r)
 	if (l->nrng == l->cap) {
 		size_t cap = l->cap ? l->cap * 2 : 8;
 		struct rng_ent *n = realloc(l->rng, cap * sizeof(*n));
+		uint64_t *me;
 
 		if (!n)
 			return -ENOMEM;
 		l->rng = n;
+		me = realloc(l->maxend, cap * sizeof(*me));
+		if (!me)
+			return -ENOMEM;
+		l->maxend = me;
 		l->cap = cap;
 	}
 	while (lo < hi) {
@@ -190,6 +209,7 @@ static int rng_insert(struct lineage *l, const struct rng_ent *r)
 	memmove(l->rng + lo + 1, l->rng + lo, (l->nrng - lo) * sizeof(*r));
 	l->rng[lo] = *r;
 	l->nrng++;
+	rng_reindex(l);
 	return 0;
 }
 
@@ -302,6 +322,8 @@ static const struct rng_ent *rng_find(const struct lineage *l, uint64_t lba, uin
 	for (size_t j = lo; j-- > 0;) {
 		const struct rng_ent *r = &l->rng[j];
 
+		if (l->maxend[j] <= lba)
+			break; /* nothing at or before j reaches lba */
 		if (r->end > lba && r->epoch <= e && (!best || rng_newer(r, best)))
 			best = r;
 	}
@@ -547,6 +569,7 @@ int lin_add_range(struct media *md, struct meta *m, struct lineage *dst, uint64_
 		last->end = end;
 		if (depth > last->depth)
 			last->depth = depth;
+		rng_reindex(dst);
 		rng_log(mb, dst->id, last);
 	} else {
 		struct rng_ent r = {
@@ -563,6 +586,7 @@ int lin_add_range(struct media *md, struct meta *m, struct lineage *dst, uint64_
 				rng_unlog(mb, dst->id, o->seq);
 				memmove(o, o + 1, (dst->nrng - j - 1) * sizeof(*o));
 				dst->nrng--;
+				rng_reindex(dst);
 				continue;
 			}
 			j++;

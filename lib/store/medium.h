@@ -53,6 +53,7 @@ struct lineage {
 	bool cur_used;        /* something was written at cur (pinning it needs a bump) */
 	uint64_t box_lo, box_hi; /* grains with block entries at cur (bounding box) */
 	struct rng_ent *rng;  /* sorted by start */
+	uint64_t *maxend;     /* maxend[j] = max end of rng[0..j]: lookups stop early */
 	size_t nrng, cap;
 	uint64_t last_seq;    /* newest range entry (adjacent copies merge into it) */
 };
