@@ -79,7 +79,7 @@ static void io_family(FILE *f, const struct vol_row *rows, size_t n, bool write)
 	for (size_t i = 0; i < n; i++)
 		sample_u(f, name, "volume", rows[i].info.name, (write ? &rows[i].io->write : &rows[i].io->read)->bytes);
 	snprintf(name, sizeof(name), "rodstore_volume_%s_latency_seconds", dir);
-	snprintf(help, sizeof(help), "Time from command receipt to completion of %s commands, per volume.", dir);
+	snprintf(help, sizeof(help), "Time of %s commands in the target, from the command with its Data-Out to its status, per volume.", dir);
 	family(f, name, "histogram", help);
 	for (size_t i = 0; i < n; i++) {
 		const struct rod_scsi_io_stats *s = write ? &rows[i].io->write : &rows[i].io->read;
