@@ -183,7 +183,9 @@ static enum MHD_Result send_error(struct MHD_Connection *conn, int code, const c
 
 /* ---- request handling --------------------------------------------------------------- */
 
-static bool authorized(struct rod_http_server *s, struct MHD_Connection *conn)
+/* true when the request carries a live token; its id (the public part) goes to
+ * who[17] for the log. */
+static bool authorized(struct rod_http_server *s, struct MHD_Connection *conn, char who[17])
 {
 	const char *h = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
 	if (!h || strncasecmp(h, "Bearer ", 7))
@@ -191,7 +193,11 @@ static bool authorized(struct rod_http_server *s, struct MHD_Connection *conn)
 	h += 7;
 	while (*h == ' ')
 		h++;
-	return rod_api_token_valid(s->store, h);
+	if (!rod_api_token_valid(s->store, h))
+		return false;
+	memcpy(who, h + 4, 16);     /* "rod_<id>_...": checked by rod_api_token_valid */
+	who[16] = '\0';
+	return true;
 }
 
 static enum MHD_Result serve_metrics(struct rod_http_server *s, struct MHD_Connection *conn)
@@ -207,7 +213,8 @@ static enum MHD_Result serve_metrics(struct rod_http_server *s, struct MHD_Conne
 static enum MHD_Result serve_api(struct rod_http_server *s, struct MHD_Connection *conn, const char *url,
 				 const char *method, struct req *rq)
 {
-	if (!authorized(s, conn))
+	char who[17];
+	if (!authorized(s, conn, who))
 		return send_error_status(conn, 401, ROD_CTL_EOTHER, "unauthorized",
 					 "missing or invalid API token: send \"Authorization: Bearer TOKEN\" "
 					 "(create one with rodctl array token create)",
@@ -270,6 +277,12 @@ static enum MHD_Result serve_api(struct rod_http_server *s, struct MHD_Connectio
 	char *msg = NULL;
 	int rc = rod_ctl_call(s->ctl, rpc, params, &result, &msg);
 	json_decref(params);
+	/* who changed what, for the log (reads only at debug level) */
+	if (strcmp(method, "GET"))
+		rod_info("http: token %s: %s %s -> %s%s%s", who, method, url, rpc, rc ? ": " : " ok",
+			 rc ? (msg ? msg : "failed") : "");
+	else
+		rod_debug("http: token %s: GET %s -> %s (%d)", who, url, rpc, rc);
 	enum MHD_Result ret;
 	if (rc)
 		ret = send_error(conn, rc, msg);
