@@ -270,6 +270,55 @@ static void test_discovery(void **state)
 	iscsi_destroy_context(c);
 }
 
+/* SendTargets lists every bound portal: IPv6 in brackets, a wildcard listener as the
+ * address the initiator reached. */
+static void test_discovery_portals(void **state)
+{
+	static const char *const listen[] = { "[::1]:0", "0.0.0.0:0", NULL };
+	struct rod_iscsi_server_opts io = {
+		.target_name = TARGET, .listen = listen, .threads = 1, .scsi = E.scsi,
+		.auth_lookup = auth_lookup,
+	};
+	struct rod_iscsi_server *s2;
+	assert_int_equal(rod_iscsi_server_new(&io, &s2), 0);
+	char p[4][64];
+	assert_int_equal(rod_iscsi_server_portals(s2, p, 4), 2);
+	assert_memory_equal(p[0], "[::1]:", 6);
+	assert_memory_equal(p[1], "0.0.0.0:", 8);
+	assert_int_equal(rod_iscsi_server_start(s2), 0);
+	char via[64];
+	snprintf(via, sizeof(via), "127.0.0.1:%s", strrchr(p[1], ':') + 1);
+	struct iscsi_context *c = iscsi_create_context(INI_PLAIN);
+	iscsi_set_session_type(c, ISCSI_SESSION_DISCOVERY);
+	assert_int_equal(iscsi_connect_sync(c, via), 0);
+	assert_int_equal(iscsi_login_sync(c), 0);
+	struct iscsi_discovery_address *da = iscsi_discovery_sync(c);
+	assert_non_null(da);
+	assert_string_equal(da->target_name, TARGET);
+	char want6[80], want4[80];
+	snprintf(want6, sizeof(want6), "%s,1", p[0]);
+	snprintf(want4, sizeof(want4), "%s,1", via);
+	int seen6 = 0, seen4 = 0, n = 0;
+	for (struct iscsi_target_portal *tp = da->portals; tp; tp = tp->next, n++) {
+		seen6 += strcmp(tp->portal, want6) == 0;
+		seen4 += strcmp(tp->portal, want4) == 0;
+	}
+	assert_int_equal(n, 2);
+	assert_int_equal(seen6, 1);
+	assert_int_equal(seen4, 1);
+	iscsi_free_discovery_data(c, da);
+	iscsi_logout_sync(c);
+	iscsi_destroy_context(c);
+	/* a normal session over IPv6 */
+	c = ctx_new(INI_PLAIN);
+	assert_int_equal(iscsi_full_connect_sync(c, p[0], 0), 0);
+	write_read_check(c, 1500, 4096, 31);
+	iscsi_logout_sync(c);
+	iscsi_destroy_context(c);
+	rod_iscsi_server_stop(s2);
+	rod_iscsi_server_free(s2);
+}
+
 static void test_tmf(void **state)
 {
 	struct iscsi_context *c = login(INI_PLAIN);
@@ -790,6 +839,7 @@ int main(void)
 		cmocka_unit_test(test_mutual_chap),
 		cmocka_unit_test(test_refused_logins),
 		cmocka_unit_test(test_discovery),
+		cmocka_unit_test(test_discovery_portals),
 		cmocka_unit_test(test_tmf),
 		cmocka_unit_test(test_many_in_flight),
 		cmocka_unit_test(test_reinstatement),
