@@ -935,7 +935,18 @@ static int rx_tmf(struct iscsi_conn *c)
 		c->tmfs = m;
 	c->tmfs_tail = m;
 	if (rule->close_after && m->response == TMF_RSP_COMPLETE) {
-		/* Cold reset: answer after the aborted tasks, then drop the connection. */
+		/* Cold reset (RFC 7143 11.5.1): every connection to every initiator closes;
+		 * this one after its answer, which follows the aborted tasks. */
+		struct rod_iscsi_server *s = c->srv;
+		pthread_mutex_lock(&s->lock);
+		for (struct iscsi_sess_entry *e = s->sessions; e; e = e->next)
+			if (e->conn != c) {
+				atomic_fetch_add(&e->conn->refs, 1);
+				rod_iscsi_conn_kill_remote(e->conn);
+			}
+		pthread_mutex_unlock(&s->lock);
+		rod_info("iscsi: %s asked for a TARGET COLD RESET: closing every session",
+			 c->initiator);
 		conn_wind_down(c);
 		if (m->waiting == 0 && c->tmfs == m) {
 			c->tmfs = c->tmfs_tail = NULL;

@@ -141,6 +141,7 @@ struct iscsi_conn {
 	bool dirty;
 	atomic_int refs;
 	struct iscsi_conn *kill_next;     /* thr->kills */
+	bool kill_pending;                /* on thr->kills (guarded by thr->lock) */
 	struct iscsi_conn *grave_next;    /* thr->graveyard: freed at the end of the loop */
 	enum iscsi_conn_state state;
 	int rfd, wfd;

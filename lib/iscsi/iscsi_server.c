@@ -655,10 +655,14 @@ static void drain_remote(struct iscsi_thread *t)
 	}
 	while (kills) {
 		struct iscsi_conn *n = kills->kill_next;
+		/* next read first: once pending is clear, kill_next may be reused */
+		pthread_mutex_lock(&t->lock);
+		kills->kill_pending = false;
+		pthread_mutex_unlock(&t->lock);
 		if (kills->state != CONN_DEAD) {
-			rod_info("iscsi: session of %s reinstated; closing the old connection",
-				 kills->initiator);
-			rod_iscsi_conn_close(kills, "session reinstated");
+			rod_info("iscsi: closing the session of %s (reinstated, or a target cold "
+				 "reset)", kills->initiator);
+			rod_iscsi_conn_close(kills, "closed by another session");
 		}
 		rod_iscsi_conn_put(kills);
 		kills = n;
@@ -671,6 +675,13 @@ void rod_iscsi_conn_kill_remote(struct iscsi_conn *c)
 {
 	struct iscsi_thread *t = c->thr;
 	pthread_mutex_lock(&t->lock);
+	if (c->kill_pending) {
+		/* already queued: the queue holds one reference, drop the caller's */
+		pthread_mutex_unlock(&t->lock);
+		rod_iscsi_conn_put(c);
+		return;
+	}
+	c->kill_pending = true;
 	c->kill_next = t->kills;
 	t->kills = c;
 	bool signal = !t->signalled;

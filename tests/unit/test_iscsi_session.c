@@ -433,6 +433,26 @@ static void test_reinstatement(void **state)
 	wait_sessions(0);
 }
 
+static void test_cold_reset_closes_every_session(void **state)
+{
+	struct iscsi_context *a = ctx_new(INI_PLAIN), *b = ctx_new(INI_PLAIN);
+	iscsi_set_isid_random(a, 0x111111, 0x1);
+	iscsi_set_isid_random(b, 0x222222, 0x2);
+	iscsi_set_noautoreconnect(b, 1);
+	assert_int_equal(iscsi_full_connect_sync(a, E.portal, 0), 0);
+	assert_int_equal(iscsi_full_connect_sync(b, E.portal, 0), 0);
+	wait_sessions(2);
+	/* RFC 7143 11.5.1: answered, then every connection to every initiator closes */
+	assert_int_equal(iscsi_task_mgmt_target_cold_reset_sync(a), 0);
+	wait_sessions(0);
+	struct scsi_task *t = iscsi_testunitready_sync(b, 0);
+	assert_true(t == NULL || t->status != SCSI_STATUS_GOOD);
+	if (t)
+		scsi_free_scsi_task(t);
+	iscsi_destroy_context(a);
+	iscsi_destroy_context(b);
+}
+
 /* ---- raw client ---------------------------------------------------------------------------- */
 
 struct raw {
@@ -843,6 +863,7 @@ int main(void)
 		cmocka_unit_test(test_tmf),
 		cmocka_unit_test(test_many_in_flight),
 		cmocka_unit_test(test_reinstatement),
+		cmocka_unit_test(test_cold_reset_closes_every_session),
 		cmocka_unit_test(test_raw_data_digest_and_nop),
 		cmocka_unit_test(test_raw_malformed_drops_only_that_connection),
 		cmocka_unit_test(test_raw_bad_datasn_fails_command_only),
