@@ -1,5 +1,8 @@
 #include "fuzz_env.h"
 
+#include <dirent.h>
+#include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,7 +28,7 @@ static void env_cleanup(void)
 	if (E.scsi)
 		rod_scsi_target_free(E.scsi);
 	rod_store_close(E.store);
-	char cmd[96];
+	char cmd[300];
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", E.dir);
 	if (system(cmd) != 0)
 		fprintf(stderr, "fuzz: could not remove %s\n", E.dir);
@@ -38,13 +41,38 @@ static void die(const char *what, int rc)
 	abort();
 }
 
+/* A run that ends in a crash or a timeout exits without atexit handlers: remove the
+ * stores of fuzzer processes that are gone (the pid is part of the name). */
+static void sweep_stale(const char *tmp)
+{
+	DIR *d = opendir(tmp);
+	if (!d)
+		return;
+	struct dirent *de;
+	while ((de = readdir(d))) {
+		int pid;
+		if (sscanf(de->d_name, "rod-fuzz-%d-", &pid) != 1 || pid <= 0 || pid == getpid())
+			continue;
+		if (kill(pid, 0) == 0 || errno != ESRCH)
+			continue;
+		char cmd[600];
+		snprintf(cmd, sizeof(cmd), "rm -rf '%s/%s'", tmp, de->d_name);
+		if (system(cmd) != 0)
+			fprintf(stderr, "fuzz: could not remove %s/%s\n", tmp, de->d_name);
+	}
+	closedir(d);
+}
+
 struct fuzz_env *fuzz_env_get(int with_scsi)
 {
 	if (E_ready)
 		return &E;
 	fuzz_quiet_logs();
 	const char *tmp = getenv("TMPDIR");
-	snprintf(E.dir, sizeof(E.dir), "%s/rod-fuzz-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+	if (!tmp || !*tmp)
+		tmp = "/tmp";
+	sweep_stale(tmp);
+	snprintf(E.dir, sizeof(E.dir), "%s/rod-fuzz-%d-XXXXXX", tmp, (int)getpid());
 	if (!mkdtemp(E.dir))
 		die("mkdtemp", -1);
 	/* The GC thread stays on: fuzzed writes over minutes must not fill the disk. */
@@ -54,10 +82,10 @@ struct fuzz_env *fuzz_env_get(int with_scsi)
 	if (rc)
 		die("rod_store_open", rc);
 	struct rod_vol_info vi;
-	if ((rc = rod_vol_create(E.store, "a", 16ull << 20, 512, &vi)))
+	if ((rc = rod_vol_create(E.store, "a", FUZZ_LU_BYTES, 512, &vi)))
 		die("rod_vol_create a", rc);
 	E.vol_id[0] = vi.id;
-	if ((rc = rod_vol_create(E.store, "b", 16ull << 20, 4096, &vi)))
+	if ((rc = rod_vol_create(E.store, "b", FUZZ_LU_BYTES, 4096, &vi)))
 		die("rod_vol_create b", rc);
 	E.vol_id[1] = vi.id;
 	/* LUN 1 write-back: both cache paths get fuzzed, and fewer fdatasyncs per input */

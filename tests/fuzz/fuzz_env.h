@@ -11,9 +11,11 @@
 
 #define FUZZ_TARGET_IQN "iqn.2026-11.io.rodstore:fuzz"
 #define FUZZ_HOST_ID 1u
+/* Small LUs: a fuzzed WRITE SAME or copy over the whole LU stays cheap. */
+#define FUZZ_LU_BYTES (4ull << 20)
 
 struct fuzz_env {
-	char dir[64];
+	char dir[256];
 	struct rod_store *store;
 	struct rod_scsi_target *scsi;    /* NULL unless fuzz_env_get(true) */
 	uint64_t vol_id[2];              /* LUN 0: 512-byte blocks, LUN 1: 4096 */

@@ -13,6 +13,8 @@
  * without the fuzzer having to guess both: 1 UNMAP, 2 EXTENDED COPY (LID1),
  * 3 POPULATE TOKEN, 4 WRITE USING TOKEN, 5 WRITE USING TOKEN with a freshly minted
  * valid token placed in the list, 6 PERSISTENT RESERVE OUT, 7 MODE SELECT(10).
+ * For EXTENDED COPY, 0xE4 CSCDs with an NAA designator get the NAA of LUN 0 or 1
+ * written in, so copies between the two LUs happen.
  *
  * Checked after every command (abort = finding): completion called exactly once, a
  * SAM status the core may return, Data-In within the buffer, sense bounded and well
@@ -92,6 +94,11 @@ static uint8_t run(struct fuzz_env *e, struct rod_scsi_nexus *n, uint64_t lun, c
 		check((c.sense[0] & 0x7f) == 0x70 || (c.sense[0] & 0x7f) == 0x72,
 		      "sense in an unknown format", &c);
 	}
+	if (getenv("FUZZ_VERBOSE")) /* replaying one input: what each command got */
+		fprintf(stderr, "lun %llu op %02x/%02x out %u: status %02x sense %x/%02x/%02x in %u\n",
+			(unsigned long long)lun, c.cdb[0], c.cdb[1] & 0x1f, out_len, c.status,
+			c.sense_len > 13 ? c.sense[2] & 0xf : 0, c.sense_len > 13 ? c.sense[12] : 0,
+			c.sense_len > 13 ? c.sense[13] : 0, c.in_len);
 	/* the mutex/cond of the waiter die with this frame: a late second completion
 	 * would touch a dead stack frame, which ASan's use-after-return reports */
 	if (in_len)
@@ -126,6 +133,50 @@ static int mint_token(struct fuzz_env *e, struct rod_scsi_nexus *n, uint64_t lun
 	}
 	free(r);
 	return rc;
+}
+
+/* The NAA designators of both LUs (VPD 0x83), so EXTENDED COPY lists can name real
+ * copy targets: the fuzzer cannot guess the random 16 bytes. */
+static uint8_t lu_naa[2][16];
+static int lu_naa_known[2];
+
+static void learn_naa(struct fuzz_env *e, struct rod_scsi_nexus *n)
+{
+	for (uint64_t lun = 0; lun < 2; lun++) {
+		if (lu_naa_known[lun])
+			continue;
+		uint8_t cdb[16] = { 0x12, 0x01, 0x83, 0x01, 0x00 };
+		uint8_t *r = malloc(256);
+		uint32_t got = 0;
+		if (run(e, n, lun, cdb, NULL, 0, r, 256, &got) == SAM_STAT_GOOD) {
+			for (uint32_t off = 4; off + 4 <= got; off += 4u + r[off + 3]) {
+				/* association 0 (the LU), type 3 (NAA), 16 bytes */
+				if ((r[off + 1] & 0x3f) == 0x03 && r[off + 3] == 16 && off + 20 <= got) {
+					memcpy(lu_naa[lun], r + off + 4, 16);
+					lu_naa_known[lun] = 1;
+					break;
+				}
+			}
+		}
+		free(r);
+	}
+}
+
+/* In an EXTENDED COPY list, point every 0xE4 CSCD that carries an NAA designator at
+ * one of our LUs (the low bit of its first NAA byte picks which). */
+static void xcopy_fix_cscds(uint8_t *l, uint32_t len)
+{
+	if (len < 16)
+		return;
+	uint32_t cscd_len = rod_get_be16(l + 2);
+	for (uint32_t off = 16; off + 32 <= len && off + 32 <= 16 + cscd_len; off += 32) {
+		uint8_t *d = l + off;
+		if (d[0] == 0xe4 && (d[5] & 0x0f) == 0x03 && d[7] == 16) {
+			unsigned lun = d[8] & 1;
+			if (lu_naa_known[lun])
+				memcpy(d + 8, lu_naa[lun], 16);
+		}
+	}
 }
 
 /* Opcode/service action and where the PARAMETER LIST LENGTH goes (offset, bytes). */
@@ -164,6 +215,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				break;
 		}
 
+	learn_naa(e, &n);
+
 	size_t pos = 0;
 	for (int k = 0; k < MAX_CMDS && pos + 21 <= size; k++) {
 		uint8_t flags = data[pos];
@@ -189,6 +242,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				rod_put_be16(cdb + f->len_off, (uint16_t)out_len);
 			else
 				rod_put_be32(cdb + f->len_off, out_len);
+			if (kind == 2)
+				xcopy_fix_cscds(out, out_len);
 			if (kind == 5 && out_len >= 16 + 512) {
 				uint8_t tok[512];
 				if (mint_token(e, &n, lun, tok) == 0)

@@ -190,6 +190,11 @@ def cmd(cdb, lun=0, kind=0, reset=False, in_cap=0, out=b""):
     return bytes([flags]) + cdb16(cdb) + be16(in_cap) + be16(len(out)) + out
 
 
+def xcopy_hdr(list_id, cscd_len, seg_len):
+    # LID1: list id, flags, CSCD list length, reserved, segment list length, inline length
+    return bytes([list_id, 0]) + be16(cscd_len) + b"\0" * 4 + be32(seg_len) + be32(0)
+
+
 def scsi_seeds():
     blk = bytes(range(256)) * 2
     put("fuzz_scsi_cdb", cmd(b"\x12", in_cap=96) + cmd(b"\x12\x01\x00" + be16(255), in_cap=255)
@@ -215,14 +220,21 @@ def scsi_seeds():
     # EXTENDED COPY LID1: two 0xE4 CSCDs naming LUN 0 by NAA would need the NAA; use
     # identifier 0xFFFF (this LU) in a block->block segment instead
     seg = b"\x02\x00" + be16(0x18) + be16(0xffff) + be16(0xffff) + b"\0\0" + be16(8) + be64(0) + be64(200)
-    xl = b"\x01\x00\x00\x00" + b"\0" * 4 + be32(0) + be32(len(seg)) + seg
+    xl = xcopy_hdr(1, 0, len(seg)) + seg
     put("fuzz_scsi_cdb", cmd(b"\x83\x00", kind=2, out=xl)
         + cmd(b"\x84\x00\x01", in_cap=64))
     # an E4 CSCD with a made-up NAA, and one segment using it
     cscd = b"\xe4\x00\x00\x00" + b"\x01\x03\x00\x10" + b"\x60" + b"\x11" * 15 + b"\0\0\0\0" + b"\0\x00\x02\x00"
     seg2 = b"\x02\x00" + be16(0x18) + be16(0) + be16(0xffff) + b"\0\0" + be16(8) + be64(0) + be64(300)
-    xl2 = b"\x02\x00\x00\x00" + b"\0" * 4 + be32(len(cscd)) + be32(len(seg2)) + cscd + seg2
+    xl2 = xcopy_hdr(2, len(cscd), len(seg2)) + cscd + seg2
     put("fuzz_scsi_cdb", cmd(b"\x83\x00", kind=2, out=xl2))
+    # two E4 CSCDs: the harness writes LUN 0's NAA into the first (NAA byte even) and
+    # LUN 1's into the second (odd); copy 8 source blocks of LUN 0 to LUN 1
+    c0 = b"\xe4\x00\x00\x00" + b"\x01\x03\x00\x10" + b"\x60" + b"\x11" * 15 + b"\0\0\0\0" + b"\0\x00\x02\x00"
+    c1 = b"\xe4\x00\x00\x00" + b"\x01\x03\x00\x10" + b"\x61" + b"\x11" * 15 + b"\0\0\0\0" + b"\0\x00\x10\x00"
+    seg3 = b"\x02\x00" + be16(0x18) + be16(0) + be16(1) + b"\0\0" + be16(8) + be64(0) + be64(10)
+    xl3 = xcopy_hdr(3, 64, len(seg3)) + c0 + c1 + seg3
+    put("fuzz_scsi_cdb", cmd(b"\x83\x00", kind=2, out=xl3) + cmd(b"\x84\x00\x03", in_cap=64))
     # POPULATE TOKEN + RRTI, WRITE USING TOKEN with a fresh token, with a garbage one
     pt = be16(30) + b"\0" * 12 + be16(16) + be64(0) + be32(8) + b"\0" * 4
     put("fuzz_scsi_cdb", cmd(b"\x83\x10\x00\x00\x00\x00\x00\x00\x00\x05", kind=3, out=pt)
