@@ -745,7 +745,8 @@ static void thread_timers(struct iscsi_thread *t)
 #define ISCSI_STOP_GRACE_NS (10ull * 1000000000ull)
 static void thread_stop_conns(struct iscsi_thread *t, uint64_t since)
 {
-	bool force = t->now_ns - since > ISCSI_STOP_GRACE_NS;
+	uint64_t now = rod_now_ns();
+	bool force = now > since && now - since > ISCSI_STOP_GRACE_NS;
 	struct iscsi_conn *c = t->conns;
 	while (c) {
 		struct iscsi_conn *n = c->next;
@@ -1055,18 +1056,21 @@ void rod_iscsi_server_stop(struct rod_iscsi_server *s)
 {
 	if (!s)
 		return;
+	/* Listeners go first: an initiator whose connection closes during the stop must
+	 * not get back in (it would start a new session on a target going away). */
+	for (int i = 0; i < s->nthreads; i++)
+		for (int l = 0; l < s->nlisten; l++)
+			epoll_ctl(s->threads[i].epfd, EPOLL_CTL_DEL, s->listen_fds[l], NULL);
+	for (int l = 0; l < s->nlisten; l++) {
+		if (s->listen_fds[l] >= 0)
+			close(s->listen_fds[l]);
+		s->listen_fds[l] = -1;
+	}
 	atomic_store(&s->stopping, true);
 	for (int i = 0; i < s->nthreads; i++) {
-		struct iscsi_thread *t = &s->threads[i];
-		for (int l = 0; l < s->nlisten; l++)
-			epoll_ctl(t->epfd, EPOLL_CTL_DEL, s->listen_fds[l], NULL);
 		uint64_t one = 1;
-		ssize_t w = write(t->evfd, &one, sizeof(one));
+		ssize_t w = write(s->threads[i].evfd, &one, sizeof(one));
 		(void)w;
-	}
-	for (int l = 0; l < s->nlisten; l++) {
-		close(s->listen_fds[l]);
-		s->listen_fds[l] = -1;
 	}
 	for (int i = 0; i < s->nthreads; i++)
 		if (s->threads[i].started) {
