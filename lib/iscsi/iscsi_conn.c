@@ -1521,14 +1521,14 @@ void rod_iscsi_conn_timer(struct iscsi_conn *c, uint64_t now)
 	if (c->state != CONN_FFP)
 		return;
 	if (c->nop_sent_ns) {
-		if (now - c->nop_sent_ns > ISCSI_NOP_TIMEOUT_NS) {
+		if (now > c->nop_sent_ns && now - c->nop_sent_ns > ISCSI_NOP_TIMEOUT_NS) {
 			rod_warn("iscsi: %s did not answer a NOP-In in %llu s: closing", c->initiator,
 				 (unsigned long long)(ISCSI_NOP_TIMEOUT_NS / 1000000000ull));
 			rod_iscsi_conn_close(c, "NOP-In timeout");
 		}
 		return;
 	}
-	if (now - c->last_rx_ns < ISCSI_NOP_IDLE_NS || c->ntasks)
+	if (now < c->last_rx_ns || now - c->last_rx_ns < ISCSI_NOP_IDLE_NS || c->ntasks)
 		return;
 	/* Ping the idle initiator (RFC 7143 11.19): a TTT asks for an answer. */
 	struct iscsi_pdu *p = pdu_new(c, ISCSI_OP_NOP_IN, ISCSI_FINAL, ISCSI_RSVD_TAG);

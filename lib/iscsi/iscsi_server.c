@@ -184,7 +184,7 @@ static struct iscsi_conn *conn_new(struct iscsi_thread *t, int rfd, int wfd)
 	rod_iscsi_params_default(&c->params);
 	c->rd_item = (struct iscsi_ep_item){ EP_CONN_RD, c, rfd };
 	c->wr_item = (struct iscsi_ep_item){ EP_CONN_WR, c, wfd };
-	c->last_rx_ns = rod_now_ns();
+	c->last_rx_ns = t->now_ns;
 	c->login->started_ns = c->last_rx_ns;
 	c->next = t->conns;
 	if (t->conns)
@@ -826,7 +826,7 @@ static void *thread_main(void *arg)
 				break;
 		}
 		thread_loop_once(t, stopping ? 50 : 1000);
-		if (t->now_ns - last_timer >= 1000000000ull) {
+		if (t->now_ns > last_timer && t->now_ns - last_timer >= 1000000000ull) {
 			last_timer = t->now_ns;
 			thread_timers(t);
 			flush_dirty(t);
