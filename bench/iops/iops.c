@@ -13,6 +13,7 @@
 #include <getopt.h>
 #include <inttypes.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -319,6 +320,7 @@ int main(int argc, char **argv)
 		usage();
 		return 1;
 	}
+	signal(SIGPIPE, SIG_IGN);   /* a target going away is an error to report, not a kill */
 	struct iscsi_context *iscsi = iscsi_create_context(initiator);
 	struct iscsi_url *url = iscsi ? iscsi_parse_full_url(iscsi, url_s) : NULL;
 	if (!url) {

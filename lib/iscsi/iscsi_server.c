@@ -248,6 +248,12 @@ void rod_iscsi_conn_close(struct iscsi_conn *c, const char *why)
 		if (c->wfd != c->rfd)
 			epoll_ctl(c->thr->epfd, EPOLL_CTL_DEL, c->wfd, NULL);
 	}
+	if (c->pollable && c->rfd >= 0) {
+		/* Closing with unread input makes the kernel send a RST, which can destroy
+		 * answers the peer has not read yet: drain what is already here first. */
+		for (int i = 0; i < 16 && read(c->rfd, c->rxbuf, ISCSI_RXBUF) > 0; i++)
+			;
+	}
 	if (c->rfd >= 0)
 		close(c->rfd);
 	if (c->wfd >= 0 && c->wfd != c->rfd)
