@@ -23,9 +23,13 @@
 #define ROD_CTL_REQ_MAX (1u << 20)
 #define ROD_CTL_CONN_MAX 64
 #define ROD_CTL_SEND_TIMEOUT_MS 5000
+/* A client silent this long loses its connection, so abandoned clients cannot hold
+ * all ROD_CTL_CONN_MAX slots. */
+#define ROD_CTL_IDLE_NS (300ull * 1000000000ull)
 
 struct ctl_client {
 	int fd;
+	uint64_t last_ns;       /* monotonic time of the last byte received */
 	char *buf;
 	size_t len, cap;
 };
@@ -221,6 +225,7 @@ static int client_read(struct rod_ctl_server *s, struct ctl_client *cl)
 		}
 		size_t start = cl->len;
 		cl->len += (size_t)n;
+		cl->last_ns = rod_now_ns();
 		char *nl;
 		while ((nl = memchr(cl->buf + start, '\n', cl->len - start))) {
 			size_t line = (size_t)(nl - cl->buf);
@@ -260,6 +265,7 @@ static void accept_clients(struct rod_ctl_server *s)
 			continue;
 		}
 		cl->fd = fd;
+		cl->last_ns = rod_now_ns();
 		s->clients[slot] = cl;
 		struct epoll_event ev = { .events = EPOLLIN | EPOLLRDHUP };
 		ev.data.u64 = (uint64_t)slot + 1u + ((uint64_t)1 << 32);
@@ -274,7 +280,11 @@ static void *server_main(void *arg)
 	rod_thread_name("rod-ctl");
 	for (;;) {
 		struct epoll_event evs[16];
-		int n = epoll_wait(s->epoll_fd, evs, 16, -1);
+		int n = epoll_wait(s->epoll_fd, evs, 16, 10000);
+		uint64_t now = rod_now_ns();
+		for (int i = 0; i < ROD_CTL_CONN_MAX; i++)
+			if (s->clients[i] && now - s->clients[i]->last_ns > ROD_CTL_IDLE_NS)
+				client_close(s, i);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0) {
