@@ -5,7 +5,8 @@
  *   crash_store [cycles] [seed]        parent: runs the cycles, prints the seed
  *   crash_store --child DIR CYCLE SEED child: writes until killed
  *
- * Odd cycles switch the volume to write-back first. The child runs THREADS threads, each owning a disjoint region of one volume, one
+ * Odd cycles switch the volume to write-back first; every third restart is killed
+ * again a few milliseconds in (during recovery). The child runs THREADS threads, each owning a disjoint region of one volume, one
  * operation in flight per thread (so many in flight at once: the group commit batches
  * them). Before each operation it appends an intent record to its thread's log and
  * fdatasyncs it; after the acknowledgement an ack record. The parent kills the child at a
@@ -269,6 +270,16 @@ int main(int argc, char **argv)
 
 	if (argc == 5 && !strcmp(argv[1], "--child"))
 		return child(argv[2], (unsigned)atoi(argv[3]), strtoull(argv[4], NULL, 0));
+	if (argc == 3 && !strcmp(argv[1], "--recover")) {
+		/* Open (recover) and wait to be killed, maybe in the middle of recovery. */
+		struct rod_store_opts o = { .dir = argv[2] };
+		struct rod_store *s;
+
+		if (rod_store_open(&o, &s))
+			return 2;
+		for (;;)
+			pause();
+	}
 	if (argc > 1)
 		cycles = (unsigned)atoi(argv[1]);
 	if (argc > 2)
@@ -309,6 +320,17 @@ int main(int argc, char **argv)
 		if (!WIFSIGNALED(st)) {
 			fprintf(stderr, "crash: child %u exited by itself (status %d)\n", c, st);
 			return 1;
+		}
+		if (c % 3 == 2) {
+			/* Kill the next start too, a few milliseconds in (during recovery). */
+			pid = fork();
+			if (pid == 0) {
+				execl(argv[0], argv[0], "--recover", dir, (char *)NULL);
+				_exit(3);
+			}
+			usleep((unsigned)(rand() % 40000));
+			kill(pid, SIGKILL);
+			waitpid(pid, &st, 0);
 		}
 		struct rod_store_opts o = { .dir = dir, .no_gc_thread = true };
 		struct rod_store *s;
