@@ -37,6 +37,7 @@ struct settings {
 	char *data, *socket, *pidfile, *key_file, *array_name;
 	char *http;                     /* HTTP API + /metrics address; NULL = off */
 	bool http_allow_remote;
+	uint64_t capacity;              /* store size limit in bytes; 0 = the file system's size */
 	char *listen[LISTEN_MAX + 1];
 	int n_listen;
 };
@@ -52,7 +53,8 @@ static void usage(FILE *f)
 		"  --pidfile FILE       write the daemon's pid here\n"
 		"  --foreground         do not daemonise; log to stderr\n"
 		"  --config FILE        INI file with keys data, listen, socket, pidfile, key_file,\n"
-		"                       array_name, http, http_allow_remote (flags override it)\n"
+		"                       array_name, http, http_allow_remote, capacity (flags\n"
+		"                       override it)\n"
 		"  --key-file FILE      key-encryption key file; recorded only for now: encryption\n"
 		"                       at rest is not implemented yet\n"
 		"  --array-name NAME    array name when the store is created (default: the host name);\n"
@@ -61,6 +63,12 @@ static void usage(FILE *f)
 		"                       and /metrics over HTTP; off by default; loopback addresses only\n"
 		"  --http-allow-remote  let --http bind a non-loopback address (the API then travels\n"
 		"                       in clear text: put a TLS proxy in front)\n"
+		"  --capacity SIZE      limit the store to SIZE bytes (suffixes K M G T) instead of the\n"
+		"                       file system's size; writes of new data fail with 07/27/07 when\n"
+		"                       free space falls below the reserve\n"
+		"  --rebuild-metadata   rebuild the metadata database of --data from its segment files\n"
+		"                       (the old one is kept as meta.old.<time>), then exit 0; start\n"
+		"                       rodd again normally afterwards\n"
 		"  --check-config       print the effective settings (defaults < config < flags)\n"
 		"                       and exit 0, or report the first error and exit 1\n"
 		"  --version            print the version\n"
@@ -184,6 +192,14 @@ static int rodd_ini_handler(void *arg, const char *section, const char *name, co
 		st->http_allow_remote = !strcmp(value, "yes") || !strcmp(value, "true");
 		return 1;
 	}
+	if (!strcmp(name, "capacity")) {
+		if (rod_parse_size(value, &st->capacity) || !st->capacity) {
+			if (!x->err[0])
+				snprintf(x->err, sizeof(x->err), "capacity \"%s\" is not a size (e.g. 128M, 2T)", value);
+			return 0;
+		}
+		return 1;
+	}
 	if (!strcmp(name, "listen")) {
 		/* several addresses on one line (comma or space separated) or one per line */
 		char *copy = strdup(value), *save = NULL;
@@ -201,7 +217,7 @@ static int rodd_ini_handler(void *arg, const char *section, const char *name, co
 	if (!x->err[0])
 		snprintf(x->err, sizeof(x->err),
 			 "unknown key \"%s\" (known: data, listen, socket, pidfile, key_file, array_name, http, "
-			 "http_allow_remote)", name);
+			 "http_allow_remote, capacity)", name);
 	return 0;
 }
 
@@ -376,6 +392,8 @@ int main(int argc, char **argv)
 		{ "check-config", no_argument, NULL, 'C' },
 		{ "http", required_argument, NULL, 'H' },
 		{ "http-allow-remote", no_argument, NULL, 'R' },
+		{ "capacity", required_argument, NULL, 'Z' },
+		{ "rebuild-metadata", no_argument, NULL, 'M' },
 		{ "version", no_argument, NULL, 'V' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
@@ -383,7 +401,7 @@ int main(int argc, char **argv)
 	struct settings cli = { 0 }, st = { 0 };
 	char *data = NULL, *sock = NULL, *pidfile = NULL, *key_file = NULL; /* absolute paths */
 	const char *config = NULL, *why = NULL;
-	bool foreground = false, check_only = false;
+	bool foreground = false, check_only = false, rebuild_meta = false;
 	int opt;
 
 	while ((opt = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
@@ -410,6 +428,13 @@ int main(int argc, char **argv)
 			set_str(&cli.http, optarg);
 			break;
 		case 'R': cli.http_allow_remote = true; break;
+		case 'Z':
+			if (rod_parse_size(optarg, &cli.capacity) || !cli.capacity) {
+				fprintf(stderr, "rodd: --capacity %s: not a size (e.g. 128M, 2T)\n", optarg);
+				goto early_fail;
+			}
+			break;
+		case 'M': rebuild_meta = true; break;
 		case 'V': printf("rodd %s\n", ROD_VERSION_STRING); settings_free(&cli); return 0;
 		case 'h': usage(stdout); settings_free(&cli); return 0;
 		default: usage(stderr); settings_free(&cli); return 1;
@@ -436,6 +461,8 @@ int main(int argc, char **argv)
 	PICK(http, (const char *)NULL);
 #undef PICK
 	st.http_allow_remote = st.http_allow_remote || cli.http_allow_remote;
+	if (cli.capacity)
+		st.capacity = cli.capacity;
 	if (cli.n_listen) {
 		for (int i = 0; i < st.n_listen; i++)
 			free(st.listen[i]);
@@ -458,6 +485,8 @@ int main(int argc, char **argv)
 			printf("array_name = %s\n", st.array_name);
 		if (st.http)
 			printf("http = %s\nhttp_allow_remote = %s\n", st.http, st.http_allow_remote ? "yes" : "no");
+		if (st.capacity)
+			printf("capacity = %llu\n", (unsigned long long)st.capacity);
 		if (cli.n_listen)
 			cli.n_listen = 0;
 		settings_free(&st);
@@ -481,7 +510,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "rodd: warning: key file %s is not readable (%s); it is only recorded for now\n",
 			key_file, strerror(errno));
 
-	if (!foreground) {
+	if (!foreground && !rebuild_meta) {
 		/* Until it is ready the daemon still writes to the caller's terminal: only
 		 * warnings and errors there; the info lines go to syslog afterwards. */
 		if (rod_log_get_level() == ROD_LOG_INFO) {
@@ -518,7 +547,19 @@ int main(int argc, char **argv)
 			rod_err("cannot lock %s: %s", lockpath, strerror(errno));
 		goto early_fail;
 	}
-	struct rod_store_opts so = { .dir = data, .create = true, .array_name = array_name };
+	if (rebuild_meta) {
+		/* Under the lock, so no running rodd can be using the database being replaced. */
+		uint64_t records = 0;
+		rc = rod_store_rebuild_metadata(data, &records);
+		if (rc) {
+			rod_err("cannot rebuild the metadata of %s: %s", data, strerror(-rc));
+			goto early_fail;
+		}
+		printf("rodd: metadata of %s rebuilt from %llu log records\n", data, (unsigned long long)records);
+		goto early_done;
+	}
+	struct rod_store_opts so = { .dir = data, .create = true, .array_name = array_name,
+				     .capacity_bytes = st.capacity };
 	struct rod_store *store = NULL;
 	rc = rod_store_open(&so, &store);
 	if (rc) {
@@ -658,6 +699,8 @@ out:
 	settings_free(&cli);
 	return rc;
 early_fail:
+	rc = 1;
+early_done:
 	if (cli.n_listen && st.listen[0] == cli.listen[0])
 		cli.n_listen = 0;
 	settings_free(&st);
@@ -666,5 +709,5 @@ early_fail:
 	free(sock);
 	free(pidfile);
 	free(key_file);
-	return 1;
+	return rc;
 }
