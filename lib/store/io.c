@@ -605,8 +605,13 @@ static int copy_data(struct rod_vol *src, uint64_t soff, struct rod_vol *dst, ui
 	uint8_t *buf;
 	/* Same grain phase: holes of the source stay holes (deallocated) in the copy. */
 	bool holes = soff % ROD_GRAIN == doff % ROD_GRAIN;
-	int rc = rod_vol_pin(src, &pin);
+	int rc;
 
+	/* A data copy needs space: refuse it before changing anything, so a refused copy
+	 * (SPACE ALLOCATION FAILED) leaves the destination as it was. */
+	if (!space_room(dst->s, len))
+		return -ENOSPC;
+	rc = rod_vol_pin(src, &pin);
 	if (rc)
 		return rc;
 	buf = malloc(1u << 20);

@@ -14,6 +14,15 @@ uint64_t space_used(struct rod_store *s)
 	return seglog_used(s->log);
 }
 
+bool space_room(struct rod_store *s, uint64_t bytes)
+{
+	uint64_t used = space_used(s);
+
+	if (space_low(s) || used + s->reserve + bytes >= s->capacity)
+		return false;
+	return atomic_load(&s->fs_free) >= s->reserve + bytes;
+}
+
 bool space_low(struct rod_store *s)
 {
 	uint64_t used = space_used(s), now = rod_now_ns();

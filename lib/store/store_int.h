@@ -129,6 +129,8 @@ void stripe_unlock_range(struct rod_store *s, uint64_t lin, uint64_t g0, uint64_
 
 /* space.c */
 bool space_low(struct rod_store *s);
+/* Room for bytes more of new data above the reserve? */
+bool space_room(struct rod_store *s, uint64_t bytes);
 uint64_t space_used(struct rod_store *s);
 
 /* store.c */
