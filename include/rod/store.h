@@ -149,6 +149,13 @@ int rod_vol_eradicate(struct rod_store *s, const char *name);
 /* Snapshot "vol.suffix" of a volume: O(1). */
 int rod_vol_snapshot(struct rod_store *s, const char *vol, const char *suffix,
 		     struct rod_vol_info *out);
+/* Crash-consistent snapshots "vols[i].suffix" of n volumes at one instant (one commit
+ * barrier): a write acknowledged before the call is in every snapshot, a write issued
+ * after it returns is in none. All or nothing: an unknown volume (-ENOENT), a snapshot or
+ * a name given twice (-EINVAL) or a taken snapshot name (-EEXIST) refuses the whole group.
+ * out (may be NULL) gets n records, in the order of vols. */
+int rod_vol_snapshot_group(struct rod_store *s, const char *const *vols, size_t n,
+			   const char *suffix, struct rod_vol_info *out);
 /* Writable clone of a volume or snapshot: O(1). */
 int rod_vol_clone(struct rod_store *s, const char *src, const char *new_name,
 		  struct rod_vol_info *out);

@@ -586,6 +586,88 @@ int rod_vol_snapshot(struct rod_store *s, const char *vol, const char *suffix,
 	return run_op(s, snap_build, &op);
 }
 
+/* Group snapshot: one commit item pins every member, so all of them take their
+ * epoch at the same place in the commit queue. Writes queued before the item (every
+ * write acknowledged before the call) are in each snapshot; writes queued after it
+ * (every write issued after the call returns) are in none. Everything is checked
+ * before the first pin, so a refused group leaves no partial snapshots. */
+struct gop {
+	const char *const *vols;
+	size_t n;
+	const char *suffix;
+	uint8_t (*uuids)[16];
+	struct rod_vol_info *out;
+};
+
+static int snap_group_build(struct rod_store *s, struct citem *ci, struct mutbuf *mb)
+{
+	struct gop *op = ci->arg;
+	char name[ROD_SNAP_NAME_MAX];
+
+	for (size_t i = 0; i < op->n; i++) {
+		struct vol_rec *v = vol_find_name(s, op->vols[i]);
+
+		if (!v)
+			return -ENOENT;
+		if (v->is_snapshot)
+			return -EINVAL;
+		for (size_t k = 0; k < i; k++)
+			if (!strcmp(op->vols[k], op->vols[i]))
+				return -EINVAL;
+		if (snprintf(name, sizeof(name), "%s.%s", v->name, op->suffix) >= (int)sizeof(name))
+			return -EINVAL;
+		if (name_taken(s, name))
+			return -EEXIST;
+		if (!media_find(&s->media, v->lineage))
+			return -ENOENT;
+	}
+	for (size_t i = 0; i < op->n; i++) {
+		struct vol_rec *v = vol_find_name(s, op->vols[i]), *r;
+		struct lineage *l = media_find(&s->media, v->lineage);
+
+		if (snprintf(name, sizeof(name), "%s.%s", v->name, op->suffix) >= (int)sizeof(name))
+			return -EINVAL; /* checked above; keeps the compiler's length check happy */
+		r = rec_new(s, name, v->size, v->block_size, op->uuids[i]);
+		if (!r)
+			return -ENOMEM;
+		r->is_snapshot = true;
+		r->lineage = v->lineage;
+		r->epoch = lin_pin(l, mb);
+		r->parent_id = v->id;
+		r->offload = v->offload;
+		snprintf(r->source, sizeof(r->source), "%s", v->name);
+		if (vol_table_add(s, r)) {
+			free(r);
+			return -ENOMEM;
+		}
+		vol_log(mb, r);
+		if (op->out)
+			fill_info(r, &op->out[i]);
+	}
+	ids_log(s, mb);
+	return 0;
+}
+
+int rod_vol_snapshot_group(struct rod_store *s, const char *const *vols, size_t n,
+			   const char *suffix, struct rod_vol_info *out)
+{
+	struct gop op = { .vols = vols, .n = n, .suffix = suffix, .out = out };
+	struct citem ci = { .kind = CI_OP, .durable = true, .build = snap_group_build, .arg = &op };
+	int rc;
+
+	if (!vols || !n || !suffix || !rod_name_valid(suffix))
+		return -EINVAL;
+	for (size_t i = 0; i < n; i++)
+		if (!vols[i])
+			return -EINVAL;
+	op.uuids = calloc(n, sizeof(*op.uuids));
+	if (!op.uuids)
+		return -ENOMEM;
+	rc = rod_random_bytes(op.uuids, n * sizeof(*op.uuids)) ? -EIO : commit_run(s, &ci);
+	free(op.uuids);
+	return rc;
+}
+
 /* The frozen view (lineage, epoch) of a volume or snapshot record; pins a volume. */
 static int view_of(struct rod_store *s, struct vol_rec *r, struct mutbuf *mb, uint64_t *lin,
 		   uint64_t *epoch)
