@@ -2,20 +2,45 @@
  * iscsi_keys.c), as the login state machine drives them.
  * Input: [1 byte flags: bit 0 discovery session, bit 1 small response buffer]
  *        then the key=value text as an initiator would send it (NUL separated).
+ * Every value also goes through the CHAP binary decoder (CHAP_C/CHAP_R: "0x" hex or
+ * "0b" base64).
  * Checked: the result respects RFC 7143's ranges (the connection sizes buffers from
- * it), and a response that overflows says so instead of running past its buffer. */
+ * it), a response that overflows says so instead of running past its buffer, and a
+ * decoded CHAP value fits its buffer and survives encode + decode unchanged. */
 #include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "../../lib/iscsi/iscsi_chap.h"
 #include "../../lib/iscsi/iscsi_keys.h"
 
 static void bad(const char *what, unsigned v)
 {
 	fprintf(stderr, "fuzz_iscsi_keys: %s (%u)\n", what, v);
 	abort();
+}
+
+static void check_chap_value(const char *v)
+{
+	uint8_t *bin = malloc(ISCSI_CHAP_BIN_MAX);
+	size_t len = 0;
+	if (rod_iscsi_chap_decode(v, bin, ISCSI_CHAP_BIN_MAX, &len) == 0) {
+		if (len == 0 || len > ISCSI_CHAP_BIN_MAX)
+			bad("CHAP value length", (unsigned)len);
+		size_t cap = 2 * len + 3;
+		char *hex = malloc(cap);
+		rod_iscsi_chap_encode(bin, len, hex, cap);
+		uint8_t *again = malloc(ISCSI_CHAP_BIN_MAX);
+		size_t len2 = 0;
+		if (rod_iscsi_chap_decode(hex, again, ISCSI_CHAP_BIN_MAX, &len2) != 0 || len2 != len ||
+		    memcmp(bin, again, len) != 0)
+			bad("CHAP value changes through encode + decode", (unsigned)len);
+		free(again);
+		free(hex);
+	}
+	free(bin);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -42,6 +67,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			if (strlen(kv[i].val) > ISCSI_KEY_VALUE_MAX)
 				bad("value length", (unsigned)strlen(kv[i].val));
 		}
+		for (size_t i = 0; i < n; i++)
+			check_chap_value(kv[i].val);
 		struct iscsi_params target;
 		rod_iscsi_params_target(&target);
 		struct iscsi_negotiation neg;

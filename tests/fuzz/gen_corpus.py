@@ -179,6 +179,8 @@ def iscsi_seeds():
                                                   ("OFMarkInt", "1~65535"), ("X-com.example.Key", "1")]))
     put("fuzz_iscsi_keys", b"\x02" + text([("HeaderDigest", "CRC32C,None"), ("DataDigest", "CRC32C"),
                                            ("MaxConnections", "8"), ("TargetAlias", "x")]))
+    put("fuzz_iscsi_keys", b"\x00" + text([("CHAP_A", "5"), ("CHAP_N", "fuzz"), ("CHAP_I", "1"),
+                                           ("CHAP_R", "0x" + "a5" * 16), ("CHAP_C", "0bAAECAwQFBgcICQoLDA0ODw==")]))
     put("fuzz_iscsi_keys", b"\x00" + text([("MaxBurstLength", "512"), ("FirstBurstLength", "16777215"),
                                            ("ImmediateData", "No"), ("InitialR2T", "No")]))
 
