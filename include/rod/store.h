@@ -38,6 +38,13 @@ struct rod_store_opts {
 	uint64_t reserve_bytes;     /* free space kept back; 0: default (max(64 MiB, 1%)) */
 	uint64_t soft_threshold_pct;/* used-space % raising the thin-provisioning UA; 0: 80 */
 	bool no_gc_thread;          /* tests: run GC only when rod_store_gc is called */
+	/* Key-encryption key file (docs/data-reduction.md). Created 0600 when the store has
+	 * no data key yet; a missing or wrong one makes rod_store_open fail (-ENOKEY /
+	 * -EKEYREJECTED) with a log line saying so. NULL: DIR/rod.key, inside the data
+	 * directory (tests); rodd passes /etc/rodstore/rod.key unless told otherwise. */
+	const char *key_file;
+	/* Data reduction is always on; these switch a part off, for benchmarking only. */
+	bool no_dedupe, no_compress, no_encrypt;
 };
 
 struct rod_array_identity {
@@ -91,6 +98,11 @@ int rod_store_space(struct rod_store *s, struct rod_space *out);
 /* Run one mark-and-sweep pass now (full: rewrite every segment, for recompression).
  * GC also runs by itself in the background unless opts.no_gc_thread. */
 int rod_store_gc(struct rod_store *s, bool full);
+
+/* Re-wrap the data encryption key with the key in new_key_file (created 0600 when
+ * absent); the store uses that file from now on (the caller records the path for the
+ * next open). Data is not rewritten. */
+int rod_store_rekey(struct rod_store *s, const char *new_key_file);
 
 /* True when used space is above the soft threshold (the SCSI layer raises 06/38/07). */
 bool rod_store_over_soft_threshold(struct rod_store *s);

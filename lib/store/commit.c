@@ -78,7 +78,8 @@ static int apply_entries(struct rod_store *s, struct meta_batch *mbt, uint64_t s
 				void *old;
 				size_t ol;
 				struct map_val mv = { .chunk = e->chunk_id, .off = e->home_off,
-						      .len = e->stored_len, .crc = e->crc, .comp = e->comp };
+						      .len = e->stored_len, .crc = e->crc, .comp = e->comp,
+						      .enc_gen = e->enc_gen };
 
 				/* Relocation records are written only for current map entries
 				 * (reloc_current), so this is the map entry's value at this point. */
@@ -98,9 +99,14 @@ static int apply_entries(struct rod_store *s, struct meta_batch *mbt, uint64_t s
 			.crc = e->crc,
 			.comp = e->comp,
 		};
+		if (e->kind == ENT_DATA || e->kind == ENT_DEDUP)
+			red_entry_map_val(e, payload_base, &mv);
 		map_key(k, e->lineage, e->lba, e->epoch);
 		map_val_encode(&mv, v);
 		meta_batch_put(mbt, s->meta, CF_MAP, k, sizeof(k), v, sizeof(v));
+		/* A stored chunk's fingerprint -> its location, for later duplicates (dedupe). */
+		if (e->kind == ENT_DATA && (e->fp[0] | e->fp[1] | e->fp[2] | e->fp[3]))
+			meta_batch_put(mbt, s->meta, CF_FP, e->fp, sizeof(e->fp), v, sizeof(v));
 	}
 	return mutbuf_apply(s->meta, mbt, mut, mut_len);
 }
@@ -182,25 +188,35 @@ static void process(struct rod_store *s, struct commit *c, struct citem *items)
 			const struct cgrain *g = &ci->g[i];
 			struct batch_entry *e = &c->ent[n];
 
-			if (g->kind == ENT_RELOC && !reloc_current(s, g))
-				continue; /* overwritten since GC marked it: garbage now */
+			bool cur = g->kind != ENT_RELOC || reloc_current(s, g);
 
+			/* Overwritten since GC marked it: garbage now, unless other map entries
+			 * reference it (dedupe; it has a fingerprint then): moved without a
+			 * claim on the map entry it was written for (lineage 0). */
+			if (!cur && !g->red.has_fp)
+				continue;
 			memset(e, 0, sizeof(*e));
 			e->kind = g->kind;
 			e->crc = g->crc;
 			if (g->kind == ENT_RELOC) {
 				e->chunk_id = g->chunk;
 				e->stored_len = e->orig_len = g->len;
-				e->lineage = g->lineage;
+				e->lineage = cur ? g->lineage : 0;
 				e->lba = g->lba;
 				e->epoch = g->epoch;
 				e->home_off = g->home_off;
+				e->comp = g->red.comp;
+				e->enc_gen = g->red.enc_gen;
+				if (g->red.has_fp)
+					memcpy(e->fp, g->red.fp, sizeof(e->fp));
 			} else {
 				e->lineage = l->id;
 				e->lba = g->lba;
 				e->epoch = l->cur;
-				if (g->kind == ENT_DATA)
+				if (g->kind == ENT_DATA) {
 					e->stored_len = e->orig_len = ROD_GRAIN;
+					red_entry_dedup(s, &g->red, e); /* may become ENT_DEDUP */
+				}
 				lin_note_write(l, g->lba, 1);
 			}
 			e->payload_off = payload;
@@ -241,6 +257,14 @@ static void process(struct rod_store *s, struct commit *c, struct citem *items)
 			for (uint32_t i = 0; i < n; i++)
 				if (c->ent[i].kind == ENT_DATA)
 					c->ent[i].chunk_id = seg << 20 | s->log->cur_idx++;
+			/* Compression and encryption (the tweak needs the chunk id) shrink or
+			 * keep the payload; the reservation above was for the larger size. */
+			rc = red_seal(s, c->ent, c->src, n, &payload);
+			total = hl + ROD_ROUND_UP((uint64_t)payload, SEG_BLOCK);
+		}
+		if (!rc) {
+			uint64_t seg = s->log->cur_id;
+
 			rc = batch_encode_header(c->hdr, c->hdrcap, ++c->seq, seg, c->ent, n,
 						 c->mb.buf, (uint32_t)c->mb.len, payload, &hdr_len);
 		}

@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "meta.h"
+#include "reduce_store.h"
 #include "segment.h"
 
 struct rod_store;
@@ -28,6 +29,9 @@ struct cgrain {
 	/* ENT_RELOC: where the chunk came from, so the segments alone can rebuild the map */
 	uint64_t lineage, epoch;
 	uint32_t home_off;
+	/* ENT_DATA: fingerprint and duplicate found by the submitter; ENT_RELOC: the
+	 * chunk's fingerprint, compression and encryption generation */
+	struct red_grain red;
 };
 
 enum { CI_WRITE = 1, CI_OP, CI_FLUSH, CI_RELOC };

@@ -453,7 +453,7 @@ static int seg_process(struct rod_store *s, struct gc_mark *g, struct seg_scan *
 				struct batch_entry *e = &b.ent[i];
 				uint8_t k[MAP_KEY_LEN];
 
-				if (e->kind != ENT_ZERO && e->kind != ENT_UNMAP)
+				if (e->kind != ENT_ZERO && e->kind != ENT_UNMAP && e->kind != ENT_DEDUP)
 					continue;
 				map_key(k, e->lineage, e->lba, e->epoch);
 				mutbuf_put(&rl->keys, CF_MAP, k, sizeof(k), NULL, 0);
@@ -486,7 +486,10 @@ static int seg_process(struct rod_store *s, struct gc_mark *g, struct seg_scan *
 					.epoch = e->epoch,
 					.home_off = e->kind == ENT_DATA ?
 						(uint32_t)(b.off + b.hdr_len + e->payload_off) : e->home_off,
+					.red = { .comp = e->comp, .enc_gen = e->enc_gen,
+						 .has_fp = (e->fp[0] | e->fp[1] | e->fp[2] | e->fp[3]) != 0 },
 				};
+				memcpy(cg[ng - 1].red.fp, e->fp, sizeof(e->fp));
 			}
 		}
 		if (move && ng) {
@@ -563,6 +566,7 @@ static int gc_pass(struct rod_store *s, bool full, bool only_if_worth)
 	size_t n = 0;
 	struct seg_scan *ss = NULL;
 	size_t nss = 0;
+	bool gc_begun = false;
 	int rc;
 
 	pthread_mutex_lock(&s->gc_lock);
@@ -583,6 +587,9 @@ static int gc_pass(struct rod_store *s, bool full, bool only_if_worth)
 	ckseg = s->ckpt_seg;
 	pthread_mutex_unlock(&s->bg_m);
 
+	/* From here on dedupe must not reference chunks this pass may delete. */
+	red_gc_begin(s);
+	gc_begun = true;
 	readers_collect(s, &rs);
 	/* Lineages without readers are dropped. */
 	pthread_rwlock_rdlock(&s->state);
@@ -647,6 +654,8 @@ static int gc_pass(struct rod_store *s, bool full, bool only_if_worth)
 	atomic_fetch_add(&s->st_gc_moved, moved);
 	atomic_fetch_add(&s->st_gc_runs, 1);
 out:
+	if (gc_begun)
+		red_gc_end(s);
 	free(ss);
 	free(ids);
 	free(g.live.slot);

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "commit.h"
+#include "reduce_store.h"
 #include "rod/log.h"
 #include "rod/util.h"
 
@@ -122,12 +123,15 @@ static int range_check(const struct view *vw, uint64_t off, uint64_t len)
 static int chunk_read(struct rod_store *s, const struct map_val *mv, void *dst)
 {
 	uint64_t seg = CHUNK_SEG(mv->chunk), off = mv->off;
+	uint8_t tmp[ROD_GRAIN];
+	/* Compressed chunks are shorter than a grain: read them aside, decode into dst. */
+	uint8_t *stored = mv->len == ROD_GRAIN ? dst : tmp;
 	int rc = -ENOENT;
 
-	if (mv->len != ROD_GRAIN || mv->comp != 0)
-		return -EBADMSG; /* data reduction formats come later */
+	if (!mv->len || mv->len > ROD_GRAIN)
+		return -EBADMSG;
 	for (int tries = 0; tries < 4; tries++) {
-		rc = seglog_read(s->log, seg, off, dst, ROD_GRAIN);
+		rc = seglog_read(s->log, seg, off, stored, mv->len);
 		if (rc != -ENOENT)
 			break;
 		/* The home segment was collected: GC moved the chunk (chunk table). */
@@ -146,10 +150,12 @@ static int chunk_read(struct rod_store *s, const struct map_val *mv, void *dst)
 	}
 	if (rc)
 		return rc == -ENOENT ? -EIO : rc;
-	if (rod_crc32c(0, dst, ROD_GRAIN) != mv->crc) {
+	if (rod_crc32c(0, stored, mv->len) != mv->crc) {
 		rod_err("store: chunk %llx failed its checksum", (unsigned long long)mv->chunk);
 		return -EBADMSG;
 	}
+	if (mv->comp != COMP_NONE || mv->enc_gen || mv->len != ROD_GRAIN)
+		return red_chunk_decode(s, mv, stored, dst);
 	return 0;
 }
 
@@ -320,6 +326,7 @@ static int build_data(struct wreq *w, const struct view *vw, uint64_t off, uint6
 		cg->kind = ENT_DATA;
 		cg->data = data;
 		cg->crc = rod_crc32c(0, data, ROD_GRAIN);
+		red_grain_prepare(s, data, &cg->red); /* fingerprint, duplicate lookup */
 	}
 	for (uint64_t i = 0; i < n; i += ITEM_GRAINS) {
 		struct citem *ci = &w->items[(*nitems)++];

@@ -29,6 +29,7 @@ void map_val_encode(const struct map_val *v, uint8_t *b)
 	rod_put_be32(b + 12, v->len);
 	rod_put_be32(b + 16, v->crc);
 	b[20] = v->comp;
+	rod_put_be16(b + 21, v->enc_gen);
 }
 
 void map_val_decode(struct map_val *v, const uint8_t *b)
@@ -39,6 +40,7 @@ void map_val_decode(struct map_val *v, const uint8_t *b)
 	v->len = rod_get_be32(b + 12);
 	v->crc = rod_get_be32(b + 16);
 	v->comp = b[20];
+	v->enc_gen = rod_get_be16(b + 21);
 }
 
 static size_t media_index(const struct media *md, uint64_t id)

@@ -33,7 +33,8 @@ struct map_val {
 	uint32_t len;         /* stored length */
 	uint32_t crc;         /* CRC32C of the stored bytes */
 	uint8_t comp;
-	uint8_t pad[3];
+	uint16_t enc_gen;     /* encryption generation of the stored bytes (0: clear text) */
+	uint8_t pad;
 };
 #define MAP_VAL_LEN 24
 #define MAP_KEY_LEN 24

@@ -47,8 +47,20 @@ bool rod_store_over_soft_threshold(struct rod_store *s)
 	return s->capacity && space_used(s) * 100 >= s->capacity * pct;
 }
 
+/* With dedupe, several map entries may reference one chunk: the scan collects the
+ * references, then counts each chunk once (physical), as shared when more than one
+ * reader sees it in total, as snapshot space when no current view does. */
+struct acct_ref {
+	uint64_t chunk;
+	uint32_t len;
+	uint32_t n;              /* readers of this reference */
+	bool cur;
+};
 struct acct {
 	uint64_t physical, shared, snapshots;
+	struct acct_ref *ref;
+	size_t nref, cap;
+	bool oom;
 };
 
 static void acct_fn(void *arg, uint64_t lin, uint64_t lba, uint64_t epoch,
@@ -57,13 +69,52 @@ static void acct_fn(void *arg, uint64_t lin, uint64_t lba, uint64_t epoch,
 	struct acct *a = arg;
 
 	(void)lin; (void)lba; (void)epoch;
-	if (!n || v->chunk <= CHUNK_UNMAP)
+	if (!n || v->chunk <= CHUNK_UNMAP || a->oom)
 		return;
-	a->physical += v->len;
-	if (n > 1)
-		a->shared += v->len;
-	if (!cur)
-		a->snapshots += v->len;
+	if (a->nref == a->cap) {
+		size_t nc = a->cap ? 2 * a->cap : 1024;
+		struct acct_ref *r = realloc(a->ref, nc * sizeof(*r));
+
+		if (!r) {
+			a->oom = true;
+			return;
+		}
+		a->ref = r;
+		a->cap = nc;
+	}
+	a->ref[a->nref++] = (struct acct_ref){ v->chunk, v->len, n, cur };
+}
+
+static int ref_cmp(const void *x, const void *y)
+{
+	const struct acct_ref *a = x, *b = y;
+
+	return a->chunk < b->chunk ? -1 : a->chunk > b->chunk;
+}
+
+static int acct_finish(struct acct *a)
+{
+	if (a->oom) {
+		free(a->ref);
+		return -ENOMEM;
+	}
+	qsort(a->ref, a->nref, sizeof(*a->ref), ref_cmp);
+	for (size_t i = 0, j; i < a->nref; i = j) {
+		uint64_t n = 0;
+		bool cur = false;
+
+		for (j = i; j < a->nref && a->ref[j].chunk == a->ref[i].chunk; j++) {
+			n += a->ref[j].n;
+			cur |= a->ref[j].cur;
+		}
+		a->physical += a->ref[i].len;
+		if (n > 1)
+			a->shared += a->ref[i].len;
+		if (!cur)
+			a->snapshots += a->ref[i].len;
+	}
+	free(a->ref);
+	return 0;
 }
 
 /* Host-visible mapped bytes of a view (a walk over its extents). */
@@ -211,6 +262,8 @@ static int store_space_scan(struct rod_store *s, struct rod_space *out)
 	readers_collect(s, &rs);
 	rc = mark_scan(s, &rs, 0, acct_fn, &a);
 	readers_free(&rs);
+	if (acct_finish(&a) && !rc)
+		rc = -ENOMEM;
 	out->physical = a.physical;
 	out->shared = a.shared;
 	out->snapshots = a.snapshots;
@@ -269,6 +322,8 @@ static int vol_space_scan(struct rod_store *s, const struct rod_vol_info *infop,
 	readers_collect(s, &rs);
 	rc = mark_scan(s, &rs, lin, acct_fn, &a);
 	readers_free(&rs);
+	if (acct_finish(&a) && !rc)
+		rc = -ENOMEM;
 	out->physical = a.physical;
 	out->shared = a.shared;
 	out->snapshots = info.is_snapshot ? 0 : a.snapshots;

@@ -13,6 +13,7 @@
 
 #include "commit.h"
 #include "gc.h"
+#include "reduce_store.h"
 #include "rod/log.h"
 #include "rod/util.h"
 
@@ -452,6 +453,8 @@ int rod_store_open(const struct rod_store_opts *opts, struct rod_store **out)
 		rc = vol_load_all(s);
 	if (!rc && s->log_truncated)
 		rc = drop_dangling(s);
+	if (!rc)
+		rc = red_store_open(s); /* keys (a wrong key file fails here), RAM fp filter */
 	if (rc)
 		goto fail;
 	s->recovery_ns = rod_now_ns() - t0;
@@ -493,6 +496,7 @@ fail:
 	copy_workers_stop(s);
 	if (s->commit)
 		commit_free(s);
+	red_store_close(s);
 	if (s->meta)
 		meta_close(s->meta);
 	if (s->log)
@@ -522,6 +526,7 @@ void rod_store_close(struct rod_store *s)
 	commit_stop(s);
 	store_checkpoint(s);
 	commit_free(s);
+	red_store_close(s);
 	meta_close(s->meta);
 	seglog_close(s->log);
 	media_free(&s->media);

@@ -107,6 +107,7 @@ struct rod_store {
 	atomic_bool failed;          /* a commit failed: writes and metadata changes refused */
 	atomic_uint_fast64_t fs_free, fs_free_at; /* cached statvfs (space.c) */
 	uint64_t capacity, reserve;
+	struct red_store *red;       /* data reduction and encryption (reduce_store.c) */
 };
 
 /* vol.c */

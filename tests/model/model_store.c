@@ -98,6 +98,18 @@ static void gen_data(uint8_t *buf, uint64_t len)
 		memset(buf, 0, len);
 		return;
 	}
+	/* Data reduction: repeated data (dedupe) from a small set of seeds, and
+	 * compressible data (runs of a few byte values). */
+	if (rndn(4) == 0)
+		x = 0x9e3779b97f4a7c15ull * (1 + rndn(6)) | 1;
+	if (rndn(4) == 0) {
+		for (uint64_t i = 0; i < len; i++) {
+			if (i % 64 == 0)
+				x = x * 6364136223846793005ull + 1442695040888963407ull;
+			buf[i] = (uint8_t)('a' + (x >> 60) % 4 + i % 3);
+		}
+		return;
+	}
 	for (uint64_t i = 0; i + 8 <= len; i += 8) {
 		x ^= x << 13;
 		x ^= x >> 7;
@@ -108,8 +120,10 @@ static void gen_data(uint8_t *buf, uint64_t len)
 
 static void store_open(void)
 {
+	bool noreduce = getenv("ROD_MODEL_NOREDUCE") != NULL;
 	struct rod_store_opts o = { .dir = M.dir, .create = true, .array_name = "model",
-				    .no_gc_thread = true };
+				    .no_gc_thread = true, .no_dedupe = noreduce,
+				    .no_compress = noreduce, .no_encrypt = noreduce };
 	int rc = rod_store_open(&o, &M.s);
 
 	CHECK(rc == 0, "open: %s", strerror(-rc));

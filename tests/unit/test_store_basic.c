@@ -349,8 +349,10 @@ static void test_gc_reclaims(void **state)
 	assert_int_equal(rod_vol_write(v, 32 * MiB, a, 4 * MiB, 0), 0);
 	assert_int_equal(rod_store_space(s, &sp0), 0);
 	assert_int_equal(sp0.logical, 8 * MiB);
-	assert_int_equal(sp0.physical, 8 * MiB);
-	assert_true(sp0.used >= 36 * MiB);
+	/* The copy at 32 MiB is the same data: deduplicated, stored once. */
+	assert_int_equal(sp0.physical, 4 * MiB);
+	assert_true(sp0.reduction > 1.99 && sp0.reduction < 2.01);
+	assert_true(sp0.used >= 32 * MiB);
 	assert_int_equal(rod_store_gc(s, false), 0);
 	assert_int_equal(rod_store_space(s, &sp1), 0);
 	assert_true(sp1.used < sp0.used);

@@ -1,0 +1,384 @@
+/* Data reduction inside the engine (see reduce_store.h, docs/data-reduction.md).
+ *
+ * Write: the submitting thread fingerprints each data grain and asks the RAM filter,
+ * then RocksDB's fp column family (the full 32 bytes), for a stored chunk with the same
+ * fingerprint; the commit thread turns a confirmed duplicate into a dedupe entry (a map
+ * entry only), and compresses (LZ4, kept when it saves >= 1/8) and encrypts
+ * (AES-256-XTS, tweak = chunk id + generation) the others once their chunk ids are
+ * known, packing them back to back. Read: CRC32C of the stored bytes, decrypt,
+ * decompress. GC needs no reference counts: its mark walks the map, and a dedupe entry
+ * is a map entry like any other. */
+#include "reduce_store.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "commit.h"
+#include "medium.h"
+#include "meta.h"
+#include "rod/log.h"
+#include "rod/util.h"
+#include "segment.h"
+#include "store_int.h"
+
+static const char *key_path(struct rod_store *s, char *buf, size_t n)
+{
+	if (s->opts.key_file && *s->opts.key_file)
+		return s->opts.key_file;
+	snprintf(buf, n, "%s/rod.key", s->dir);
+	return buf;
+}
+
+static int load_keys(struct rod_store *s, struct red_store *r, bool *have)
+{
+	char pb[PATH_MAX], dk[PATH_MAX];
+	const char *kp = key_path(s, pb, sizeof(pb));
+	uint8_t kek[RED_KEK_LEN];
+	bool created = false, has_dek;
+	int rc;
+
+	*have = false;
+	snprintf(dk, sizeof(dk), "%s/datakey", s->dir);
+	has_dek = access(dk, F_OK) == 0;
+	if (!has_dek && !r->encrypt)
+		return 0; /* never encrypted, and not asked to */
+	rc = red_kek_load(kp, !has_dek, kek, &created);
+	if (rc == -ENOENT) {
+		rod_err("store: key file %s not found: the data key of the store in %s is wrapped "
+			"by the key in that file (give the right one with --key-file / key_file)",
+			kp, s->dir);
+		return -ENOKEY;
+	}
+	if (rc) {
+		rod_err("store: cannot read key file %s: %s", kp,
+			rc == -EINVAL ? "not 64 hex digits" : strerror(-rc));
+		return rc == -EINVAL ? -ENOKEY : rc;
+	}
+	if (created)
+		rod_info("store: created key file %s (mode 0600); keep a copy: without it the "
+			 "data cannot be read", kp);
+	if (has_dek) {
+		rc = red_dek_load(s->dir, kek, &r->dek);
+		if (rc == -EKEYREJECTED)
+			rod_err("store: key file %s does not unwrap the data key of the store in %s "
+				"(wrong key file)", kp, s->dir);
+		else if (rc)
+			rod_err("store: cannot load the data key %s: %s", dk, strerror(-rc));
+	} else {
+		rc = red_dek_create(s->dir, kek, &r->dek);
+		if (rc)
+			rod_err("store: cannot create the data key %s: %s", dk, strerror(-rc));
+	}
+	memset(kek, 0, sizeof(kek));
+	if (rc)
+		return rc;
+	r->key_file = strdup(kp);
+	*have = true;
+	return r->key_file ? 0 : -ENOMEM;
+}
+
+int red_store_open(struct rod_store *s)
+{
+	struct red_store *r = calloc(1, sizeof(*r));
+	bool have = false;
+	int rc;
+
+	if (!r)
+		return -ENOMEM;
+	r->dedupe = !s->opts.no_dedupe;
+	r->compress = !s->opts.no_compress;
+	r->encrypt = !s->opts.no_encrypt;
+	rc = load_keys(s, r, &have);
+	if (!rc && !have)
+		r->encrypt = false;
+	if (!rc)
+		rc = red_fp_key_new(s->ident.secret, &r->fpk);
+	if (!rc)
+		rc = red_fpidx_init(&r->idx, 0);
+	if (!rc) {
+		/* The RAM filter is rebuilt from the fp column family: 4 bytes per chunk read. */
+		struct meta_iter *it = meta_iter_new(s->meta, CF_FP);
+
+		if (!it)
+			rc = -ENOMEM;
+		for (meta_iter_first(it); !rc && meta_iter_valid(it); meta_iter_next(it)) {
+			size_t kl;
+			const uint8_t *k = meta_iter_key(it, &kl);
+
+			if (kl == RED_FP_LEN)
+				rc = red_fpidx_add(&r->idx, k);
+		}
+		meta_iter_free(it);
+	}
+	s->red = r;
+	if (rc) {
+		red_store_close(s);
+		return rc;
+	}
+	/* dek.key stays readable for the store's life; keep it out of core dumps' reach of
+	 * other processes at least (the memory is the process's own). */
+	return 0;
+}
+
+void red_store_close(struct rod_store *s)
+{
+	struct red_store *r = s->red;
+
+	if (!r)
+		return;
+	red_fp_key_free(r->fpk);
+	if (r->idx.tab)
+		red_fpidx_destroy(&r->idx);
+	memset(&r->dek, 0, sizeof(r->dek));
+	free(r->key_file);
+	free(r->buf);
+	free(r);
+	s->red = NULL;
+}
+
+/* Does the chunk still exist (its home segment, or where GC moved it)? */
+static bool chunk_alive(struct rod_store *s, uint64_t chunk)
+{
+	uint8_t k[8];
+	void *v;
+	size_t vl;
+	bool ok = false;
+
+	if (seglog_has(s->log, CHUNK_SEG(chunk)))
+		return true;
+	rod_put_be64(k, chunk);
+	if (meta_get(s->meta, CF_CHUNK, k, 8, &v, &vl))
+		return false;
+	if (vl == 24)
+		ok = seglog_has(s->log, rod_get_be64(v));
+	free(v);
+	return ok;
+}
+
+void red_grain_prepare(struct rod_store *s, const void *data, struct red_grain *rg)
+{
+	struct red_store *r = s->red;
+	void *v;
+	size_t vl;
+
+	memset(rg, 0, sizeof(*rg));
+	if (!r->dedupe || red_fingerprint(r->fpk, data, ROD_GRAIN, rg->fp))
+		return;
+	rg->has_fp = true;
+	/* Read the generation before looking: a GC pass starting after this point changes
+	 * it, and the commit thread then stores the grain instead of referencing. */
+	rg->gc_gen = atomic_load(&r->gc_gen);
+	if (rg->gc_gen & 1 || !red_fpidx_maybe(&r->idx, rg->fp))
+		return;
+	if (meta_get(s->meta, CF_FP, rg->fp, RED_FP_LEN, &v, &vl)) {
+		atomic_fetch_add(&r->st_fp_false, 1);
+		return;
+	}
+	if (vl == MAP_VAL_LEN) {
+		struct map_val mv;
+
+		map_val_decode(&mv, v);
+		if (mv.chunk > CHUNK_UNMAP && chunk_alive(s, mv.chunk)) {
+			rg->dup = true;
+			rg->chunk = mv.chunk;
+			rg->off = mv.off;
+			rg->len = mv.len;
+			rg->crc = mv.crc;
+			rg->comp = mv.comp;
+			rg->enc_gen = mv.enc_gen;
+		}
+	}
+	free(v);
+}
+
+bool red_entry_dedup(struct rod_store *s, const struct red_grain *rg, struct batch_entry *e)
+{
+	struct red_store *r = s->red;
+
+	if (rg->has_fp)
+		memcpy(e->fp, rg->fp, RED_FP_LEN);
+	if (!rg->dup || rg->gc_gen != atomic_load(&r->gc_gen))
+		return false;
+	e->kind = ENT_DEDUP;
+	e->chunk_id = rg->chunk;
+	e->home_off = rg->off;
+	e->stored_len = 0;
+	e->orig_len = rg->len;
+	e->crc = rg->crc;
+	e->comp = rg->comp;
+	e->enc_gen = rg->enc_gen;
+	atomic_fetch_add(&r->st_dedup_hits, 1);
+	return true;
+}
+
+int red_seal(struct rod_store *s, struct batch_entry *ent, const void **src, uint32_t n,
+	     uint32_t *payload)
+{
+	struct red_store *r = s->red;
+	uint32_t pos = 0, out = 0;
+	uint8_t tmp[ROD_GRAIN];
+
+	if (!r->compress && !r->encrypt) {
+		for (uint32_t i = 0; i < n; i++)
+			if (ent[i].kind == ENT_DATA && ent[i].fp[0] | ent[i].fp[1] | ent[i].fp[2] | ent[i].fp[3])
+				red_fpidx_add(&r->idx, ent[i].fp);
+		return 0;
+	}
+	if ((size_t)n * ROD_GRAIN > r->cap) {
+		uint8_t *nb = realloc(r->buf, (size_t)n * ROD_GRAIN);
+
+		if (!nb)
+			return -ENOMEM;
+		r->buf = nb;
+		r->cap = (size_t)n * ROD_GRAIN;
+	}
+	for (uint32_t i = 0; i < n; i++) {
+		struct batch_entry *e = &ent[i];
+
+		if (e->kind != ENT_DATA) {
+			/* Relocations keep their stored bytes (and payload) as they are. */
+			e->payload_off = pos;
+			pos += e->stored_len;
+			continue;
+		}
+		const uint8_t *in = src[i];
+		uint32_t len = ROD_GRAIN, clen = 0;
+
+		if (r->compress && (clen = red_lz4_compress(in, ROD_GRAIN, tmp, sizeof(tmp)))) {
+			in = tmp;
+			len = clen;
+			e->comp = COMP_LZ4;
+			atomic_fetch_add(&r->st_compressed, 1);
+			atomic_fetch_add(&r->st_saved, ROD_GRAIN - clen);
+		}
+		if (r->encrypt) {
+			int rc = red_encrypt(&r->dek, e->chunk_id, r->dek.gen, in, r->buf + out, len);
+
+			if (rc)
+				return rc;
+			e->enc_gen = r->dek.gen;
+			in = r->buf + out;
+		} else if (clen) {
+			memcpy(r->buf + out, in, len);
+			in = r->buf + out;
+		}
+		if (in != src[i]) {
+			src[i] = in;
+			out += len;
+			e->crc = rod_crc32c(0, in, len);
+		}
+		e->stored_len = len;
+		e->payload_off = pos;
+		pos += len;
+		if (e->fp[0] | e->fp[1] | e->fp[2] | e->fp[3])
+			red_fpidx_add(&r->idx, e->fp);
+	}
+	*payload = pos;
+	return 0;
+}
+
+void red_entry_map_val(const struct batch_entry *e, uint64_t payload_base, struct map_val *mv)
+{
+	memset(mv, 0, sizeof(*mv));
+	mv->chunk = e->chunk_id;
+	mv->crc = e->crc;
+	mv->comp = e->comp;
+	mv->enc_gen = e->enc_gen;
+	if (e->kind == ENT_DEDUP) {
+		mv->off = e->home_off;
+		mv->len = e->orig_len;
+	} else {
+		mv->off = (uint32_t)(payload_base + e->payload_off);
+		mv->len = e->stored_len;
+	}
+}
+
+int red_chunk_decode(struct rod_store *s, const struct map_val *mv, const void *stored,
+		     void *dst)
+{
+	struct red_store *r = s->red;
+	uint8_t tmp[ROD_GRAIN];
+	const void *in = stored;
+	int rc;
+
+	if (mv->len > ROD_GRAIN || mv->len < (mv->enc_gen ? RED_MIN_STORED : 1u))
+		return -EBADMSG;
+	if (mv->enc_gen) {
+		if (!r || !r->encrypt || mv->enc_gen != r->dek.gen) {
+			rod_err("store: chunk %llx is encrypted with key generation %u, which this "
+				"store has not loaded", (unsigned long long)mv->chunk, mv->enc_gen);
+			return -EIO;
+		}
+		/* Compressed: decrypt aside, then decompress into dst. */
+		void *to = mv->comp == COMP_NONE ? dst : (void *)tmp;
+
+		rc = red_decrypt(&r->dek, mv->chunk, mv->enc_gen, stored, to, mv->len);
+		if (rc)
+			return -EIO;
+		in = to;
+	}
+	rc = red_decompress(mv->comp, in, mv->len, dst, ROD_GRAIN);
+	if (rc)
+		rod_err("store: chunk %llx does not decompress", (unsigned long long)mv->chunk);
+	return rc;
+}
+
+void red_gc_begin(struct rod_store *s)
+{
+	struct citem ci = { .kind = CI_FLUSH };
+
+	atomic_fetch_add(&s->red->gc_gen, 1);
+	/* Every batch the commit thread has taken before the increment is applied once this
+	 * item completes, so the mark that follows sees its dedupe entries; later ones see
+	 * the odd generation and store their data. */
+	commit_run(s, &ci);
+}
+
+void red_gc_end(struct rod_store *s)
+{
+	atomic_fetch_add(&s->red->gc_gen, 1);
+}
+
+int rod_store_rekey(struct rod_store *s, const char *new_key_file)
+{
+	struct red_store *r = s->red;
+	uint8_t kek[RED_KEK_LEN];
+	bool created;
+	char *kf;
+	int rc;
+
+	if (!new_key_file || !*new_key_file)
+		return -EINVAL;
+	if (!r || !r->encrypt) {
+		rod_err("store: rekey: the store has no data key (encryption is off)");
+		return -ENOKEY;
+	}
+	rc = red_kek_load(new_key_file, true, kek, &created);
+	if (rc) {
+		rod_err("store: rekey: cannot read or create key file %s: %s", new_key_file,
+			rc == -EINVAL ? "not 64 hex digits" : strerror(-rc));
+		return rc;
+	}
+	if (!(kf = strdup(new_key_file)))
+		return -ENOMEM;
+	pthread_mutex_lock(&s->ckpt_lock); /* one rekey (or checkpoint) at a time */
+	rc = red_dek_store(s->dir, kek, &r->dek);
+	if (!rc) {
+		free(r->key_file);
+		r->key_file = kf;
+		kf = NULL;
+	}
+	pthread_mutex_unlock(&s->ckpt_lock);
+	memset(kek, 0, sizeof(kek));
+	free(kf);
+	if (rc)
+		rod_err("store: rekey: cannot write the wrapped data key: %s", strerror(-rc));
+	else
+		rod_info("store: data key re-wrapped with key file %s%s", new_key_file,
+			 created ? " (created)" : "");
+	return rc;
+}

@@ -1,0 +1,78 @@
+/* Data reduction inside the engine: the narrow hooks the open, write, commit, read and
+ * GC paths call (docs/data-reduction.md). The primitives are in reduce.h. */
+#ifndef ROD_STORE_REDUCE_STORE_H
+#define ROD_STORE_REDUCE_STORE_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+#include "reduce.h"
+
+struct rod_store;
+struct batch_entry;
+struct map_val;
+
+/* Entry kind of a deduplicated grain: a map entry pointing at a chunk stored earlier,
+ * no payload. Its stored_len is 0 (nothing in this batch); orig_len holds the chunk's
+ * stored length, home_off its offset in its home segment. */
+#define ENT_DEDUP 5
+
+/* What the submitting thread learned about one data grain (part of struct cgrain). */
+struct red_grain {
+	uint8_t fp[RED_FP_LEN];
+	bool has_fp;
+	bool dup;                /* a stored chunk with this fingerprint exists: */
+	uint8_t comp;            /*   its location and format */
+	uint16_t enc_gen;
+	uint32_t off, len, crc;
+	uint64_t chunk;
+	uint64_t gc_gen;         /* red_store.gc_gen when it was looked up */
+};
+
+struct red_store {
+	bool dedupe, compress, encrypt;
+	char *key_file;
+	struct red_fp_key *fpk;
+	struct red_dek dek;      /* valid when encrypt */
+	struct red_fpidx idx;
+	/* Odd while a GC pass may delete segments. A duplicate found under one value and
+	 * committed under another is stored again instead (its chunk may be gone). */
+	atomic_uint_fast64_t gc_gen;
+	/* commit thread only: stored (compressed/encrypted) payloads of the batch */
+	uint8_t *buf;
+	size_t cap;
+	atomic_uint_fast64_t st_dedup_hits, st_fp_false, st_compressed, st_saved;
+};
+
+/* rod_store_open, after replay: keys and the RAM filter. Logs why it fails. */
+int red_store_open(struct rod_store *s);
+void red_store_close(struct rod_store *s);
+
+/* Submitting thread, one whole data grain: fingerprint it and look for a duplicate. */
+void red_grain_prepare(struct rod_store *s, const void *data, struct red_grain *rg);
+
+/* Commit thread: turn a data grain into a dedupe entry when its duplicate is still
+ * valid (no GC pass since the lookup). Returns true when e became ENT_DEDUP. */
+bool red_entry_dedup(struct rod_store *s, const struct red_grain *rg, struct batch_entry *e);
+
+/* Commit thread, after chunk ids are assigned: compress and encrypt the data entries
+ * of the batch, repack the payloads back to back, recompute their CRC32C. src[i] is the
+ * clear grain of entry i on entry, the stored bytes on return. *payload gets the new
+ * payload length. */
+int red_seal(struct rod_store *s, struct batch_entry *ent, const void **src, uint32_t n,
+	     uint32_t *payload);
+
+/* Map value of an entry (data or dedupe) for the map and fp column families. */
+void red_entry_map_val(const struct batch_entry *e, uint64_t payload_base, struct map_val *mv);
+
+/* Read path: stored bytes (already checked against mv->crc) to the clear grain. */
+int red_chunk_decode(struct rod_store *s, const struct map_val *mv, const void *stored,
+		     void *dst);
+
+/* GC: a pass that may delete segments starts / ends. */
+void red_gc_begin(struct rod_store *s);
+void red_gc_end(struct rod_store *s);
+
+#endif
