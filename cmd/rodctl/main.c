@@ -400,12 +400,27 @@ static void human_vol_list(json_t *r)
 	}
 }
 
+static void human_destroyed_list(json_t *r)
+{
+	size_t i;
+	json_t *v;
+	printf("%-40s %10s %-20s %s\n", "NAME (DESTROYED)", "SIZE", "DESTROYED", "ERADICATED AFTER");
+	json_array_foreach(json_object_get(r, "volumes"), i, v) {
+		char sz[32];
+		printf("%-40s %10s %-20s %s\n", jstr(v, "name"), fmt_size(jint(v, "size"), sz, sizeof(sz)),
+		       jstr(v, "destroyed"), jstr(v, "eradicate_at"));
+	}
+}
+
 static int c_vol_list(int argc, char **argv, const char *usage)
 {
+	struct opt o[] = { { "--destroyed", false } };
 	const char *pos[1];
 	size_t np;
-	if (parse_args(argc, argv, NULL, 0, pos, 0, &np, usage))
+	if (parse_args(argc, argv, o, 1, pos, 0, &np, usage))
 		return EX_USAGE;
+	if (o[0].seen)
+		return call_print("vol.list", json_pack("{s:b}", "destroyed", 1), human_destroyed_list);
 	return call_print("vol.list", NULL, human_vol_list);
 }
 
@@ -436,7 +451,8 @@ static int c_vol_resize(int argc, char **argv, const char *usage)
 
 static void human_destroyed(json_t *r)
 {
-	printf("volume \"%s\" destroyed\n", jstr(r, "name"));
+	printf("\"%s\" destroyed; recoverable with rodctl vol recover %s until %s\n", jstr(r, "name"), jstr(r, "name"),
+	       jstr(r, "eradicate_at"));
 }
 
 static int c_vol_destroy(int argc, char **argv, const char *usage)
@@ -468,6 +484,235 @@ static int c_vol_set(int argc, char **argv, const char *usage)
 		json_object_set_new(p, "offload", json_boolean(!strcmp(o[1].value, "on")));
 	}
 	return call_print("vol.set", p, print_vol);
+}
+
+static void human_snap_list(json_t *r)
+{
+	size_t i;
+	json_t *v;
+	printf("%-40s %-24s %10s %s\n", "NAME", "VOLUME", "SIZE", "CREATED");
+	json_array_foreach(json_object_get(r, "snapshots"), i, v) {
+		char sz[32];
+		printf("%-40s %-24s %10s %s\n", jstr(v, "name"), jstr(v, "source"),
+		       fmt_size(jint(v, "size"), sz, sizeof(sz)), jstr(v, "created"));
+	}
+}
+
+/* vol snap VOL [--suffix S] | vol snap list [VOL] */
+static int c_vol_snap(int argc, char **argv, const char *usage)
+{
+	struct opt o[] = { { "--suffix", true } };
+	const char *pos[1];
+	size_t np;
+	if (argc >= 1 && !strcmp(argv[0], "list")) {
+		json_t *p = json_object();
+		if (parse_args(argc - 1, argv + 1, NULL, 0, pos, argc > 1 ? 1 : 0, &np, usage)) {
+			json_decref(p);
+			return EX_USAGE;
+		}
+		if (np)
+			json_object_set_new(p, "volume", json_string(pos[0]));
+		return call_print("vol.snap.list", p, human_snap_list);
+	}
+	if (parse_args(argc, argv, o, 1, pos, 1, &np, usage))
+		return EX_USAGE;
+	json_t *p = json_pack("{s:s}", "name", pos[0]);
+	if (o[0].seen)
+		json_object_set_new(p, "suffix", json_string(o[0].value));
+	return call_print("vol.snap", p, print_vol);
+}
+
+static int c_vol_clone(int argc, char **argv, const char *usage)
+{
+	const char *pos[2];
+	size_t np;
+	if (parse_args(argc, argv, NULL, 0, pos, 2, &np, usage))
+		return EX_USAGE;
+	return call_print("vol.clone", json_pack("{s:s, s:s}", "source", pos[0], "name", pos[1]), print_vol);
+}
+
+static void human_copied(json_t *r)
+{
+	printf("\"%s\" copied to %s volume \"%s\"\n", jstr(r, "source"),
+	       json_is_true(json_object_get(r, "created")) ? "new" : "existing", jstr(r, "target"));
+}
+
+static int c_vol_copy(int argc, char **argv, const char *usage)
+{
+	struct opt o[] = { { "--overwrite", false } };
+	const char *pos[2];
+	size_t np;
+	if (parse_args(argc, argv, o, 1, pos, 2, &np, usage))
+		return EX_USAGE;
+	return call_print("vol.copy", json_pack("{s:s, s:s, s:b}", "source", pos[0], "target", pos[1], "overwrite",
+						o[0].seen), human_copied);
+}
+
+static int c_vol_revert(int argc, char **argv, const char *usage)
+{
+	const char *pos[2];
+	size_t np;
+	if (parse_args(argc, argv, NULL, 0, pos, 2, &np, usage))
+		return EX_USAGE;
+	return call_print("vol.revert", json_pack("{s:s, s:s}", "name", pos[0], "snapshot", pos[1]), print_vol);
+}
+
+static int c_vol_rename(int argc, char **argv, const char *usage)
+{
+	const char *pos[2];
+	size_t np;
+	if (parse_args(argc, argv, NULL, 0, pos, 2, &np, usage))
+		return EX_USAGE;
+	return call_print("vol.rename", json_pack("{s:s, s:s}", "name", pos[0], "new_name", pos[1]), print_vol);
+}
+
+static void human_recovered(json_t *r)
+{
+	printf("\"%s\" recovered (connect it to hosts again with rodctl host connect)\n", jstr(r, "name"));
+}
+
+static int c_vol_recover(int argc, char **argv, const char *usage)
+{
+	const char *pos[1];
+	size_t np;
+	if (parse_args(argc, argv, NULL, 0, pos, 1, &np, usage))
+		return EX_USAGE;
+	return call_print("vol.recover", json_pack("{s:s}", "name", pos[0]), human_recovered);
+}
+
+static void human_eradicated(json_t *r)
+{
+	printf("\"%s\" eradicated; its space returns at the next garbage collection\n", jstr(r, "name"));
+}
+
+static int c_vol_eradicate(int argc, char **argv, const char *usage)
+{
+	const char *pos[1];
+	size_t np;
+	if (parse_args(argc, argv, NULL, 0, pos, 1, &np, usage))
+		return EX_USAGE;
+	return call_print("vol.eradicate", json_pack("{s:s}", "name", pos[0]), human_eradicated);
+}
+
+static int c_host_set(int argc, char **argv, const char *usage)
+{
+	struct opt o[] = { { "--chap-user", true }, { "--chap-secret-file", true }, { "--mutual-user", true },
+			   { "--mutual-secret-file", true }, { "--no-chap", false }, { "--no-mutual", false } };
+	const char *pos[1];
+	size_t np;
+	static char cs[4096], ms[4096];
+	if (parse_args(argc, argv, o, 6, pos, 1, &np, usage))
+		return EX_USAGE;
+	if (o[0].seen != o[1].seen || o[2].seen != o[3].seen)
+		return die(EX_USAGE, "CHAP needs a user and a secret file together\nusage: %s", usage);
+	if (!o[0].seen && !o[2].seen && !o[4].seen && !o[5].seen)
+		return die(EX_USAGE, "nothing to set\nusage: %s", usage);
+	json_t *p = json_pack("{s:s, s:b, s:b}", "name", pos[0], "clear_chap", o[4].seen, "clear_mutual", o[5].seen);
+	if (o[0].seen) {
+		if (read_secret(o[1].value, cs, sizeof(cs))) {
+			json_decref(p);
+			return EX_USAGE;
+		}
+		json_object_set_new(p, "chap_user", json_string(o[0].value));
+		json_object_set_new(p, "chap_secret", json_string(cs));
+	}
+	if (o[2].seen) {
+		if (read_secret(o[3].value, ms, sizeof(ms))) {
+			json_decref(p);
+			return EX_USAGE;
+		}
+		json_object_set_new(p, "mutual_user", json_string(o[2].value));
+		json_object_set_new(p, "mutual_secret", json_string(ms));
+	}
+	int rc = call_print("host.set", p, print_host);
+	memset(cs, 0, sizeof(cs));
+	memset(ms, 0, sizeof(ms));
+	return rc;
+}
+
+static void human_space(json_t *r)
+{
+	char a[32];
+	printf("capacity:     %s\n", fmt_size(jint(r, "capacity"), a, sizeof(a)));
+	printf("used:         %s\n", fmt_size(jint(r, "used"), a, sizeof(a)));
+	printf("free:         %s\n", fmt_size(jint(r, "free"), a, sizeof(a)));
+	printf("provisioned:  %s\n", fmt_size(jint(r, "provisioned"), a, sizeof(a)));
+	printf("written:      %s\n", fmt_size(jint(r, "logical"), a, sizeof(a)));
+	printf("physical:     %s\n", fmt_size(jint(r, "physical"), a, sizeof(a)));
+	printf("shared:       %s\n", fmt_size(jint(r, "shared"), a, sizeof(a)));
+	printf("snapshots:    %s\n", fmt_size(jint(r, "snapshots"), a, sizeof(a)));
+	printf("reduction:    %.2f:1\n", json_number_value(json_object_get(r, "reduction")));
+	printf("destroyed:    %" PRIu64 " item(s) awaiting eradication\n", jint(r, "destroyed_items"));
+}
+
+static int c_array_space(int argc, char **argv, const char *usage)
+{
+	const char *pos[1];
+	size_t np;
+	if (parse_args(argc, argv, NULL, 0, pos, 0, &np, usage))
+		return EX_USAGE;
+	return call_print("array.space", NULL, human_space);
+}
+
+static void human_settings(json_t *r)
+{
+	printf("recovery window: %" PRIu64 " s\n", jint(r, "recovery_window_s"));
+}
+
+/* A duration: a number with s, m, h or d; a bare number is hours. */
+static int parse_duration(const char *s, uint64_t *secs)
+{
+	char *end;
+	errno = 0;
+	unsigned long long v = strtoull(s, &end, 10);
+	if (errno || end == s || s[0] == '-')
+		return -1;
+	uint64_t mul = 3600;
+	if (*end) {
+		const char *u = "smhd";
+		const uint64_t muls[] = { 1, 60, 3600, 86400 };
+		const char *k = strchr(u, *end);
+		if (!k || end[1])
+			return -1;
+		mul = muls[k - u];
+	}
+	if (v > UINT64_MAX / mul)
+		return -1;
+	*secs = v * mul;
+	return 0;
+}
+
+static int c_array_set(int argc, char **argv, const char *usage)
+{
+	struct opt o[] = { { "--recovery-window", true } };
+	const char *pos[1];
+	size_t np;
+	uint64_t secs;
+	if (parse_args(argc, argv, o, 1, pos, 0, &np, usage))
+		return EX_USAGE;
+	if (!o[0].seen)
+		return die(EX_USAGE, "nothing to set\nusage: %s", usage);
+	if (parse_duration(o[0].value, &secs))
+		return die(EX_USAGE, "--recovery-window %s is not a duration (e.g. 24h, 90m, 2d; a bare number is hours)",
+			   o[0].value);
+	return call_print("array.set", json_pack("{s:I}", "recovery_window_s", (json_int_t)secs), human_settings);
+}
+
+static void human_gc(json_t *r)
+{
+	char a[32];
+	printf("garbage collection done: %" PRIu64 " segment(s) freed, %s moved\n", jint(r, "segments_freed"),
+	       fmt_size(jint(r, "bytes_moved"), a, sizeof(a)));
+}
+
+static int c_array_gc(int argc, char **argv, const char *usage)
+{
+	struct opt o[] = { { "--full", false } };
+	const char *pos[1];
+	size_t np;
+	if (parse_args(argc, argv, o, 1, pos, 0, &np, usage))
+		return EX_USAGE;
+	return call_print("array.gc", json_pack("{s:b}", "full", o[0].seen), human_gc);
 }
 
 static int c_host_create(int argc, char **argv, const char *usage)
@@ -624,16 +869,29 @@ static const struct {
 	{ "array", "show", c_array_show, "rodctl array show" },
 	{ "array", "token", c_array_token, "rodctl array token create [--name LABEL] | token list | token delete ID" },
 	{ "vol", "create", c_vol_create, "rodctl vol create NAME --size SIZE [--block-size 512|4096]" },
-	{ "vol", "list", c_vol_list, "rodctl vol list" },
+	{ "array", "space", c_array_space, "rodctl array space" },
+	{ "array", "set", c_array_set, "rodctl array set --recovery-window DURATION (e.g. 24h, 30m, 2d)" },
+	{ "array", "gc", c_array_gc, "rodctl array gc [--full]" },
+	{ "vol", "list", c_vol_list, "rodctl vol list [--destroyed]" },
 	{ "vol", "show", c_vol_show, "rodctl vol show NAME" },
 	{ "vol", "resize", c_vol_resize, "rodctl vol resize NAME --size SIZE [--shrink]" },
 	{ "vol", "destroy", c_vol_destroy, "rodctl vol destroy NAME" },
 	{ "vol", "set", c_vol_set, "rodctl vol set NAME [--cache write-through|write-back] [--offload on|off]" },
+	{ "vol", "snap", c_vol_snap, "rodctl vol snap VOL [--suffix S] | vol snap list [VOL]" },
+	{ "vol", "clone", c_vol_clone, "rodctl vol clone SOURCE NEWNAME" },
+	{ "vol", "copy", c_vol_copy, "rodctl vol copy SOURCE TARGET [--overwrite]" },
+	{ "vol", "revert", c_vol_revert, "rodctl vol revert VOL SNAPSHOT" },
+	{ "vol", "rename", c_vol_rename, "rodctl vol rename OLD NEW" },
+	{ "vol", "recover", c_vol_recover, "rodctl vol recover NAME" },
+	{ "vol", "eradicate", c_vol_eradicate, "rodctl vol eradicate NAME" },
 	{ "host", "create", c_host_create,
 	  "rodctl host create NAME --iqn IQN [--iqn IQN]... [--chap-user U --chap-secret-file F] "
 	  "[--mutual-user U --mutual-secret-file F]" },
 	{ "host", "list", c_host_list, "rodctl host list" },
 	{ "host", "show", c_host_show, "rodctl host show NAME" },
+	{ "host", "set", c_host_set,
+	  "rodctl host set NAME [--chap-user U --chap-secret-file F] [--mutual-user U --mutual-secret-file F] "
+	  "[--no-chap] [--no-mutual]" },
 	{ "host", "delete", c_host_delete, "rodctl host delete NAME" },
 	{ "host", "connect", c_host_connect, "rodctl host connect HOST VOLUME [--lun N]" },
 	{ "host", "disconnect", c_host_disconnect, "rodctl host disconnect HOST VOLUME" },

@@ -25,6 +25,13 @@
 #define KEY_NEXT_HOST "ctl/next_host_id"
 #define PFX_HOST "ctl/host/"
 #define PFX_CONN "ctl/conn/"
+#define KEY_SETTINGS "ctl/settings"     /* {"recovery_window_s": N} */
+
+/* Destroyed volumes and snapshots stay recoverable this long unless told otherwise. */
+#define DEFAULT_RECOVERY_WINDOW_S (24 * 3600)
+#define RECOVERY_WINDOW_MAX_S (30 * 24 * 3600)
+/* How often the reaper looks for destroyed items whose window has passed. */
+#define REAP_PERIOD_S 2
 
 struct ctl_conn {
 	uint64_t vol_id;
@@ -60,6 +67,14 @@ struct rod_ctl {
 	struct ctl_host **hosts;
 	size_t n_hosts;
 	uint64_t next_host_id;          /* op_lock */
+	uint64_t recovery_window_s;     /* op_lock */
+	/* The reaper thread ("rod-ctl-reap") eradicates destroyed items whose recovery
+	 * window has passed; reap_lock guards reap_stop and goes with reap_cv. */
+	pthread_t reaper;
+	bool reaper_started;
+	pthread_mutex_t reap_lock;
+	pthread_cond_t reap_cv;
+	bool reap_stop;
 };
 
 /* ---- small helpers ---------------------------------------------------------------- */
@@ -361,6 +376,63 @@ static int load_next_id(struct rod_ctl *c)
 	return 0;
 }
 
+static void load_settings(struct rod_ctl *c)
+{
+	void *val;
+	size_t len;
+	if (rod_store_meta_get(c->store, KEY_SETTINGS, &val, &len))
+		return;
+	json_t *o = json_loadb(val, len, 0, NULL);
+	free(val);
+	json_t *w = json_object_get(o, "recovery_window_s");
+	if (json_is_integer(w) && json_integer_value(w) >= 0 && json_integer_value(w) <= RECOVERY_WINDOW_MAX_S)
+		c->recovery_window_s = (uint64_t)json_integer_value(w);
+	json_decref(o);
+}
+
+/* Eradicate destroyed items older than the recovery window (op_lock held). */
+static void reap_expired(struct rod_ctl *c)
+{
+	struct rod_vol_info *vols = NULL;
+	size_t n = 0;
+	if (rod_vol_list(c->store, &vols, &n))
+		return;
+	uint64_t now = rod_wall_ns();
+	for (size_t i = 0; i < n; i++) {
+		if (!vols[i].destroyed || vols[i].destroyed_ns + c->recovery_window_s * 1000000000ull > now)
+			continue;
+		int rc = rod_vol_eradicate(c->store, vols[i].name);
+		if (rc)
+			rod_warn("ctl: cannot eradicate %s (its recovery window ended): %s", vols[i].name, strerror(-rc));
+		else
+			rod_info("ctl: %s eradicated (destroyed more than %" PRIu64 " s ago); its space returns at the next GC",
+				 vols[i].name, c->recovery_window_s);
+	}
+	free(vols);
+}
+
+static void *reaper_main(void *arg)
+{
+	struct rod_ctl *c = arg;
+	rod_thread_name("rod-ctl-reap");
+	pthread_mutex_lock(&c->reap_lock);
+	while (!c->reap_stop) {
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_sec += REAP_PERIOD_S;
+		pthread_cond_timedwait(&c->reap_cv, &c->reap_lock, &ts);
+		if (c->reap_stop)
+			break;
+		pthread_mutex_unlock(&c->reap_lock);
+		pthread_mutex_lock(&c->op_lock);
+		reap_expired(c);
+		pthread_mutex_unlock(&c->op_lock);
+		pthread_mutex_lock(&c->reap_lock);
+	}
+	pthread_mutex_unlock(&c->reap_lock);
+	return NULL;
+}
+
 int rod_ctl_new(const struct rod_ctl_opts *o, struct rod_ctl **out)
 {
 	struct rod_ctl *c = calloc(1, sizeof(*c));
@@ -374,7 +446,10 @@ int rod_ctl_new(const struct rod_ctl_opts *o, struct rod_ctl **out)
 	c->data_dir = o->data_dir ? strdup(o->data_dir) : NULL;
 	pthread_mutex_init(&c->op_lock, NULL);
 	pthread_rwlock_init(&c->lock, NULL);
+	pthread_mutex_init(&c->reap_lock, NULL);
+	pthread_cond_init(&c->reap_cv, NULL);
 	c->next_host_id = 1;
+	c->recovery_window_s = DEFAULT_RECOVERY_WINDOW_S;
 
 	rc = rod_ctl_set_portals(c, o->portals);
 	if (rc == 0)
@@ -397,6 +472,11 @@ int rod_ctl_new(const struct rod_ctl_opts *o, struct rod_ctl **out)
 		rod_ctl_free(c);
 		return rc;
 	}
+	load_settings(c);
+	if (pthread_create(&c->reaper, NULL, reaper_main, c) == 0)
+		c->reaper_started = true;
+	else
+		rod_warn("ctl: cannot start the eradication thread; destroyed items stay until rodctl vol eradicate");
 	rod_info("ctl: %zu hosts loaded", c->n_hosts);
 	*out = c;
 	return 0;
@@ -431,6 +511,15 @@ void rod_ctl_free(struct rod_ctl *c)
 {
 	if (!c)
 		return;
+	if (c->reaper_started) {
+		pthread_mutex_lock(&c->reap_lock);
+		c->reap_stop = true;
+		pthread_cond_broadcast(&c->reap_cv);
+		pthread_mutex_unlock(&c->reap_lock);
+		pthread_join(c->reaper, NULL);
+	}
+	pthread_mutex_destroy(&c->reap_lock);
+	pthread_cond_destroy(&c->reap_cv);
 	for (size_t i = 0; i < c->n_hosts; i++)
 		host_free(c->hosts[i]);
 	free(c->hosts);
@@ -522,11 +611,20 @@ static json_t *vol_json(struct rod_ctl *c, const struct rod_vol_info *vi, bool w
 				json_array_append_new(conns, json_pack("{s:s, s:I}", "host", h->name, "lun",
 								       (json_int_t)h->conns[k].lun));
 	}
-	return json_pack("{s:s, s:I, s:s, s:I, s:i, s:o, s:s, s:b, s:o, s:o}", "name", vi->name, "id",
-			 (json_int_t)vi->id, "uuid", uuid, "size", (json_int_t)vi->size, "block_size",
-			 (int)vi->block_size, "created", json_time(vi->created_ns), "cache",
-			 vi->cache == ROD_CACHE_WRITE_BACK ? "write-back" : "write-through", "offload",
-			 vi->offload, "connections", conns, "space", space);
+	json_t *o = json_pack("{s:s, s:I, s:s, s:I, s:i, s:o, s:s, s:b, s:o, s:o}", "name", vi->name, "id",
+			      (json_int_t)vi->id, "uuid", uuid, "size", (json_int_t)vi->size, "block_size",
+			      (int)vi->block_size, "created", json_time(vi->created_ns), "cache",
+			      vi->cache == ROD_CACHE_WRITE_BACK ? "write-back" : "write-through", "offload",
+			      vi->offload, "connections", conns, "space", space);
+	if (!o)
+		return NULL;
+	json_object_set_new(o, "snapshot", json_boolean(vi->is_snapshot));
+	json_object_set_new(o, "source", vi->source[0] ? json_string(vi->source) : json_null());
+	json_object_set_new(o, "destroyed", vi->destroyed ? json_time(vi->destroyed_ns) : json_null());
+	json_object_set_new(o, "eradicate_at",
+			    vi->destroyed ? json_time(vi->destroyed_ns + c->recovery_window_s * 1000000000ull)
+					  : json_null());
+	return o;
 }
 
 static json_t *host_json(struct rod_ctl *c, const struct ctl_host *h)
@@ -551,6 +649,8 @@ static json_t *host_json(struct rod_ctl *c, const struct ctl_host *h)
 }
 
 /* ---- methods ---------------------------------------------------------------------- */
+
+static int destroyed_name_taken(struct rod_ctl *c, const char *name, char **msg);
 
 typedef int (*method_fn)(struct rod_ctl *c, json_t *params, json_t **res, char **msg);
 
@@ -610,6 +710,8 @@ static int m_vol_create(struct rod_ctl *c, json_t *params, json_t **res, char **
 			    size, bs);
 	struct rod_vol_info vi;
 	rc = rod_vol_create(c->store, name, size, (uint32_t)bs, &vi);
+	if (rc == -EEXIST && destroyed_name_taken(c, name, msg))
+		return ROD_CTL_EEXIST;
 	if (rc == -EEXIST)
 		return fail(msg, ROD_CTL_EEXIST, "volume \"%s\" already exists (rodctl vol show %s)", name, name);
 	if (rc) {
@@ -634,10 +736,16 @@ static int m_vol_list(struct rod_ctl *c, json_t *params, json_t **res, char **ms
 	int rc = rod_vol_list(c->store, &vols, &n);
 	if (rc)
 		return store_fail(msg, rc, "listing volumes");
+	bool destroyed;
+	if ((rc = param_bool(params, "destroyed", &destroyed, msg))) {
+		free(vols);
+		return rc;
+	}
 	qsort(vols, n, sizeof(*vols), vol_cmp_name);
 	json_t *arr = json_array();
+	/* destroyed=true: the destroyed-items area (volumes and snapshots) instead */
 	for (size_t i = 0; i < n; i++)
-		if (!vols[i].destroyed && !vols[i].is_snapshot)
+		if (destroyed ? vols[i].destroyed : (!vols[i].destroyed && !vols[i].is_snapshot))
 			json_array_append_new(arr, vol_json(c, &vols[i], false));
 	free(vols);
 	*res = json_pack("{s:o}", "volumes", arr);
@@ -757,6 +865,38 @@ static void drop_vol_conns(struct rod_ctl *c, uint64_t vol_id)
 	}
 }
 
+/* A destroyed volume or snapshot by name (the engine hides them from lookups by
+ * name). Returns 0, or -ENOENT. */
+static int find_destroyed(struct rod_ctl *c, const char *name, struct rod_vol_info *out)
+{
+	struct rod_vol_info *vols = NULL;
+	size_t n = 0;
+	int rc = rod_vol_list(c->store, &vols, &n);
+	if (rc)
+		return rc;
+	rc = -ENOENT;
+	for (size_t i = 0; i < n; i++)
+		if (vols[i].destroyed && !strcmp(vols[i].name, name)) {
+			*out = vols[i];
+			rc = 0;
+			break;
+		}
+	free(vols);
+	return rc;
+}
+
+/* Destroyed items keep their names until eradicated (a recover must find its name
+ * free), like the recycle bins of commercial arrays. */
+static int destroyed_name_taken(struct rod_ctl *c, const char *name, char **msg)
+{
+	struct rod_vol_info vi;
+	if (find_destroyed(c, name, &vi) == 0)
+		return fail(msg, ROD_CTL_EEXIST,
+			    "a destroyed volume is named \"%s\"; recover it (rodctl vol recover %s) or free the name "
+			    "(rodctl vol eradicate %s)", name, name, name);
+	return 0;
+}
+
 static int m_vol_destroy(struct rod_ctl *c, json_t *params, json_t **res, char **msg)
 {
 	const char *name;
@@ -764,11 +904,9 @@ static int m_vol_destroy(struct rod_ctl *c, json_t *params, json_t **res, char *
 	int rc;
 	if ((rc = param_str(params, "name", true, &name, msg)) || (rc = need_vol(c, name, &vi, msg)))
 		return rc;
-	if (vi.is_snapshot)
-		return fail(msg, ROD_CTL_EINVAL, "\"%s\" is a snapshot, not a volume", name);
 	/* The volume leaves every host at once (REPORT LUNS DATA HAS CHANGED) before the
 	 * engine destroys it, so the SCSI target drops its handles first. */
-	if (c->hooks.vol_removed)
+	if (!vi.is_snapshot && c->hooks.vol_removed)
 		c->hooks.vol_removed(c->hooks.arg, vi.id);
 	rc = rod_vol_destroy(c->store, name);
 	if (rc) {
@@ -778,16 +916,363 @@ static int m_vol_destroy(struct rod_ctl *c, json_t *params, json_t **res, char *
 				if (c->hosts[i]->conns[k].vol_id == vi.id)
 					c->hooks.map_add(c->hooks.arg, c->hosts[i]->id, c->hosts[i]->conns[k].lun, vi.id);
 		char what[160];
-		snprintf(what, sizeof(what), "destroying volume \"%s\"", name);
+		snprintf(what, sizeof(what), "destroying \"%s\"", name);
 		return store_fail(msg, rc, what);
 	}
+	/* A recovered volume comes back unconnected: hosts may have reused the LUNs. */
 	drop_vol_conns(c, vi.id);
-	/* No recovery window yet: space returns at the next GC. */
+	uint64_t now = rod_wall_ns();
+	rod_info("ctl: %s %s destroyed (recoverable for %" PRIu64 " s)", vi.is_snapshot ? "snapshot" : "volume", name,
+		 c->recovery_window_s);
+	*res = json_pack("{s:s, s:I, s:b, s:o, s:o}", "name", name, "id", (json_int_t)vi.id, "eradicated", 0,
+			 "destroyed", json_time(now), "eradicate_at",
+			 json_time(now + c->recovery_window_s * 1000000000ull));
+	return 0;
+}
+
+static int m_vol_recover(struct rod_ctl *c, json_t *params, json_t **res, char **msg)
+{
+	const char *name;
+	struct rod_vol_info vi;
+	int rc;
+	if ((rc = param_str(params, "name", true, &name, msg)))
+		return rc;
+	if (find_destroyed(c, name, &vi))
+		return fail(msg, ROD_CTL_ENOENT,
+			    "\"%s\" is not among the destroyed items (rodctl vol list --destroyed shows them)", name);
+	rc = rod_vol_recover(c->store, name);
+	if (rc == -EEXIST)
+		return fail(msg, ROD_CTL_EEXIST,
+			    "a live volume is named \"%s\" now; rename it first (rodctl vol rename %s NEWNAME)", name,
+			    name);
+	if (rc) {
+		char what[160];
+		snprintf(what, sizeof(what), "recovering \"%s\"", name);
+		return store_fail(msg, rc, what);
+	}
+	rod_info("ctl: %s recovered", name);
+	if ((rc = need_vol(c, name, &vi, msg)))
+		return rc;
+	*res = vol_json(c, &vi, false);
+	return 0;
+}
+
+static int m_vol_eradicate(struct rod_ctl *c, json_t *params, json_t **res, char **msg)
+{
+	const char *name;
+	struct rod_vol_info vi;
+	int rc;
+	if ((rc = param_str(params, "name", true, &name, msg)))
+		return rc;
+	if (find_destroyed(c, name, &vi)) {
+		if (rod_vol_info_get(c->store, name, &vi) == 0)
+			return fail(msg, ROD_CTL_EEXIST, "\"%s\" is not destroyed; destroy it first (rodctl vol destroy %s)",
+				    name, name);
+		return fail(msg, ROD_CTL_ENOENT,
+			    "\"%s\" is not among the destroyed items (rodctl vol list --destroyed shows them)", name);
+	}
 	rc = rod_vol_eradicate(c->store, name);
+	if (rc) {
+		char what[160];
+		snprintf(what, sizeof(what), "eradicating \"%s\"", name);
+		return store_fail(msg, rc, what);
+	}
+	rod_info("ctl: %s eradicated; its space returns at the next GC", name);
+	*res = json_pack("{s:s, s:I, s:b}", "name", name, "id", (json_int_t)vi.id, "eradicated", 1);
+	return 0;
+}
+
+static int m_vol_snap(struct rod_ctl *c, json_t *params, json_t **res, char **msg)
+{
+	const char *name, *suffix;
+	char defsuf[32];
+	struct rod_vol_info vi;
+	int rc;
+	if ((rc = param_str(params, "name", true, &name, msg)) || (rc = param_str(params, "suffix", false, &suffix, msg)) ||
+	    (rc = need_vol(c, name, &vi, msg)))
+		return rc;
+	if (vi.is_snapshot)
+		return fail(msg, ROD_CTL_EINVAL, "\"%s\" is a snapshot; snapshot its volume \"%s\" or a clone of it", name,
+			    vi.source);
+	if (!suffix) {
+		time_t t = (time_t)(rod_wall_ns() / 1000000000ull);
+		struct tm tm;
+		gmtime_r(&t, &tm);
+		strftime(defsuf, sizeof(defsuf), "%Y%m%d-%H%M%S", &tm);
+		suffix = defsuf;
+	}
+	if (!rod_name_valid(suffix))
+		return fail(msg, ROD_CTL_EINVAL,
+			    "\"%s\" is not a valid snapshot suffix (letters, digits, '-' and '_', 1-63 characters)", suffix);
+	rc = rod_vol_snapshot(c->store, name, suffix, &vi);
+	if (rc == -EEXIST)
+		return fail(msg, ROD_CTL_EEXIST, "snapshot \"%s.%s\" already exists (choose another --suffix)", name,
+			    suffix);
+	if (rc) {
+		char what[160];
+		snprintf(what, sizeof(what), "snapshot of \"%s\"", name);
+		return store_fail(msg, rc, what);
+	}
+	rod_info("ctl: snapshot %s created", vi.name);
+	*res = vol_json(c, &vi, false);
+	return 0;
+}
+
+static int m_vol_snap_list(struct rod_ctl *c, json_t *params, json_t **res, char **msg)
+{
+	const char *vol;
+	struct rod_vol_info vi;
+	int rc;
+	if ((rc = param_str(params, "volume", false, &vol, msg)))
+		return rc;
+	if (vol && (rc = need_vol(c, vol, &vi, msg)))
+		return rc;
+	struct rod_vol_info *vols = NULL;
+	size_t n = 0;
+	if ((rc = rod_vol_list(c->store, &vols, &n)))
+		return store_fail(msg, rc, "listing snapshots");
+	qsort(vols, n, sizeof(*vols), vol_cmp_name);
+	json_t *arr = json_array();
+	for (size_t i = 0; i < n; i++)
+		if (vols[i].is_snapshot && !vols[i].destroyed && (!vol || !strcmp(vols[i].source, vol)))
+			json_array_append_new(arr, vol_json(c, &vols[i], false));
+	free(vols);
+	*res = json_pack("{s:o}", "snapshots", arr);
+	return 0;
+}
+
+static int check_new_name(struct rod_ctl *c, const char *name, char **msg)
+{
+	struct rod_vol_info vi;
+	if (!rod_name_valid(name))
+		return fail(msg, ROD_CTL_EINVAL,
+			    "\"%s\" is not a valid volume name (letters, digits, '-' and '_', 1-63 characters)", name);
+	if (rod_vol_info_get(c->store, name, &vi) == 0 && !vi.destroyed)
+		return fail(msg, ROD_CTL_EEXIST, "volume \"%s\" already exists (rodctl vol show %s)", name, name);
+	return destroyed_name_taken(c, name, msg);
+}
+
+static int m_vol_clone(struct rod_ctl *c, json_t *params, json_t **res, char **msg)
+{
+	const char *src, *name;
+	struct rod_vol_info vi;
+	int rc;
+	if ((rc = param_str(params, "source", true, &src, msg)) || (rc = param_str(params, "name", true, &name, msg)) ||
+	    (rc = need_vol(c, src, &vi, msg)) || (rc = check_new_name(c, name, msg)))
+		return rc;
+	rc = rod_vol_clone(c->store, src, name, &vi);
+	if (rc) {
+		char what[200];
+		snprintf(what, sizeof(what), "clone \"%s\" of \"%s\"", name, src);
+		return store_fail(msg, rc, what);
+	}
+	rod_info("ctl: volume %s cloned from %s", name, src);
+	*res = vol_json(c, &vi, false);
+	return 0;
+}
+
+/* Array-side copy of a whole volume: a clone when the target does not exist, else
+ * (with overwrite) one range copy over the target, O(1) for grain-aligned sizes. */
+static int m_vol_copy(struct rod_ctl *c, json_t *params, json_t **res, char **msg)
+{
+	const char *src, *dst;
+	bool overwrite;
+	struct rod_vol_info si, di;
+	int rc;
+	if ((rc = param_str(params, "source", true, &src, msg)) || (rc = param_str(params, "target", true, &dst, msg)) ||
+	    (rc = param_bool(params, "overwrite", &overwrite, msg)) || (rc = need_vol(c, src, &si, msg)))
+		return rc;
+	rc = rod_vol_info_get(c->store, dst, &di);
+	if (rc == -ENOENT || (rc == 0 && di.destroyed)) {
+		if ((rc = check_new_name(c, dst, msg)))
+			return rc;
+		rc = rod_vol_clone(c->store, src, dst, &di);
+		if (rc) {
+			char what[200];
+			snprintf(what, sizeof(what), "copy of \"%s\" to new volume \"%s\"", src, dst);
+			return store_fail(msg, rc, what);
+		}
+		rod_info("ctl: volume %s copied to new volume %s", src, dst);
+		*res = json_pack("{s:s, s:s, s:b, s:o}", "source", src, "target", dst, "created", 1, "volume",
+				 vol_json(c, &di, false));
+		return 0;
+	}
+	if (rc) {
+		char what[160];
+		snprintf(what, sizeof(what), "volume \"%s\"", dst);
+		return store_fail(msg, rc, what);
+	}
+	if (di.is_snapshot)
+		return fail(msg, ROD_CTL_EINVAL, "\"%s\" is a snapshot; snapshots cannot be written", dst);
+	if (di.id == si.id)
+		return fail(msg, ROD_CTL_EINVAL, "source and target are the same volume");
+	if (!overwrite)
+		return fail(msg, ROD_CTL_EEXIST,
+			    "volume \"%s\" exists; add --overwrite to replace its contents with \"%s\"", dst, src);
+	if (di.size != si.size)
+		return fail(msg, ROD_CTL_EINVAL,
+			    "\"%s\" is %" PRIu64 " bytes and \"%s\" %" PRIu64 " bytes; resize the target first "
+			    "(rodctl vol resize %s --size %" PRIu64 "%s)",
+			    src, si.size, dst, di.size, dst, si.size, si.size < di.size ? " --shrink" : "");
+	struct rod_vol *sv = NULL, *dv = NULL;
+	rc = rod_vol_open(c->store, src, &sv);
+	if (!rc)
+		rc = rod_vol_open(c->store, dst, &dv);
+	if (!rc)
+		rc = rod_vol_copy(sv, 0, dv, 0, si.size);
+	if (dv)
+		rod_vol_close(dv);
+	if (sv)
+		rod_vol_close(sv);
+	if (rc) {
+		char what[200];
+		snprintf(what, sizeof(what), "copy of \"%s\" over \"%s\"", src, dst);
+		return store_fail(msg, rc, what);
+	}
+	rod_info("ctl: volume %s copied over volume %s", src, dst);
+	if ((rc = need_vol(c, dst, &di, msg)))
+		return rc;
+	*res = json_pack("{s:s, s:s, s:b, s:o}", "source", src, "target", dst, "created", 0, "volume",
+			 vol_json(c, &di, false));
+	return 0;
+}
+
+static int m_vol_revert(struct rod_ctl *c, json_t *params, json_t **res, char **msg)
+{
+	const char *name, *snap;
+	struct rod_vol_info vi, si;
+	int rc;
+	if ((rc = param_str(params, "name", true, &name, msg)) || (rc = param_str(params, "snapshot", true, &snap, msg)) ||
+	    (rc = need_vol(c, name, &vi, msg)))
+		return rc;
+	/* "daily" is short for "VOL.daily" */
+	char full[ROD_SNAP_NAME_MAX];
+	if (!strchr(snap, '.') && snprintf(full, sizeof(full), "%s.%s", name, snap) < (int)sizeof(full) &&
+	    rod_vol_info_get(c->store, full, &si) == 0)
+		snap = full;
+	if ((rc = need_vol(c, snap, &si, msg)))
+		return rc;
+	if (vi.is_snapshot)
+		return fail(msg, ROD_CTL_EINVAL, "\"%s\" is a snapshot; revert a volume", name);
+	if (!si.is_snapshot)
+		return fail(msg, ROD_CTL_EINVAL, "\"%s\" is not a snapshot (rodctl vol copy %s %s --overwrite copies a volume)",
+			    snap, snap, name);
+	if (si.size != vi.size)
+		return fail(msg, ROD_CTL_EINVAL,
+			    "snapshot \"%s\" is %" PRIu64 " bytes and volume \"%s\" %" PRIu64 " bytes; resize the volume "
+			    "to the snapshot's size first", snap, si.size, name, vi.size);
+	rc = rod_vol_revert(c->store, name, snap);
+	if (rc) {
+		char what[200];
+		snprintf(what, sizeof(what), "reverting \"%s\" to \"%s\"", name, snap);
+		return store_fail(msg, rc, what);
+	}
+	rod_info("ctl: volume %s reverted to %s", name, snap);
+	if ((rc = need_vol(c, name, &vi, msg)))
+		return rc;
+	*res = vol_json(c, &vi, false);
+	return 0;
+}
+
+static int m_vol_rename(struct rod_ctl *c, json_t *params, json_t **res, char **msg)
+{
+	const char *name, *nn;
+	struct rod_vol_info vi;
+	int rc;
+	if ((rc = param_str(params, "name", true, &name, msg)) || (rc = param_str(params, "new_name", true, &nn, msg)) ||
+	    (rc = need_vol(c, name, &vi, msg)))
+		return rc;
+	if (vi.is_snapshot) {
+		/* a snapshot keeps its volume's prefix: only the suffix may change */
+		const char *dot = strchr(nn, '.');
+		size_t pl = strlen(vi.source);
+		if (!dot || (size_t)(dot - nn) != pl || strncmp(nn, vi.source, pl) || !rod_name_valid(dot + 1))
+			return fail(msg, ROD_CTL_EINVAL, "a snapshot of \"%s\" is named \"%s.SUFFIX\"", vi.source,
+				    vi.source);
+		if (rod_vol_info_get(c->store, nn, &vi) == 0)
+			return fail(msg, ROD_CTL_EEXIST, "\"%s\" already exists", nn);
+	} else if ((rc = check_new_name(c, nn, msg))) {
+		return rc;
+	}
+	rc = rod_vol_rename(c->store, name, nn);
+	if (rc) {
+		char what[200];
+		snprintf(what, sizeof(what), "renaming \"%s\" to \"%s\"", name, nn);
+		return store_fail(msg, rc, what);
+	}
+	/* LUN maps name the volume by id: they follow it without a change. */
+	rod_info("ctl: %s renamed to %s", name, nn);
+	if ((rc = need_vol(c, nn, &vi, msg)))
+		return rc;
+	*res = vol_json(c, &vi, false);
+	return 0;
+}
+
+static int m_array_space(struct rod_ctl *c, json_t *params, json_t **res, char **msg)
+{
+	struct rod_space sp;
+	int rc = rod_store_space(c->store, &sp);
 	if (rc)
-		rod_warn("ctl: volume %s destroyed but not eradicated: %s", name, strerror(-rc));
-	rod_info("ctl: volume %s destroyed", name);
-	*res = json_pack("{s:s, s:I, s:b}", "name", name, "id", (json_int_t)vi.id, "eradicated", rc == 0);
+		return store_fail(msg, rc, "array space");
+	/* destroyed items still hold their space until eradicated and collected */
+	struct rod_vol_info *vols = NULL;
+	size_t n = 0, nd = 0;
+	if (rod_vol_list(c->store, &vols, &n) == 0)
+		for (size_t i = 0; i < n; i++)
+			nd += vols[i].destroyed;
+	free(vols);
+	*res = space_json(&sp);
+	if (!*res)
+		return fail(msg, ROD_CTL_EOTHER, "out of memory");
+	json_object_set_new(*res, "capacity", json_integer((json_int_t)sp.capacity));
+	json_object_set_new(*res, "used", json_integer((json_int_t)sp.used));
+	json_object_set_new(*res, "free", json_integer((json_int_t)sp.free));
+	json_object_set_new(*res, "destroyed_items", json_integer((json_int_t)nd));
+	return 0;
+}
+
+static json_t *settings_json(struct rod_ctl *c)
+{
+	return json_pack("{s:I}", "recovery_window_s", (json_int_t)c->recovery_window_s);
+}
+
+static int m_array_set(struct rod_ctl *c, json_t *params, json_t **res, char **msg)
+{
+	json_t *w = json_object_get(params, "recovery_window_s");
+	if (!w || json_is_null(w))
+		return fail(msg, ROD_CTL_EINVAL, "nothing to set (give --recovery-window)");
+	if (!json_is_integer(w) || json_integer_value(w) < 0 || json_integer_value(w) > RECOVERY_WINDOW_MAX_S)
+		return fail(msg, ROD_CTL_EINVAL, "recovery_window_s must be a number of seconds from 0 to %d (30 days)",
+			    RECOVERY_WINDOW_MAX_S);
+	uint64_t old = c->recovery_window_s;
+	c->recovery_window_s = (uint64_t)json_integer_value(w);
+	json_t *rec = settings_json(c);
+	int rc = put_json(c, KEY_SETTINGS, rec);
+	json_decref(rec);
+	if (rc) {
+		c->recovery_window_s = old;
+		return store_fail(msg, rc, "saving the array settings");
+	}
+	rod_info("ctl: recovery window set to %" PRIu64 " s", c->recovery_window_s);
+	*res = settings_json(c);
+	return 0;
+}
+
+static int m_array_gc(struct rod_ctl *c, json_t *params, json_t **res, char **msg)
+{
+	bool full;
+	int rc;
+	if ((rc = param_bool(params, "full", &full, msg)))
+		return rc;
+	struct rod_store_stats before, after;
+	rod_store_stats(c->store, &before);
+	rc = rod_store_gc(c->store, full);
+	if (rc)
+		return store_fail(msg, rc, "garbage collection");
+	rod_store_stats(c->store, &after);
+	*res = json_pack("{s:b, s:I, s:I}", "full", full, "segments_freed",
+			 (json_int_t)(after.gc_segments_freed - before.gc_segments_freed), "bytes_moved",
+			 (json_int_t)(after.gc_bytes_moved - before.gc_bytes_moved));
 	return 0;
 }
 
@@ -997,6 +1482,79 @@ static int m_host_show(struct rod_ctl *c, json_t *params, json_t **res, char **m
 	return 0;
 }
 
+/* Change a host's CHAP settings: new user + secret, new mutual user + secret, or
+ * clear_chap (both off). Unchanged parts stay. */
+static int m_host_set(struct rod_ctl *c, json_t *params, json_t **res, char **msg)
+{
+	const char *name, *cu, *cs, *mu, *ms;
+	bool clear, clear_mutual;
+	struct ctl_host *h;
+	int rc;
+	if ((rc = param_str(params, "name", true, &name, msg)) ||
+	    (rc = param_str(params, "chap_user", false, &cu, msg)) ||
+	    (rc = param_str(params, "chap_secret", false, &cs, msg)) ||
+	    (rc = param_str(params, "mutual_user", false, &mu, msg)) ||
+	    (rc = param_str(params, "mutual_secret", false, &ms, msg)) ||
+	    (rc = param_bool(params, "clear_chap", &clear, msg)) ||
+	    (rc = param_bool(params, "clear_mutual", &clear_mutual, msg)) || (rc = need_host(c, name, &h, msg)))
+		return rc;
+	if (!cu && !cs && !mu && !ms && !clear && !clear_mutual)
+		return fail(msg, ROD_CTL_EINVAL,
+			    "nothing to set (give --chap-user/--chap-secret-file, --mutual-user/--mutual-secret-file, "
+			    "--no-chap or --no-mutual)");
+	if (clear && (cu || cs || mu || ms))
+		return fail(msg, ROD_CTL_EINVAL, "--no-chap cannot be combined with new CHAP settings");
+	struct ctl_host n = *h;   /* the new settings, checked before anything changes */
+	if (clear) {
+		n.chap_user[0] = n.chap_secret[0] = n.mutual_user[0] = n.mutual_secret[0] = '\0';
+	}
+	if (clear_mutual)
+		n.mutual_user[0] = n.mutual_secret[0] = '\0';
+	if (cu || cs) {
+		if (!cu || !cs)
+			return fail(msg, ROD_CTL_EINVAL, "CHAP needs both a user (--chap-user) and a secret (--chap-secret-file)");
+		if ((rc = check_user("CHAP user", cu, msg)) || (rc = check_secret("CHAP secret", cs, msg)))
+			return rc;
+		snprintf(n.chap_user, sizeof(n.chap_user), "%s", cu);
+		snprintf(n.chap_secret, sizeof(n.chap_secret), "%s", cs);
+	}
+	if (mu || ms) {
+		if (!mu || !ms)
+			return fail(msg, ROD_CTL_EINVAL,
+				    "mutual CHAP needs both a user (--mutual-user) and a secret (--mutual-secret-file)");
+		if ((rc = check_user("mutual CHAP user", mu, msg)) || (rc = check_secret("mutual CHAP secret", ms, msg)))
+			return rc;
+		snprintf(n.mutual_user, sizeof(n.mutual_user), "%s", mu);
+		snprintf(n.mutual_secret, sizeof(n.mutual_secret), "%s", ms);
+	}
+	if (n.mutual_user[0] && !n.chap_user[0])
+		rc = fail(msg, ROD_CTL_EINVAL, "mutual CHAP needs one-way CHAP too (--chap-user, --chap-secret-file)");
+	else if (n.mutual_user[0] && !strcmp(n.mutual_secret, n.chap_secret))
+		rc = fail(msg, ROD_CTL_EINVAL, "the mutual CHAP secret must differ from the CHAP secret (RFC 7143 12.1.3)");
+	if (!rc) {
+		char key[128];
+		snprintf(key, sizeof(key), PFX_HOST "%s", h->name);
+		json_t *rec = host_record(&n);
+		rc = put_json(c, key, rec);
+		json_decref(rec);
+		if (rc)
+			rc = store_fail(msg, rc, "saving the host");
+	}
+	if (!rc) {
+		pthread_rwlock_wrlock(&c->lock);
+		memcpy(h->chap_user, n.chap_user, sizeof(n.chap_user));
+		memcpy(h->chap_secret, n.chap_secret, sizeof(n.chap_secret));
+		memcpy(h->mutual_user, n.mutual_user, sizeof(n.mutual_user));
+		memcpy(h->mutual_secret, n.mutual_secret, sizeof(n.mutual_secret));
+		pthread_rwlock_unlock(&c->lock);
+		rod_info("ctl: host %s CHAP settings changed (new logins use them)", name);
+		*res = host_json(c, h);
+	}
+	/* the copy held secrets */
+	memset(&n, 0, sizeof(n));
+	return rc;
+}
+
 static int m_host_delete(struct rod_ctl *c, json_t *params, json_t **res, char **msg)
 {
 	const char *name;
@@ -1154,6 +1712,18 @@ static const struct {
 	{ "vol.resize", m_vol_resize },
 	{ "vol.destroy", m_vol_destroy },
 	{ "vol.set", m_vol_set },
+	{ "vol.recover", m_vol_recover },
+	{ "vol.eradicate", m_vol_eradicate },
+	{ "vol.snap", m_vol_snap },
+	{ "vol.snap.list", m_vol_snap_list },
+	{ "vol.clone", m_vol_clone },
+	{ "vol.copy", m_vol_copy },
+	{ "vol.revert", m_vol_revert },
+	{ "vol.rename", m_vol_rename },
+	{ "host.set", m_host_set },
+	{ "array.space", m_array_space },
+	{ "array.set", m_array_set },
+	{ "array.gc", m_array_gc },
 	{ "host.create", m_host_create },
 	{ "host.list", m_host_list },
 	{ "host.show", m_host_show },

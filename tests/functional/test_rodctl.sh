@@ -138,7 +138,10 @@ rodctl vol destroy v1 | grep -q destroyed || fail "human destroy"
 expect_rc 2 rodctl vol show v1
 expect_eq "" "$(rodctl --json host list | jq -r '.hosts[].connections[] | select(.volume == "v1") | .host')" "v1 still connected"
 expect_rc 2 rodctl vol destroy v1
-# the name can be used again
+# the name stays taken while v1 is recoverable, and is free once eradicated
+expect_rc 3 rodctl vol create v1 --size 1M
+expect_stderr 'a destroyed volume is named "v1"'
+rodctl vol eradicate v1 >/dev/null
 rodctl vol create v1 --size 1M >/dev/null
 
 # (raw JSON-RPC framing and error objects: tests/unit/test_ctl_rpc.c)
