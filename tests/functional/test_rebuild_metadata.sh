@@ -93,5 +93,32 @@ rodtest_iscsi write "$u3" 0 1024 35 || fail "write after the second rebuild"
 stop_rodd
 start_rodd
 rodtest_iscsi verify "$u3" 0 1024 35 || fail "write after the second rebuild lost over a restart"
+
+# Third round: after GC has collected segments (their live chunks moved, the map
+# entries they held relogged), the segments alone must still rebuild everything.
+# A 128 MiB capacity makes space short, so GC runs within seconds.
+stop_rodd
+start_rodd --capacity 128M
+seg_mib() { du -sm "$ROD_DATA/seg" | cut -f1; }
+# 6 x 16 MiB of new data into a store that refuses new data above 64 MiB used: it
+# only fits if GC frees the overwritten chunks (refused writes are retried).
+refusals=0
+for round in 1 2 3 4 5 6; do
+	for try in $(seq 120); do
+		rodtest_iscsi write "$u3" 0 32768 $((40 + round)) 2>"$ROD_TMP/err" && break
+		grep -q "7/27/07" "$ROD_TMP/err" || fail "overwrite round $round of r3: $(cat "$ROD_TMP/err")"
+		[ "$try" -lt 120 ] || fail "writes still refused after 60 s: GC freed nothing"
+		refusals=$((refusals + 1))
+		sleep 0.5
+	done
+done
+rodtest_iscsi verify "$u3" 0 32768 46 || fail "r3 after the overwrites"
+note "96 MiB of overwrites fitted in a 64 MiB budget ($refusals refusals while GC caught up; segments now $(seg_mib) MiB)"
+dump_all before3
+stop_rodd
+rebuild "after GC"
+start_rodd
+dump_all after3
+diff -u "$ROD_TMP/sums.before3" "$ROD_TMP/sums.after3" >&2 || fail "volume contents differ after GC + rebuild"
 stop_rodd
 note "ok"

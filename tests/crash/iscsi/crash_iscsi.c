@@ -85,7 +85,7 @@ struct worker {
 static const char *g_rodd, *g_rodctl;
 static char g_dir[256], g_data[300], g_sock[300], g_log[300], g_portal[64], g_iqn[256];
 static int g_port;
-static const char *g_capacity = "192M";
+static const char *g_capacity = "128M";  /* space runs short by cycle ~4: GC under load */
 static pid_t g_pid = -1;
 static uint64_t g_seed;
 static struct sst g_model[NSECT];
@@ -821,6 +821,12 @@ int main(int argc, char **argv)
 	snprintf(g_data, sizeof(g_data), "%s/data", g_dir);
 	snprintf(g_sock, sizeof(g_sock), "%s/rodd.sock", g_dir);
 	snprintf(g_log, sizeof(g_log), "%s/rodd.log", g_dir);
+	{
+		/* rodd's key-encryption key in the scratch dir, never /etc. */
+		char kf[sizeof(g_dir) + 16];
+		snprintf(kf, sizeof(kf), "%s/rod.key", g_dir);
+		setenv("ROD_KEY_FILE", kf, 1);
+	}
 	/* tags: distinct across runs with different seeds, never 0 */
 	atomic_store(&g_tag, (splitmix(g_seed) & 0xffffffff00000000ull) | 1);
 	uint64_t rng = splitmix(g_seed ^ 0x5eed);
