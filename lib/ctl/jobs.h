@@ -1,0 +1,49 @@
+/* Jobs: long work of the control plane (GC, scrub, ...) run on one worker thread
+ * ("rod-ctl-job") in submission order, visible with id, state, progress (done/total
+ * in a unit), rate, ETA, and cancellable where the work allows it. Internal to
+ * lib/ctl; tests/unit/test_ctl_jobs.c tests it alone. */
+#ifndef ROD_CTL_JOBS_H
+#define ROD_CTL_JOBS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+enum rod_job_state { ROD_JOB_QUEUED, ROD_JOB_RUNNING, ROD_JOB_DONE, ROD_JOB_FAILED, ROD_JOB_CANCELLED };
+
+struct rod_jobs;
+struct rod_job;
+
+/* The work: returns 0, -ECANCELED when it stopped because rod_job_cancelled said so,
+ * or another -errno (then *err may hold a malloc'd message). *result (may stay NULL)
+ * is a JSON object shown with the finished job (reference passed). */
+typedef int (*rod_job_fn)(struct rod_job *j, void *arg, json_t **result, char **err);
+
+/* keep_finished: finished jobs kept for job list/show (oldest dropped first). */
+int rod_jobs_new(unsigned keep_finished, struct rod_jobs **out);
+/* Cancel what can be cancelled, wait for the running job, free. */
+void rod_jobs_free(struct rod_jobs *js);
+
+/* Queue a job. cancellable: whether the work checks rod_job_cancelled while running
+ * (a queued job can always be cancelled). arg is passed to fn and then to free_arg
+ * (may be NULL). *id gets the job's id (ids start at 1, never reused in a run). */
+int rod_jobs_submit(struct rod_jobs *js, const char *kind, const char *target, const char *unit,
+		    bool cancellable, rod_job_fn fn, void *arg, void (*free_arg)(void *), uint64_t *id);
+
+/* For the work: report progress (total 0: unknown), and ask whether to stop. */
+void rod_job_progress(struct rod_job *j, uint64_t done, uint64_t total);
+bool rod_job_cancelled(struct rod_job *j);
+
+/* Views. NULL when out of memory; show returns NULL with *found false for an unknown id. */
+json_t *rod_jobs_list_json(struct rod_jobs *js);
+json_t *rod_jobs_show_json(struct rod_jobs *js, uint64_t id, bool *found);
+/* 0; -ENOENT unknown id; -EALREADY finished; -EBUSY running and not cancellable. A
+ * running job stops when its work next checks rod_job_cancelled. */
+int rod_jobs_cancel(struct rod_jobs *js, uint64_t id);
+/* Wait until job id has finished (tests; timeout_ms 0: forever). 0, -ENOENT, -ETIMEDOUT. */
+int rod_jobs_wait(struct rod_jobs *js, uint64_t id, unsigned timeout_ms);
+
+const char *rod_job_state_name(enum rod_job_state s);
+
+#endif
