@@ -3,7 +3,8 @@
  *
  * Input: up to 8 commands, each
  *   [1 byte  flags]  bit 0: LUN (0 = 512-byte blocks, 1 = 4096); bits 1-3: fix-up kind
- *                    (below); bit 4: LOGICAL UNIT RESET before the command
+ *                    (below); bit 4: LOGICAL UNIT RESET before the command;
+ *                    bit 5: sent on the second I_T nexus
  *   [16 bytes CDB]
  *   [2 bytes  Data-In buffer size, big-endian]
  *   [2 bytes  Data-Out length, big-endian, cut to what is left of the input]
@@ -196,26 +197,33 @@ static const struct fixup {
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct fuzz_env *e = fuzz_env_get(1);
-	/* A fresh nexus per input (same initiator port name, so persistent reservations
-	 * made by earlier inputs still belong to it). */
-	struct rod_scsi_nexus n;
-	memset(&n, 0, sizeof(n));
-	snprintf(n.initiator_name, sizeof(n.initiator_name), "iqn.2026-11.fuzz:ini");
-	snprintf(n.initiator_port, sizeof(n.initiator_port), "iqn.2026-11.fuzz:ini,i,0x023d00000001");
-	n.rel_port = 1;
-	n.tpgt = 1;
-	n.host_id = FUZZ_HOST_ID;
-	if (rod_scsi_nexus_register(e->scsi, &n))
-		abort();
-	/* clear the power-on unit attention of both LUNs so commands reach their handlers */
-	for (uint64_t lun = 0; lun < 2; lun++)
-		for (int i = 0; i < 4; i++) {
-			uint8_t tur[16] = { 0 };
-			if (run(e, &n, lun, tur, NULL, 0, NULL, 0, NULL) == SAM_STAT_GOOD)
-				break;
-		}
-
-	learn_naa(e, &n);
+	/* Two fresh I_T nexuses per input (same initiator port names every time, so
+	 * persistent reservations made by earlier inputs still belong to them); the
+	 * second makes reservation conflicts and PREEMPT/REGISTER AND MOVE reachable. */
+	struct rod_scsi_nexus nx[2];
+	for (int i = 0; i < 2; i++) {
+		struct rod_scsi_nexus *p = &nx[i];
+		memset(p, 0, sizeof(*p));
+		snprintf(p->initiator_name, sizeof(p->initiator_name), "iqn.2026-11.fuzz:ini%d", i);
+		snprintf(p->initiator_port, sizeof(p->initiator_port),
+			 "iqn.2026-11.fuzz:ini%d,i,0x023d0000000%d", i, i + 1);
+		p->isid[0] = 0x02;
+		p->isid[5] = (uint8_t)(i + 1);
+		p->rel_port = 1;
+		p->tpgt = 1;
+		p->host_id = FUZZ_HOST_ID;
+		if (rod_scsi_nexus_register(e->scsi, p))
+			abort();
+		/* clear the power-on unit attention of both LUNs so commands reach their
+		 * handlers */
+		for (uint64_t lun = 0; lun < 2; lun++)
+			for (int k = 0; k < 4; k++) {
+				uint8_t tur[16] = { 0 };
+				if (run(e, p, lun, tur, NULL, 0, NULL, 0, NULL) == SAM_STAT_GOOD)
+					break;
+			}
+	}
+	learn_naa(e, &nx[0]);
 
 	size_t pos = 0;
 	for (int k = 0; k < MAX_CMDS && pos + 21 <= size; k++) {
@@ -229,6 +237,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			out_len = (uint32_t)(size - pos);
 		uint64_t lun = flags & 1;
 		unsigned kind = (flags >> 1) & 7;
+		struct rod_scsi_nexus *np = &nx[(flags >> 5) & 1];
 		uint8_t *out = out_len ? malloc(out_len) : NULL;
 		if (out_len)
 			memcpy(out, data + pos, out_len);
@@ -246,17 +255,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				xcopy_fix_cscds(out, out_len);
 			if (kind == 5 && out_len >= 16 + 512) {
 				uint8_t tok[512];
-				if (mint_token(e, &n, lun, tok) == 0)
+				if (mint_token(e, np, lun, tok) == 0)
 					memcpy(out + 16, tok, 512);
 			}
 		}
 		if (flags & 0x10)
-			rod_scsi_tmf(e->scsi, &n, ROD_TMF_LOGICAL_UNIT_RESET, lun);
+			rod_scsi_tmf(e->scsi, np, ROD_TMF_LOGICAL_UNIT_RESET, lun);
 		uint8_t *in = in_cap ? malloc(in_cap) : NULL;
-		run(e, &n, lun, cdb, out, out_len, in, in_cap, NULL);
+		run(e, np, lun, cdb, out, out_len, in, in_cap, NULL);
 		free(in);
 		free(out);
 	}
-	rod_scsi_nexus_unregister(e->scsi, &n);
+	for (int i = 0; i < 2; i++)
+		rod_scsi_nexus_unregister(e->scsi, &nx[i]);
 	return 0;
 }

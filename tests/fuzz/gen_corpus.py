@@ -187,8 +187,8 @@ def iscsi_seeds():
 
 # ---- SCSI --------------------------------------------------------------------------
 
-def cmd(cdb, lun=0, kind=0, reset=False, in_cap=0, out=b""):
-    flags = lun | kind << 1 | (0x10 if reset else 0)
+def cmd(cdb, lun=0, kind=0, reset=False, in_cap=0, out=b"", nexus=0):
+    flags = lun | kind << 1 | (0x10 if reset else 0) | (0x20 if nexus else 0)
     return bytes([flags]) + cdb16(cdb) + be16(in_cap) + be16(len(out)) + out
 
 
@@ -250,6 +250,17 @@ def scsi_seeds():
     put("fuzz_scsi_cdb", cmd(b"\x5f\x00", kind=6, out=reg) + cmd(b"\x5f\x01\x01", kind=6, out=res)
         + cmd(b"\x5e\x01\x00\x00\x00\x00\x00" + be16(64), in_cap=64)
         + cmd(b"\x5f\x02\x01", kind=6, out=res) + cmd(b"\x5f\x00", kind=6, out=be64(0x1234) + be64(0) + b"\0" * 8))
+    # two nexuses: 0 registers and reserves EXCLUSIVE ACCESS, 1 is refused a write,
+    # registers, PREEMPTs 0's key, then releases by clearing
+    put("fuzz_scsi_cdb", cmd(b"\x5f\x00", kind=6, out=be64(0) + be64(0xaa) + b"\0" * 8)
+        + cmd(b"\x5f\x01\x03", kind=6, out=be64(0xaa) + be64(0) + b"\0" * 8)
+        + cmd(b"\x2a\x00" + be32(0) + b"\0" + be16(1), out=blk, nexus=1)
+        + cmd(b"\x5f\x00", kind=6, out=be64(0) + be64(0xbb) + b"\0" * 8, nexus=1)
+        + cmd(b"\x5f\x04\x03", kind=6, out=be64(0xbb) + be64(0xaa) + b"\0" * 8, nexus=1)
+        + cmd(b"\x5e\x00\x00\x00\x00\x00\x00" + be16(64), in_cap=64)
+        + cmd(b"\x5f\x03", kind=6, out=be64(0xbb) + be64(0) + b"\0" * 8, nexus=1))
+    # SPC-2 RESERVE(6) by nexus 0, conflicting TEST UNIT READY/RELEASE from nexus 1
+    put("fuzz_scsi_cdb", cmd(b"\x16") + cmd(b"\x00", nexus=1) + cmd(b"\x17", nexus=1) + cmd(b"\x17"))
     # MODE SELECT(10): caching page with WCE
     ms = be16(0) + b"\0" * 6 + b"\x08\x12\x04" + b"\0" * 17
     put("fuzz_scsi_cdb", cmd(b"\x55\x10", kind=7, out=ms) + cmd(b"\x1a\x00\x08\x00\xff", in_cap=255))
