@@ -715,6 +715,31 @@ static int c_array_gc(int argc, char **argv, const char *usage)
 	return call_print("array.gc", json_pack("{s:b}", "full", o[0].seen), human_gc);
 }
 
+static void human_rekey(json_t *r)
+{
+	printf("data key re-wrapped with %s\n%s\n", jstr(r, "key_file"), jstr(r, "note"));
+}
+
+static int c_array_rekey(int argc, char **argv, const char *usage)
+{
+	struct opt o[] = { { "--key-file", true } };
+	const char *pos[1];
+	char path[4096];
+	size_t np;
+	if (parse_args(argc, argv, o, 1, pos, 0, &np, usage) || !o[0].value)
+		return EX_USAGE;
+	/* rodd runs elsewhere: send an absolute path. */
+	if (o[0].value[0] == '/') {
+		snprintf(path, sizeof(path), "%s", o[0].value);
+	} else {
+		char cwd[2048];
+		if (!getcwd(cwd, sizeof(cwd)))
+			return EX_USAGE;
+		snprintf(path, sizeof(path), "%s/%s", cwd, o[0].value);
+	}
+	return call_print("array.rekey", json_pack("{s:s}", "key_file", path), human_rekey);
+}
+
 static int c_host_create(int argc, char **argv, const char *usage)
 {
 	struct opt o[] = { { "--iqn", true }, { "--chap-user", true }, { "--chap-secret-file", true },
@@ -872,6 +897,7 @@ static const struct {
 	{ "array", "space", c_array_space, "rodctl array space" },
 	{ "array", "set", c_array_set, "rodctl array set --recovery-window DURATION (e.g. 24h, 30m, 2d)" },
 	{ "array", "gc", c_array_gc, "rodctl array gc [--full]" },
+	{ "array", "rekey", c_array_rekey, "rodctl array rekey --key-file NEW" },
 	{ "vol", "list", c_vol_list, "rodctl vol list [--destroyed]" },
 	{ "vol", "show", c_vol_show, "rodctl vol show NAME" },
 	{ "vol", "resize", c_vol_resize, "rodctl vol resize NAME --size SIZE [--shrink]" },

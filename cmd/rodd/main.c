@@ -28,6 +28,7 @@
 #define DEFAULT_DATA "/var/lib/rodstore"
 #define DEFAULT_LISTEN "0.0.0.0:3260"
 #define DEFAULT_SOCKET "/run/rodstore/rodd.sock"
+#define DEFAULT_KEY_FILE "/etc/rodstore/rod.key"
 #define LISTEN_MAX 16
 #ifndef ROD_VERSION_STRING
 #define ROD_VERSION_STRING "0.1.0"
@@ -55,8 +56,12 @@ static void usage(FILE *f)
 		"  --config FILE        INI file with keys data, listen, socket, pidfile, key_file,\n"
 		"                       array_name, http, http_allow_remote, capacity (flags\n"
 		"                       override it)\n"
-		"  --key-file FILE      key-encryption key file; recorded only for now: encryption\n"
-		"                       at rest is not implemented yet\n"
+		"  --key-file FILE      key-encryption key file wrapping the data key (default\n"
+		"                       $ROD_KEY_FILE, else " DEFAULT_KEY_FILE "); created\n"
+		"                       0600 with a new store; rodd refuses to start when it is\n"
+		"                       missing or wrong\n"
+		"  --no-reduction LIST  benchmarking only: switch off parts of data reduction for\n"
+		"                       what this run writes (dedupe,compress,encrypt)\n"
 		"  --array-name NAME    array name when the store is created (default: the host name);\n"
 		"                       the target is iqn.2026-11.io.rodstore:<name>\n"
 		"  --http ADDR:PORT     serve the REST API (bearer tokens: rodctl array token create)\n"
@@ -394,6 +399,7 @@ int main(int argc, char **argv)
 		{ "http-allow-remote", no_argument, NULL, 'R' },
 		{ "capacity", required_argument, NULL, 'Z' },
 		{ "rebuild-metadata", no_argument, NULL, 'M' },
+		{ "no-reduction", required_argument, NULL, 'N' },
 		{ "version", no_argument, NULL, 'V' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
@@ -402,6 +408,7 @@ int main(int argc, char **argv)
 	char *data = NULL, *sock = NULL, *pidfile = NULL, *key_file = NULL; /* absolute paths */
 	const char *config = NULL, *why = NULL;
 	bool foreground = false, check_only = false, rebuild_meta = false;
+	bool no_dedupe = false, no_compress = false, no_encrypt = false; /* benchmarking only */
 	int opt;
 
 	while ((opt = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
@@ -435,6 +442,25 @@ int main(int argc, char **argv)
 			}
 			break;
 		case 'M': rebuild_meta = true; break;
+		case 'N': {
+			/* --no-reduction dedupe,compress,encrypt: switch parts off for benchmarks */
+			char *list = strdup(optarg), *save = NULL;
+			for (char *t = list ? strtok_r(list, ",", &save) : NULL; t; t = strtok_r(NULL, ",", &save)) {
+				if (!strcmp(t, "dedupe"))
+					no_dedupe = true;
+				else if (!strcmp(t, "compress"))
+					no_compress = true;
+				else if (!strcmp(t, "encrypt"))
+					no_encrypt = true;
+				else {
+					fprintf(stderr, "rodd: --no-reduction: unknown part \"%s\" (dedupe, compress, encrypt)\n", t);
+					free(list);
+					goto early_fail;
+				}
+			}
+			free(list);
+			break;
+		}
 		case 'V': printf("rodd %s\n", ROD_VERSION_STRING); settings_free(&cli); return 0;
 		case 'h': usage(stdout); settings_free(&cli); return 0;
 		default: usage(stderr); settings_free(&cli); return 1;
@@ -456,7 +482,9 @@ int main(int argc, char **argv)
 	PICK(data, DEFAULT_DATA);
 	PICK(socket, DEFAULT_SOCKET);
 	PICK(pidfile, (const char *)NULL);
-	PICK(key_file, (const char *)NULL);
+	/* ROD_KEY_FILE: test harnesses point every rodd at a key in their temp dir. */
+	PICK(key_file, getenv("ROD_KEY_FILE") && *getenv("ROD_KEY_FILE") ? getenv("ROD_KEY_FILE") :
+		       DEFAULT_KEY_FILE);
 	PICK(array_name, (const char *)NULL);
 	PICK(http, (const char *)NULL);
 #undef PICK
@@ -506,9 +534,6 @@ int main(int argc, char **argv)
 		gethostname(host, sizeof(host) - 1);
 		rod_array_name_from_host(host, array_name, sizeof(array_name));
 	}
-	if (key_file && access(key_file, R_OK))
-		fprintf(stderr, "rodd: warning: key file %s is not readable (%s); it is only recorded for now\n",
-			key_file, strerror(errno));
 
 	if (!foreground && !rebuild_meta) {
 		/* Until it is ready the daemon still writes to the caller's terminal: only
@@ -559,13 +584,19 @@ int main(int argc, char **argv)
 		goto early_done;
 	}
 	struct rod_store_opts so = { .dir = data, .create = true, .array_name = array_name,
-				     .capacity_bytes = st.capacity };
+				     .capacity_bytes = st.capacity, .key_file = key_file,
+				     .no_dedupe = no_dedupe, .no_compress = no_compress,
+				     .no_encrypt = no_encrypt };
 	struct rod_store *store = NULL;
 	rc = rod_store_open(&so, &store);
 	if (rc) {
 		if (rc == -EPROTO)
 			rod_err("the store in %s has a format this rodd does not know; use the rodd version that "
 				"wrote it", data);
+		else if (rc == -ENOKEY || rc == -EKEYREJECTED)
+			rod_err("cannot open the store in %s: the key file %s is %s; start rodd with "
+				"--key-file naming the key file this store was created (or rekeyed) with",
+				data, key_file, rc == -ENOKEY ? "missing or unreadable" : "not this store's key");
 		else
 			rod_err("cannot open the store in %s: %s", data, strerror(-rc));
 		goto early_fail;

@@ -670,10 +670,8 @@ static int m_array_show(struct rod_ctl *c, json_t *params, json_t **res, char **
 	free(vols);
 	json_t *warnings = json_array();
 	if (!c->key_file)
-		json_array_append_new(warnings, json_string("no key file configured; data is not encrypted yet"));
-	else
-		json_array_append_new(warnings,
-				      json_string("key file recorded, but encryption is not implemented yet"));
+		json_array_append_new(warnings, json_string("no key file configured: the store keeps its "
+							    "key-encryption key in the data directory"));
 	size_t dl = c->data_dir ? strlen(c->data_dir) : 0;
 	if (c->key_file && dl && !strncmp(c->key_file, c->data_dir, dl) && c->key_file[dl] == '/')
 		json_array_append_new(warnings, json_string("the key file is inside the data directory: whoever "
@@ -1276,6 +1274,35 @@ static int m_array_gc(struct rod_ctl *c, json_t *params, json_t **res, char **ms
 	return 0;
 }
 
+/* Re-wrap the data key with the key in another file (created 0600 when absent). rodd
+ * must be started with that file from now on: the result says so. */
+static int m_array_rekey(struct rod_ctl *c, json_t *params, json_t **res, char **msg)
+{
+	const char *kf;
+	char *dup;
+	int rc;
+	if ((rc = param_str(params, "key_file", true, &kf, msg)))
+		return rc;
+	if (kf[0] != '/')
+		return fail(msg, ROD_CTL_EINVAL, "key_file must be an absolute path");
+	if (!(dup = strdup(kf)))
+		return fail(msg, ROD_CTL_EOTHER, "out of memory");
+	rc = rod_store_rekey(c->store, kf);
+	if (rc) {
+		free(dup);
+		return store_fail(msg, rc, "rekey");
+	}
+	/* The previous path string is not freed: array.show may be reading it without the
+	 * lock, and a rekey is rare enough for the few bytes not to matter. */
+	pthread_rwlock_wrlock(&c->lock);
+	c->key_file = dup;
+	pthread_rwlock_unlock(&c->lock);
+	*res = json_pack("{s:s, s:s}", "key_file", kf, "note",
+			 "the data key is now wrapped by this key file only: start rodd with "
+			 "--key-file naming it (or put it in place of the old one)");
+	return 0;
+}
+
 static int check_secret(const char *what, const char *s, char **msg)
 {
 	size_t n = strlen(s);
@@ -1724,6 +1751,7 @@ static const struct {
 	{ "array.space", m_array_space },
 	{ "array.set", m_array_set },
 	{ "array.gc", m_array_gc },
+	{ "array.rekey", m_array_rekey },
 	{ "host.create", m_host_create },
 	{ "host.list", m_host_list },
 	{ "host.show", m_host_show },

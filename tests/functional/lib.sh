@@ -31,6 +31,8 @@ ROD_TMP=$(mktemp -d "${TMPDIR:-/tmp}/rodft.XXXXXX")
 ROD_DATA=${ROD_DATA:-$ROD_TMP/data}
 export ROD_SOCKET=$ROD_TMP/rodd.sock
 ROD_LOG=$ROD_TMP/rodd.log
+# Every rodd of a test keeps its key-encryption key in the test's temp dir (never /etc).
+export ROD_KEY_FILE=$ROD_TMP/rod.key
 ROD_PORT=${ROD_PORT:-0}
 RODD_PID=
 ROD_TEST_NAME=$(basename "$0" .sh)

@@ -3,9 +3,9 @@
 # file, the line and what is wrong; daemon mode returns once rodd answers; --help.
 . "$(dirname "$0")/lib.sh"
 
-# --help documents the interface, including that the key file is only recorded.
+# --help documents the interface, including the key file's default.
 "$RODD" --help | grep -q -- '--key-file' || fail "--help lacks --key-file"
-"$RODD" --help | grep -qi 'not implemented' || fail "--help does not say encryption is not implemented"
+"$RODD" --help | grep -q '/etc/rodstore/rod.key' || fail "--help does not give the key file's default"
 expect_rc 1 "$RODD" --bogus
 expect_rc 1 "$RODD" --foreground --listen 127.0.0.1
 expect_stderr 'ADDR:PORT'
