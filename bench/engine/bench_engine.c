@@ -1,6 +1,6 @@
 /* Storage engine benchmark: prints one JSON object.
  *
- *   bench_engine [--quick] [--dir DIR] [--secs S] [--copy-gb N] [--recovery-gb N]
+ *   bench_engine [--quick] [--no-reduction] [--dir DIR] [--secs S] [--copy-gb N] [--recovery-gb N]
  *
  * 4 KiB random writes (write-through) and reads at 1 and 2 threads with 32 I/Os in flight
  * per thread, sequential 1 MiB write/read throughput, snapshot/clone latency, range copy
@@ -267,7 +267,7 @@ int main(int argc, char **argv)
 {
 	double secs = 5;
 	uint64_t copy_gb = 16, rec_gb = 10;
-	bool quick = false, reads_only = false;
+	bool quick = false, reads_only = false, no_reduction = false;
 	char dirbuf[128] = "/tmp/rodbench.XXXXXX";
 	const char *dir = NULL;
 
@@ -281,6 +281,8 @@ int main(int argc, char **argv)
 			rec_gb = 1;
 		} else if (!strcmp(argv[i], "--reads-only")) {
 			reads_only = true;
+		} else if (!strcmp(argv[i], "--no-reduction")) {
+			no_reduction = true; /* dedupe, compression, encryption off (baseline) */
 		} else if (!strcmp(argv[i], "--dir") && i + 1 < argc) {
 			dir = argv[++i];
 		} else if (!strcmp(argv[i], "--secs") && i + 1 < argc) {
@@ -290,7 +292,7 @@ int main(int argc, char **argv)
 		} else if (!strcmp(argv[i], "--recovery-gb") && i + 1 < argc) {
 			rec_gb = strtoull(argv[++i], NULL, 0);
 		} else {
-			fprintf(stderr, "usage: %s [--quick] [--dir D] [--secs S] [--copy-gb N] [--recovery-gb N]\n",
+			fprintf(stderr, "usage: %s [--quick] [--no-reduction] [--dir D] [--secs S] [--copy-gb N] [--recovery-gb N]\n",
 				argv[0]);
 			return 2;
 		}
@@ -305,7 +307,9 @@ int main(int argc, char **argv)
 	snprintf(sdir, sizeof(sdir), "%s/store", dir);
 	snprintf(rdir, sizeof(rdir), "%s/recovery", dir);
 
-	struct rod_store_opts o = { .dir = sdir, .create = true, .array_name = "bench" };
+	struct rod_store_opts o = { .dir = sdir, .create = true, .array_name = "bench",
+				    .no_dedupe = no_reduction, .no_compress = no_reduction,
+				    .no_encrypt = no_reduction };
 	struct rod_store_stats st0, st1;
 	struct rod_vol *rv, *src;
 	int rc = rod_store_open(&o, &S);

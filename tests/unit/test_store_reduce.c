@@ -90,6 +90,11 @@ static void test_fingerprint(void **state)
 	assert_memory_not_equal(f1, f2, 32);
 	assert_int_equal(red_fingerprint(k2, a, sizeof(a), f3), 0);
 	assert_memory_not_equal(f1, f3, 32);
+	/* Back to the first key (the per-thread context follows the key), twice. */
+	assert_int_equal(red_fingerprint(k, a, sizeof(a), f2), 0);
+	assert_memory_equal(f2, ref, 32);
+	assert_int_equal(red_fingerprint(k, a, sizeof(a), f2), 0);
+	assert_memory_equal(f2, ref, 32);
 	red_fp_key_free(k);
 	red_fp_key_free(k2);
 }
