@@ -698,21 +698,240 @@ static int c_array_set(int argc, char **argv, const char *usage)
 	return call_print("array.set", json_pack("{s:I}", "recovery_window_s", (json_int_t)secs), human_settings);
 }
 
-static void human_gc(json_t *r)
+/* ---- jobs -------------------------------------------------------------------------------- */
+
+static void fmt_amount(json_t *j, const char *key, char *buf, size_t len)
 {
-	char a[32];
-	printf("garbage collection done: %" PRIu64 " segment(s) freed, %s moved\n", jint(r, "segments_freed"),
-	       fmt_size(jint(r, "bytes_moved"), a, sizeof(a)));
+	uint64_t v = jint(j, key);
+	if (!strcmp(jstr(j, "unit"), "bytes"))
+		fmt_size(v, buf, len);
+	else
+		snprintf(buf, len, "%" PRIu64, v);
+}
+
+static void print_job(json_t *j)
+{
+	char d[32], t[32];
+	fmt_amount(j, "done", d, sizeof(d));
+	fmt_amount(j, "total", t, sizeof(t));
+	printf("id:          %" PRIu64 "\n", jint(j, "id"));
+	printf("kind:        %s\n", jstr(j, "kind"));
+	printf("target:      %s\n", jstr(j, "target"));
+	printf("state:       %s%s\n", jstr(j, "state"),
+	       json_is_true(json_object_get(j, "cancel_requested")) && !strcmp(jstr(j, "state"), "running")
+		       ? " (cancel requested)" : "");
+	printf("progress:    %s of %s %s", d, t, jstr(j, "unit"));
+	if (json_is_number(json_object_get(j, "percent")))
+		printf(" (%.1f%%)", json_number_value(json_object_get(j, "percent")));
+	printf("\n");
+	if (json_is_number(json_object_get(j, "rate")))
+		printf("rate:        %.1f %s/s\n", json_number_value(json_object_get(j, "rate")), jstr(j, "unit"));
+	if (json_is_number(json_object_get(j, "eta_s")))
+		printf("ETA:         %.0f s\n", json_number_value(json_object_get(j, "eta_s")));
+	printf("created:     %s\n", jstr(j, "created"));
+	printf("started:     %s\n", jstr(j, "started"));
+	printf("finished:    %s\n", jstr(j, "finished"));
+	if (json_is_string(json_object_get(j, "error")))
+		printf("error:       %s\n", jstr(j, "error"));
+	json_t *r = json_object_get(j, "result");
+	if (json_is_object(r)) {
+		char *txt = json_dumps(r, JSON_COMPACT | JSON_SORT_KEYS);
+		printf("result:      %s\n", txt ? txt : "");
+		free(txt);
+	}
+}
+
+static void human_job_list(json_t *r)
+{
+	size_t i;
+	json_t *j;
+	printf("%-6s %-8s %-24s %-10s %8s  %s\n", "ID", "KIND", "TARGET", "STATE", "PERCENT", "STARTED");
+	json_array_foreach(json_object_get(r, "jobs"), i, j) {
+		char pct[16] = "-";
+		if (json_is_number(json_object_get(j, "percent")))
+			snprintf(pct, sizeof(pct), "%.1f%%", json_number_value(json_object_get(j, "percent")));
+		printf("%-6" PRIu64 " %-8s %-24s %-10s %8s  %s\n", jint(j, "id"), jstr(j, "kind"), jstr(j, "target"),
+		       jstr(j, "state"), pct, jstr(j, "started"));
+	}
+}
+
+static bool job_finished(json_t *j)
+{
+	const char *s = jstr(j, "state");
+	return !strcmp(s, "done") || !strcmp(s, "failed") || !strcmp(s, "cancelled");
+}
+
+static int job_exit(json_t *j)
+{
+	return !strcmp(jstr(j, "state"), "done") ? EX_OK : EX_OTHER;
+}
+
+/* Follow a job until it finishes: a redrawn progress bar on a terminal, one line per
+ * change otherwise. Returns EX_OK when it ended done. */
+static int watch_job(uint64_t id)
+{
+	bool tty = isatty(STDOUT_FILENO);
+	char last[256] = "";
+	for (;;) {
+		json_t *j;
+		int rc = rpc("job.show", json_pack("{s:I}", "id", (json_int_t)id), &j);
+		if (rc)
+			return rc;
+		double pct = json_is_number(json_object_get(j, "percent")) ? json_number_value(json_object_get(j, "percent"))
+									 : 0;
+		char d[32], t[32], eta[32] = "", line[256];
+		fmt_amount(j, "done", d, sizeof(d));
+		fmt_amount(j, "total", t, sizeof(t));
+		if (json_is_number(json_object_get(j, "eta_s")))
+			snprintf(eta, sizeof(eta), " ETA %.0fs", json_number_value(json_object_get(j, "eta_s")));
+		if (tty) {
+			char bar[31];
+			int fill = (int)(pct * 30 / 100);
+			for (int i = 0; i < 30; i++)
+				bar[i] = i < fill ? '#' : '-';
+			bar[30] = '\0';
+			snprintf(line, sizeof(line), "job %" PRIu64 " %s [%s] %5.1f%% %s/%s%s %s", id, jstr(j, "kind"), bar,
+				 pct, d, t, eta, jstr(j, "state"));
+			printf("\r%-100s", line);
+			fflush(stdout);
+		} else {
+			snprintf(line, sizeof(line), "job %" PRIu64 " %s %s %.1f%% %s/%s%s", id, jstr(j, "kind"),
+				 jstr(j, "state"), pct, d, t, eta);
+			if (strcmp(line, last)) {
+				printf("%s\n", line);
+				fflush(stdout);
+				snprintf(last, sizeof(last), "%s", line);
+			}
+		}
+		if (job_finished(j)) {
+			if (tty)
+				printf("\n");
+			if (json_is_string(json_object_get(j, "error")))
+				fprintf(stderr, "rodctl: job %" PRIu64 " failed: %s\n", id, jstr(j, "error"));
+			rc = job_exit(j);
+			json_decref(j);
+			return rc;
+		}
+		json_decref(j);
+		usleep(tty ? 200000 : 500000);
+	}
+}
+
+static int parse_job_id(const char *s, uint64_t *id)
+{
+	char *end;
+	errno = 0;
+	unsigned long long v = strtoull(s, &end, 10);
+	if (errno || *end || !*s || s[0] == '-' || v == 0)
+		return die(EX_USAGE, "\"%s\" is not a job number (rodctl job list shows jobs)", s);
+	*id = v;
+	return EX_OK;
+}
+
+static int c_job_list(int argc, char **argv, const char *usage)
+{
+	const char *pos[1];
+	size_t np;
+	if (parse_args(argc, argv, NULL, 0, pos, 0, &np, usage))
+		return EX_USAGE;
+	return call_print("job.list", NULL, human_job_list);
+}
+
+static int c_job_show(int argc, char **argv, const char *usage)
+{
+	struct opt o[] = { { "--watch", false } };
+	const char *pos[1];
+	size_t np;
+	uint64_t id;
+	if (parse_args(argc, argv, o, 1, pos, 1, &np, usage) || parse_job_id(pos[0], &id))
+		return EX_USAGE;
+	if (o[0].seen && !g_json)
+		return watch_job(id);
+	if (o[0].seen) {
+		/* --json --watch: wait, then print the finished job */
+		json_t *j;
+		for (;;) {
+			int rc = rpc("job.show", json_pack("{s:I}", "id", (json_int_t)id), &j);
+			if (rc)
+				return rc;
+			if (job_finished(j))
+				break;
+			json_decref(j);
+			usleep(200000);
+		}
+		print_json(j);
+		int rc = job_exit(j);
+		json_decref(j);
+		return rc;
+	}
+	return call_print("job.show", json_pack("{s:I}", "id", (json_int_t)id), print_job);
+}
+
+static void human_job_cancel(json_t *j)
+{
+	printf("job %" PRIu64 " %s\n", jint(j, "id"),
+	       !strcmp(jstr(j, "state"), "cancelled") ? "cancelled" : "stops at its next checkpoint");
+}
+
+static int c_job_cancel(int argc, char **argv, const char *usage)
+{
+	const char *pos[1];
+	size_t np;
+	uint64_t id;
+	if (parse_args(argc, argv, NULL, 0, pos, 1, &np, usage) || parse_job_id(pos[0], &id))
+		return EX_USAGE;
+	return call_print("job.cancel", json_pack("{s:I}", "id", (json_int_t)id), human_job_cancel);
+}
+
+/* A method that starts a job: print it, or with --wait follow it to the end. */
+static int start_job(const char *method, json_t *params, bool wait)
+{
+	json_t *j;
+	int rc = rpc(method, params, &j);
+	if (rc)
+		return rc;
+	uint64_t id = jint(j, "id");
+	if (!wait) {
+		if (g_json)
+			print_json(j);
+		else
+			printf("job %" PRIu64 " started (rodctl job show %" PRIu64 " --watch)\n", id, id);
+		json_decref(j);
+		return EX_OK;
+	}
+	json_decref(j);
+	if (!g_json)
+		return watch_job(id);
+	char idbuf[32];
+	snprintf(idbuf, sizeof(idbuf), "%" PRIu64, id);
+	char *av[] = { idbuf, (char *)"--watch" };
+	return c_job_show(2, av, "rodctl job show ID [--watch]");
 }
 
 static int c_array_gc(int argc, char **argv, const char *usage)
 {
-	struct opt o[] = { { "--full", false } };
+	struct opt o[] = { { "--full", false }, { "--wait", false } };
 	const char *pos[1];
 	size_t np;
-	if (parse_args(argc, argv, o, 1, pos, 0, &np, usage))
+	if (parse_args(argc, argv, o, 2, pos, 0, &np, usage))
 		return EX_USAGE;
-	return call_print("array.gc", json_pack("{s:b}", "full", o[0].seen), human_gc);
+	return start_job("array.gc", json_pack("{s:b}", "full", o[0].seen), o[1].seen);
+}
+
+static int c_vol_scrub(int argc, char **argv, const char *usage)
+{
+	struct opt o[] = { { "--rate", true }, { "--wait", false } };
+	const char *pos[1];
+	size_t np;
+	uint64_t rate = 0;
+	if (parse_args(argc, argv, o, 2, pos, 1, &np, usage))
+		return EX_USAGE;
+	if (o[0].seen && parse_size_opt("rate", o[0].value, &rate))
+		return EX_USAGE;
+	json_t *p = json_pack("{s:s}", "name", pos[0]);
+	if (rate)
+		json_object_set_new(p, "rate", json_integer((json_int_t)rate));
+	return start_job("vol.scrub", p, o[1].seen);
 }
 
 static void human_rekey(json_t *r)
@@ -896,7 +1115,10 @@ static const struct {
 	{ "vol", "create", c_vol_create, "rodctl vol create NAME --size SIZE [--block-size 512|4096]" },
 	{ "array", "space", c_array_space, "rodctl array space" },
 	{ "array", "set", c_array_set, "rodctl array set --recovery-window DURATION (e.g. 24h, 30m, 2d)" },
-	{ "array", "gc", c_array_gc, "rodctl array gc [--full]" },
+	{ "array", "gc", c_array_gc, "rodctl array gc [--full] [--wait]" },
+	{ "job", "list", c_job_list, "rodctl job list" },
+	{ "job", "show", c_job_show, "rodctl job show ID [--watch]" },
+	{ "job", "cancel", c_job_cancel, "rodctl job cancel ID" },
 	{ "array", "rekey", c_array_rekey, "rodctl array rekey --key-file NEW" },
 	{ "vol", "list", c_vol_list, "rodctl vol list [--destroyed]" },
 	{ "vol", "show", c_vol_show, "rodctl vol show NAME" },
@@ -910,6 +1132,7 @@ static const struct {
 	{ "vol", "rename", c_vol_rename, "rodctl vol rename OLD NEW" },
 	{ "vol", "recover", c_vol_recover, "rodctl vol recover NAME" },
 	{ "vol", "eradicate", c_vol_eradicate, "rodctl vol eradicate NAME" },
+	{ "vol", "scrub", c_vol_scrub, "rodctl vol scrub VOL [--rate BYTES_PER_S] [--wait]" },
 	{ "host", "create", c_host_create,
 	  "rodctl host create NAME --iqn IQN [--iqn IQN]... [--chap-user U --chap-secret-file F] "
 	  "[--mutual-user U --mutual-secret-file F]" },

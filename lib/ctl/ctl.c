@@ -21,6 +21,7 @@
 #include "rod/ctl_http.h"
 #include "rod/log.h"
 #include "rod/util.h"
+#include "jobs.h"
 
 #define KEY_NEXT_HOST "ctl/next_host_id"
 #define PFX_HOST "ctl/host/"
@@ -32,6 +33,8 @@
 #define RECOVERY_WINDOW_MAX_S (30 * 24 * 3600)
 /* How often the reaper looks for destroyed items whose window has passed. */
 #define REAP_PERIOD_S 2
+/* Finished jobs kept for rodctl job list/show. */
+#define JOBS_KEPT 64
 
 struct ctl_conn {
 	uint64_t vol_id;
@@ -75,6 +78,7 @@ struct rod_ctl {
 	pthread_mutex_t reap_lock;
 	pthread_cond_t reap_cv;
 	bool reap_stop;
+	struct rod_jobs *jobs;          /* own lock */
 };
 
 /* ---- small helpers ---------------------------------------------------------------- */
@@ -473,6 +477,11 @@ int rod_ctl_new(const struct rod_ctl_opts *o, struct rod_ctl **out)
 		return rc;
 	}
 	load_settings(c);
+	if ((rc = rod_jobs_new(JOBS_KEPT, &c->jobs))) {
+		rod_err("ctl: cannot start the job thread: %s", strerror(-rc));
+		rod_ctl_free(c);
+		return rc;
+	}
 	if (pthread_create(&c->reaper, NULL, reaper_main, c) == 0)
 		c->reaper_started = true;
 	else
@@ -511,6 +520,7 @@ void rod_ctl_free(struct rod_ctl *c)
 {
 	if (!c)
 		return;
+	rod_jobs_free(c->jobs);
 	if (c->reaper_started) {
 		pthread_mutex_lock(&c->reap_lock);
 		c->reap_stop = true;
@@ -1256,23 +1266,6 @@ static int m_array_set(struct rod_ctl *c, json_t *params, json_t **res, char **m
 	return 0;
 }
 
-static int m_array_gc(struct rod_ctl *c, json_t *params, json_t **res, char **msg)
-{
-	bool full;
-	int rc;
-	if ((rc = param_bool(params, "full", &full, msg)))
-		return rc;
-	struct rod_store_stats before, after;
-	rod_store_stats(c->store, &before);
-	rc = rod_store_gc(c->store, full);
-	if (rc)
-		return store_fail(msg, rc, "garbage collection");
-	rod_store_stats(c->store, &after);
-	*res = json_pack("{s:b, s:I, s:I}", "full", full, "segments_freed",
-			 (json_int_t)(after.gc_segments_freed - before.gc_segments_freed), "bytes_moved",
-			 (json_int_t)(after.gc_bytes_moved - before.gc_bytes_moved));
-	return 0;
-}
 
 /* Re-wrap the data key with the key in another file (created 0600 when absent). rodd
  * must be started with that file from now on: the result says so. */
@@ -1711,6 +1704,195 @@ static int m_host_disconnect(struct rod_ctl *c, json_t *params, json_t **res, ch
 	return 0;
 }
 
+/* ---- jobs ---------------------------------------------------------------------------- */
+
+struct gc_job {
+	struct rod_store *store;
+	bool full;
+};
+
+static int gc_job_run(struct rod_job *j, void *arg, json_t **result, char **err)
+{
+	struct gc_job *g = arg;
+	struct rod_store_stats before, after;
+	struct rod_space sb, sa;
+	(void)err;
+	rod_store_stats(g->store, &before);
+	if (rod_store_space(g->store, &sb))
+		memset(&sb, 0, sizeof(sb));
+	rod_job_progress(j, 0, 1);
+	/* one engine pass; it cannot stop half-way, so the job is not cancellable */
+	int rc = rod_store_gc(g->store, g->full);
+	if (rc)
+		return rc;
+	rod_job_progress(j, 1, 1);
+	rod_store_stats(g->store, &after);
+	if (rod_store_space(g->store, &sa))
+		memset(&sa, 0, sizeof(sa));
+	*result = json_pack("{s:b, s:I, s:I, s:I}", "full", g->full, "segments_freed",
+			    (json_int_t)(after.gc_segments_freed - before.gc_segments_freed), "bytes_moved",
+			    (json_int_t)(after.gc_bytes_moved - before.gc_bytes_moved), "bytes_freed",
+			    (json_int_t)(sb.used > sa.used ? sb.used - sa.used : 0));
+	return 0;
+}
+
+struct scrub_job {
+	struct rod_vol *vol;
+	uint64_t rate;          /* bytes/s, 0: as fast as the disk goes */
+};
+
+static void scrub_free(void *arg)
+{
+	struct scrub_job *s = arg;
+	rod_vol_close(s->vol);
+	free(s);
+}
+
+#define SCRUB_CHUNK (1u << 20)
+
+/* Read every block of a volume: a damaged chunk fails its checksum (-EBADMSG). */
+static int scrub_job_run(struct rod_job *j, void *arg, json_t **result, char **err)
+{
+	struct scrub_job *s = arg;
+	uint64_t size = rod_vol_size(s->vol), bad = 0, first_bad = 0;
+	uint64_t t0 = rod_now_ns();
+	void *buf = malloc(SCRUB_CHUNK);
+	int rc = 0;
+	if (!buf)
+		return -ENOMEM;
+	rod_job_progress(j, 0, size);
+	for (uint64_t off = 0; off < size;) {
+		if (rod_job_cancelled(j)) {
+			rc = -ECANCELED;
+			break;
+		}
+		uint64_t len = size - off < SCRUB_CHUNK ? size - off : SCRUB_CHUNK;
+		rc = rod_vol_read(s->vol, off, buf, len);
+		if (rc == -EBADMSG) {
+			if (!bad++)
+				first_bad = off;
+			rc = 0;
+		} else if (rc) {
+			break;
+		}
+		off += len;
+		rod_job_progress(j, off, size);
+		if (s->rate) {
+			/* rate limit: sleep until this much work is due */
+			uint64_t due = t0 + (uint64_t)((double)off / (double)s->rate * 1e9), now = rod_now_ns();
+			if (due > now) {
+				struct timespec ts = { (time_t)((due - now) / 1000000000ull), (long)((due - now) % 1000000000ull) };
+				nanosleep(&ts, NULL);
+			}
+		}
+	}
+	free(buf);
+	*result = json_pack("{s:I, s:I}", "damaged_chunks", (json_int_t)bad, "first_damaged_offset",
+			    (json_int_t)first_bad);
+	if (!rc && bad && asprintf(err, "%" PRIu64 " damaged 1 MiB range(s), the first at byte %" PRIu64, bad,
+				   first_bad) >= 0)
+		rc = -EBADMSG;
+	return rc;
+}
+
+static int job_started(struct rod_ctl *c, uint64_t id, json_t **res, char **msg)
+{
+	bool found;
+	*res = rod_jobs_show_json(c->jobs, id, &found);
+	return *res ? 0 : fail(msg, ROD_CTL_EOTHER, "out of memory");
+}
+
+static int m_array_gc(struct rod_ctl *c, json_t *params, json_t **res, char **msg)
+{
+	bool full;
+	uint64_t id;
+	int rc;
+	if ((rc = param_bool(params, "full", &full, msg)))
+		return rc;
+	struct gc_job *g = calloc(1, sizeof(*g));
+	if (!g)
+		return fail(msg, ROD_CTL_EOTHER, "out of memory");
+	g->store = c->store;
+	g->full = full;
+	if ((rc = rod_jobs_submit(c->jobs, "gc", full ? "array (full)" : "array", "passes", false, gc_job_run, g, free,
+				  &id))) {
+		free(g);
+		return store_fail(msg, rc, "starting garbage collection");
+	}
+	return job_started(c, id, res, msg);
+}
+
+static int m_vol_scrub(struct rod_ctl *c, json_t *params, json_t **res, char **msg)
+{
+	const char *name;
+	uint64_t rate = 0, id;
+	bool has_rate;
+	struct rod_vol_info vi;
+	int rc;
+	if ((rc = param_str(params, "name", true, &name, msg)) ||
+	    (rc = param_size(params, "rate", false, &has_rate, &rate, msg)) || (rc = need_vol(c, name, &vi, msg)))
+		return rc;
+	struct scrub_job *s = calloc(1, sizeof(*s));
+	if (!s)
+		return fail(msg, ROD_CTL_EOTHER, "out of memory");
+	s->rate = rate;
+	if ((rc = rod_vol_open_id(c->store, vi.id, &s->vol))) {
+		free(s);
+		return store_fail(msg, rc, name);
+	}
+	if ((rc = rod_jobs_submit(c->jobs, "scrub", name, "bytes", true, scrub_job_run, s, scrub_free, &id))) {
+		scrub_free(s);
+		return store_fail(msg, rc, "starting the scrub");
+	}
+	return job_started(c, id, res, msg);
+}
+
+static int param_job_id(json_t *params, uint64_t *id, char **msg)
+{
+	json_t *v = json_object_get(params, "id");
+	if (!json_is_integer(v) || json_integer_value(v) < 1)
+		return fail(msg, ROD_CTL_EINVAL, "parameter \"id\" must be a job number (rodctl job list shows jobs)");
+	*id = (uint64_t)json_integer_value(v);
+	return 0;
+}
+
+static int m_job_list(struct rod_ctl *c, json_t *params, json_t **res, char **msg)
+{
+	(void)params;
+	*res = rod_jobs_list_json(c->jobs);
+	return *res ? 0 : fail(msg, ROD_CTL_EOTHER, "out of memory");
+}
+
+static int m_job_show(struct rod_ctl *c, json_t *params, json_t **res, char **msg)
+{
+	uint64_t id;
+	bool found;
+	int rc;
+	if ((rc = param_job_id(params, &id, msg)))
+		return rc;
+	*res = rod_jobs_show_json(c->jobs, id, &found);
+	if (!found)
+		return fail(msg, ROD_CTL_ENOENT, "job %" PRIu64 " not found (rodctl job list shows jobs)", id);
+	return *res ? 0 : fail(msg, ROD_CTL_EOTHER, "out of memory");
+}
+
+static int m_job_cancel(struct rod_ctl *c, json_t *params, json_t **res, char **msg)
+{
+	uint64_t id;
+	int rc;
+	if ((rc = param_job_id(params, &id, msg)))
+		return rc;
+	rc = rod_jobs_cancel(c->jobs, id);
+	if (rc == -ENOENT)
+		return fail(msg, ROD_CTL_ENOENT, "job %" PRIu64 " not found (rodctl job list shows jobs)", id);
+	if (rc == -EALREADY)
+		return fail(msg, ROD_CTL_EEXIST, "job %" PRIu64 " has already finished", id);
+	if (rc == -EBUSY)
+		return fail(msg, ROD_CTL_EEXIST, "job %" PRIu64 " cannot be stopped once running (wait for it to finish)",
+			    id);
+	return m_job_show(c, params, res, msg);
+}
+
 /* API tokens for the HTTP API live in api_token.c (only their hashes are stored). */
 static int m_token_create(struct rod_ctl *c, json_t *params, json_t **res, char **msg)
 {
@@ -1751,6 +1933,10 @@ static const struct {
 	{ "array.space", m_array_space },
 	{ "array.set", m_array_set },
 	{ "array.gc", m_array_gc },
+	{ "vol.scrub", m_vol_scrub },
+	{ "job.list", m_job_list },
+	{ "job.show", m_job_show },
+	{ "job.cancel", m_job_cancel },
 	{ "array.rekey", m_array_rekey },
 	{ "host.create", m_host_create },
 	{ "host.list", m_host_list },

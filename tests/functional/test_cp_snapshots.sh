@@ -86,14 +86,14 @@ expect_stderr 'destroy it first'
 expect_rc 2 rodctl vol eradicate nosuch
 big=$(rod_url "$(rodctl vol create big --size 32M >/dev/null; rodctl --json host connect all big | jq -r .lun)")
 rodtest_iscsi write "$big" 0 49152 33
-rodctl array gc >/dev/null
+rodctl array gc --wait >/dev/null
 s0=$(rodctl --json array space)
 rodctl vol destroy big >/dev/null
 s1=$(rodctl --json array space)
 expect_eq "$(jq .physical <<<"$s0")" "$(jq .physical <<<"$s1")" "a destroyed volume still holds its space"
 rodctl vol eradicate big | grep -q 'eradicated' || fail "human eradicate"
 expect_rc 2 rodctl vol recover big
-rodctl --json array gc | jq -e '.segments_freed >= 1' >/dev/null || fail "GC freed no segment after eradicating big"
+rodctl --json array gc --wait | jq -e '.result.segments_freed >= 1' >/dev/null || fail "GC freed no segment after eradicating big"
 s2=$(rodctl --json array space)
 p0=$(jq .physical <<<"$s0"); p2=$(jq .physical <<<"$s2")
 u0=$(jq .used <<<"$s0"); u2=$(jq .used <<<"$s2")
