@@ -1105,6 +1105,264 @@ static int c_host_disconnect(int argc, char **argv, const char *usage)
 	return call_print("host.disconnect", json_pack("{s:s, s:s}", "host", pos[0], "volume", pos[1]), human_disconnected);
 }
 
+/* ---- protection groups (docs/protection.md) -------------------------------------------- */
+
+static void print_pg(json_t *g)
+{
+	char sz[32];
+	size_t i;
+	json_t *x, *sch = json_object_get(g, "schedule"), *ret = json_object_get(g, "retention");
+	json_t *last = json_object_get(g, "last_snapshot");
+	printf("name:        %s\n", jstr(g, "name"));
+	printf("volumes:    ");
+	json_array_foreach(json_object_get(g, "volumes"), i, x)
+		printf("%s %s", i ? "," : "", json_string_value(x));
+	printf("\npatterns:   ");
+	json_array_foreach(json_object_get(g, "patterns"), i, x)
+		printf("%s %s", i ? "," : "", json_string_value(x));
+	printf("\nmembers:    ");
+	json_array_foreach(json_object_get(g, "members"), i, x)
+		printf("%s %s", i ? "," : "", json_string_value(x));
+	printf("\nschedule:    ");
+	if (json_is_object(sch))
+		printf("every %s%s%s, next run %s\n", jstr(sch, "every"),
+		       json_is_string(json_object_get(sch, "at")) ? " at " : "",
+		       json_is_string(json_object_get(sch, "at")) ? jstr(sch, "at") : "", jstr(sch, "next_run"));
+	else
+		printf("none\n");
+	printf("retention:   ");
+	if (json_is_object(ret))
+		printf("keep all for %s, then %" PRIu64 " per day for %s\n", jstr(ret, "keep_all"),
+		       jint(ret, "per_day"), jstr(ret, "for"));
+	else
+		printf("keep every snapshot\n");
+	printf("last snap:   %s%s%s\n", json_is_object(last) ? jstr(last, "suffix") : "none",
+	       json_is_object(last) ? " at " : "", json_is_object(last) ? jstr(last, "created") : "");
+	if (json_object_get(g, "snapshot_space"))
+		printf("snap space:  %s\n", fmt_size(jint(g, "snapshot_space"), sz, sizeof(sz)));
+	printf("replication: not configured (not implemented yet)\n");
+	json_t *snaps = json_object_get(g, "snapshots");
+	if (json_array_size(snaps)) {
+		printf("%-32s %-21s %-10s %s\n", "SNAPSHOT", "CREATED", "KIND", "VOLUMES");
+		json_array_foreach(snaps, i, x)
+			printf("%-32s %-21s %-10s %zu\n", jstr(x, "suffix"), jstr(x, "created"), jstr(x, "kind"),
+			       json_array_size(json_object_get(x, "members")));
+	}
+}
+
+static void human_pg_list(json_t *r)
+{
+	size_t i;
+	json_t *g;
+	printf("%-24s %-8s %-10s %-6s %s\n", "NAME", "MEMBERS", "SCHEDULE", "SNAPS", "LAST SNAPSHOT");
+	json_array_foreach(json_object_get(r, "groups"), i, g) {
+		json_t *sch = json_object_get(g, "schedule"), *last = json_object_get(g, "last_snapshot");
+		printf("%-24s %-8zu %-10s %-6" PRIu64 " %s\n", jstr(g, "name"),
+		       json_array_size(json_object_get(g, "members")), json_is_object(sch) ? jstr(sch, "every") : "-",
+		       jint(g, "snapshot_count"), json_is_object(last) ? jstr(last, "suffix") : "-");
+	}
+}
+
+static void human_pg_snap(json_t *r)
+{
+	size_t i;
+	json_t *m;
+	printf("group snapshot %s (%s)\n", jstr(r, "suffix"), jstr(r, "created"));
+	json_array_foreach(json_object_get(r, "members"), i, m)
+		printf("  %s\n", jstr(m, "snapshot"));
+}
+
+static void human_pg_done(json_t *r)
+{
+	if (json_object_get(r, "snapshots_destroyed"))
+		printf("protection group %s destroyed; %" PRIu64 " group snapshot(s) %s\n", jstr(r, "name"),
+		       jint(r, "snapshots"), json_is_true(json_object_get(r, "snapshots_destroyed"))
+					      ? "destroyed (recoverable until eradicated)" : "kept as volume snapshots");
+	else
+		printf("group snapshot %s of %s destroyed\n", jstr(r, "snapshot"), jstr(r, "group"));
+}
+
+static void human_pg_restore(json_t *r)
+{
+	size_t i;
+	json_t *m;
+	json_t *arr = json_object_get(r, "clones");
+	if (!arr) {
+		printf("safety snapshot %s taken\n", jstr(r, "safety_snapshot"));
+		arr = json_object_get(r, "reverted");
+	}
+	json_array_foreach(arr, i, m)
+		printf("%s %s %s\n", jstr(m, "volume"), json_object_get(r, "clones") ? "cloned from" : "reverted to",
+		       jstr(m, "snapshot"));
+}
+
+static void human_pg_tick(json_t *r)
+{
+	printf("clock %s (offset %" PRIu64 " s): %zu taken, %zu pruned\n", jstr(r, "now"), jint(r, "offset_s"),
+	       json_array_size(json_object_get(r, "taken")), json_array_size(json_object_get(r, "pruned")));
+}
+
+static int c_pg_create(int argc, char **argv, const char *usage)
+{
+	const char *pos[1];
+	size_t np;
+	if (parse_args(argc, argv, NULL, 0, pos, 1, &np, usage))
+		return EX_USAGE;
+	return call_print("pg.create", json_pack("{s:s}", "name", pos[0]), print_pg);
+}
+
+static int c_pg_list(int argc, char **argv, const char *usage)
+{
+	const char *pos[1];
+	size_t np;
+	if (parse_args(argc, argv, NULL, 0, pos, 0, &np, usage))
+		return EX_USAGE;
+	return call_print("pg.list", NULL, human_pg_list);
+}
+
+static int c_pg_show(int argc, char **argv, const char *usage)
+{
+	const char *pos[1];
+	size_t np;
+	if (parse_args(argc, argv, NULL, 0, pos, 1, &np, usage))
+		return EX_USAGE;
+	return call_print("pg.show", json_pack("{s:s}", "name", pos[0]), print_pg);
+}
+
+/* pg add/remove NAME VOL | NAME --pattern GLOB */
+static int pg_members(int argc, char **argv, const char *usage, const char *method)
+{
+	struct opt o[] = { { "--pattern", true } };
+	const char *pos[2];
+	size_t np;
+	bool pat = false;
+	for (int i = 0; i < argc; i++)
+		pat |= !strncmp(argv[i], "--pattern", 9);
+	if (parse_args(argc, argv, o, 1, pos, pat ? 1 : 2, &np, usage))
+		return EX_USAGE;
+	return call_print(method, json_pack("{s:s, s:s}", "name", pos[0], pat ? "pattern" : "volume",
+					    pat ? o[0].value : pos[1]), print_pg);
+}
+
+static int c_pg_add(int argc, char **argv, const char *usage)
+{
+	return pg_members(argc, argv, usage, "pg.add");
+}
+
+static int c_pg_remove(int argc, char **argv, const char *usage)
+{
+	return pg_members(argc, argv, usage, "pg.remove");
+}
+
+static int c_pg_destroy(int argc, char **argv, const char *usage)
+{
+	struct opt o[] = { { "--with-snapshots", false } };
+	const char *pos[1];
+	size_t np;
+	if (parse_args(argc, argv, o, 1, pos, 1, &np, usage))
+		return EX_USAGE;
+	return call_print("pg.destroy", json_pack("{s:s, s:b}", "name", pos[0], "with_snapshots", o[0].seen),
+			  human_pg_done);
+}
+
+static int c_pg_snap(int argc, char **argv, const char *usage)
+{
+	struct opt o[] = { { "--suffix", true } };
+	const char *pos[1];
+	size_t np;
+	if (parse_args(argc, argv, o, 1, pos, 1, &np, usage))
+		return EX_USAGE;
+	json_t *p = json_pack("{s:s}", "name", pos[0]);
+	if (o[0].seen)
+		json_object_set_new(p, "suffix", json_string(o[0].value));
+	return call_print("pg.snap", p, human_pg_snap);
+}
+
+static int c_pg_snap_destroy(int argc, char **argv, const char *usage)
+{
+	const char *pos[2];
+	size_t np;
+	if (parse_args(argc, argv, NULL, 0, pos, 2, &np, usage))
+		return EX_USAGE;
+	return call_print("pg.snap.destroy", json_pack("{s:s, s:s}", "name", pos[0], "snapshot", pos[1]),
+			  human_pg_done);
+}
+
+static int c_pg_schedule(int argc, char **argv, const char *usage)
+{
+	struct opt o[] = { { "--every", true }, { "--at", true }, { "--off", false } };
+	const char *pos[1];
+	size_t np;
+	if (parse_args(argc, argv, o, 3, pos, 1, &np, usage))
+		return EX_USAGE;
+	json_t *p = json_pack("{s:s, s:b}", "name", pos[0], "off", o[2].seen);
+	if (o[0].seen)
+		json_object_set_new(p, "every", json_string(o[0].value));
+	if (o[1].seen)
+		json_object_set_new(p, "at", json_string(o[1].value));
+	return call_print("pg.schedule", p, print_pg);
+}
+
+static int c_pg_retention(int argc, char **argv, const char *usage)
+{
+	struct opt o[] = { { "--keep-all", true }, { "--then-per-day", true }, { "--for", true }, { "--off", false } };
+	const char *pos[1];
+	size_t np;
+	if (parse_args(argc, argv, o, 4, pos, 1, &np, usage))
+		return EX_USAGE;
+	json_t *p = json_pack("{s:s, s:b}", "name", pos[0], "off", o[3].seen);
+	if (o[0].seen)
+		json_object_set_new(p, "keep_all", json_string(o[0].value));
+	if (o[1].seen) {
+		char *end;
+		errno = 0;
+		unsigned long n = strtoul(o[1].value, &end, 10);
+		if (errno || *end || !o[1].value[0] || o[1].value[0] == '-' || n > 1440) {
+			json_decref(p);
+			return die(EX_USAGE, "--then-per-day %s is not a number from 0 to 1440", o[1].value);
+		}
+		json_object_set_new(p, "per_day", json_integer((json_int_t)n));
+	}
+	if (o[2].seen)
+		json_object_set_new(p, "for", json_string(o[2].value));
+	return call_print("pg.retention", p, print_pg);
+}
+
+static int c_pg_restore(int argc, char **argv, const char *usage)
+{
+	struct opt o[] = { { "--clone-prefix", true } };
+	const char *pos[2];
+	size_t np;
+	if (parse_args(argc, argv, o, 1, pos, 2, &np, usage))
+		return EX_USAGE;
+	if (!o[0].seen)
+		return die(EX_USAGE, "pg restore needs --clone-prefix PREFIX (clones are named PREFIX<volume>)\nusage: %s",
+			   usage);
+	return call_print("pg.restore", json_pack("{s:s, s:s, s:s}", "name", pos[0], "snapshot", pos[1],
+						  "clone_prefix", o[0].value), human_pg_restore);
+}
+
+static int c_pg_revert(int argc, char **argv, const char *usage)
+{
+	const char *pos[2];
+	size_t np;
+	if (parse_args(argc, argv, NULL, 0, pos, 2, &np, usage))
+		return EX_USAGE;
+	return call_print("pg.revert", json_pack("{s:s, s:s}", "name", pos[0], "snapshot", pos[1]),
+			  human_pg_restore);
+}
+
+/* Tests only: rodd must run with ROD_TEST_TIME_OFFSET set (docs/protection.md). */
+static int c_pg_tick(int argc, char **argv, const char *usage)
+{
+	struct opt o[] = { { "--advance", true } };
+	const char *pos[1];
+	size_t np;
+	if (parse_args(argc, argv, o, 1, pos, 0, &np, usage))
+		return EX_USAGE;
+	return call_print("pg.tick", json_pack("{s:s}", "advance", o[0].seen ? o[0].value : "0"), human_pg_tick);
+}
+
 static const struct {
 	const char *noun, *verb;
 	cmd_fn fn;
@@ -1144,6 +1402,20 @@ static const struct {
 	{ "host", "delete", c_host_delete, "rodctl host delete NAME" },
 	{ "host", "connect", c_host_connect, "rodctl host connect HOST VOLUME [--lun N]" },
 	{ "host", "disconnect", c_host_disconnect, "rodctl host disconnect HOST VOLUME" },
+	{ "pg", "create", c_pg_create, "rodctl pg create NAME" },
+	{ "pg", "list", c_pg_list, "rodctl pg list" },
+	{ "pg", "show", c_pg_show, "rodctl pg show NAME" },
+	{ "pg", "add", c_pg_add, "rodctl pg add NAME VOLUME | pg add NAME --pattern 'GLOB'" },
+	{ "pg", "remove", c_pg_remove, "rodctl pg remove NAME VOLUME | pg remove NAME --pattern 'GLOB'" },
+	{ "pg", "destroy", c_pg_destroy, "rodctl pg destroy NAME [--with-snapshots]" },
+	{ "pg", "snap", c_pg_snap, "rodctl pg snap NAME [--suffix S]" },
+	{ "pg", "snap-destroy", c_pg_snap_destroy, "rodctl pg snap-destroy NAME SUFFIX" },
+	{ "pg", "schedule", c_pg_schedule, "rodctl pg schedule NAME --every 15m|1h|1d [--at HH:MM] | --off" },
+	{ "pg", "retention", c_pg_retention,
+	  "rodctl pg retention NAME --keep-all DURATION [--then-per-day N --for DURATION] | --off" },
+	{ "pg", "restore", c_pg_restore, "rodctl pg restore NAME SUFFIX --clone-prefix PREFIX" },
+	{ "pg", "revert", c_pg_revert, "rodctl pg revert NAME SUFFIX" },
+	{ "pg", "tick", c_pg_tick, "rodctl pg tick [--advance DURATION]  (tests: rodd with ROD_TEST_TIME_OFFSET)" },
 };
 
 static void usage_all(FILE *f)

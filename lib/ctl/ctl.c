@@ -21,6 +21,8 @@
 #include "rod/ctl_http.h"
 #include "rod/log.h"
 #include "rod/util.h"
+
+#include "pg.h"
 #include "jobs.h"
 
 #define KEY_NEXT_HOST "ctl/next_host_id"
@@ -78,6 +80,7 @@ struct rod_ctl {
 	pthread_mutex_t reap_lock;
 	pthread_cond_t reap_cv;
 	bool reap_stop;
+	struct rod_pg *pg;              /* protection groups (pg.c), with their own lock */
 	struct rod_jobs *jobs;          /* own lock */
 };
 
@@ -477,6 +480,11 @@ int rod_ctl_new(const struct rod_ctl_opts *o, struct rod_ctl **out)
 		return rc;
 	}
 	load_settings(c);
+	if ((rc = rod_pg_new(c->store, &c->pg))) {
+		rod_err("ctl: cannot load protection groups from the store: %s", strerror(-rc));
+		rod_ctl_free(c);
+		return rc;
+	}
 	if ((rc = rod_jobs_new(JOBS_KEPT, &c->jobs))) {
 		rod_err("ctl: cannot start the job thread: %s", strerror(-rc));
 		rod_ctl_free(c);
@@ -520,6 +528,7 @@ void rod_ctl_free(struct rod_ctl *c)
 {
 	if (!c)
 		return;
+	rod_pg_free(c->pg);
 	rod_jobs_free(c->jobs);
 	if (c->reaper_started) {
 		pthread_mutex_lock(&c->reap_lock);
@@ -1963,6 +1972,14 @@ int rod_ctl_call(struct rod_ctl *c, const char *method, json_t *params, json_t *
 		pthread_mutex_unlock(&c->op_lock);
 		if (rc == 0 && !*result)
 			return fail(errmsg, ROD_CTL_EOTHER, "out of memory");
+		if (rc)
+			rod_debug("ctl: %s failed: %s", method, *errmsg ? *errmsg : "?");
+		return rc;
+	}
+	if (!strncmp(method, "pg.", 3)) { /* protection groups: their table is in pg.c */
+		pthread_mutex_lock(&c->op_lock);
+		int rc = rod_pg_call(c->pg, method, params, result, errmsg);
+		pthread_mutex_unlock(&c->op_lock);
 		if (rc)
 			rod_debug("ctl: %s failed: %s", method, *errmsg ? *errmsg : "?");
 		return rc;
