@@ -489,8 +489,8 @@ static void *worker_main(void *arg)
 			for (uint32_t i = 0; o == OK && i < n; i++) {
 				struct sst got;
 				if (decode(buf + (size_t)i * SECT, &got) || !sst_eq(&got, &g_model[start + i])) {
-					snprintf(w->err, sizeof(w->err), "live read of sector %u (no crash since it was "
-						 "written): expected tag %" PRIu64 " (%s in cycle %u), found tag %" PRIu64
+					snprintf(w->err, sizeof(w->err), "live read of sector %u (checked after the last "
+						 "restart, no kill since): expected tag %" PRIu64 " (%s in cycle %u), found tag %" PRIu64
 						 "%s", start + i, g_model[start + i].tag,
 						 kind_names[g_why_kind[start + i]], g_why_cycle[start + i], got.tag,
 						 decode(buf + (size_t)i * SECT, &got) ? " (garbage)" : "");
