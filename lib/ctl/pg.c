@@ -1230,7 +1230,8 @@ static int m_tick(struct rod_pg *p, json_t *params, json_t **res, char **msg)
 	p->offset_ns += (int64_t)(adv * NS);
 	struct run_report rep = { json_array(), json_array() };
 	run_due(p, &rep);
-	*res = json_pack("{s:o, s:I, s:o, s:o}", "now", json_time(pg_now(p)), "offset_s",
+	*res = json_pack("{s:o, s:I, s:I, s:o, s:o}", "now", json_time(pg_now(p)), "now_s",
+			 (json_int_t)(pg_now(p) / NS), "offset_s",
 			 (json_int_t)(p->offset_ns / (int64_t)NS), "taken", rep.taken, "pruned", rep.pruned);
 	return 0;
 }

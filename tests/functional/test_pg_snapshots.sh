@@ -18,6 +18,7 @@ expect_rc 2 rodctl pg add g1 no-such-volume
 expect_rc 1 rodctl pg add g1
 expect_rc 1 rodctl pg create 'bad.name'
 expect_rc 1 rodctl pg snap g1          # no members yet
+expect_rc 1 rodctl pg tick --advance 1h # tests only: rodd runs without ROD_TEST_TIME_OFFSET
 rodctl pg add g1 --pattern 'db-*' >/dev/null
 expect_rc 3 rodctl pg add g1 --pattern 'db-*'
 expect_eq '["db-1","db-2"]' "$(rodctl --json pg show g1 | jq -c .members)" "members by pattern"
