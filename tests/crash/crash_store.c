@@ -9,13 +9,16 @@
  * again a few milliseconds in (during recovery). The child runs THREADS threads, each owning a disjoint region of one volume, one
  * operation in flight per thread (so many in flight at once: the group commit batches
  * them). Before each operation it appends an intent record to its thread's log and
- * fdatasyncs it; after the acknowledgement an ack record. The parent kills the child at a
+ * fdatasyncs it; after the acknowledgement an ack record (a refused record when the
+ * store said ENOSPC: every fourth cycle runs with a small capacity, and a refused
+ * operation must have changed nothing). The parent kills the child at a
  * random moment, reopens the store (log replay), and checks every grain of every region
  * against its model. */
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -34,7 +37,7 @@
 #define VOLSIZE ((uint64_t)THREADS * REGION)
 
 enum { OP_WRITE = 1, OP_COPY, OP_ZERO, OP_UNMAP };
-enum { REC_INTENT = 1, REC_ACK = 2 };
+enum { REC_INTENT = 1, REC_ACK = 2, REC_REFUSED = 3 };
 
 struct rec {
 	uint32_t magic, kind, op, thread;
@@ -42,6 +45,9 @@ struct rec {
 	uint64_t pad[3];
 };
 #define REC_MAGIC 0x52435231u
+
+static atomic_uint refused;
+static uint64_t refused_seen; /* parent: refused operations found in the logs */
 
 static uint64_t mix(uint64_t x)
 {
@@ -119,6 +125,14 @@ static void *worker_main(void *arg)
 			rc = rod_vol_unmap(w->v, r.off, r.len);
 			break;
 		}
+		if (rc == -ENOSPC) {
+			/* Refused for space: it must have changed nothing (the parent checks). */
+			r.kind = REC_REFUSED;
+			log_rec(w, &r);
+			atomic_fetch_add(&refused, 1);
+			usleep(1000);
+			continue;
+		}
 		if (rc) {
 			fprintf(stderr, "crash child: op %u failed: %s\n", r.op, strerror(-rc));
 			_exit(2);
@@ -134,6 +148,13 @@ static void *worker_main(void *arg)
 static int child(const char *dir, unsigned cycle, uint64_t seed)
 {
 	struct rod_store_opts o = { .dir = dir, .create = true, .array_name = "crash" };
+
+	/* Every fourth cycle runs nearly full: new data is refused (ENOSPC) while GC
+	 * works to free space, and a refused operation must leave no trace. */
+	if (cycle % 4 == 3) {
+		o.capacity_bytes = 40u << 20;
+		o.reserve_bytes = 8u << 20;
+	}
 	struct rod_store *s;
 	struct rod_vol *v;
 	struct worker w[THREADS];
@@ -231,6 +252,9 @@ static int verify(struct rod_store *s, unsigned cycle, uint64_t seed, const char
 			if (r.kind == REC_INTENT) {
 				pending = r;
 				have_pending = true;
+			} else if (r.kind == REC_REFUSED) {
+				have_pending = false; /* refused: the model stays as it was */
+				refused_seen++;
 			} else if (have_pending) {
 				apply(model, &pending);
 				have_pending = false;
@@ -351,8 +375,9 @@ int main(int argc, char **argv)
 			return 1;
 		}
 	}
-	printf("crash: %u kill -9 cycles passed, %" PRIu64 " acknowledged ops verified, max recovery %.1f ms\n",
-	       cycles, acked, recovery_max / 1e6);
+	printf("crash: %u kill -9 cycles passed, %" PRIu64 " acknowledged ops verified, %" PRIu64
+	       " refused for space (unchanged), max recovery %.1f ms\n",
+	       cycles, acked, refused_seen, recovery_max / 1e6);
 	char cmd[256];
 	snprintf(cmd, sizeof(cmd), "rm -rf %s %s.log*", dir, dir);
 	return system(cmd) ? 1 : 0;
