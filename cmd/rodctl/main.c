@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <jansson.h>
@@ -959,6 +960,57 @@ static int c_array_rekey(int argc, char **argv, const char *usage)
 	return call_print("array.rekey", json_pack("{s:s}", "key_file", path), human_rekey);
 }
 
+/* ---- events (audit log) ------------------------------------------------------------ */
+
+static void human_events(json_t *r)
+{
+	size_t i;
+	json_t *e;
+	printf("%-20s %-22s %-18s %-6s %s\n", "TIME", "WHO", "METHOD", "RESULT", "PARAMS");
+	json_array_foreach(json_object_get(r, "events"), i, e) {
+		char *p = json_dumps(json_object_get(e, "params"), JSON_COMPACT | JSON_SORT_KEYS);
+		printf("%-20s %-22s %-18s %-6s %s%s%s\n", jstr(e, "time"), jstr(e, "who"), jstr(e, "method"),
+		       json_is_true(json_object_get(e, "ok")) ? "ok" : "failed", p ? p : "",
+		       json_is_string(json_object_get(e, "error")) ? " -- " : "",
+		       json_is_string(json_object_get(e, "error")) ? jstr(e, "error") : "");
+		free(p);
+	}
+}
+
+static int c_events(int argc, char **argv, const char *usage)
+{
+	struct opt o[] = { { "--since", true }, { "--limit", true } };
+	const char *pos[1];
+	size_t np;
+	if (parse_args(argc, argv, o, 2, pos, 0, &np, usage))
+		return EX_USAGE;
+	json_t *p = json_object();
+	if (o[0].seen) {
+		/* a UTC time as given, or a duration meaning that long ago */
+		uint64_t ago;
+		char buf[32];
+		if (parse_duration(o[0].value, &ago) == 0 && strchr("smhd", o[0].value[strlen(o[0].value) - 1])) {
+			time_t t = time(NULL) - (time_t)ago;
+			struct tm tm;
+			gmtime_r(&t, &tm);
+			strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
+			json_object_set_new(p, "since", json_string(buf));
+		} else {
+			json_object_set_new(p, "since", json_string(o[0].value));
+		}
+	}
+	if (o[1].seen) {
+		char *end;
+		long v = strtol(o[1].value, &end, 10);
+		if (*end || !o[1].value[0] || v < 1) {
+			json_decref(p);
+			return die(EX_USAGE, "--limit %s is not a positive number", o[1].value);
+		}
+		json_object_set_new(p, "limit", json_integer(v));
+	}
+	return call_print("events.list", p, human_events);
+}
+
 static int c_host_create(int argc, char **argv, const char *usage)
 {
 	struct opt o[] = { { "--iqn", true }, { "--chap-user", true }, { "--chap-secret-file", true },
@@ -1423,6 +1475,7 @@ static void usage_all(FILE *f)
 	fprintf(f, "usage: rodctl [--socket PATH] [--json] COMMAND...\n\ncommands:\n");
 	for (size_t i = 0; i < ROD_ARRAY_SIZE(commands); i++)
 		fprintf(f, "  %s\n", commands[i].usage);
+	fprintf(f, "  rodctl events [--since TIME|DURATION] [--limit N]\n");
 	fprintf(f, "\nSizes take K, M, G, T suffixes (powers of 1024). The socket defaults to $ROD_SOCKET or %s.\n"
 		   "Exit codes: 0 ok, 1 usage, 2 not found, 3 conflict/exists, 4 rodd unreachable, 5 other.\n",
 		DEFAULT_SOCKET);
@@ -1452,10 +1505,12 @@ int main(int argc, char **argv)
 			rest[n++] = argv[i];
 		}
 	}
-	if (n < 2) {
+	if (n < 2 && !(n == 1 && !strcmp(rest[0], "events"))) {
 		usage_all(stderr);
 		return EX_USAGE;
 	}
+	if (n >= 1 && !strcmp(rest[0], "events"))
+		return c_events(n - 1, rest + 1, "rodctl events [--since TIME|DURATION] [--limit N]");
 	bool noun_known = false;
 	for (size_t i = 0; i < ROD_ARRAY_SIZE(commands); i++) {
 		if (strcmp(commands[i].noun, rest[0]))

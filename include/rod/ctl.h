@@ -74,9 +74,16 @@ enum rod_ctl_err {
 int rod_ctl_call(struct rod_ctl *c, const char *method, json_t *params, json_t **result,
 		 char **errmsg);
 
+/* rod_ctl_call, recorded in the audit log (rodctl events) when the method changes
+ * something: who names the caller ("uid:1000", "token:ID", "rodd"). */
+int rod_ctl_call_as(struct rod_ctl *c, const char *who, const char *method, json_t *params, json_t **result,
+		    char **errmsg);
+
 /* Handle one JSON-RPC request document (text); returns the response text (malloc'd,
  * no trailing newline), or NULL for a notification (no id). */
 char *rod_ctl_handle_text(struct rod_ctl *c, const char *req, size_t len);
+/* The same, recording changes in the audit log as made by who. */
+char *rod_ctl_handle_text_as(struct rod_ctl *c, const char *who, const char *req, size_t len);
 
 /* The control socket: one thread ("rod-ctl") serving newline-delimited JSON-RPC. */
 struct rod_ctl_server;

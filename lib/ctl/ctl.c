@@ -21,9 +21,10 @@
 #include "rod/ctl_http.h"
 #include "rod/log.h"
 #include "rod/util.h"
+#include "events.h"
+#include "jobs.h"
 
 #include "pg.h"
-#include "jobs.h"
 
 #define KEY_NEXT_HOST "ctl/next_host_id"
 #define PFX_HOST "ctl/host/"
@@ -37,6 +38,8 @@
 #define REAP_PERIOD_S 2
 /* Finished jobs kept for rodctl job list/show. */
 #define JOBS_KEPT 64
+/* Audit events kept in the store (the oldest are dropped beyond). */
+#define EVENTS_KEPT 10000
 
 struct ctl_conn {
 	uint64_t vol_id;
@@ -80,8 +83,9 @@ struct rod_ctl {
 	pthread_mutex_t reap_lock;
 	pthread_cond_t reap_cv;
 	bool reap_stop;
-	struct rod_pg *pg;              /* protection groups (pg.c), with their own lock */
 	struct rod_jobs *jobs;          /* own lock */
+	struct rod_events *events;      /* own lock */
+	struct rod_pg *pg;              /* protection groups (pg.c), with their own lock */
 };
 
 /* ---- small helpers ---------------------------------------------------------------- */
@@ -409,6 +413,10 @@ static void reap_expired(struct rod_ctl *c)
 		if (!vols[i].destroyed || vols[i].destroyed_ns + c->recovery_window_s * 1000000000ull > now)
 			continue;
 		int rc = rod_vol_eradicate(c->store, vols[i].name);
+		json_t *p = json_pack("{s:s, s:s}", "name", vols[i].name, "reason", "recovery window ended");
+		rod_events_record(c->events, "rodd", "vol.eradicate", p, rc ? ROD_CTL_EOTHER : 0,
+				  rc ? strerror(-rc) : NULL);
+		json_decref(p);
 		if (rc)
 			rod_warn("ctl: cannot eradicate %s (its recovery window ended): %s", vols[i].name, strerror(-rc));
 		else
@@ -485,6 +493,11 @@ int rod_ctl_new(const struct rod_ctl_opts *o, struct rod_ctl **out)
 		rod_ctl_free(c);
 		return rc;
 	}
+	if ((rc = rod_events_open(c->store, EVENTS_KEPT, &c->events))) {
+		rod_err("ctl: cannot read the audit log from the store: %s", strerror(-rc));
+		rod_ctl_free(c);
+		return rc;
+	}
 	if ((rc = rod_jobs_new(JOBS_KEPT, &c->jobs))) {
 		rod_err("ctl: cannot start the job thread: %s", strerror(-rc));
 		rod_ctl_free(c);
@@ -530,6 +543,7 @@ void rod_ctl_free(struct rod_ctl *c)
 		return;
 	rod_pg_free(c->pg);
 	rod_jobs_free(c->jobs);
+	rod_events_free(c->events);
 	if (c->reaper_started) {
 		pthread_mutex_lock(&c->reap_lock);
 		c->reap_stop = true;
@@ -1918,6 +1932,8 @@ static int m_token_delete(struct rod_ctl *c, json_t *params, json_t **res, char 
 	return rod_api_token_delete(c->store, params, res, msg);
 }
 
+static int m_events_list(struct rod_ctl *c, json_t *params, json_t **res, char **msg);
+
 /* The method table: the REST API of the control-plane issue maps onto the same names. */
 static const struct {
 	const char *name;
@@ -1946,6 +1962,7 @@ static const struct {
 	{ "job.list", m_job_list },
 	{ "job.show", m_job_show },
 	{ "job.cancel", m_job_cancel },
+	{ "events.list", m_events_list },
 	{ "array.rekey", m_array_rekey },
 	{ "host.create", m_host_create },
 	{ "host.list", m_host_list },
@@ -1987,6 +2004,40 @@ int rod_ctl_call(struct rod_ctl *c, const char *method, json_t *params, json_t *
 	return fail(errmsg, ROD_CTL_ENOMETHOD, "unknown method \"%s\"", method);
 }
 
+int rod_ctl_call_as(struct rod_ctl *c, const char *who, const char *method, json_t *params, json_t **result,
+		    char **errmsg)
+{
+	int rc = rod_ctl_call(c, method, params, result, errmsg);
+	if (rc != ROD_CTL_ENOMETHOD && rod_events_is_change(method))
+		rod_events_record(c->events, who, method, params, rc, *errmsg);
+	return rc;
+}
+
+static int m_events_list(struct rod_ctl *c, json_t *params, json_t **res, char **msg)
+{
+	const char *since;
+	uint64_t since_ns = 0;
+	unsigned limit = 100;
+	int rc;
+	if ((rc = param_str(params, "since", false, &since, msg)))
+		return rc;
+	if (since) {
+		struct tm tm = { 0 };
+		const char *end = strptime(since, "%Y-%m-%dT%H:%M:%SZ", &tm);
+		if (!end || *end)
+			return fail(msg, ROD_CTL_EINVAL, "since \"%s\" is not a UTC time like 2026-11-23T12:00:00Z", since);
+		since_ns = (uint64_t)timegm(&tm) * 1000000000ull;
+	}
+	json_t *l = json_object_get(params, "limit");
+	if (l && !json_is_null(l)) {
+		if (!json_is_integer(l) || json_integer_value(l) < 1 || json_integer_value(l) > EVENTS_KEPT)
+			return fail(msg, ROD_CTL_EINVAL, "limit must be a number from 1 to %d", EVENTS_KEPT);
+		limit = (unsigned)json_integer_value(l);
+	}
+	*res = rod_events_list_json(c->events, since_ns, limit);
+	return *res ? 0 : fail(msg, ROD_CTL_EOTHER, "out of memory");
+}
+
 static const char *err_kind(int code)
 {
 	switch (code) {
@@ -2012,6 +2063,11 @@ static char *error_response(json_t *id, int code, const char *message)
 
 char *rod_ctl_handle_text(struct rod_ctl *c, const char *req, size_t len)
 {
+	return rod_ctl_handle_text_as(c, "local", req, len);
+}
+
+char *rod_ctl_handle_text_as(struct rod_ctl *c, const char *who, const char *req, size_t len)
+{
 	json_error_t jerr;
 	json_t *doc = json_loadb(req, len, JSON_REJECT_DUPLICATES, &jerr);
 	if (!doc) {
@@ -2036,7 +2092,7 @@ char *rod_ctl_handle_text(struct rod_ctl *c, const char *req, size_t len)
 	} else {
 		json_t *result;
 		char *msg;
-		int rc = rod_ctl_call(c, method, json_is_null(params) ? NULL : params, &result, &msg);
+		int rc = rod_ctl_call_as(c, who, method, json_is_null(params) ? NULL : params, &result, &msg);
 		if (!id) {
 			out = NULL; /* a notification: no answer */
 			json_decref(result);

@@ -275,7 +275,9 @@ static enum MHD_Result serve_api(struct rod_http_server *s, struct MHD_Connectio
 	}
 	json_t *result = NULL;
 	char *msg = NULL;
-	int rc = rod_ctl_call(s->ctl, rpc, params, &result, &msg);
+	char actor[96];
+	snprintf(actor, sizeof(actor), "token:%s", who);
+	int rc = rod_ctl_call_as(s->ctl, actor, rpc, params, &result, &msg);
 	json_decref(params);
 	/* who changed what, for the log (reads only at debug level) */
 	if (strcmp(method, "GET"))

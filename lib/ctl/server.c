@@ -32,6 +32,7 @@ struct ctl_client {
 	uint64_t last_ns;       /* monotonic time of the last byte received */
 	char *buf;
 	size_t len, cap;
+	char who[32];           /* "uid:N" of the peer (SO_PEERCRED), for the audit log */
 };
 
 /* Fields are owned by the server thread once started, except stop_fd (written by
@@ -235,7 +236,7 @@ static int client_read(struct rod_ctl_server *s, struct ctl_client *cl)
 			for (size_t i = 0; i < line && blank; i++)
 				blank = cl->buf[i] == ' ' || cl->buf[i] == '\t' || cl->buf[i] == '\r';
 			if (!blank) {
-				int rc = reply(cl->fd, rod_ctl_handle_text(s->ctl, cl->buf, line));
+				int rc = reply(cl->fd, rod_ctl_handle_text_as(s->ctl, cl->who, cl->buf, line));
 				if (rc)
 					return rc;
 			}
@@ -266,6 +267,12 @@ static void accept_clients(struct rod_ctl_server *s)
 		}
 		cl->fd = fd;
 		cl->last_ns = rod_now_ns();
+		struct ucred cr;
+		socklen_t crl = sizeof(cr);
+		if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &crl) == 0)
+			snprintf(cl->who, sizeof(cl->who), "uid:%u", (unsigned)cr.uid);
+		else
+			snprintf(cl->who, sizeof(cl->who), "unix");
 		s->clients[slot] = cl;
 		struct epoll_event ev = { .events = EPOLLIN | EPOLLRDHUP };
 		ev.data.u64 = (uint64_t)slot + 1u + ((uint64_t)1 << 32);
