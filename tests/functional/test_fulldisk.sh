@@ -75,9 +75,11 @@ for i in $(seq 50 90); do
 done
 grep -q "7/27/07" "$ROD_TMP/err" || fail "second fill did not end in 07/27/07: $(cat "$ROD_TMP/err")"
 
-# 2. destroy another volume: its 24 MiB come back once GC has run.
+# 2. destroy and eradicate another volume (a destroyed volume keeps its space for
+# its recovery window): its 24 MiB come back once GC has run.
 rodctl host disconnect all fb >/dev/null
 rodctl vol destroy fb >/dev/null || fail "rodctl vol destroy fb failed"
+rodctl vol eradicate fb >/dev/null || fail "rodctl vol eradicate fb failed"
 b=
 until_writes_resume $((100 * CHUNK)) 501 "destroying fb (24 MiB)"
 rodtest_iscsi verify "$a" $((100 * CHUNK)) 64 501 || fail "the write after destroy does not read back"
