@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +20,46 @@
 #include "rod/store.h"
 #include "rod/util.h"
 #include "segment.h"
+
+/* ---- per-thread contexts ---- */
+
+/* Each thread keeps its own keyed contexts (creating them per grain costs more than
+ * the work). They live in thread-local variables, which nothing frees when the
+ * thread ends: a pthread key destructor does, so the store's threads leave no leak
+ * behind when the store closes (LSan at clean shutdown). */
+static _Thread_local EVP_MAC_CTX *tls_mac;
+static _Thread_local uint64_t tls_mac_id;
+static _Thread_local ZSTD_CCtx *tls_zstd;
+static _Thread_local EVP_CIPHER_CTX *tls_cipher;
+static _Thread_local uint8_t tls_cipher_key[RED_DEK_LEN];
+static _Thread_local int tls_cipher_enc = -1;
+static pthread_key_t tls_key;
+static pthread_once_t tls_once = PTHREAD_ONCE_INIT;
+static bool tls_key_ok;
+
+static void tls_free(void *unused)
+{
+	EVP_MAC_CTX_free(tls_mac);
+	tls_mac = NULL;
+	ZSTD_freeCCtx(tls_zstd);
+	tls_zstd = NULL;
+	EVP_CIPHER_CTX_free(tls_cipher);
+	tls_cipher = NULL;
+	tls_cipher_enc = -1;
+}
+
+static void tls_key_init(void)
+{
+	tls_key_ok = pthread_key_create(&tls_key, tls_free) == 0;
+}
+
+/* Called after this thread created a context: free them all when it exits. */
+static void tls_track(void)
+{
+	pthread_once(&tls_once, tls_key_init);
+	if (tls_key_ok)
+		pthread_setspecific(tls_key, (void *)1);
+}
 
 /* ---- fingerprints ---- */
 
@@ -64,21 +105,20 @@ int red_fingerprint(const struct red_fp_key *k, const void *data, size_t len,
 {
 	/* A copy of the keyed context per thread, re-initialised with the same key for
 	 * each grain: duplicating a context per grain cost as much as the hash. */
-	static _Thread_local EVP_MAC_CTX *c;
-	static _Thread_local uint64_t c_id;
 	size_t ol = 0;
 	int ok;
 
-	if (!c || c_id != k->id) {
-		EVP_MAC_CTX_free(c);
-		c = EVP_MAC_CTX_dup(k->tmpl);
-		c_id = k->id;
-		if (!c)
+	if (!tls_mac || tls_mac_id != k->id) {
+		EVP_MAC_CTX_free(tls_mac);
+		tls_mac = EVP_MAC_CTX_dup(k->tmpl);
+		tls_mac_id = k->id;
+		if (!tls_mac)
 			return -ENOMEM;
-	} else if (!EVP_MAC_init(c, NULL, 0, NULL)) {
+		tls_track();
+	} else if (!EVP_MAC_init(tls_mac, NULL, 0, NULL)) {
 		return -EIO;
 	}
-	ok = EVP_MAC_update(c, data, len) && EVP_MAC_final(c, fp, &ol, RED_FP_LEN) &&
+	ok = EVP_MAC_update(tls_mac, data, len) && EVP_MAC_final(tls_mac, fp, &ol, RED_FP_LEN) &&
 	     ol == RED_FP_LEN;
 	return ok ? 0 : -EIO;
 }
@@ -100,13 +140,15 @@ uint32_t red_lz4_compress(const void *src, uint32_t len, void *dst, uint32_t cap
 
 uint32_t red_zstd_compress(const void *src, uint32_t len, void *dst, uint32_t cap)
 {
-	static _Thread_local ZSTD_CCtx *cctx;
 	size_t r;
 
 	/* One context per thread: creating one per call costs more than compressing 4 KiB. */
-	if (!cctx && !(cctx = ZSTD_createCCtx()))
-		return 0;
-	r = ZSTD_compressCCtx(cctx, dst, cap, src, len, 1);
+	if (!tls_zstd) {
+		if (!(tls_zstd = ZSTD_createCCtx()))
+			return 0;
+		tls_track();
+	}
+	r = ZSTD_compressCCtx(tls_zstd, dst, cap, src, len, 1);
 	return ZSTD_isError(r) ? 0 : keep((uint32_t)r, len);
 }
 
@@ -138,9 +180,6 @@ static int xts(const struct red_dek *k, uint64_t chunk, uint16_t gen, const void
 {
 	/* One cipher context per thread, keyed once per data key: setting only the tweak
 	 * per chunk avoids a key schedule per 4 KiB. */
-	static _Thread_local EVP_CIPHER_CTX *ctx;
-	static _Thread_local uint8_t ctx_key[RED_DEK_LEN];
-	static _Thread_local int ctx_enc = -1;
 	uint8_t iv[16] = { 0 };
 	int ol = 0, fl = 0;
 
@@ -153,18 +192,21 @@ static int xts(const struct red_dek *k, uint64_t chunk, uint16_t gen, const void
 		iv[i] = (uint8_t)(chunk >> (8 * i));
 	iv[8] = (uint8_t)gen;
 	iv[9] = (uint8_t)(gen >> 8);
-	if (!ctx && !(ctx = EVP_CIPHER_CTX_new()))
-		return -ENOMEM;
-	if (ctx_enc != enc || memcmp(ctx_key, k->key, RED_DEK_LEN)) {
-		if (!EVP_CipherInit_ex(ctx, EVP_aes_256_xts(), NULL, k->key, iv, enc))
+	if (!tls_cipher) {
+		if (!(tls_cipher = EVP_CIPHER_CTX_new()))
+			return -ENOMEM;
+		tls_track();
+	}
+	if (tls_cipher_enc != enc || memcmp(tls_cipher_key, k->key, RED_DEK_LEN)) {
+		if (!EVP_CipherInit_ex(tls_cipher, EVP_aes_256_xts(), NULL, k->key, iv, enc))
 			return -EIO;
-		memcpy(ctx_key, k->key, RED_DEK_LEN);
-		ctx_enc = enc;
-	} else if (!EVP_CipherInit_ex(ctx, NULL, NULL, NULL, iv, enc)) {
+		memcpy(tls_cipher_key, k->key, RED_DEK_LEN);
+		tls_cipher_enc = enc;
+	} else if (!EVP_CipherInit_ex(tls_cipher, NULL, NULL, NULL, iv, enc)) {
 		return -EIO;
 	}
-	if (!EVP_CipherUpdate(ctx, dst, &ol, src, (int)len) ||
-	    !EVP_CipherFinal_ex(ctx, (uint8_t *)dst + ol, &fl) || (uint32_t)(ol + fl) != len)
+	if (!EVP_CipherUpdate(tls_cipher, dst, &ol, src, (int)len) ||
+	    !EVP_CipherFinal_ex(tls_cipher, (uint8_t *)dst + ol, &fl) || (uint32_t)(ol + fl) != len)
 		return -EIO;
 	return 0;
 }
