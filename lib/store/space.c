@@ -98,7 +98,8 @@ static int acct_finish(struct acct *a)
 		free(a->ref);
 		return -ENOMEM;
 	}
-	qsort(a->ref, a->nref, sizeof(*a->ref), ref_cmp);
+	if (a->nref) /* a->ref is NULL when nothing is referenced: qsort needs a pointer */
+		qsort(a->ref, a->nref, sizeof(*a->ref), ref_cmp);
 	for (size_t i = 0, j; i < a->nref; i = j) {
 		uint64_t n = 0;
 		bool cur = false;
