@@ -41,6 +41,7 @@ struct settings {
 	uint64_t capacity;              /* store size limit in bytes; 0 = the file system's size */
 	char *listen[LISTEN_MAX + 1];
 	int n_listen;
+	int log_level;                  /* enum rod_log_level + 1; 0 = not set (changes on SIGHUP) */
 };
 
 static void usage(FILE *f)
@@ -205,6 +206,17 @@ static int rodd_ini_handler(void *arg, const char *section, const char *name, co
 		}
 		return 1;
 	}
+	if (!strcmp(name, "log_level")) {
+		static const char *const levels[] = { "error", "warn", "info", "debug" };
+		for (size_t i = 0; i < ROD_ARRAY_SIZE(levels); i++)
+			if (!strcmp(value, levels[i])) {
+				st->log_level = (int)i + 1;
+				return 1;
+			}
+		if (!x->err[0])
+			snprintf(x->err, sizeof(x->err), "log_level must be error, warn, info or debug");
+		return 0;
+	}
 	if (!strcmp(name, "listen")) {
 		/* several addresses on one line (comma or space separated) or one per line */
 		char *copy = strdup(value), *save = NULL;
@@ -222,7 +234,7 @@ static int rodd_ini_handler(void *arg, const char *section, const char *name, co
 	if (!x->err[0])
 		snprintf(x->err, sizeof(x->err),
 			 "unknown key \"%s\" (known: data, listen, socket, pidfile, key_file, array_name, http, "
-			 "http_allow_remote, capacity)", name);
+			 "http_allow_remote, capacity, log_level)", name);
 	return 0;
 }
 
@@ -244,6 +256,62 @@ static int read_config(const char *path, struct settings *st)
 		fprintf(stderr, "rodd: %s:%d: %s\n", path, line,
 			x.err[0] ? x.err : "syntax error (expected \"key = value\" or \"[rodd]\")");
 	return -1;
+}
+
+static char *g_config_abs;      /* the --config file, absolute (rodd chdirs to / as a daemon) */
+
+static bool str_differs(const char *file_val, const char *running)
+{
+	return file_val && (!running || strcmp(file_val, running));
+}
+
+/* SIGHUP: read the config file again. The log level changes at once; the other keys
+ * need a restart (listeners, data directory, socket, key file are bound or open), which
+ * the log says. A file with an error changes nothing. */
+static void reload_config(const char *path, const struct settings *run)
+{
+	struct settings ns = { 0 };
+	struct ini_ctx x = { &ns, "" };
+	FILE *f = path ? fopen(path, "r") : NULL;
+	if (!path) {
+		rod_info("rodd: SIGHUP: no --config file to re-read");
+		return;
+	}
+	if (!f) {
+		rod_err("rodd: SIGHUP: cannot read config file %s: %s; configuration unchanged", path, strerror(errno));
+		return;
+	}
+	int line = ini_parse_file(f, rodd_ini_handler, &x);
+	fclose(f);
+	if (line) {
+		rod_err("rodd: SIGHUP: %s:%d: %s; configuration unchanged", path, line,
+			x.err[0] ? x.err : "syntax error (expected \"key = value\" or \"[rodd]\")");
+		settings_free(&ns);
+		return;
+	}
+	struct { const char *key, *file, *running; } keys[] = {
+		{ "data", ns.data, run->data }, { "socket", ns.socket, run->socket },
+		{ "pidfile", ns.pidfile, run->pidfile }, { "key_file", ns.key_file, run->key_file },
+		{ "array_name", ns.array_name, run->array_name }, { "http", ns.http, run->http },
+	};
+	for (size_t i = 0; i < ROD_ARRAY_SIZE(keys); i++)
+		if (str_differs(keys[i].file, keys[i].running))
+			rod_warn("rodd: SIGHUP: %s changed in %s; it cannot change while rodd runs: restart rodd to use it",
+				 keys[i].key, path);
+	bool listen_changed = ns.n_listen && ns.n_listen != run->n_listen;
+	for (int i = 0; i < ns.n_listen && !listen_changed; i++)
+		listen_changed = strcmp(ns.listen[i], run->listen[i]) != 0;
+	if (listen_changed)
+		rod_warn("rodd: SIGHUP: listen changed in %s; listen addresses cannot change while rodd runs: restart "
+			 "rodd to use them", path);
+	if (ns.capacity && ns.capacity != run->capacity)
+		rod_warn("rodd: SIGHUP: capacity changed in %s; restart rodd to use it", path);
+	if (ns.log_level) {
+		rod_log_set_level((enum rod_log_level)(ns.log_level - 1));
+		rod_info("rodd: SIGHUP: log level %s", (const char *[]){ "error", "warn", "info", "debug" }[ns.log_level - 1]);
+	}
+	rod_info("rodd: SIGHUP: %s re-read", path);
+	settings_free(&ns);
 }
 
 /* Absolute form of a path, so that chdir("/") after daemonising changes nothing. */
@@ -515,6 +583,8 @@ int main(int argc, char **argv)
 			printf("http = %s\nhttp_allow_remote = %s\n", st.http, st.http_allow_remote ? "yes" : "no");
 		if (st.capacity)
 			printf("capacity = %llu\n", (unsigned long long)st.capacity);
+		if (st.log_level)
+			printf("log_level = %s\n", (const char *[]){ "error", "warn", "info", "debug" }[st.log_level - 1]);
 		if (cli.n_listen)
 			cli.n_listen = 0;
 		settings_free(&st);
@@ -522,6 +592,7 @@ int main(int argc, char **argv)
 		return 0;
 	}
 	data = absolute(st.data);
+	g_config_abs = config ? absolute(config) : NULL;
 	sock = absolute(st.socket);
 	pidfile = absolute(st.pidfile);
 	key_file = absolute(st.key_file);
@@ -535,6 +606,8 @@ int main(int argc, char **argv)
 		rod_array_name_from_host(host, array_name, sizeof(array_name));
 	}
 
+	if (st.log_level)
+		rod_log_set_level((enum rod_log_level)(st.log_level - 1));
 	if (!foreground && !rebuild_meta) {
 		/* Until it is ready the daemon still writes to the caller's terminal: only
 		 * warnings and errors there; the info lines go to syslog afterwards. */
@@ -688,7 +761,7 @@ int main(int argc, char **argv)
 		if (sigwait(&sigs, &sig))
 			continue;
 		if (sig == SIGHUP) {
-			rod_info("rodd: SIGHUP ignored (configuration reload is not implemented yet)");
+			reload_config(g_config_abs, &st);
 			continue;
 		}
 		rod_info("rodd: signal %d, shutting down", sig);
@@ -723,6 +796,7 @@ out:
 	free(sock);
 	free(pidfile);
 	free(key_file);
+	free(g_config_abs);
 	/* st.listen may alias cli.listen (taken over from the command line) */
 	if (cli.n_listen)
 		cli.n_listen = 0;
