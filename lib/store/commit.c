@@ -51,12 +51,18 @@ static int grow(void **p, size_t *cap, size_t need, size_t elem)
 	return 0;
 }
 
-static void chunk_loc_encode(uint8_t *v, uint64_t seg, uint64_t off, uint32_t len, uint32_t crc)
+/* Chunk table value: where the chunk is now, and its stored format there (GC may have
+ * recompressed it: bytes 24-26 = compression, encryption generation). */
+static void chunk_loc_encode(uint8_t *v, uint64_t seg, uint64_t off, uint32_t len, uint32_t crc,
+			     uint8_t comp, uint16_t enc_gen)
 {
 	rod_put_be64(v, seg);
 	rod_put_be64(v + 8, off);
 	rod_put_be32(v + 16, len);
 	rod_put_be32(v + 20, crc);
+	v[24] = comp;
+	rod_put_be16(v + 25, enc_gen);
+	v[27] = 0;
 }
 
 /* Map deltas of the entries plus the logged mutations, into one RocksDB batch. */
@@ -70,8 +76,11 @@ static int apply_entries(struct rod_store *s, struct meta_batch *mbt, uint64_t s
 
 		if (e->kind == ENT_RELOC) {
 			rod_put_be64(k, e->chunk_id);
-			chunk_loc_encode(v, seg, payload_base + e->payload_off, e->stored_len, e->crc);
-			meta_batch_put(mbt, s->meta, CF_CHUNK, k, 8, v, 24);
+			uint8_t cv[28];
+
+			chunk_loc_encode(cv, seg, payload_base + e->payload_off, e->stored_len, e->crc,
+					 e->comp, e->enc_gen);
+			meta_batch_put(mbt, s->meta, CF_CHUNK, k, 8, cv, sizeof(cv));
 			if (rebuild && e->lineage >= LIN_FIRST) {
 				/* The home segment (with the original map delta) may be gone. The map
 				 * entry comes back unless a later write already replaced it. */

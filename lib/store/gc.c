@@ -295,7 +295,7 @@ static int chunk_where(struct rod_store *s, uint64_t c, uint64_t *seg)
 		*seg = CHUNK_SEG(c);
 		return 0;
 	}
-	*seg = vl == 24 ? rod_get_be64(v) : CHUNK_SEG(c);
+	*seg = vl >= 24 ? rod_get_be64(v) : CHUNK_SEG(c);
 	free(v);
 	return 0;
 }
@@ -418,6 +418,7 @@ static int seg_process(struct rod_store *s, struct gc_mark *g, struct seg_scan *
 	while (!rc) {
 		struct batch b;
 		struct cgrain *cg;
+		uint8_t *rz = NULL;      /* recompressed chunks of this batch */
 		uint32_t ng = 0;
 		bool any = false;
 
@@ -490,6 +491,14 @@ static int seg_process(struct rod_store *s, struct gc_mark *g, struct seg_scan *
 						 .has_fp = (e->fp[0] | e->fp[1] | e->fp[2] | e->fp[3]) != 0 },
 				};
 				memcpy(cg[ng - 1].red.fp, e->fp, sizeof(e->fp));
+				/* Cold data: recompressed with zstd when that saves space. */
+				struct cgrain *mg = &cg[ng - 1];
+				if (!rz)
+					rz = malloc((size_t)b.n * ROD_GRAIN);
+				if (rz && red_recompress(s, e, mg->data, rz + (size_t)(ng - 1) * ROD_GRAIN,
+							 &mg->len, &mg->crc, &mg->red.comp,
+							 &mg->red.enc_gen))
+					mg->data = rz + (size_t)(ng - 1) * ROD_GRAIN;
 			}
 		}
 		if (move && ng) {
@@ -502,6 +511,7 @@ static int seg_process(struct rod_store *s, struct gc_mark *g, struct seg_scan *
 			for (uint32_t i = 0; i < ng; i++)
 				*moved += cg[i].len;
 		}
+		free(rz);
 		free(cg);
 		off = b.next_off;
 		batch_release(&b);

@@ -120,18 +120,22 @@ static int range_check(const struct view *vw, uint64_t off, uint64_t len)
 
 /* ---- reads ---- */
 
-static int chunk_read(struct rod_store *s, const struct map_val *mv, void *dst)
+static int chunk_read(struct rod_store *s, const struct map_val *mvp, void *dst)
 {
-	uint64_t seg = CHUNK_SEG(mv->chunk), off = mv->off;
+	/* m: where and in which format the chunk is; the chunk table overrides the map
+	 * value once GC moved it (and maybe recompressed it). */
+	struct map_val m = *mvp;
+	uint64_t seg = CHUNK_SEG(m.chunk), off = m.off;
 	uint8_t tmp[ROD_GRAIN];
-	/* Compressed chunks are shorter than a grain: read them aside, decode into dst. */
-	uint8_t *stored = mv->len == ROD_GRAIN ? dst : tmp;
+	uint8_t *stored;
 	int rc = -ENOENT;
 
-	if (!mv->len || mv->len > ROD_GRAIN)
-		return -EBADMSG;
 	for (int tries = 0; tries < 4; tries++) {
-		rc = seglog_read(s->log, seg, off, stored, mv->len);
+		if (!m.len || m.len > ROD_GRAIN)
+			return -EBADMSG;
+		/* Compressed chunks are shorter than a grain: read aside, decode into dst. */
+		stored = m.len == ROD_GRAIN ? dst : tmp;
+		rc = seglog_read(s->log, seg, off, stored, m.len);
 		if (rc != -ENOENT)
 			break;
 		/* The home segment was collected: GC moved the chunk (chunk table). */
@@ -139,23 +143,31 @@ static int chunk_read(struct rod_store *s, const struct map_val *mv, void *dst)
 		void *v;
 		size_t vl;
 
-		rod_put_be64(k, mv->chunk);
+		rod_put_be64(k, m.chunk);
 		if (meta_get(s->meta, CF_CHUNK, k, 8, &v, &vl))
 			return -EIO;
-		if (vl == 24) {
-			seg = rod_get_be64(v);
-			off = rod_get_be64((uint8_t *)v + 8);
+		if (vl >= 24) {
+			const uint8_t *b = v;
+
+			seg = rod_get_be64(b);
+			off = rod_get_be64(b + 8);
+			if (vl >= 28) {
+				m.len = rod_get_be32(b + 16);
+				m.crc = rod_get_be32(b + 20);
+				m.comp = b[24];
+				m.enc_gen = rod_get_be16(b + 25);
+			}
 		}
 		free(v);
 	}
 	if (rc)
 		return rc == -ENOENT ? -EIO : rc;
-	if (rod_crc32c(0, stored, mv->len) != mv->crc) {
-		rod_err("store: chunk %llx failed its checksum", (unsigned long long)mv->chunk);
+	if (rod_crc32c(0, stored, m.len) != m.crc) {
+		rod_err("store: chunk %llx failed its checksum", (unsigned long long)m.chunk);
 		return -EBADMSG;
 	}
-	if (mv->comp != COMP_NONE || mv->enc_gen || mv->len != ROD_GRAIN)
-		return red_chunk_decode(s, mv, stored, dst);
+	if (m.comp != COMP_NONE || m.enc_gen || m.len != ROD_GRAIN)
+		return red_chunk_decode(s, &m, stored, dst);
 	return 0;
 }
 

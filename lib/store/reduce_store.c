@@ -93,6 +93,7 @@ int red_store_open(struct rod_store *s)
 	r->compress = !s->opts.no_compress;
 	r->encrypt = !s->opts.no_encrypt;
 	rc = load_keys(s, r, &have);
+	r->have_dek = have;
 	if (!rc && !have)
 		r->encrypt = false;
 	if (!rc)
@@ -153,7 +154,7 @@ static bool chunk_alive(struct rod_store *s, uint64_t chunk)
 	rod_put_be64(k, chunk);
 	if (meta_get(s->meta, CF_CHUNK, k, 8, &v, &vl))
 		return false;
-	if (vl == 24)
+	if (vl >= 24)
 		ok = seglog_has(s->log, rod_get_be64(v));
 	free(v);
 	return ok;
@@ -308,9 +309,11 @@ int red_chunk_decode(struct rod_store *s, const struct map_val *mv, const void *
 	if (mv->len > ROD_GRAIN || mv->len < (mv->enc_gen ? RED_MIN_STORED : 1u))
 		return -EBADMSG;
 	if (mv->enc_gen) {
-		if (!r || !r->encrypt || mv->enc_gen != r->dek.gen) {
-			rod_err("store: chunk %llx is encrypted with key generation %u, which this "
-				"store has not loaded", (unsigned long long)mv->chunk, mv->enc_gen);
+		/* enc_gen is the tweak's generation (bumped when GC rewrites the chunk); the
+		 * data key itself never changes (rekey re-wraps it). */
+		if (!r || !r->have_dek) {
+			rod_err("store: chunk %llx is encrypted but the store has no data key loaded",
+				(unsigned long long)mv->chunk);
 			return -EIO;
 		}
 		/* Compressed: decrypt aside, then decompress into dst. */
@@ -325,6 +328,37 @@ int red_chunk_decode(struct rod_store *s, const struct map_val *mv, const void *
 	if (rc)
 		rod_err("store: chunk %llx does not decompress", (unsigned long long)mv->chunk);
 	return rc;
+}
+
+bool red_recompress(struct rod_store *s, const struct batch_entry *e, const void *stored,
+		    uint8_t *out, uint32_t *len, uint32_t *crc, uint8_t *comp, uint16_t *enc_gen)
+{
+	struct red_store *r = s->red;
+	uint8_t plain[ROD_GRAIN], z[ROD_GRAIN];
+	struct map_val m = { .chunk = e->chunk_id, .len = e->stored_len, .comp = e->comp,
+			     .enc_gen = e->enc_gen };
+	uint32_t zl;
+	uint16_t gen = 0;
+
+	if (!r->compress || e->comp == COMP_ZSTD || e->enc_gen == UINT16_MAX ||
+	    red_chunk_decode(s, &m, stored, plain))
+		return false;
+	zl = red_zstd_compress(plain, ROD_GRAIN, z, sizeof(z));
+	if (!zl || zl >= e->stored_len)
+		return false;
+	if (e->enc_gen || (r->encrypt && r->have_dek)) {
+		/* Same chunk id, new bytes: the next generation keeps the tweak unique. */
+		gen = (uint16_t)(e->enc_gen + 1);
+		if (red_encrypt(&r->dek, e->chunk_id, gen, z, out, zl))
+			return false;
+	} else {
+		memcpy(out, z, zl);
+	}
+	*len = zl;
+	*crc = rod_crc32c(0, out, zl);
+	*comp = COMP_ZSTD;
+	*enc_gen = gen;
+	return true;
 }
 
 void red_gc_begin(struct rod_store *s)

@@ -35,7 +35,8 @@ struct red_store {
 	bool dedupe, compress, encrypt;
 	char *key_file;
 	struct red_fp_key *fpk;
-	struct red_dek dek;      /* valid when encrypt */
+	struct red_dek dek;      /* valid when have_dek */
+	bool have_dek;
 	struct red_fpidx idx;
 	/* Odd while a GC pass may delete segments. A duplicate found under one value and
 	 * committed under another is stored again instead (its chunk may be gone). */
@@ -70,6 +71,13 @@ void red_entry_map_val(const struct batch_entry *e, uint64_t payload_base, struc
 /* Read path: stored bytes (already checked against mv->crc) to the clear grain. */
 int red_chunk_decode(struct rod_store *s, const struct map_val *mv, const void *stored,
 		     void *dst);
+
+/* GC, moving a chunk (entry e, stored bytes): recompress it with zstd when that makes
+ * it smaller. Then out holds the new stored bytes (encrypted again, under the next
+ * generation of the tweak, if it was encrypted) and len, crc, comp, enc_gen describe
+ * them; false: move it as it is. */
+bool red_recompress(struct rod_store *s, const struct batch_entry *e, const void *stored,
+		    uint8_t *out, uint32_t *len, uint32_t *crc, uint8_t *comp, uint16_t *enc_gen);
 
 /* GC: a pass that may delete segments starts / ends. */
 void red_gc_begin(struct rod_store *s);

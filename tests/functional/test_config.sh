@@ -77,7 +77,8 @@ expect_eq "fromflag" "$(rodctl --json array show | jq -r .name)" "array name fro
 [ -S "$ROD_TMP/cfg.sock" ] && fail "config socket used although --socket was given"
 [ -d "$ROD_TMP/flagdata" ] || fail "--data not used"
 stop_rodd
-# a key file inside the data directory is warned about
+# a key file inside the data directory is warned about (the store's own key, copied there)
+cp "$ROD_TMP/rod.key" "$ROD_TMP/flagdata/rod.key"
 "$RODD" --foreground --data "$ROD_TMP/flagdata" --socket "$ROD_SOCKET" --listen 127.0.0.1:0 \
 	--key-file "$ROD_TMP/flagdata/rod.key" >>"$ROD_LOG" 2>&1 &
 RODD_PID=$!
