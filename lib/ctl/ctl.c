@@ -1873,6 +1873,16 @@ static int m_vol_scrub(struct rod_ctl *c, json_t *params, json_t **res, char **m
 static int param_job_id(json_t *params, uint64_t *id, char **msg)
 {
 	json_t *v = json_object_get(params, "id");
+	/* REST paths carry the id as a string of digits */
+	if (json_is_string(v)) {
+		const char *t = json_string_value(v);
+		char *end;
+		unsigned long long n = strtoull(t, &end, 10);
+		if (*t >= '0' && *t <= '9' && !*end && n >= 1) {
+			*id = n;
+			return 0;
+		}
+	}
 	if (!json_is_integer(v) || json_integer_value(v) < 1)
 		return fail(msg, ROD_CTL_EINVAL, "parameter \"id\" must be a job number (rodctl job list shows jobs)");
 	*id = (uint64_t)json_integer_value(v);

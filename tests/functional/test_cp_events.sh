@@ -52,6 +52,39 @@ expect_eq "$(rodctl --json array space | jq -c 'del(.used, .free)')" "$(jq -c 'd
 expect_eq "401" "$(curl -s -o /dev/null -w '%{http_code}' -X POST --data '{}' "http://$HTTP/api/v1/rpc/events.list")" \
 	"events without a token"
 
+# REST routes of the new operations: same JSON as rodctl --json
+rest() {
+	local m=$1 path=$2 body=${3:-}
+	local args=(-s -o "$ROD_TMP/body" -w '%{http_code}' -X "$m" -H "Authorization: Bearer $tok")
+	[ -n "$body" ] && args+=(--data "$body")
+	curl "${args[@]}" "http://$HTTP/api/v1$path" >"$ROD_TMP/code"
+	cat "$ROD_TMP/body"
+}
+r=$(rest POST /volumes/e1/snapshots '{"suffix":"r1"}')
+expect_eq "201" "$(cat "$ROD_TMP/code")" "REST snapshot status"
+expect_eq "$(rodctl --json vol show e1.r1 | jq -S -c 'del(.space)')" "$(jq -S -c 'del(.space)' <<<"$r")" "REST snapshot object"
+r=$(rest POST /volumes/e1/copy '{"target":"e3"}')
+expect_eq "200 true" "$(cat "$ROD_TMP/code") $(jq -r .created <<<"$r")" "REST copy"
+r=$(rest POST /volumes/e3/copy '{"target":"e1"}')
+expect_eq "409" "$(cat "$ROD_TMP/code")" "REST copy over an existing volume without overwrite"
+r=$(rest POST /volumes/e3/rename '{"new_name":"e4"}')
+expect_eq "200 e4" "$(cat "$ROD_TMP/code") $(jq -r .name <<<"$r")" "REST rename"
+r=$(rest GET /array/space)
+expect_eq "200" "$(cat "$ROD_TMP/code")" "REST array space"
+r=$(rest POST /array/gc '{}')
+expect_eq "202 gc" "$(cat "$ROD_TMP/code") $(jq -r .kind <<<"$r")" "REST gc job"
+gid=$(jq -r .id <<<"$r")
+rodctl job show "$gid" --watch >/dev/null || fail "REST-started GC job did not finish"
+r=$(rest GET "/jobs/$gid")
+expect_eq "200 done" "$(cat "$ROD_TMP/code") $(jq -r .state <<<"$r")" "REST job show"
+expect_eq "$(rodctl --json job show "$gid" | jq -S -c 'del(.rate)')" "$(jq -S -c 'del(.rate)' <<<"$r")" "REST job object"
+rest DELETE "/jobs/$gid" >/dev/null
+expect_eq "409" "$(cat "$ROD_TMP/code")" "REST cancel of a finished job"
+rest GET /jobs/999 >/dev/null
+expect_eq "404" "$(cat "$ROD_TMP/code")" "REST unknown job"
+r=$(rest GET /events)
+expect_eq "token:$tid" "$(jq -r '.events[-1].who' <<<"$r")" "REST events"
+
 # kept across a restart
 n=$(rodctl --json events | jq '.events | length')
 stop_rodd
