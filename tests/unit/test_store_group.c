@@ -139,7 +139,7 @@ static int run(struct rod_store *s, bool group)
 			assert_string_equal(info[1].source, vb);
 		} else {
 			assert_int_equal(rod_vol_snapshot(s, va, suffix, NULL), 0);
-			usleep(3000); /* what a sequence of separate snapshots looks like under load */
+			usleep(20000); /* separate snapshots under load: writers get ahead in between */
 			assert_int_equal(rod_vol_snapshot(s, vb, suffix, NULL), 0);
 		}
 	}
