@@ -572,9 +572,14 @@ static bool retained(const struct pg *g, size_t i, uint64_t now)
 		return false;
 	uint64_t slice = DAY / g->per_day;
 	uint64_t bucket = sn->created_ns / NS / slice;
-	for (size_t k = 0; k < i; k++) /* an older scheduled snapshot in the same slice wins */
-		if (g->snaps[k].kind == SNAP_SCHEDULED && g->snaps[k].created_ns / NS / slice == bucket)
+	/* an older scheduled snapshot of the same slice wins, unless it is expiring itself */
+	for (size_t k = 0; k < i; k++) {
+		const struct pg_snap *o = &g->snaps[k];
+		uint64_t oage = now > o->created_ns ? (now - o->created_ns) / NS : 0;
+		if (o->kind == SNAP_SCHEDULED && o->created_ns / NS / slice == bucket &&
+		    oage < g->keep_all_s + g->for_s)
 			return false;
+	}
 	return true;
 }
 
