@@ -725,8 +725,14 @@ static void print_job(json_t *j)
 	if (json_is_number(json_object_get(j, "percent")))
 		printf(" (%.1f%%)", json_number_value(json_object_get(j, "percent")));
 	printf("\n");
-	if (json_is_number(json_object_get(j, "rate")))
-		printf("rate:        %.1f %s/s\n", json_number_value(json_object_get(j, "rate")), jstr(j, "unit"));
+	if (json_is_number(json_object_get(j, "rate"))) {
+		double r = json_number_value(json_object_get(j, "rate"));
+		char rb[32];
+		if (!strcmp(jstr(j, "unit"), "bytes"))
+			printf("rate:        %s/s\n", fmt_size((uint64_t)r, rb, sizeof(rb)));
+		else
+			printf("rate:        %.1f %s/s\n", r, jstr(j, "unit"));
+	}
 	if (json_is_number(json_object_get(j, "eta_s")))
 		printf("ETA:         %.0f s\n", json_number_value(json_object_get(j, "eta_s")));
 	printf("created:     %s\n", jstr(j, "created"));

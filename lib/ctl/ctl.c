@@ -29,6 +29,7 @@
 #define KEY_NEXT_HOST "ctl/next_host_id"
 #define PFX_HOST "ctl/host/"
 #define PFX_CONN "ctl/conn/"
+#define PFX_JOB "ctl/job/"            /* finished jobs, by id (%016x) */
 #define KEY_SETTINGS "ctl/settings"     /* {"recovery_window_s": N} */
 
 /* Destroyed volumes and snapshots stay recoverable this long unless told otherwise. */
@@ -426,6 +427,32 @@ static void reap_expired(struct rod_ctl *c)
 	free(vols);
 }
 
+/* Finished jobs are kept in the store too (job list after a restart), the newest
+ * JOBS_KEPT of them. */
+static void persist_job(void *arg, uint64_t id, json_t *rec)
+{
+	struct rod_ctl *c = arg;
+	char key[64];
+	snprintf(key, sizeof(key), PFX_JOB "%016" PRIx64, id);
+	int rc = put_json(c, key, rec);
+	if (rc)
+		rod_warn("ctl: cannot save job %" PRIu64 ": %s", id, strerror(-rc));
+	if (id > JOBS_KEPT) {
+		snprintf(key, sizeof(key), PFX_JOB "%016" PRIx64, id - JOBS_KEPT);
+		rod_store_meta_del(c->store, key);
+	}
+}
+
+static int load_job(void *arg, const char *key, const void *val, size_t len)
+{
+	struct rod_ctl *c = arg;
+	json_t *o = json_loadb(val, len, 0, NULL);
+	if (!o || rod_jobs_restore(c->jobs, o))
+		rod_warn("ctl: skipping unreadable job record %s", key);
+	json_decref(o);
+	return 0;
+}
+
 static void *reaper_main(void *arg)
 {
 	struct rod_ctl *c = arg;
@@ -503,6 +530,8 @@ int rod_ctl_new(const struct rod_ctl_opts *o, struct rod_ctl **out)
 		rod_ctl_free(c);
 		return rc;
 	}
+	rod_store_meta_scan(c->store, PFX_JOB, load_job, c);
+	rod_jobs_set_persist(c->jobs, persist_job, c);
 	if (pthread_create(&c->reaper, NULL, reaper_main, c) == 0)
 		c->reaper_started = true;
 	else

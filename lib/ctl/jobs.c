@@ -45,6 +45,8 @@ struct rod_jobs {
 	unsigned keep_finished;
 	bool stop;
 	pthread_t worker;
+	void (*persist)(void *arg, uint64_t id, json_t *rec);
+	void *persist_arg;
 };
 
 static const char *const state_names[] = {
@@ -97,6 +99,17 @@ static struct rod_job *next_queued(struct rod_jobs *js)
 	return NULL;
 }
 
+/* The persisted form: the view's fields plus raw times (lock held). */
+static json_t *job_record(const struct rod_job *j)
+{
+	return json_pack("{s:I, s:s, s:s, s:s, s:s, s:I, s:I, s:b, s:I, s:I, s:I, s:o, s:O}", "id", (json_int_t)j->id,
+			 "kind", j->kind, "target", j->target, "unit", j->unit, "state", rod_job_state_name(j->state),
+			 "done", (json_int_t)atomic_load(&j->done), "total", (json_int_t)atomic_load(&j->total),
+			 "cancellable", j->cancellable, "created_ns", (json_int_t)j->created_ns, "started_ns",
+			 (json_int_t)j->started_ns, "finished_ns", (json_int_t)j->finished_ns, "error",
+			 j->error ? json_string(j->error) : json_null(), "result", j->result ? j->result : json_null());
+}
+
 static void *worker_main(void *arg)
 {
 	struct rod_jobs *js = arg;
@@ -143,6 +156,12 @@ static void *worker_main(void *arg)
 		}
 		rod_info("job %llu (%s %s) %s%s%s", (unsigned long long)j->id, j->kind, j->target,
 			 rod_job_state_name(j->state), j->error ? ": " : "", j->error ? j->error : "");
+		if (js->persist) {
+			json_t *rec = job_record(j);
+			if (rec)
+				js->persist(js->persist_arg, j->id, rec);
+			json_decref(rec);
+		}
 		trim(js);
 		pthread_cond_broadcast(&js->cv);
 	}
@@ -360,4 +379,62 @@ int rod_jobs_wait(struct rod_jobs *js, uint64_t id, unsigned timeout_ms)
 	}
 	pthread_mutex_unlock(&js->lock);
 	return rc;
+}
+
+void rod_jobs_set_persist(struct rod_jobs *js, void (*persist)(void *arg, uint64_t id, json_t *rec), void *arg)
+{
+	pthread_mutex_lock(&js->lock);
+	js->persist = persist;
+	js->persist_arg = arg;
+	pthread_mutex_unlock(&js->lock);
+}
+
+int rod_jobs_restore(struct rod_jobs *js, json_t *rec)
+{
+	json_int_t id = json_integer_value(json_object_get(rec, "id"));
+	const char *st = json_string_value(json_object_get(rec, "state"));
+	enum rod_job_state state = ROD_JOB_QUEUED;
+	for (size_t i = ROD_JOB_DONE; i < ROD_ARRAY_SIZE(state_names); i++)
+		if (st && !strcmp(st, state_names[i]))
+			state = (enum rod_job_state)i;
+	if (id < 1 || state == ROD_JOB_QUEUED)
+		return -EINVAL;     /* only finished jobs are history */
+	struct rod_job *j = calloc(1, sizeof(*j));
+	if (!j)
+		return -ENOMEM;
+	j->id = (uint64_t)id;
+	j->state = state;
+	snprintf(j->kind, sizeof(j->kind), "%s", json_string_value(json_object_get(rec, "kind")) ?: "?");
+	snprintf(j->target, sizeof(j->target), "%s", json_string_value(json_object_get(rec, "target")) ?: "");
+	snprintf(j->unit, sizeof(j->unit), "%s", json_string_value(json_object_get(rec, "unit")) ?: "");
+	j->cancellable = json_is_true(json_object_get(rec, "cancellable"));
+	atomic_store(&j->done, (uint64_t)json_integer_value(json_object_get(rec, "done")));
+	atomic_store(&j->total, (uint64_t)json_integer_value(json_object_get(rec, "total")));
+	j->created_ns = (uint64_t)json_integer_value(json_object_get(rec, "created_ns"));
+	j->started_ns = (uint64_t)json_integer_value(json_object_get(rec, "started_ns"));
+	j->finished_ns = (uint64_t)json_integer_value(json_object_get(rec, "finished_ns"));
+	const char *e = json_string_value(json_object_get(rec, "error"));
+	j->error = e ? strdup(e) : NULL;
+	json_t *r = json_object_get(rec, "result");
+	j->result = json_is_object(r) ? json_incref(r) : NULL;
+	pthread_mutex_lock(&js->lock);
+	struct rod_job **nj = realloc(js->jobs, (js->n + 1) * sizeof(*nj));
+	if (!nj) {
+		pthread_mutex_unlock(&js->lock);
+		job_free(j);
+		return -ENOMEM;
+	}
+	js->jobs = nj;
+	/* keep id order: restored records arrive in key (id) order, before any submit */
+	size_t pos = js->n;
+	while (pos > 0 && js->jobs[pos - 1]->id > j->id)
+		pos--;
+	memmove(&js->jobs[pos + 1], &js->jobs[pos], (js->n - pos) * sizeof(*js->jobs));
+	js->jobs[pos] = j;
+	js->n++;
+	if (j->id >= js->next_id)
+		js->next_id = j->id + 1;
+	trim(js);
+	pthread_mutex_unlock(&js->lock);
+	return 0;
 }

@@ -46,4 +46,11 @@ int rod_jobs_wait(struct rod_jobs *js, uint64_t id, unsigned timeout_ms);
 
 const char *rod_job_state_name(enum rod_job_state s);
 
+/* History across restarts: persist (may be NULL) is called on the worker thread with a
+ * job's record (a JSON object, borrowed) when it finishes; rod_jobs_restore adds such
+ * a record back as a finished job (ids continue after the highest restored). Call
+ * both before submitting anything. */
+void rod_jobs_set_persist(struct rod_jobs *js, void (*persist)(void *arg, uint64_t id, json_t *rec), void *arg);
+int rod_jobs_restore(struct rod_jobs *js, json_t *rec);
+
 #endif

@@ -47,6 +47,18 @@ gid=$(jq -r .id <<<"$j")
 expect_rc 3 rodctl job cancel "$gid"
 rodctl array gc | grep -q '^job [0-9]* started' || fail "human array gc"
 
+# finished jobs are listed after a restart, and new ids continue after them
+last=$(rodctl --json job list | jq '.jobs[-1].id')
+for _ in $(seq 50); do [ "$(rodctl --json job list | jq -r '.jobs[-1].state')" = done ] && break; sleep 0.1; done
+before=$(rodctl --json job list | jq -c '[.jobs[] | {id, kind, state, done, total, result}]')
+stop_rodd
+start_rodd
+expect_eq "$before" "$(rodctl --json job list | jq -c '[.jobs[] | {id, kind, state, done, total, result}]')" \
+	"job history after restart"
+expect_eq "cancelled" "$(rodctl --json job show "$id" | jq -r .state)" "cancelled scrub after restart"
+nid=$(rodctl --json array gc | jq .id)
+[ "$nid" -gt "$last" ] || fail "job id $nid reused after restart (last was $last)"
+
 # errors
 expect_rc 2 rodctl job show 999
 expect_rc 2 rodctl job cancel 999
