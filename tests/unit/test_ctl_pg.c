@@ -167,7 +167,10 @@ static void test_catch_up(void **state)
 	assert_int_equal(tick(e, "10m"), 1); /* 00:20:30 passed the 00:15 slot */
 	env_close(e);
 	env_open(e, 30 * 3600 + 20 * 60);   /* back at 06:20:30 the next day */
-	assert_int_equal(tick(e, "0"), 0);   /* the catch-up was taken at start */
+	/* the scheduler thread takes the catch-up at start, or this tick does if it runs
+	 * first: either way one snapshot for the 30 missed slots */
+	assert_true(tick(e, "0") <= 1);
+	assert_int_equal(tick(e, "0"), 0);
 	sched_hours(e, got, sizeof(got));
 	assert_string_equal(got, "0,30");
 	assert_int_equal(tick(e, "50m"), 0); /* 07:10:30 */
