@@ -279,6 +279,7 @@ static void *bg_main(void *arg)
 {
 	struct rod_store *s = arg;
 	uint64_t last_ckpt = rod_now_ns(), last_gc = rod_now_ns();
+	bool gc_paid = true;    /* the last GC pass freed space (or none ran yet) */
 
 	rod_thread_name("rod-store-bg");
 	pthread_mutex_lock(&s->bg_m);
@@ -304,8 +305,18 @@ static void *bg_main(void *arg)
 				store_checkpoint(s);
 			last_ckpt = now;
 		}
-		if (!s->opts.no_gc_thread && now - last_gc > 5000000000ull) {
+		/* While new data is refused for space, look again after 1 s instead of 5
+		 * (a full store otherwise refused writes for up to 5 s after UNMAP freed
+		 * space, and never collected when restarted more often than every 5 s),
+		 * unless the last pass freed nothing: then marking the whole map every
+		 * second would only burn CPU. */
+		uint64_t gc_gap = gc_paid && space_low(s) ? 1000000000ull : 5000000000ull;
+
+		if (!s->opts.no_gc_thread && now - last_gc > gc_gap) {
+			uint64_t before = space_used(s);
+
 			gc_maybe(s);
+			gc_paid = space_used(s) < before;
 			last_gc = rod_now_ns();
 		}
 		pthread_mutex_lock(&s->bg_m);
