@@ -133,7 +133,9 @@ static uint32_t keep(uint32_t clen, uint32_t len)
 
 uint32_t red_lz4_compress(const void *src, uint32_t len, void *dst, uint32_t cap)
 {
-	int r = LZ4_compress_default(src, dst, (int)len, (int)ROD_MIN(cap, (uint32_t)INT_MAX));
+	/* Room for exactly what would be kept: LZ4 gives up as soon as the output would not
+	 * fit, so incompressible grains (the common case) cost less than a full pass. */
+	int r = LZ4_compress_default(src, dst, (int)len, (int)ROD_MIN(cap, len - len / 8));
 
 	return r > 0 ? keep((uint32_t)r, len) : 0;
 }
