@@ -486,9 +486,11 @@ static void *worker_main(void *arg)
 			o = exec(ic, cdb, 16, 1, NULL, 0, buf, (size_t)n * SECT, sense, sizeof(sense));
 			if (o == TRANSPORT)
 				break;
+			uint32_t bad_sector = start;
 			for (uint32_t i = 0; o == OK && i < n; i++) {
 				struct sst got;
 				if (decode(buf + (size_t)i * SECT, &got) || !sst_eq(&got, &g_model[start + i])) {
+					bad_sector = start + i;
 					snprintf(w->err, sizeof(w->err), "live read of sector %u (checked after the last "
 						 "restart, no kill since): expected tag %" PRIu64 " (%s in cycle %u), found tag %" PRIu64
 						 "%s", start + i, g_model[start + i].tag,
@@ -500,7 +502,7 @@ static void *worker_main(void *arg)
 			if (o != OK && !w->err[0])
 				snprintf(w->err, sizeof(w->err), "READ at %u+%u: %s", start, n, sense);
 			if (w->err[0]) {
-				g_live_bad = start;
+				g_live_bad = bad_sector;
 				break;
 			}
 			memset(cdb, 0, sizeof(cdb));
