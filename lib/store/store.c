@@ -280,6 +280,7 @@ static void *bg_main(void *arg)
 	struct rod_store *s = arg;
 	uint64_t last_ckpt = rod_now_ns(), last_gc = rod_now_ns();
 	bool gc_paid = true;    /* the last GC pass freed space (or none ran yet) */
+	uint64_t gc_gen = 0;    /* change_gen after the last GC pass */
 
 	rod_thread_name("rod-store-bg");
 	pthread_mutex_lock(&s->bg_m);
@@ -308,15 +309,17 @@ static void *bg_main(void *arg)
 		/* While new data is refused for space, look again after 1 s instead of 5
 		 * (a full store otherwise refused writes for up to 5 s after UNMAP freed
 		 * space, and never collected when restarted more often than every 5 s),
-		 * unless the last pass freed nothing: then marking the whole map every
-		 * second would only burn CPU. */
-		uint64_t gc_gap = gc_paid && space_low(s) ? 1000000000ull : 5000000000ull;
+		 * unless the last pass freed nothing and nothing changed since: then
+		 * marking the whole map every second would only burn CPU. */
+		bool worth = gc_paid || atomic_load(&s->change_gen) != gc_gen;
+		uint64_t gc_gap = worth && space_low(s) ? 1000000000ull : 5000000000ull;
 
 		if (!s->opts.no_gc_thread && now - last_gc > gc_gap) {
 			uint64_t before = space_used(s);
 
 			gc_maybe(s);
 			gc_paid = space_used(s) < before;
+			gc_gen = atomic_load(&s->change_gen);
 			last_gc = rod_now_ns();
 		}
 		pthread_mutex_lock(&s->bg_m);
