@@ -1,8 +1,9 @@
 # Full disk: a store limited to 128 MiB by rodd --capacity (reserve: 64 MiB) is filled
 # through iSCSI with unique data until writes fail. Writes must get DATA PROTECT 07/27/07
 # (SPACE ALLOCATION FAILED WRITE PROTECT), every write acknowledged before must read back,
-# and space freed by UNMAP (qemu-io discard) or by destroying another volume must, once
-# GC has run, let writes resume; nothing acknowledged is lost, also across a restart.
+# and space freed by UNMAP (qemu-io discard) or by destroying + eradicating another volume
+# must, once GC has run, let writes resume (a destroyed volume keeps its space until it
+# is eradicated); nothing acknowledged is lost, also across a restart.
 . "$(dirname "$0")/lib.sh"
 command -v qemu-io >/dev/null || fail "qemu-io (qemu-utils) is needed"
 
@@ -68,27 +69,37 @@ qemu-io -f raw -c "read -P 0 $((last * CHUNK * 512)) $((2 * CHUNK * 512))" "$a" 
 full=$last
 verify_all "after UNMAP"
 
-# Fill again until refused.
+# Fill again until refused even right after a GC pass (`rodctl array gc --wait`), so
+# that no garbage is left to free and what comes next is due to the destroy alone.
+extra=49
 for i in $(seq 50 90); do
-	rodtest_iscsi write "$a" $((i * CHUNK)) $CHUNK $((100 + i)) 2>"$ROD_TMP/err" || break
+	if ! rodtest_iscsi write "$a" $((i * CHUNK)) $CHUNK $((100 + i)) 2>"$ROD_TMP/err"; then
+		grep -q "7/27/07" "$ROD_TMP/err" || fail "second fill: $(cat "$ROD_TMP/err")"
+		rodctl array gc --wait >/dev/null || fail "rodctl array gc --wait failed"
+		rodtest_iscsi write "$a" $((i * CHUNK)) $CHUNK $((100 + i)) 2>"$ROD_TMP/err" || break
+	fi
 	extra=$i
 done
 grep -q "7/27/07" "$ROD_TMP/err" || fail "second fill did not end in 07/27/07: $(cat "$ROD_TMP/err")"
 
-# 2. destroy and eradicate another volume (a destroyed volume keeps its space for
-# its recovery window): its 24 MiB come back once GC has run.
+# 2. destroy another volume: it goes to the destroyed-items area with its space kept
+# (it can still be recovered); eradicate gives the space back after GC.
 rodctl host disconnect all fb >/dev/null
 rodctl vol destroy fb >/dev/null || fail "rodctl vol destroy fb failed"
-rodctl vol eradicate fb >/dev/null || fail "rodctl vol eradicate fb failed"
 b=
-until_writes_resume $((100 * CHUNK)) 501 "destroying fb (24 MiB)"
-rodtest_iscsi verify "$a" $((100 * CHUNK)) 64 501 || fail "the write after destroy does not read back"
+rodctl array gc --wait >/dev/null
+expect_rc 4 rodtest_iscsi write "$a" $((100 * CHUNK)) 64 501
+grep -q "7/27/07" "$ROD_TMP/stderr" ||
+	fail "write after destroy (space kept for recovery): $(cat "$ROD_TMP/stderr")"
+rodctl vol eradicate fb >/dev/null || fail "rodctl vol eradicate fb failed"
+until_writes_resume $((100 * CHUNK)) 501 "eradicating fb (24 MiB)"
+rodtest_iscsi verify "$a" $((100 * CHUNK)) 64 501 || fail "the write after eradicate does not read back"
 verify_all_a() {
 	local i
 	for i in $(seq 0 $((full - 1))); do
 		rodtest_iscsi verify "$a" $((i * CHUNK)) $CHUNK $((100 + i)) || fail "$1: chunk $i of fa differs"
 	done
-	for i in $(seq 50 "${extra:-49}"); do
+	for i in $(seq 50 "$extra"); do
 		rodtest_iscsi verify "$a" $((i * CHUNK)) $CHUNK $((100 + i)) || fail "$1: chunk $i of fa differs"
 	done
 }
