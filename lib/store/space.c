@@ -57,6 +57,7 @@ struct acct_ref {
 	bool cur;
 };
 struct acct {
+	struct rod_store *s;
 	uint64_t physical, shared, snapshots;
 	struct acct_ref *ref;
 	size_t nref, cap;
@@ -108,11 +109,27 @@ static int acct_finish(struct acct *a)
 			n += a->ref[j].n;
 			cur |= a->ref[j].cur;
 		}
-		a->physical += a->ref[i].len;
+		uint64_t len = a->ref[i].len;
+
+		/* GC may have moved and recompressed the chunk: its size is in the chunk
+		 * table then (looked up only for chunks whose home segment is gone). */
+		if (a->s && !seglog_has(a->s->log, CHUNK_SEG(a->ref[i].chunk))) {
+			uint8_t k[8];
+			void *v;
+			size_t vl;
+
+			rod_put_be64(k, a->ref[i].chunk);
+			if (!meta_get(a->s->meta, CF_CHUNK, k, 8, &v, &vl)) {
+				if (vl >= 28)
+					len = rod_get_be32((uint8_t *)v + 16);
+				free(v);
+			}
+		}
+		a->physical += len;
 		if (n > 1)
-			a->shared += a->ref[i].len;
+			a->shared += len;
 		if (!cur)
-			a->snapshots += a->ref[i].len;
+			a->snapshots += len;
 	}
 	free(a->ref);
 	return 0;
@@ -228,7 +245,7 @@ int rod_store_space(struct rod_store *s, struct rod_space *out)
 static int store_space_scan(struct rod_store *s, struct rod_space *out)
 {
 	struct reader_set rs;
-	struct acct a = { 0 };
+	struct acct a = { .s = s };
 	struct { uint64_t lin, size; } *vols;
 	size_t nv = 0;
 	int rc;
@@ -297,7 +314,7 @@ static int vol_space_scan(struct rod_store *s, const struct rod_vol_info *infop,
 			  struct rod_space *out)
 {
 	struct reader_set rs;
-	struct acct a = { 0 };
+	struct acct a = { .s = s };
 	struct rod_vol_info info = *infop;
 	uint64_t lin, epoch;
 	int rc;
