@@ -304,6 +304,8 @@ static void human_array(json_t *a)
 	printf("\n");
 	printf("volumes:     %" PRIu64 "\n", jint(a, "volumes"));
 	printf("hosts:       %" PRIu64 "\n", jint(a, "hosts"));
+	if (json_is_integer(json_object_get(a, "recovery_window_s")))
+		printf("recovery:    destroyed items kept %" PRIu64 " s\n", jint(a, "recovery_window_s"));
 	printf("created:     %s\n", jstr(a, "created"));
 	printf("data dir:    %s\n", jstr(a, "data_dir"));
 	printf("key file:    %s\n", json_is_string(json_object_get(a, "key_file")) ? jstr(a, "key_file") : "none");

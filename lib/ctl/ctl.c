@@ -745,6 +745,8 @@ static int m_array_show(struct rod_ctl *c, json_t *params, json_t **res, char **
 			 c->key_file ? json_string(c->key_file) : json_null(), "data_dir",
 			 c->data_dir ? json_string(c->data_dir) : json_null(), "volumes",
 			 (json_int_t)live, "hosts", (json_int_t)c->n_hosts, "warnings", warnings);
+	if (*res)
+		json_object_set_new(*res, "recovery_window_s", json_integer((json_int_t)c->recovery_window_s));
 	return 0;
 }
 

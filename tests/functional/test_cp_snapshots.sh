@@ -120,7 +120,8 @@ rodctl vol destroy small >/dev/null
 # persistence: the window and the destroyed-items area survive a restart
 stop_rodd
 start_rodd
-expect_eq "172800" "$(rodctl --json array set --recovery-window 2d | jq .recovery_window_s)" "window after restart"
+expect_eq "172800" "$(rodctl --json array show | jq .recovery_window_s)" "window after restart"
+rodctl array show | grep -q '^recovery: *destroyed items kept 172800 s$' || fail "human array show: recovery window"
 expect_eq "small" "$(rodctl --json vol list --destroyed | jq -r '[.volumes[].name] | join(",")')" "destroyed after restart"
 rodctl vol recover small >/dev/null
 expect_eq "db1.s1" "$(rodctl --json vol snap list db1 | jq -r '.snapshots[] | select(.name == "db1.s1") | .name')" \
