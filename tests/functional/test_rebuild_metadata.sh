@@ -1,5 +1,5 @@
-# Lost metadata: a store with volumes, hosts, LUN maps and in-array copies (EXTENDED
-# COPY, ODX token copies, zero-token zeroing, overwrites after the copies) loses its
+# Lost metadata: a store with volumes, hosts, LUN maps, a snapshot, a clone and in-array
+# copies (EXTENDED COPY, ODX token copies, zero-token zeroing, overwrites after) loses its
 # RocksDB directory (DATA/meta); `rodd --rebuild-metadata` rebuilds it from the segment
 # files and every volume reads back byte for byte, the control-plane objects are back,
 # and the rebuilt store keeps working. Done twice: after a clean stop, and after
@@ -24,6 +24,14 @@ $T xcopy "$u1" --cscd "$d1" --cscd "$d2" --seg 0:1:8192:0:8192 >/dev/null || fai
 $T pt "$u1" 16384:4096 "$ROD_TMP/tok" >/dev/null || fail "populate token"
 $T wut "$u2" "$ROD_TMP/tok" 0:4096 || fail "write using token r2"
 $T wut "$u1" "$ROD_TMP/tok" 40000:4096 || fail "write using token r1"
+# a snapshot and a clone of r1 as it is now (the snapshot is read through a clone of
+# it made after the rebuild; snapshots cannot be connected)
+rodctl vol snap r1 --suffix s1 >/dev/null || fail "vol snap"
+rodctl vol clone r1 r1c >/dev/null || fail "vol clone"
+uc=$(rodctl --json host connect all r1c | jq -r .lun)
+uc=$(rod_url "$uc")
+$T dump "$u1" 0 65536 "$ROD_TMP/img"
+snap_sum=$(sha256sum <"$ROD_TMP/img" | cut -c1-64)
 # overwrite the copied sources afterwards: the copies must keep the old data
 rodtest_iscsi write "$u1" 0 2048 12 || fail "overwrite r1"
 rodtest_iscsi write "$u1" 16384 1024 13 || fail "overwrite r1 (odx source)"
@@ -35,9 +43,9 @@ rodtest_iscsi write "$u2" 30001 77 21 || fail "misaligned write r2"
 dump_all() {
 	local v u
 	: >"$ROD_TMP/sums.$1"
-	for v in 1 2 3; do
+	for v in 1 2 3 c; do
 		eval u=\$u$v
-		local n=$((v == 3 ? 32768 : 65536))
+		local n=$([ $v = 3 ] && echo 32768 || echo 65536)
 		$T dump "$u" 0 $n "$ROD_TMP/img" || fail "$1: dump of r$v failed"
 		echo "r$v $(sha256sum <"$ROD_TMP/img" | cut -c1-64)" >>"$ROD_TMP/sums.$1"
 	done
@@ -46,6 +54,7 @@ objects() {
 	{
 		rodctl --json vol list | jq -c '[.volumes[] | {name, id, uuid, size, block_size, cache, offload, connections}] | sort_by(.name)'
 		rodctl --json host list | jq -c '[.hosts[] | {name, iqns, connections}] | sort_by(.name)'
+		rodctl --json vol snap list | jq -c '[.snapshots[] | {name, id, uuid, size, source}] | sort_by(.name)'
 	} >"$ROD_TMP/objects.$1" 2>&1
 }
 dump_all before
@@ -66,6 +75,15 @@ objects after
 diff -u "$ROD_TMP/objects.before" "$ROD_TMP/objects.after" >&2 || fail "volumes/hosts/maps differ after the rebuild"
 dump_all after
 diff -u "$ROD_TMP/sums.before" "$ROD_TMP/sums.after" >&2 || fail "volume contents differ after the rebuild"
+# the snapshot still holds r1 as it was when it was taken
+check_snap() {
+	rodctl vol clone r1.s1 "$1" >/dev/null || fail "$2: clone of the snapshot failed"
+	local l
+	l=$(rodctl --json host connect all "$1" | jq -r .lun)
+	$T dump "$(rod_url "$l")" 0 65536 "$ROD_TMP/img"
+	[ "$(sha256sum <"$ROD_TMP/img" | cut -c1-64)" = "$snap_sum" ] || fail "$2: snapshot r1.s1 differs"
+}
+check_snap s1view "after the rebuild"
 # the rebuilt copies are still point-in-time: overwriting their source r1[0,8192)
 # leaves r2 (which got it by EXTENDED COPY) as it was
 rodtest_iscsi write "$u1" 0 8192 14 || fail "write after rebuild"
@@ -79,6 +97,7 @@ rodtest_iscsi write "$u3" 4096 4096 34 || fail "write r3"
 $T pt "$u3" 4096:4096 "$ROD_TMP/tok3" >/dev/null || fail "populate token r3"
 $T wut "$u2" "$ROD_TMP/tok3" 50000:4096 || fail "write using token r3 -> r2"
 dump_all before2
+objects before2
 kill -KILL "$RODD_PID"
 wait "$RODD_PID" 2>/dev/null || true
 RODD_PID=
@@ -87,7 +106,7 @@ start_rodd
 dump_all after2
 diff -u "$ROD_TMP/sums.before2" "$ROD_TMP/sums.after2" >&2 || fail "volume contents differ after SIGKILL + rebuild"
 objects after2
-diff -u "$ROD_TMP/objects.before" "$ROD_TMP/objects.after2" >&2 || fail "volumes/hosts/maps differ after SIGKILL + rebuild"
+diff -u "$ROD_TMP/objects.before2" "$ROD_TMP/objects.after2" >&2 || fail "volumes/hosts/maps differ after SIGKILL + rebuild"
 # the rebuilt store takes new writes and keeps them over a restart
 rodtest_iscsi write "$u3" 0 1024 35 || fail "write after the second rebuild"
 stop_rodd
@@ -120,5 +139,6 @@ rebuild "after GC"
 start_rodd
 dump_all after3
 diff -u "$ROD_TMP/sums.before3" "$ROD_TMP/sums.after3" >&2 || fail "volume contents differ after GC + rebuild"
+check_snap s1view3 "after GC + rebuild"
 stop_rodd
 note "ok"
