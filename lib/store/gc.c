@@ -332,34 +332,6 @@ static void relog_collect(struct relog *rl, const uint8_t *buf, size_t len)
 	}
 }
 
-/* Latest value of (cf, key) in the batch being built (mb), if any: 1 put, 0 deleted,
- * -1 not there. */
-static int mb_latest(const struct mutbuf *mb, uint8_t cf, const uint8_t *key, uint16_t kl,
-		     const uint8_t **val, uint32_t *vl)
-{
-	size_t pos = 0;
-	int r = -1;
-
-	while (pos + 8 <= mb->len) {
-		uint16_t k;
-		uint32_t v;
-
-		memcpy(&k, mb->buf + pos + 2, 2);
-		memcpy(&v, mb->buf + pos + 4, 4);
-		if (mb->buf[pos] == cf && k == kl && !memcmp(mb->buf + pos + 8, key, kl)) {
-			if (mb->buf[pos + 1] == MUT_PUT) {
-				r = 1;
-				*val = mb->buf + pos + 8 + k;
-				*vl = v;
-			} else if (mb->buf[pos + 1] == MUT_DEL) {
-				r = 0;
-			}
-		}
-		pos += 8 + (size_t)k + v;
-	}
-	return r;
-}
-
 static int relog_build(struct rod_store *s, struct citem *ci, struct mutbuf *mb)
 {
 	struct relog *rl = ci->arg;
@@ -376,28 +348,14 @@ static int relog_build(struct rod_store *s, struct citem *ci, struct mutbuf *mb)
 		if (p[1] == MUT_DELRANGE) {
 			mutbuf_del_range(mb, p[0], p + 8, kl, p + 8 + kl, vl);
 		} else {
-			const uint8_t *v;
-			uint32_t l;
-			int r = mb_latest(mb, p[0], p + 8, kl, &v, &l);
+			/* The relog travels alone (citem.alone), so the applied state is
+			 * current: a key listed twice just reads the same value again. */
+			void *dv;
+			size_t dl;
 
-			if (r < 0) {
-				void *dv;
-				size_t dl;
-
-				if (meta_get(s->meta, p[0], p + 8, kl, &dv, &dl) == 0) {
-					mutbuf_put(mb, p[0], p + 8, kl, dv, dl);
-					free(dv);
-				} else {
-					mutbuf_del(mb, p[0], p + 8, kl);
-				}
-			} else if (r == 1) {
-				uint8_t *copy = malloc(l ? l : 1);
-
-				if (!copy)
-					return -ENOMEM;
-				memcpy(copy, v, l); /* mb may move while growing */
-				mutbuf_put(mb, p[0], p + 8, kl, copy, l);
-				free(copy);
+			if (meta_get(s->meta, p[0], p + 8, kl, &dv, &dl) == 0) {
+				mutbuf_put(mb, p[0], p + 8, kl, dv, dl);
+				free(dv);
 			} else {
 				mutbuf_del(mb, p[0], p + 8, kl);
 			}
