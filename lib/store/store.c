@@ -153,7 +153,7 @@ static int sb_read(struct rod_store *s)
 static int ckpt_read(struct rod_store *s, uint64_t *seg, uint64_t *off)
 {
 	uint8_t b[20];
-	size_t got;
+	size_t got = 0;
 
 	*seg = 0;
 	*off = 0;
