@@ -64,7 +64,7 @@ struct rod_ctl {
 	char target_iqn[ROD_IQN_MAX];
 	char **portals;
 	size_t n_portals;
-	char *key_file;
+	char *key_file;                 /* op_lock (read and replaced only by methods) */
 	char *data_dir;
 	struct rod_ctl_hooks hooks;
 	/* op_lock serialises control operations (RPC calls): only its holder changes
@@ -1339,11 +1339,9 @@ static int m_array_rekey(struct rod_ctl *c, json_t *params, json_t **res, char *
 		free(dup);
 		return store_fail(msg, rc, "rekey");
 	}
-	/* The previous path string is not freed: array.show may be reading it without the
-	 * lock, and a rekey is rare enough for the few bytes not to matter. */
-	pthread_rwlock_wrlock(&c->lock);
+	/* Only methods read key_file, and every method runs under op_lock (held here). */
+	free(c->key_file);
 	c->key_file = dup;
-	pthread_rwlock_unlock(&c->lock);
 	*res = json_pack("{s:s, s:s}", "key_file", kf, "note",
 			 "the data key is now wrapped by this key file only: start rodd with "
 			 "--key-file naming it (or put it in place of the old one)");
