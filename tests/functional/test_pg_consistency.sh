@@ -11,24 +11,30 @@ rodctl pg create cg >/dev/null
 rodctl pg add cg ca >/dev/null
 rodctl pg add cg cb >/dev/null
 BASE=1000
-N=30
+NMAX=3000   # the writer stops at this sequence if the snapshots never finish
 rodtest_iscsi write "$ua" 0 16 $BASE
 rodtest_iscsi write "$ub" 0 16 $BASE
+# The writer runs until the snapshot loop is done (not for a fixed count: on a quiet
+# machine a fixed count finished before enough snapshots were taken).
 (
-	for k in $(seq 1 $N); do
+	k=0
+	while [ ! -e "$ROD_TMP/snaps-done" ] && [ "$k" -lt $NMAX ]; do
+		k=$((k + 1))
 		rodtest_iscsi write "$ua" 0 16 $((BASE + k))
 		rodtest_iscsi write "$ub" 0 16 $((BASE + k))
 	done
-	touch "$ROD_TMP/writer-done"
+	echo "$k" >"$ROD_TMP/writer-last"
 ) &
 wpid=$!
 snaps=0
-while [ ! -e "$ROD_TMP/writer-done" ]; do
+while [ "$snaps" -lt 8 ] && kill -0 "$wpid" 2>/dev/null; do
 	rodctl pg snap cg --suffix "c$snaps" >/dev/null
 	snaps=$((snaps + 1))
 	sleep 0.03
 done
+touch "$ROD_TMP/snaps-done"
 wait "$wpid" || fail "writer failed"
+N=$(cat "$ROD_TMP/writer-last")
 [ "$snaps" -ge 5 ] || fail "only $snaps group snapshots taken during the writes"
 
 # seq_of URL FROM: the sequence number the volume holds (searching upwards from FROM)
