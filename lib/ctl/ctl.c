@@ -21,6 +21,7 @@
 #include "rod/ctl_http.h"
 #include "rod/log.h"
 #include "rod/util.h"
+#include "ctl_err.h"
 #include "events.h"
 #include "jobs.h"
 
@@ -91,8 +92,7 @@ struct rod_ctl {
 
 /* ---- small helpers ---------------------------------------------------------------- */
 
-static int fail(char **msg, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int fail(char **msg, int code, const char *fmt, ...)
+int ctl_fail(char **msg, int code, const char *fmt, ...)
 {
 	va_list ap;
 	va_start(ap, fmt);
@@ -107,18 +107,18 @@ static int store_fail(char **msg, int err, const char *what)
 {
 	switch (err) {
 	case -ENOENT:
-		return fail(msg, ROD_CTL_ENOENT, "%s not found", what);
+		return ctl_fail(msg, ROD_CTL_ENOENT, "%s not found", what);
 	case -EEXIST:
-		return fail(msg, ROD_CTL_EEXIST, "%s already exists", what);
+		return ctl_fail(msg, ROD_CTL_EEXIST, "%s already exists", what);
 	case -EBUSY:
-		return fail(msg, ROD_CTL_EEXIST, "%s is in use", what);
+		return ctl_fail(msg, ROD_CTL_EEXIST, "%s is in use", what);
 	case -EINVAL:
 	case -ERANGE:
-		return fail(msg, ROD_CTL_EINVAL, "%s: invalid argument (%s)", what, strerror(-err));
+		return ctl_fail(msg, ROD_CTL_EINVAL, "%s: invalid argument (%s)", what, strerror(-err));
 	case -ENOSPC:
-		return fail(msg, ROD_CTL_EOTHER, "%s: the array is out of space (free space with rodctl vol destroy)", what);
+		return ctl_fail(msg, ROD_CTL_EOTHER, "%s: the array is out of space (free space with rodctl vol destroy)", what);
 	default:
-		return fail(msg, ROD_CTL_EOTHER, "%s: %s", what, strerror(-err));
+		return ctl_fail(msg, ROD_CTL_EOTHER, "%s: %s", what, strerror(-err));
 	}
 }
 
@@ -144,11 +144,11 @@ static int param_str(json_t *params, const char *key, bool required, const char 
 	*out = NULL;
 	if (!v || json_is_null(v)) {
 		if (required)
-			return fail(msg, ROD_CTL_EINVAL, "missing parameter \"%s\"", key);
+			return ctl_fail(msg, ROD_CTL_EINVAL, "missing parameter \"%s\"", key);
 		return 0;
 	}
 	if (!json_is_string(v))
-		return fail(msg, ROD_CTL_EINVAL, "parameter \"%s\" must be a string", key);
+		return ctl_fail(msg, ROD_CTL_EINVAL, "parameter \"%s\" must be a string", key);
 	*out = json_string_value(v);
 	return 0;
 }
@@ -161,20 +161,20 @@ static int param_size(json_t *params, const char *key, bool required, bool *pres
 	*present = false;
 	if (!v || json_is_null(v)) {
 		if (required)
-			return fail(msg, ROD_CTL_EINVAL, "missing parameter \"%s\"", key);
+			return ctl_fail(msg, ROD_CTL_EINVAL, "missing parameter \"%s\"", key);
 		return 0;
 	}
 	if (json_is_integer(v)) {
 		if (json_integer_value(v) < 0)
-			return fail(msg, ROD_CTL_EINVAL, "parameter \"%s\" must not be negative", key);
+			return ctl_fail(msg, ROD_CTL_EINVAL, "parameter \"%s\" must not be negative", key);
 		*out = (uint64_t)json_integer_value(v);
 	} else if (json_is_string(v)) {
 		if (rod_parse_size(json_string_value(v), out))
-			return fail(msg, ROD_CTL_EINVAL,
+			return ctl_fail(msg, ROD_CTL_EINVAL,
 				    "%s \"%s\" is not a size (use a number with an optional K, M, G or T suffix, e.g. 10G)",
 				    key, json_string_value(v));
 	} else {
-		return fail(msg, ROD_CTL_EINVAL, "parameter \"%s\" must be a number or a size string", key);
+		return ctl_fail(msg, ROD_CTL_EINVAL, "parameter \"%s\" must be a number or a size string", key);
 	}
 	*present = true;
 	return 0;
@@ -187,7 +187,7 @@ static int param_bool(json_t *params, const char *key, bool *out, char **msg)
 	if (!v || json_is_null(v))
 		return 0;
 	if (!json_is_boolean(v))
-		return fail(msg, ROD_CTL_EINVAL, "parameter \"%s\" must be true or false", key);
+		return ctl_fail(msg, ROD_CTL_EINVAL, "parameter \"%s\" must be true or false", key);
 	*out = json_is_true(v);
 	return 0;
 }
@@ -222,7 +222,7 @@ static int need_host(struct rod_ctl *c, const char *name, struct ctl_host **out,
 {
 	*out = host_find(c, name);
 	if (!*out)
-		return fail(msg, ROD_CTL_ENOENT, "host \"%s\" not found (rodctl host list shows hosts)", name);
+		return ctl_fail(msg, ROD_CTL_ENOENT, "host \"%s\" not found (rodctl host list shows hosts)", name);
 	return 0;
 }
 
@@ -230,7 +230,7 @@ static int need_vol(struct rod_ctl *c, const char *name, struct rod_vol_info *vi
 {
 	int rc = rod_vol_info_get(c->store, name, vi);
 	if (rc == -ENOENT || (rc == 0 && vi->destroyed))
-		return fail(msg, ROD_CTL_ENOENT, "volume \"%s\" not found (rodctl vol list shows volumes)", name);
+		return ctl_fail(msg, ROD_CTL_ENOENT, "volume \"%s\" not found (rodctl vol list shows volumes)", name);
 	if (rc) {
 		char what[160];
 		snprintf(what, sizeof(what), "volume \"%s\"", name);
@@ -763,19 +763,19 @@ static int m_vol_create(struct rod_ctl *c, json_t *params, json_t **res, char **
 	if (!has_bs)
 		bs = 512;
 	if (!rod_name_valid(name))
-		return fail(msg, ROD_CTL_EINVAL,
+		return ctl_fail(msg, ROD_CTL_EINVAL,
 			    "\"%s\" is not a valid volume name (letters, digits, '-' and '_', 1-63 characters)", name);
 	if (bs != 512 && bs != 4096)
-		return fail(msg, ROD_CTL_EINVAL, "block size %" PRIu64 " is not supported (use 512 or 4096)", bs);
+		return ctl_fail(msg, ROD_CTL_EINVAL, "block size %" PRIu64 " is not supported (use 512 or 4096)", bs);
 	if (size == 0 || size % bs)
-		return fail(msg, ROD_CTL_EINVAL, "size %" PRIu64 " must be a positive multiple of the block size %" PRIu64,
+		return ctl_fail(msg, ROD_CTL_EINVAL, "size %" PRIu64 " must be a positive multiple of the block size %" PRIu64,
 			    size, bs);
 	struct rod_vol_info vi;
 	rc = rod_vol_create(c->store, name, size, (uint32_t)bs, &vi);
 	if (rc == -EEXIST && destroyed_name_taken(c, name, msg))
 		return ROD_CTL_EEXIST;
 	if (rc == -EEXIST)
-		return fail(msg, ROD_CTL_EEXIST, "volume \"%s\" already exists (rodctl vol show %s)", name, name);
+		return ctl_fail(msg, ROD_CTL_EEXIST, "volume \"%s\" already exists (rodctl vol show %s)", name, name);
 	if (rc) {
 		char what[160];
 		snprintf(what, sizeof(what), "creating volume \"%s\"", name);
@@ -837,10 +837,10 @@ static int m_vol_resize(struct rod_ctl *c, json_t *params, json_t **res, char **
 	    (rc = param_bool(params, "shrink", &shrink, msg)) || (rc = need_vol(c, name, &vi, msg)))
 		return rc;
 	if (size == 0 || size % vi.block_size)
-		return fail(msg, ROD_CTL_EINVAL, "size %" PRIu64 " must be a positive multiple of the block size %u",
+		return ctl_fail(msg, ROD_CTL_EINVAL, "size %" PRIu64 " must be a positive multiple of the block size %u",
 			    size, vi.block_size);
 	if (size < vi.size && !shrink)
-		return fail(msg, ROD_CTL_EINVAL,
+		return ctl_fail(msg, ROD_CTL_EINVAL,
 			    "shrinking volume \"%s\" discards its data beyond the new size; add --shrink to confirm",
 			    name);
 	if (size != vi.size) {
@@ -870,7 +870,7 @@ static int m_vol_set(struct rod_ctl *c, json_t *params, json_t **res, char **msg
 		return rc;
 	json_t *off = json_object_get(params, "offload");
 	if (off && !json_is_null(off) && !json_is_boolean(off))
-		return fail(msg, ROD_CTL_EINVAL, "parameter \"offload\" must be true or false");
+		return ctl_fail(msg, ROD_CTL_EINVAL, "parameter \"offload\" must be true or false");
 	enum rod_cache_mode mode = vi.cache;
 	if (cache) {
 		if (!strcmp(cache, "write-through"))
@@ -878,11 +878,11 @@ static int m_vol_set(struct rod_ctl *c, json_t *params, json_t **res, char **msg
 		else if (!strcmp(cache, "write-back"))
 			mode = ROD_CACHE_WRITE_BACK;
 		else
-			return fail(msg, ROD_CTL_EINVAL, "cache mode \"%s\" is not known (use write-through or write-back)",
+			return ctl_fail(msg, ROD_CTL_EINVAL, "cache mode \"%s\" is not known (use write-through or write-back)",
 				    cache);
 	}
 	if (!cache && !json_is_boolean(off))
-		return fail(msg, ROD_CTL_EINVAL, "nothing to set (give --cache and/or --offload)");
+		return ctl_fail(msg, ROD_CTL_EINVAL, "nothing to set (give --cache and/or --offload)");
 	bool changed = false;
 	char what[160];
 	snprintf(what, sizeof(what), "volume \"%s\"", name);
@@ -953,7 +953,7 @@ static int destroyed_name_taken(struct rod_ctl *c, const char *name, char **msg)
 {
 	struct rod_vol_info vi;
 	if (find_destroyed(c, name, &vi) == 0)
-		return fail(msg, ROD_CTL_EEXIST,
+		return ctl_fail(msg, ROD_CTL_EEXIST,
 			    "a destroyed volume is named \"%s\"; recover it (rodctl vol recover %s) or free the name "
 			    "(rodctl vol eradicate %s)", name, name, name);
 	return 0;
@@ -1000,11 +1000,11 @@ static int m_vol_recover(struct rod_ctl *c, json_t *params, json_t **res, char *
 	if ((rc = param_str(params, "name", true, &name, msg)))
 		return rc;
 	if (find_destroyed(c, name, &vi))
-		return fail(msg, ROD_CTL_ENOENT,
+		return ctl_fail(msg, ROD_CTL_ENOENT,
 			    "\"%s\" is not among the destroyed items (rodctl vol list --destroyed shows them)", name);
 	rc = rod_vol_recover(c->store, name);
 	if (rc == -EEXIST)
-		return fail(msg, ROD_CTL_EEXIST,
+		return ctl_fail(msg, ROD_CTL_EEXIST,
 			    "a live volume is named \"%s\" now; rename it first (rodctl vol rename %s NEWNAME)", name,
 			    name);
 	if (rc) {
@@ -1028,9 +1028,9 @@ static int m_vol_eradicate(struct rod_ctl *c, json_t *params, json_t **res, char
 		return rc;
 	if (find_destroyed(c, name, &vi)) {
 		if (rod_vol_info_get(c->store, name, &vi) == 0)
-			return fail(msg, ROD_CTL_EEXIST, "\"%s\" is not destroyed; destroy it first (rodctl vol destroy %s)",
+			return ctl_fail(msg, ROD_CTL_EEXIST, "\"%s\" is not destroyed; destroy it first (rodctl vol destroy %s)",
 				    name, name);
-		return fail(msg, ROD_CTL_ENOENT,
+		return ctl_fail(msg, ROD_CTL_ENOENT,
 			    "\"%s\" is not among the destroyed items (rodctl vol list --destroyed shows them)", name);
 	}
 	rc = rod_vol_eradicate(c->store, name);
@@ -1054,7 +1054,7 @@ static int m_vol_snap(struct rod_ctl *c, json_t *params, json_t **res, char **ms
 	    (rc = need_vol(c, name, &vi, msg)))
 		return rc;
 	if (vi.is_snapshot)
-		return fail(msg, ROD_CTL_EINVAL, "\"%s\" is a snapshot; snapshot its volume \"%s\" or a clone of it", name,
+		return ctl_fail(msg, ROD_CTL_EINVAL, "\"%s\" is a snapshot; snapshot its volume \"%s\" or a clone of it", name,
 			    vi.source);
 	if (!suffix) {
 		time_t t = (time_t)(rod_wall_ns() / 1000000000ull);
@@ -1064,11 +1064,11 @@ static int m_vol_snap(struct rod_ctl *c, json_t *params, json_t **res, char **ms
 		suffix = defsuf;
 	}
 	if (!rod_name_valid(suffix))
-		return fail(msg, ROD_CTL_EINVAL,
+		return ctl_fail(msg, ROD_CTL_EINVAL,
 			    "\"%s\" is not a valid snapshot suffix (letters, digits, '-' and '_', 1-63 characters)", suffix);
 	rc = rod_vol_snapshot(c->store, name, suffix, &vi);
 	if (rc == -EEXIST)
-		return fail(msg, ROD_CTL_EEXIST, "snapshot \"%s.%s\" already exists (choose another --suffix)", name,
+		return ctl_fail(msg, ROD_CTL_EEXIST, "snapshot \"%s.%s\" already exists (choose another --suffix)", name,
 			    suffix);
 	if (rc) {
 		char what[160];
@@ -1107,10 +1107,10 @@ static int check_new_name(struct rod_ctl *c, const char *name, char **msg)
 {
 	struct rod_vol_info vi;
 	if (!rod_name_valid(name))
-		return fail(msg, ROD_CTL_EINVAL,
+		return ctl_fail(msg, ROD_CTL_EINVAL,
 			    "\"%s\" is not a valid volume name (letters, digits, '-' and '_', 1-63 characters)", name);
 	if (rod_vol_info_get(c->store, name, &vi) == 0 && !vi.destroyed)
-		return fail(msg, ROD_CTL_EEXIST, "volume \"%s\" already exists (rodctl vol show %s)", name, name);
+		return ctl_fail(msg, ROD_CTL_EEXIST, "volume \"%s\" already exists (rodctl vol show %s)", name, name);
 	return destroyed_name_taken(c, name, msg);
 }
 
@@ -1165,14 +1165,14 @@ static int m_vol_copy(struct rod_ctl *c, json_t *params, json_t **res, char **ms
 		return store_fail(msg, rc, what);
 	}
 	if (di.is_snapshot)
-		return fail(msg, ROD_CTL_EINVAL, "\"%s\" is a snapshot; snapshots cannot be written", dst);
+		return ctl_fail(msg, ROD_CTL_EINVAL, "\"%s\" is a snapshot; snapshots cannot be written", dst);
 	if (di.id == si.id)
-		return fail(msg, ROD_CTL_EINVAL, "source and target are the same volume");
+		return ctl_fail(msg, ROD_CTL_EINVAL, "source and target are the same volume");
 	if (!overwrite)
-		return fail(msg, ROD_CTL_EEXIST,
+		return ctl_fail(msg, ROD_CTL_EEXIST,
 			    "volume \"%s\" exists; add --overwrite to replace its contents with \"%s\"", dst, src);
 	if (di.size != si.size)
-		return fail(msg, ROD_CTL_EINVAL,
+		return ctl_fail(msg, ROD_CTL_EINVAL,
 			    "\"%s\" is %" PRIu64 " bytes and \"%s\" %" PRIu64 " bytes; resize the target first "
 			    "(rodctl vol resize %s --size %" PRIu64 "%s)",
 			    src, si.size, dst, di.size, dst, si.size, si.size < di.size ? " --shrink" : "");
@@ -1215,12 +1215,12 @@ static int m_vol_revert(struct rod_ctl *c, json_t *params, json_t **res, char **
 	if ((rc = need_vol(c, snap, &si, msg)))
 		return rc;
 	if (vi.is_snapshot)
-		return fail(msg, ROD_CTL_EINVAL, "\"%s\" is a snapshot; revert a volume", name);
+		return ctl_fail(msg, ROD_CTL_EINVAL, "\"%s\" is a snapshot; revert a volume", name);
 	if (!si.is_snapshot)
-		return fail(msg, ROD_CTL_EINVAL, "\"%s\" is not a snapshot (rodctl vol copy %s %s --overwrite copies a volume)",
+		return ctl_fail(msg, ROD_CTL_EINVAL, "\"%s\" is not a snapshot (rodctl vol copy %s %s --overwrite copies a volume)",
 			    snap, snap, name);
 	if (si.size != vi.size)
-		return fail(msg, ROD_CTL_EINVAL,
+		return ctl_fail(msg, ROD_CTL_EINVAL,
 			    "snapshot \"%s\" is %" PRIu64 " bytes and volume \"%s\" %" PRIu64 " bytes; resize the volume "
 			    "to the snapshot's size first", snap, si.size, name, vi.size);
 	rc = rod_vol_revert(c->store, name, snap);
@@ -1249,10 +1249,10 @@ static int m_vol_rename(struct rod_ctl *c, json_t *params, json_t **res, char **
 		const char *dot = strchr(nn, '.');
 		size_t pl = strlen(vi.source);
 		if (!dot || (size_t)(dot - nn) != pl || strncmp(nn, vi.source, pl) || !rod_name_valid(dot + 1))
-			return fail(msg, ROD_CTL_EINVAL, "a snapshot of \"%s\" is named \"%s.SUFFIX\"", vi.source,
+			return ctl_fail(msg, ROD_CTL_EINVAL, "a snapshot of \"%s\" is named \"%s.SUFFIX\"", vi.source,
 				    vi.source);
 		if (rod_vol_info_get(c->store, nn, &vi) == 0)
-			return fail(msg, ROD_CTL_EEXIST, "\"%s\" already exists", nn);
+			return ctl_fail(msg, ROD_CTL_EEXIST, "\"%s\" already exists", nn);
 	} else if ((rc = check_new_name(c, nn, msg))) {
 		return rc;
 	}
@@ -1285,7 +1285,7 @@ static int m_array_space(struct rod_ctl *c, json_t *params, json_t **res, char *
 	free(vols);
 	*res = space_json(&sp);
 	if (!*res)
-		return fail(msg, ROD_CTL_EOTHER, "out of memory");
+		return ctl_fail(msg, ROD_CTL_EOTHER, "out of memory");
 	json_object_set_new(*res, "capacity", json_integer((json_int_t)sp.capacity));
 	json_object_set_new(*res, "used", json_integer((json_int_t)sp.used));
 	json_object_set_new(*res, "free", json_integer((json_int_t)sp.free));
@@ -1302,9 +1302,9 @@ static int m_array_set(struct rod_ctl *c, json_t *params, json_t **res, char **m
 {
 	json_t *w = json_object_get(params, "recovery_window_s");
 	if (!w || json_is_null(w))
-		return fail(msg, ROD_CTL_EINVAL, "nothing to set (give --recovery-window)");
+		return ctl_fail(msg, ROD_CTL_EINVAL, "nothing to set (give --recovery-window)");
 	if (!json_is_integer(w) || json_integer_value(w) < 0 || json_integer_value(w) > RECOVERY_WINDOW_MAX_S)
-		return fail(msg, ROD_CTL_EINVAL, "recovery_window_s must be a number of seconds from 0 to %d (30 days)",
+		return ctl_fail(msg, ROD_CTL_EINVAL, "recovery_window_s must be a number of seconds from 0 to %d (30 days)",
 			    RECOVERY_WINDOW_MAX_S);
 	uint64_t old = c->recovery_window_s;
 	c->recovery_window_s = (uint64_t)json_integer_value(w);
@@ -1331,9 +1331,9 @@ static int m_array_rekey(struct rod_ctl *c, json_t *params, json_t **res, char *
 	if ((rc = param_str(params, "key_file", true, &kf, msg)))
 		return rc;
 	if (kf[0] != '/')
-		return fail(msg, ROD_CTL_EINVAL, "key_file must be an absolute path");
+		return ctl_fail(msg, ROD_CTL_EINVAL, "key_file must be an absolute path");
 	if (!(dup = strdup(kf)))
-		return fail(msg, ROD_CTL_EOTHER, "out of memory");
+		return ctl_fail(msg, ROD_CTL_EOTHER, "out of memory");
 	rc = rod_store_rekey(c->store, kf);
 	if (rc) {
 		free(dup);
@@ -1352,11 +1352,11 @@ static int check_secret(const char *what, const char *s, char **msg)
 {
 	size_t n = strlen(s);
 	if (n < ROD_CHAP_SECRET_MIN || n > ROD_CHAP_SECRET_MAX)
-		return fail(msg, ROD_CTL_EINVAL, "%s must be %d to %d characters long (it is %zu)", what,
+		return ctl_fail(msg, ROD_CTL_EINVAL, "%s must be %d to %d characters long (it is %zu)", what,
 			    ROD_CHAP_SECRET_MIN, ROD_CHAP_SECRET_MAX, n);
 	for (const char *p = s; *p; p++)
 		if ((unsigned char)*p < 0x20 || (unsigned char)*p == 0x7f)
-			return fail(msg, ROD_CTL_EINVAL, "%s contains a control character", what);
+			return ctl_fail(msg, ROD_CTL_EINVAL, "%s contains a control character", what);
 	return 0;
 }
 
@@ -1364,10 +1364,10 @@ static int check_user(const char *what, const char *s, char **msg)
 {
 	size_t n = strlen(s);
 	if (n == 0 || n > 255)
-		return fail(msg, ROD_CTL_EINVAL, "%s must be 1 to 255 characters long", what);
+		return ctl_fail(msg, ROD_CTL_EINVAL, "%s must be 1 to 255 characters long", what);
 	for (const char *p = s; *p; p++)
 		if ((unsigned char)*p <= 0x20 || (unsigned char)*p == 0x7f)
-			return fail(msg, ROD_CTL_EINVAL, "%s must not contain spaces or control characters", what);
+			return ctl_fail(msg, ROD_CTL_EINVAL, "%s must not contain spaces or control characters", what);
 	return 0;
 }
 
@@ -1382,11 +1382,11 @@ static int check_iqn_conflicts(struct rod_ctl *c, const char *pat, const char *s
 		for (size_t k = 0; k < h->n_iqns; k++) {
 			const char *q = h->iqns[k];
 			if (!strcmp(q, pat))
-				return fail(msg, ROD_CTL_EEXIST, "initiator name \"%s\" already belongs to host \"%s\"",
+				return ctl_fail(msg, ROD_CTL_EEXIST, "initiator name \"%s\" already belongs to host \"%s\"",
 					    pat, h->name);
 			if (rod_iqn_is_glob(pat) && rod_iqn_is_glob(q) && strlen(q) == strlen(pat) &&
 			    rod_iqn_globs_overlap(q, pat))
-				return fail(msg, ROD_CTL_EEXIST,
+				return ctl_fail(msg, ROD_CTL_EEXIST,
 					    "pattern \"%s\" ties with \"%s\" of host \"%s\": an initiator could match both "
 					    "equally (use a more specific or longer pattern)",
 					    pat, q, h->name);
@@ -1406,14 +1406,14 @@ static int m_host_create(struct rod_ctl *c, json_t *params, json_t **res, char *
 	    (rc = param_str(params, "mutual_secret", false, &ms, msg)))
 		return rc;
 	if (!rod_name_valid(name))
-		return fail(msg, ROD_CTL_EINVAL,
+		return ctl_fail(msg, ROD_CTL_EINVAL,
 			    "\"%s\" is not a valid host name (letters, digits, '-' and '_', 1-63 characters)", name);
 	if (host_find(c, name))
-		return fail(msg, ROD_CTL_EEXIST, "host \"%s\" already exists (rodctl host list shows hosts)", name);
+		return ctl_fail(msg, ROD_CTL_EEXIST, "host \"%s\" already exists (rodctl host list shows hosts)", name);
 
 	struct ctl_host *h = calloc(1, sizeof(*h));
 	if (!h)
-		return fail(msg, ROD_CTL_EOTHER, "out of memory");
+		return ctl_fail(msg, ROD_CTL_EOTHER, "out of memory");
 	snprintf(h->name, sizeof(h->name), "%s", name);
 	json_t *iqns = json_object_get(params, "iqns");
 	json_t *one = json_object_get(params, "iqn");
@@ -1421,15 +1421,15 @@ static int m_host_create(struct rod_ctl *c, json_t *params, json_t **res, char *
 	if (json_is_array(iqns))
 		json_array_extend(list, iqns);
 	else if (iqns && !json_is_null(iqns))
-		rc = fail(msg, ROD_CTL_EINVAL, "parameter \"iqns\" must be an array of strings");
+		rc = ctl_fail(msg, ROD_CTL_EINVAL, "parameter \"iqns\" must be an array of strings");
 	if (json_is_string(one))
 		json_array_append(list, one);
 	else if (one && !json_is_null(one) && !rc)
-		rc = fail(msg, ROD_CTL_EINVAL, "parameter \"iqn\" must be a string");
+		rc = ctl_fail(msg, ROD_CTL_EINVAL, "parameter \"iqn\" must be a string");
 	if (!rc && json_array_size(list) == 0)
-		rc = fail(msg, ROD_CTL_EINVAL, "a host needs at least one initiator name (--iqn IQN, e.g. '*')");
+		rc = ctl_fail(msg, ROD_CTL_EINVAL, "a host needs at least one initiator name (--iqn IQN, e.g. '*')");
 	if (!rc && json_array_size(list) > ROD_HOST_IQNS_MAX)
-		rc = fail(msg, ROD_CTL_EINVAL, "a host has at most %d initiator names", ROD_HOST_IQNS_MAX);
+		rc = ctl_fail(msg, ROD_CTL_EINVAL, "a host has at most %d initiator names", ROD_HOST_IQNS_MAX);
 	size_t i;
 	json_t *v;
 	json_array_foreach(list, i, v) {
@@ -1438,7 +1438,7 @@ static int m_host_create(struct rod_ctl *c, json_t *params, json_t **res, char *
 		const char *s = json_string_value(v);
 		char low[ROD_IQN_MAX];
 		if (!s || strlen(s) >= ROD_IQN_MAX) {
-			rc = fail(msg, ROD_CTL_EINVAL, "initiator names are strings of at most %d characters",
+			rc = ctl_fail(msg, ROD_CTL_EINVAL, "initiator names are strings of at most %d characters",
 				  ROD_IQN_MAX - 1);
 			break;
 		}
@@ -1446,14 +1446,14 @@ static int m_host_create(struct rod_ctl *c, json_t *params, json_t **res, char *
 		for (size_t k = 0; k <= strlen(s); k++)
 			low[k] = (char)((s[k] >= 'A' && s[k] <= 'Z') ? s[k] - 'A' + 'a' : s[k]);
 		if (!rod_iqn_pattern_valid(low)) {
-			rc = fail(msg, ROD_CTL_EINVAL,
+			rc = ctl_fail(msg, ROD_CTL_EINVAL,
 				  "\"%s\" is not a valid initiator name or pattern (iqn.YYYY-MM.domain:..., eui., naa., "
 				  "or a glob with * and ?)", s);
 			break;
 		}
 		for (size_t k = 0; k < h->n_iqns && !rc; k++)
 			if (!strcmp(h->iqns[k], low))
-				rc = fail(msg, ROD_CTL_EINVAL, "initiator name \"%s\" given twice", low);
+				rc = ctl_fail(msg, ROD_CTL_EINVAL, "initiator name \"%s\" given twice", low);
 		if (!rc)
 			rc = check_iqn_conflicts(c, low, NULL, msg);
 		if (!rc)
@@ -1463,7 +1463,7 @@ static int m_host_create(struct rod_ctl *c, json_t *params, json_t **res, char *
 	/* Same-host globs may tie with each other harmlessly: they name the same host. */
 	if (!rc && (cu || cs)) {
 		if (!cu || !cs)
-			rc = fail(msg, ROD_CTL_EINVAL, "CHAP needs both a user (--chap-user) and a secret (--chap-secret-file)");
+			rc = ctl_fail(msg, ROD_CTL_EINVAL, "CHAP needs both a user (--chap-user) and a secret (--chap-secret-file)");
 		else if (!(rc = check_user("CHAP user", cu, msg)) && !(rc = check_secret("CHAP secret", cs, msg))) {
 			snprintf(h->chap_user, sizeof(h->chap_user), "%s", cu);
 			snprintf(h->chap_secret, sizeof(h->chap_secret), "%s", cs);
@@ -1471,14 +1471,14 @@ static int m_host_create(struct rod_ctl *c, json_t *params, json_t **res, char *
 	}
 	if (!rc && (mu || ms)) {
 		if (!mu || !ms)
-			rc = fail(msg, ROD_CTL_EINVAL,
+			rc = ctl_fail(msg, ROD_CTL_EINVAL,
 				  "mutual CHAP needs both a user (--mutual-user) and a secret (--mutual-secret-file)");
 		else if (!h->chap_user[0])
-			rc = fail(msg, ROD_CTL_EINVAL, "mutual CHAP needs one-way CHAP too (--chap-user, --chap-secret-file)");
+			rc = ctl_fail(msg, ROD_CTL_EINVAL, "mutual CHAP needs one-way CHAP too (--chap-user, --chap-secret-file)");
 		else if (!(rc = check_user("mutual CHAP user", mu, msg)) &&
 			 !(rc = check_secret("mutual CHAP secret", ms, msg))) {
 			if (!strcmp(ms, h->chap_secret))
-				rc = fail(msg, ROD_CTL_EINVAL,
+				rc = ctl_fail(msg, ROD_CTL_EINVAL,
 					  "the mutual CHAP secret must differ from the CHAP secret (RFC 7143 12.1.3)");
 			snprintf(h->mutual_user, sizeof(h->mutual_user), "%s", mu);
 			snprintf(h->mutual_secret, sizeof(h->mutual_secret), "%s", ms);
@@ -1514,7 +1514,7 @@ static int m_host_create(struct rod_ctl *c, json_t *params, json_t **res, char *
 	pthread_rwlock_unlock(&c->lock);
 	if (!nh) {
 		host_free(h);
-		return fail(msg, ROD_CTL_EOTHER, "out of memory (the host is saved; restart rodd)");
+		return ctl_fail(msg, ROD_CTL_EOTHER, "out of memory (the host is saved; restart rodd)");
 	}
 	rod_info("ctl: host %s created (id %" PRIu64 ")", h->name, h->id);
 	*res = host_json(c, h);
@@ -1531,7 +1531,7 @@ static int m_host_list(struct rod_ctl *c, json_t *params, json_t **res, char **m
 	/* by name; the model's order is creation order with holes filled by deletes */
 	struct ctl_host **sorted = malloc((c->n_hosts + 1) * sizeof(*sorted));
 	if (!sorted)
-		return fail(msg, ROD_CTL_EOTHER, "out of memory");
+		return ctl_fail(msg, ROD_CTL_EOTHER, "out of memory");
 	if (c->n_hosts) /* c->hosts is NULL before the first host: memcpy needs a pointer */
 		memcpy(sorted, c->hosts, c->n_hosts * sizeof(*sorted));
 	qsort(sorted, c->n_hosts, sizeof(*sorted), host_cmp_name);
@@ -1571,11 +1571,11 @@ static int m_host_set(struct rod_ctl *c, json_t *params, json_t **res, char **ms
 	    (rc = param_bool(params, "clear_mutual", &clear_mutual, msg)) || (rc = need_host(c, name, &h, msg)))
 		return rc;
 	if (!cu && !cs && !mu && !ms && !clear && !clear_mutual)
-		return fail(msg, ROD_CTL_EINVAL,
+		return ctl_fail(msg, ROD_CTL_EINVAL,
 			    "nothing to set (give --chap-user/--chap-secret-file, --mutual-user/--mutual-secret-file, "
 			    "--no-chap or --no-mutual)");
 	if (clear && (cu || cs || mu || ms))
-		return fail(msg, ROD_CTL_EINVAL, "--no-chap cannot be combined with new CHAP settings");
+		return ctl_fail(msg, ROD_CTL_EINVAL, "--no-chap cannot be combined with new CHAP settings");
 	struct ctl_host n = *h;   /* the new settings, checked before anything changes */
 	if (clear) {
 		n.chap_user[0] = n.chap_secret[0] = n.mutual_user[0] = n.mutual_secret[0] = '\0';
@@ -1584,7 +1584,7 @@ static int m_host_set(struct rod_ctl *c, json_t *params, json_t **res, char **ms
 		n.mutual_user[0] = n.mutual_secret[0] = '\0';
 	if (cu || cs) {
 		if (!cu || !cs)
-			return fail(msg, ROD_CTL_EINVAL, "CHAP needs both a user (--chap-user) and a secret (--chap-secret-file)");
+			return ctl_fail(msg, ROD_CTL_EINVAL, "CHAP needs both a user (--chap-user) and a secret (--chap-secret-file)");
 		if ((rc = check_user("CHAP user", cu, msg)) || (rc = check_secret("CHAP secret", cs, msg)))
 			return rc;
 		snprintf(n.chap_user, sizeof(n.chap_user), "%s", cu);
@@ -1592,7 +1592,7 @@ static int m_host_set(struct rod_ctl *c, json_t *params, json_t **res, char **ms
 	}
 	if (mu || ms) {
 		if (!mu || !ms)
-			return fail(msg, ROD_CTL_EINVAL,
+			return ctl_fail(msg, ROD_CTL_EINVAL,
 				    "mutual CHAP needs both a user (--mutual-user) and a secret (--mutual-secret-file)");
 		if ((rc = check_user("mutual CHAP user", mu, msg)) || (rc = check_secret("mutual CHAP secret", ms, msg)))
 			return rc;
@@ -1600,9 +1600,9 @@ static int m_host_set(struct rod_ctl *c, json_t *params, json_t **res, char **ms
 		snprintf(n.mutual_secret, sizeof(n.mutual_secret), "%s", ms);
 	}
 	if (n.mutual_user[0] && !n.chap_user[0])
-		rc = fail(msg, ROD_CTL_EINVAL, "mutual CHAP needs one-way CHAP too (--chap-user, --chap-secret-file)");
+		rc = ctl_fail(msg, ROD_CTL_EINVAL, "mutual CHAP needs one-way CHAP too (--chap-user, --chap-secret-file)");
 	else if (n.mutual_user[0] && !strcmp(n.mutual_secret, n.chap_secret))
-		rc = fail(msg, ROD_CTL_EINVAL, "the mutual CHAP secret must differ from the CHAP secret (RFC 7143 12.1.3)");
+		rc = ctl_fail(msg, ROD_CTL_EINVAL, "the mutual CHAP secret must differ from the CHAP secret (RFC 7143 12.1.3)");
 	if (!rc) {
 		char key[128];
 		snprintf(key, sizeof(key), PFX_HOST "%s", h->name);
@@ -1635,7 +1635,7 @@ static int m_host_delete(struct rod_ctl *c, json_t *params, json_t **res, char *
 	if ((rc = param_str(params, "name", true, &name, msg)) || (rc = need_host(c, name, &h, msg)))
 		return rc;
 	if (h->n_conns)
-		return fail(msg, ROD_CTL_EEXIST,
+		return ctl_fail(msg, ROD_CTL_EEXIST,
 			    "host \"%s\" still has %zu connected volume(s); disconnect them first (rodctl host disconnect)",
 			    name, h->n_conns);
 	char key[128];
@@ -1666,7 +1666,7 @@ static int m_host_connect(struct rod_ctl *c, json_t *params, json_t **res, char 
 	int rc;
 	json_t *jl = json_object_get(params, "lun");
 	if (jl && !json_is_null(jl) && (!json_is_integer(jl) || json_integer_value(jl) < 0))
-		return fail(msg, ROD_CTL_EINVAL, "parameter \"lun\" must be a number from 0 to %d", ROD_LUN_MAX);
+		return ctl_fail(msg, ROD_CTL_EINVAL, "parameter \"lun\" must be a number from 0 to %d", ROD_LUN_MAX);
 	has_lun = jl && json_is_integer(jl);
 	if (has_lun)
 		lun = (uint64_t)json_integer_value(jl);
@@ -1675,15 +1675,15 @@ static int m_host_connect(struct rod_ctl *c, json_t *params, json_t **res, char 
 	    (rc = need_vol(c, vname, &vi, msg)))
 		return rc;
 	if (vi.is_snapshot)
-		return fail(msg, ROD_CTL_EINVAL, "\"%s\" is a snapshot; connect a clone of it instead", vname);
+		return ctl_fail(msg, ROD_CTL_EINVAL, "\"%s\" is a snapshot; connect a clone of it instead", vname);
 	if (has_lun && lun > ROD_LUN_MAX)
-		return fail(msg, ROD_CTL_EINVAL, "LUN %" PRIu64 " is out of range (0 to %d)", lun, ROD_LUN_MAX);
+		return ctl_fail(msg, ROD_CTL_EINVAL, "LUN %" PRIu64 " is out of range (0 to %d)", lun, ROD_LUN_MAX);
 	for (size_t k = 0; k < h->n_conns; k++) {
 		if (h->conns[k].vol_id == vi.id)
-			return fail(msg, ROD_CTL_EEXIST, "volume \"%s\" is already connected to host \"%s\" at LUN %" PRIu64,
+			return ctl_fail(msg, ROD_CTL_EEXIST, "volume \"%s\" is already connected to host \"%s\" at LUN %" PRIu64,
 				    vname, hname, h->conns[k].lun);
 		if (has_lun && h->conns[k].lun == lun)
-			return fail(msg, ROD_CTL_EEXIST,
+			return ctl_fail(msg, ROD_CTL_EEXIST,
 				    "LUN %" PRIu64 " of host \"%s\" is taken (rodctl host list shows connections; omit --lun "
 				    "for the lowest free one)", lun, hname);
 	}
@@ -1697,7 +1697,7 @@ static int m_host_connect(struct rod_ctl *c, json_t *params, json_t **res, char 
 				break;
 		}
 		if (lun > ROD_LUN_MAX)
-			return fail(msg, ROD_CTL_EEXIST, "host \"%s\" has no free LUN", hname);
+			return ctl_fail(msg, ROD_CTL_EEXIST, "host \"%s\" has no free LUN", hname);
 	}
 	char key[96];
 	conn_key(h->id, vi.id, key, sizeof(key));
@@ -1709,14 +1709,14 @@ static int m_host_connect(struct rod_ctl *c, json_t *params, json_t **res, char 
 		return store_fail(msg, rc, "saving the connection");
 	if (c->hooks.map_add && (rc = c->hooks.map_add(c->hooks.arg, h->id, lun, vi.id))) {
 		rod_store_meta_del(c->store, key);
-		return fail(msg, ROD_CTL_EOTHER, "the SCSI target refused LUN %" PRIu64 " for volume \"%s\": %s", lun,
+		return ctl_fail(msg, ROD_CTL_EOTHER, "the SCSI target refused LUN %" PRIu64 " for volume \"%s\": %s", lun,
 			    vname, strerror(-rc));
 	}
 	pthread_rwlock_wrlock(&c->lock);
 	rc = conn_add_mem(h, vi.id, lun);
 	pthread_rwlock_unlock(&c->lock);
 	if (rc)
-		return fail(msg, ROD_CTL_EOTHER, "out of memory (the connection is saved; restart rodd)");
+		return ctl_fail(msg, ROD_CTL_EOTHER, "out of memory (the connection is saved; restart rodd)");
 	rod_info("ctl: volume %s connected to host %s at LUN %" PRIu64, vname, hname, lun);
 	*res = json_pack("{s:s, s:s, s:I, s:I}", "host", hname, "volume", vname, "volume_id", (json_int_t)vi.id,
 			 "lun", (json_int_t)lun);
@@ -1738,7 +1738,7 @@ static int m_host_disconnect(struct rod_ctl *c, json_t *params, json_t **res, ch
 		if (h->conns[k].vol_id == vi.id)
 			break;
 	if (k == h->n_conns)
-		return fail(msg, ROD_CTL_ENOENT, "volume \"%s\" is not connected to host \"%s\" (rodctl host list shows connections)",
+		return ctl_fail(msg, ROD_CTL_ENOENT, "volume \"%s\" is not connected to host \"%s\" (rodctl host list shows connections)",
 			    vname, hname);
 	uint64_t lun = h->conns[k].lun;
 	char key[96];
@@ -1851,7 +1851,7 @@ static int job_started(struct rod_ctl *c, uint64_t id, json_t **res, char **msg)
 {
 	bool found;
 	*res = rod_jobs_show_json(c->jobs, id, &found);
-	return *res ? 0 : fail(msg, ROD_CTL_EOTHER, "out of memory");
+	return *res ? 0 : ctl_fail(msg, ROD_CTL_EOTHER, "out of memory");
 }
 
 static int m_array_gc(struct rod_ctl *c, json_t *params, json_t **res, char **msg)
@@ -1863,7 +1863,7 @@ static int m_array_gc(struct rod_ctl *c, json_t *params, json_t **res, char **ms
 		return rc;
 	struct gc_job *g = calloc(1, sizeof(*g));
 	if (!g)
-		return fail(msg, ROD_CTL_EOTHER, "out of memory");
+		return ctl_fail(msg, ROD_CTL_EOTHER, "out of memory");
 	g->store = c->store;
 	g->full = full;
 	if ((rc = rod_jobs_submit(c->jobs, "gc", full ? "array (full)" : "array", "passes", false, gc_job_run, g, free,
@@ -1886,7 +1886,7 @@ static int m_vol_scrub(struct rod_ctl *c, json_t *params, json_t **res, char **m
 		return rc;
 	struct scrub_job *s = calloc(1, sizeof(*s));
 	if (!s)
-		return fail(msg, ROD_CTL_EOTHER, "out of memory");
+		return ctl_fail(msg, ROD_CTL_EOTHER, "out of memory");
 	s->rate = rate;
 	if ((rc = rod_vol_open_id(c->store, vi.id, &s->vol))) {
 		free(s);
@@ -1913,7 +1913,7 @@ static int param_job_id(json_t *params, uint64_t *id, char **msg)
 		}
 	}
 	if (!json_is_integer(v) || json_integer_value(v) < 1)
-		return fail(msg, ROD_CTL_EINVAL, "parameter \"id\" must be a job number (rodctl job list shows jobs)");
+		return ctl_fail(msg, ROD_CTL_EINVAL, "parameter \"id\" must be a job number (rodctl job list shows jobs)");
 	*id = (uint64_t)json_integer_value(v);
 	return 0;
 }
@@ -1922,7 +1922,7 @@ static int m_job_list(struct rod_ctl *c, json_t *params, json_t **res, char **ms
 {
 	(void)params;
 	*res = rod_jobs_list_json(c->jobs);
-	return *res ? 0 : fail(msg, ROD_CTL_EOTHER, "out of memory");
+	return *res ? 0 : ctl_fail(msg, ROD_CTL_EOTHER, "out of memory");
 }
 
 static int m_job_show(struct rod_ctl *c, json_t *params, json_t **res, char **msg)
@@ -1934,8 +1934,8 @@ static int m_job_show(struct rod_ctl *c, json_t *params, json_t **res, char **ms
 		return rc;
 	*res = rod_jobs_show_json(c->jobs, id, &found);
 	if (!found)
-		return fail(msg, ROD_CTL_ENOENT, "job %" PRIu64 " not found (rodctl job list shows jobs)", id);
-	return *res ? 0 : fail(msg, ROD_CTL_EOTHER, "out of memory");
+		return ctl_fail(msg, ROD_CTL_ENOENT, "job %" PRIu64 " not found (rodctl job list shows jobs)", id);
+	return *res ? 0 : ctl_fail(msg, ROD_CTL_EOTHER, "out of memory");
 }
 
 static int m_job_cancel(struct rod_ctl *c, json_t *params, json_t **res, char **msg)
@@ -1946,11 +1946,11 @@ static int m_job_cancel(struct rod_ctl *c, json_t *params, json_t **res, char **
 		return rc;
 	rc = rod_jobs_cancel(c->jobs, id);
 	if (rc == -ENOENT)
-		return fail(msg, ROD_CTL_ENOENT, "job %" PRIu64 " not found (rodctl job list shows jobs)", id);
+		return ctl_fail(msg, ROD_CTL_ENOENT, "job %" PRIu64 " not found (rodctl job list shows jobs)", id);
 	if (rc == -EALREADY)
-		return fail(msg, ROD_CTL_EEXIST, "job %" PRIu64 " has already finished", id);
+		return ctl_fail(msg, ROD_CTL_EEXIST, "job %" PRIu64 " has already finished", id);
 	if (rc == -EBUSY)
-		return fail(msg, ROD_CTL_EEXIST, "job %" PRIu64 " cannot be stopped once running (wait for it to finish)",
+		return ctl_fail(msg, ROD_CTL_EEXIST, "job %" PRIu64 " cannot be stopped once running (wait for it to finish)",
 			    id);
 	return m_job_show(c, params, res, msg);
 }
@@ -2019,7 +2019,7 @@ int rod_ctl_call(struct rod_ctl *c, const char *method, json_t *params, json_t *
 	*result = NULL;
 	*errmsg = NULL;
 	if (params && !json_is_object(params))
-		return fail(errmsg, ROD_CTL_EINVAL, "params must be a JSON object");
+		return ctl_fail(errmsg, ROD_CTL_EINVAL, "params must be a JSON object");
 	for (size_t i = 0; i < ROD_ARRAY_SIZE(methods); i++) {
 		if (strcmp(methods[i].name, method))
 			continue;
@@ -2027,7 +2027,7 @@ int rod_ctl_call(struct rod_ctl *c, const char *method, json_t *params, json_t *
 		int rc = methods[i].fn(c, params, result, errmsg);
 		pthread_mutex_unlock(&c->op_lock);
 		if (rc == 0 && !*result)
-			return fail(errmsg, ROD_CTL_EOTHER, "out of memory");
+			return ctl_fail(errmsg, ROD_CTL_EOTHER, "out of memory");
 		if (rc)
 			rod_debug("ctl: %s failed: %s", method, *errmsg ? *errmsg : "?");
 		return rc;
@@ -2040,7 +2040,7 @@ int rod_ctl_call(struct rod_ctl *c, const char *method, json_t *params, json_t *
 			rod_debug("ctl: %s failed: %s", method, *errmsg ? *errmsg : "?");
 		return rc;
 	}
-	return fail(errmsg, ROD_CTL_ENOMETHOD, "unknown method \"%s\"", method);
+	return ctl_fail(errmsg, ROD_CTL_ENOMETHOD, "unknown method \"%s\"", method);
 }
 
 int rod_ctl_call_as(struct rod_ctl *c, const char *who, const char *method, json_t *params, json_t **result,
@@ -2064,17 +2064,17 @@ static int m_events_list(struct rod_ctl *c, json_t *params, json_t **res, char *
 		struct tm tm = { 0 };
 		const char *end = strptime(since, "%Y-%m-%dT%H:%M:%SZ", &tm);
 		if (!end || *end)
-			return fail(msg, ROD_CTL_EINVAL, "since \"%s\" is not a UTC time like 2026-11-23T12:00:00Z", since);
+			return ctl_fail(msg, ROD_CTL_EINVAL, "since \"%s\" is not a UTC time like 2026-11-23T12:00:00Z", since);
 		since_ns = (uint64_t)timegm(&tm) * 1000000000ull;
 	}
 	json_t *l = json_object_get(params, "limit");
 	if (l && !json_is_null(l)) {
 		if (!json_is_integer(l) || json_integer_value(l) < 1 || json_integer_value(l) > EVENTS_KEPT)
-			return fail(msg, ROD_CTL_EINVAL, "limit must be a number from 1 to %d", EVENTS_KEPT);
+			return ctl_fail(msg, ROD_CTL_EINVAL, "limit must be a number from 1 to %d", EVENTS_KEPT);
 		limit = (unsigned)json_integer_value(l);
 	}
 	*res = rod_events_list_json(c->events, since_ns, limit);
-	return *res ? 0 : fail(msg, ROD_CTL_EOTHER, "out of memory");
+	return *res ? 0 : ctl_fail(msg, ROD_CTL_EOTHER, "out of memory");
 }
 
 static const char *err_kind(int code)

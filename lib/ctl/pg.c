@@ -16,6 +16,7 @@
  * and destroys the ones retention expires (they go to the eradication queue like any
  * destroyed snapshot). A group whose run was missed while rodd was down gets one
  * catch-up snapshot: the next run is always the first slot after "now". */
+#include "ctl_err.h"
 #include "pg.h"
 
 #include <errno.h>
@@ -77,32 +78,21 @@ struct rod_pg {
 
 /* ---- helpers ------------------------------------------------------------------------ */
 
-static int fail(char **msg, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int fail(char **msg, int code, const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	if (vasprintf(msg, fmt, ap) < 0)
-		*msg = NULL;
-	va_end(ap);
-	return code;
-}
-
 static int store_fail(char **msg, int err, const char *what)
 {
 	switch (err) {
 	case -ENOENT:
-		return fail(msg, ROD_CTL_ENOENT, "%s: not found", what);
+		return ctl_fail(msg, ROD_CTL_ENOENT, "%s: not found", what);
 	case -EEXIST:
-		return fail(msg, ROD_CTL_EEXIST, "%s: a snapshot of that name exists", what);
+		return ctl_fail(msg, ROD_CTL_EEXIST, "%s: a snapshot of that name exists", what);
 	case -EBUSY:
-		return fail(msg, ROD_CTL_EEXIST, "%s: in use", what);
+		return ctl_fail(msg, ROD_CTL_EEXIST, "%s: in use", what);
 	case -EINVAL:
-		return fail(msg, ROD_CTL_EINVAL, "%s: invalid argument", what);
+		return ctl_fail(msg, ROD_CTL_EINVAL, "%s: invalid argument", what);
 	case -ENOSPC:
-		return fail(msg, ROD_CTL_EOTHER, "%s: the array is out of space", what);
+		return ctl_fail(msg, ROD_CTL_EOTHER, "%s: the array is out of space", what);
 	default:
-		return fail(msg, ROD_CTL_EOTHER, "%s: %s", what, strerror(-err));
+		return ctl_fail(msg, ROD_CTL_EOTHER, "%s: %s", what, strerror(-err));
 	}
 }
 
@@ -154,9 +144,9 @@ static int param_str(json_t *params, const char *key, bool required, const char 
 	json_t *v = params ? json_object_get(params, key) : NULL;
 	*out = NULL;
 	if (!v || json_is_null(v))
-		return required ? fail(msg, ROD_CTL_EINVAL, "missing parameter \"%s\"", key) : 0;
+		return required ? ctl_fail(msg, ROD_CTL_EINVAL, "missing parameter \"%s\"", key) : 0;
 	if (!json_is_string(v))
-		return fail(msg, ROD_CTL_EINVAL, "parameter \"%s\" must be a string", key);
+		return ctl_fail(msg, ROD_CTL_EINVAL, "parameter \"%s\" must be a string", key);
 	*out = json_string_value(v);
 	return 0;
 }
@@ -171,7 +161,7 @@ static int param_dur(json_t *params, const char *key, bool *present, uint64_t *o
 	if (json_is_integer(v) && json_integer_value(v) >= 0)
 		*out = (uint64_t)json_integer_value(v);
 	else if (!json_is_string(v) || parse_duration(json_string_value(v), out))
-		return fail(msg, ROD_CTL_EINVAL,
+		return ctl_fail(msg, ROD_CTL_EINVAL,
 			    "%s must be a duration: a number with s, m, h, d or w (e.g. 15m, 1h, 7d)", key);
 	*present = true;
 	return 0;
@@ -220,7 +210,7 @@ static int need_pg(struct rod_pg *p, json_t *params, struct pg **out, char **msg
 		return rc;
 	*out = pg_find(p, name);
 	if (!*out)
-		return fail(msg, ROD_CTL_ENOENT, "protection group \"%s\" not found (rodctl pg list shows groups)",
+		return ctl_fail(msg, ROD_CTL_ENOENT, "protection group \"%s\" not found (rodctl pg list shows groups)",
 			    name);
 	return 0;
 }
@@ -800,11 +790,11 @@ static int m_create(struct rod_pg *p, json_t *params, json_t **res, char **msg)
 	if (rc)
 		return rc;
 	if (!rod_name_valid(name) || strlen(name) > PG_NAME_MAX)
-		return fail(msg, ROD_CTL_EINVAL,
+		return ctl_fail(msg, ROD_CTL_EINVAL,
 			    "\"%s\" is not a valid protection group name (letters, digits, '-' and '_', 1-%d characters)",
 			    name, PG_NAME_MAX);
 	if (pg_find(p, name))
-		return fail(msg, ROD_CTL_EEXIST, "protection group \"%s\" already exists (rodctl pg show %s)", name,
+		return ctl_fail(msg, ROD_CTL_EEXIST, "protection group \"%s\" already exists (rodctl pg show %s)", name,
 			    name);
 	g = calloc(1, sizeof(*g));
 	ng = realloc(p->groups, (p->n_groups + 1) * sizeof(*ng));
@@ -812,7 +802,7 @@ static int m_create(struct rod_pg *p, json_t *params, json_t **res, char **msg)
 		free(g);
 		if (ng)
 			p->groups = ng;
-		return fail(msg, ROD_CTL_EOTHER, "out of memory");
+		return ctl_fail(msg, ROD_CTL_EOTHER, "out of memory");
 	}
 	p->groups = ng;
 	snprintf(g->name, sizeof(g->name), "%s", name);
@@ -861,7 +851,7 @@ static int change_members(struct rod_pg *p, json_t *params, json_t **res, char *
 	    (rc = param_str(params, "pattern", false, &pat, msg)))
 		return rc;
 	if (!vol == !pat)
-		return fail(msg, ROD_CTL_EINVAL, "give a volume or a pattern (--pattern 'db-*'), not both");
+		return ctl_fail(msg, ROD_CTL_EINVAL, "give a volume or a pattern (--pattern 'db-*'), not both");
 	json_t *arr = vol ? g->volumes : g->patterns;
 	const char *what = vol ? vol : pat;
 	size_t idx;
@@ -871,23 +861,23 @@ static int change_members(struct rod_pg *p, json_t *params, json_t **res, char *
 			struct rod_vol_info vi;
 			rc = rod_vol_info_get(p->store, vol, &vi);
 			if (rc == -ENOENT || (!rc && vi.destroyed))
-				return fail(msg, ROD_CTL_ENOENT, "volume \"%s\" not found (rodctl vol list shows volumes)",
+				return ctl_fail(msg, ROD_CTL_ENOENT, "volume \"%s\" not found (rodctl vol list shows volumes)",
 					    vol);
 			if (rc)
 				return store_fail(msg, rc, vol);
 			if (vi.is_snapshot)
-				return fail(msg, ROD_CTL_EINVAL, "\"%s\" is a snapshot; groups hold volumes", vol);
+				return ctl_fail(msg, ROD_CTL_EINVAL, "\"%s\" is a snapshot; groups hold volumes", vol);
 		} else if (!pattern_valid(pat)) {
-			return fail(msg, ROD_CTL_EINVAL,
+			return ctl_fail(msg, ROD_CTL_EINVAL,
 				    "\"%s\" is not a volume name pattern (name characters with * ? and [...])", pat);
 		}
 		if (has)
-			return fail(msg, ROD_CTL_EEXIST, "%s \"%s\" is already in protection group \"%s\"",
+			return ctl_fail(msg, ROD_CTL_EEXIST, "%s \"%s\" is already in protection group \"%s\"",
 				    vol ? "volume" : "pattern", what, g->name);
 		json_array_append_new(arr, json_string(what));
 	} else {
 		if (!has)
-			return fail(msg, ROD_CTL_ENOENT, "%s \"%s\" is not in protection group \"%s\" (rodctl pg show %s)",
+			return ctl_fail(msg, ROD_CTL_ENOENT, "%s \"%s\" is not in protection group \"%s\" (rodctl pg show %s)",
 				    vol ? "volume" : "pattern", what, g->name, g->name);
 		json_array_remove(arr, idx);
 	}
@@ -972,15 +962,15 @@ static int m_snap(struct rod_pg *p, json_t *params, json_t **res, char **msg)
 		suffix = buf;
 	}
 	if (!rod_name_valid(suffix) || full_suffix(g, suffix, full, sizeof(full)))
-		return fail(msg, ROD_CTL_EINVAL,
+		return ctl_fail(msg, ROD_CTL_EINVAL,
 			    "suffix \"%s\" is not valid: \"%s-SUFFIX\" must be 1-63 letters, digits, '-' or '_'",
 			    suffix, g->name);
 	rc = take_snap(p, g, suffix, SNAP_MANUAL, &sn);
 	if (rc == -ENODATA)
-		return fail(msg, ROD_CTL_EINVAL, "protection group \"%s\" has no volumes (rodctl pg add %s VOLUME)",
+		return ctl_fail(msg, ROD_CTL_EINVAL, "protection group \"%s\" has no volumes (rodctl pg add %s VOLUME)",
 			    g->name, g->name);
 	if (rc == -EEXIST)
-		return fail(msg, ROD_CTL_EEXIST, "group snapshot \"%s\" of \"%s\" already exists (or a member "
+		return ctl_fail(msg, ROD_CTL_EEXIST, "group snapshot \"%s\" of \"%s\" already exists (or a member "
 			    "snapshot named VOL.%s does)", suffix, g->name, full);
 	if (rc)
 		return store_fail(msg, rc, "taking the group snapshot");
@@ -999,13 +989,13 @@ static int m_schedule(struct rod_pg *p, json_t *params, json_t **res, char **msg
 	    (rc = param_str(params, "at", false, &at_s, msg)))
 		return rc;
 	if (!off && (!has_every || every < 60))
-		return fail(msg, ROD_CTL_EINVAL, "a schedule needs --every DURATION of at least 1m (e.g. 15m, 1h, 1d), "
+		return ctl_fail(msg, ROD_CTL_EINVAL, "a schedule needs --every DURATION of at least 1m (e.g. 15m, 1h, 1d), "
 			    "or --off");
 	if (at_s) {
 		unsigned hh, mm;
 		char extra;
 		if (sscanf(at_s, "%u:%u%c", &hh, &mm, &extra) != 2 || hh > 23 || mm > 59)
-			return fail(msg, ROD_CTL_EINVAL, "--at takes a time of day HH:MM (UTC), e.g. 02:30");
+			return ctl_fail(msg, ROD_CTL_EINVAL, "--at takes a time of day HH:MM (UTC), e.g. 02:30");
 		at = hh * 3600ull + mm * 60ull;
 	}
 	uint64_t o_every = g->every_s, o_at = g->at_s, o_next = g->next_ns;
@@ -1034,13 +1024,13 @@ static int m_retention(struct rod_pg *p, json_t *params, json_t **res, char **ms
 		return rc;
 	if (jpd && !json_is_null(jpd) && (!json_is_integer(jpd) || json_integer_value(jpd) < 0 ||
 					  json_integer_value(jpd) > 1440))
-		return fail(msg, ROD_CTL_EINVAL, "--then-per-day takes a number from 0 to 1440");
+		return ctl_fail(msg, ROD_CTL_EINVAL, "--then-per-day takes a number from 0 to 1440");
 	uint64_t per_day = jpd && json_is_integer(jpd) ? (uint64_t)json_integer_value(jpd) : 0;
 	if (!off && !has_keep)
-		return fail(msg, ROD_CTL_EINVAL, "retention needs --keep-all DURATION (then optionally "
+		return ctl_fail(msg, ROD_CTL_EINVAL, "retention needs --keep-all DURATION (then optionally "
 			    "--then-per-day N --for DURATION), or --off");
 	if (!off && (per_day > 0) != (has_for && for_s > 0))
-		return fail(msg, ROD_CTL_EINVAL, "--then-per-day N and --for DURATION go together");
+		return ctl_fail(msg, ROD_CTL_EINVAL, "--then-per-day N and --for DURATION go together");
 	struct pg o = *g;
 	g->has_retention = !off;
 	g->keep_all_s = off ? 0 : keep_all;
@@ -1065,7 +1055,7 @@ static int need_snap(struct pg *g, json_t *params, struct pg_snap **out, char **
 		return rc;
 	*out = snap_find(g, suffix);
 	if (!*out)
-		return fail(msg, ROD_CTL_ENOENT, "protection group \"%s\" has no snapshot \"%s\" (rodctl pg show %s)",
+		return ctl_fail(msg, ROD_CTL_ENOENT, "protection group \"%s\" has no snapshot \"%s\" (rodctl pg show %s)",
 			    g->name, suffix, g->name);
 	return 0;
 }
@@ -1090,13 +1080,13 @@ static int m_restore(struct rod_pg *p, json_t *params, json_t **res, char **msg)
 		const char *snap = json_string_value(json_object_get(m, "snapshot"));
 		if (snprintf(name, sizeof(name), "%s%s", prefix, vol ? vol : "") >= ROD_NAME_MAX ||
 		    !rod_name_valid(name))
-			return fail(msg, ROD_CTL_EINVAL, "clone name \"%s\" is not a valid volume name (1-63 letters, "
+			return ctl_fail(msg, ROD_CTL_EINVAL, "clone name \"%s\" is not a valid volume name (1-63 letters, "
 				    "digits, '-' or '_')", name);
 		if (rod_vol_info_get(p->store, name, &vi) == 0)
-			return fail(msg, ROD_CTL_EEXIST, "volume \"%s\" already exists; choose another --clone-prefix",
+			return ctl_fail(msg, ROD_CTL_EEXIST, "volume \"%s\" already exists; choose another --clone-prefix",
 				    name);
 		if (!snap || rod_vol_info_get(p->store, snap, &vi) || vi.destroyed)
-			return fail(msg, ROD_CTL_ENOENT, "member snapshot \"%s\" is gone (destroyed?)", snap ? snap : "?");
+			return ctl_fail(msg, ROD_CTL_ENOENT, "member snapshot \"%s\" is gone (destroyed?)", snap ? snap : "?");
 	}
 	out = json_array();
 	json_array_foreach(sn->members, i, m) {
@@ -1138,20 +1128,20 @@ static int m_revert(struct rod_pg *p, json_t *params, json_t **res, char **msg)
 	n = json_array_size(sn->members);
 	const char **vols = calloc(n + 1, sizeof(*vols));
 	if (!vols)
-		return fail(msg, ROD_CTL_EOTHER, "out of memory");
+		return ctl_fail(msg, ROD_CTL_EOTHER, "out of memory");
 	json_array_foreach(sn->members, i, m) {
 		struct rod_vol_info vi, si;
 		vols[i] = json_string_value(json_object_get(m, "volume"));
 		const char *snap = json_string_value(json_object_get(m, "snapshot"));
 		if (!vols[i] || rod_vol_info_get(p->store, vols[i], &vi) || vi.destroyed ||
 		    !snap || rod_vol_info_get(p->store, snap, &si) || si.destroyed) {
-			rc = fail(msg, ROD_CTL_ENOENT, "member %s or its snapshot %s is gone; revert the others with "
+			rc = ctl_fail(msg, ROD_CTL_ENOENT, "member %s or its snapshot %s is gone; revert the others with "
 				  "rodctl vol revert", vols[i] ? vols[i] : "?", snap ? snap : "?");
 			free(vols);
 			return rc;
 		}
 		if (vi.size != si.size) {
-			rc = fail(msg, ROD_CTL_EINVAL, "volume %s was resized since the snapshot; resize it back to %" PRIu64
+			rc = ctl_fail(msg, ROD_CTL_EINVAL, "volume %s was resized since the snapshot; resize it back to %" PRIu64
 				  " bytes first", vols[i], si.size);
 			free(vols);
 			return rc;
@@ -1229,7 +1219,7 @@ static int m_tick(struct rod_pg *p, json_t *params, json_t **res, char **msg)
 	bool has;
 	int rc;
 	if (!p->test_clock)
-		return fail(msg, ROD_CTL_EINVAL, "pg.tick is for tests: start rodd with ROD_TEST_TIME_OFFSET=0 to use it");
+		return ctl_fail(msg, ROD_CTL_EINVAL, "pg.tick is for tests: start rodd with ROD_TEST_TIME_OFFSET=0 to use it");
 	if ((rc = param_dur(params, "advance", &has, &adv, msg)))
 		return rc;
 	p->offset_ns += (int64_t)(adv * NS);
@@ -1265,7 +1255,7 @@ int rod_pg_call(struct rod_pg *p, const char *method, json_t *params, json_t **r
 	*res = NULL;
 	*msg = NULL;
 	if (!p)
-		return fail(msg, ROD_CTL_EOTHER, "protection groups are not available");
+		return ctl_fail(msg, ROD_CTL_EOTHER, "protection groups are not available");
 	for (size_t i = 0; i < ROD_ARRAY_SIZE(pg_methods); i++) {
 		if (strcmp(pg_methods[i].name, method))
 			continue;
@@ -1273,8 +1263,8 @@ int rod_pg_call(struct rod_pg *p, const char *method, json_t *params, json_t **r
 		int rc = pg_methods[i].fn(p, params, res, msg);
 		pthread_mutex_unlock(&p->lock);
 		if (rc == 0 && !*res)
-			return fail(msg, ROD_CTL_EOTHER, "out of memory");
+			return ctl_fail(msg, ROD_CTL_EOTHER, "out of memory");
 		return rc;
 	}
-	return fail(msg, ROD_CTL_ENOMETHOD, "unknown method \"%s\"", method);
+	return ctl_fail(msg, ROD_CTL_ENOMETHOD, "unknown method \"%s\"", method);
 }
