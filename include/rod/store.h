@@ -246,4 +246,63 @@ int rod_vol_lba_status(struct rod_vol *v, uint64_t off, uint64_t max_len, bool *
 /* Space figures of one volume (see struct rod_space). */
 int rod_vol_space(struct rod_store *s, const char *name, struct rod_space *out);
 
+/* ---- Replication support (lib/ctl/repl*.c; docs/protection.md) ----------------
+ * Declared here first so the sender, the receiver and the engine agree; see the
+ * implementation notes in lib/store for the costs. */
+
+enum rod_diff_kind {
+	ROD_DIFF_DATA = 0,  /* the grain holds data: read it (rod_vol_read_raw) */
+	ROD_DIFF_ZERO = 1,  /* reads as zeros, mapped (WRITE SAME of zeros, zero range) */
+	ROD_DIFF_UNMAP = 2, /* reads as zeros, deallocated */
+};
+
+/* Call fn for the extents, in increasing order, where snapshot `snap` differs from
+ * snapshot `base` (an earlier snapshot of the same volume), starting at byte offset
+ * start_off (for resuming). base NULL: every extent of snap that is not unmapped.
+ * Extents are grain aligned (the last may end at the volume's size) and say what snap
+ * holds there. When base and snap share a lineage the cost is proportional to what was
+ * written between them (block and range entries of epochs (base, snap]), not to the
+ * volume's size; otherwise every grain of snap is resolved and compared. An extent may
+ * be reported although its grains hold the same data in both (a rewrite of the same
+ * bytes): receivers must apply extents idempotently. fn returning non-zero stops the
+ * walk, and rod_vol_diff returns that value. -ENOENT unknown name, -EINVAL base newer
+ * than snap or not of the same volume. */
+int rod_vol_diff(struct rod_store *s, const char *base, const char *snap, uint64_t start_off,
+		 int (*fn)(void *arg, uint64_t off, uint64_t len, enum rod_diff_kind kind),
+		 void *arg);
+
+#define ROD_RAW_COMP_NONE 0  /* data holds the 4096 plain bytes */
+#define ROD_RAW_COMP_LZ4 1
+#define ROD_RAW_COMP_ZSTD 2
+
+/* One grain as stored, decrypted and checksum-verified but not decompressed. */
+struct rod_grain_raw {
+	enum rod_diff_kind kind;   /* DATA: the fields below are set; ZERO/UNMAP: nothing stored */
+	uint64_t chunk_id;         /* stable identity of the stored chunk on this array: every
+				    * grain deduplicated onto it has the same id; ids survive
+				    * GC relocation and are never reused */
+	uint8_t comp;              /* ROD_RAW_COMP_* */
+	uint32_t len;              /* bytes in data: the compressed length, or 4096 */
+	uint8_t data[ROD_GRAIN];
+};
+/* Read the grain at off (4 KiB aligned) of v as stored. -EBADMSG on a checksum failure. */
+int rod_vol_read_raw(struct rod_vol *v, uint64_t off, struct rod_grain_raw *out);
+/* Expand a ROD_RAW_COMP_* payload into 4096 bytes. -EINVAL when it does not expand to
+ * exactly one grain. */
+int rod_grain_decompress(uint8_t comp, const void *src, uint32_t len, void *dst4k);
+/* Compress a grain with zstd level 1 into dst (room for ROD_GRAIN bytes): returns the
+ * length, or 0 when it does not save at least 1/8 (send it uncompressed then). */
+uint32_t rod_grain_compress_zstd(const void *grain, void *dst);
+
+/* The fingerprint this array gives a 4 KiB grain (HMAC-SHA-256 under its secret). */
+void rod_store_fingerprint(struct rod_store *s, const void *grain, uint8_t fp[32]);
+/* Write the grain at off (4 KiB aligned) as a reference to the stored chunk with this
+ * fingerprint, exactly like a dedupe hit: no data is written. -ENOENT when no live chunk
+ * has it (the caller then writes the data). Durable like rod_vol_write with flags. */
+int rod_vol_write_fp(struct rod_vol *v, uint64_t off, const uint8_t fp[32], unsigned flags);
+
+/* Names of replica volumes on a replication target are "ARRAY:NAME" (both parts valid
+ * names, DESIGN.md): the engine accepts them in rod_vol_create/snapshot/clone/rename; the
+ * control plane refuses ':' in names given by users. */
+
 #endif
