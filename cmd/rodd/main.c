@@ -4,7 +4,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
-#include <ini.h>
 #include <limits.h>
 #include <pthread.h>
 #include <signal.h>
@@ -16,6 +15,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "rod/conf.h"
 #include "rod/ctl.h"
 #include "rod/ctl_http.h"
 #include "rod/iscsi.h"
@@ -29,20 +29,10 @@
 #define DEFAULT_LISTEN "0.0.0.0:3260"
 #define DEFAULT_SOCKET "/run/rodstore/rodd.sock"
 #define DEFAULT_KEY_FILE "/etc/rodstore/rod.key"
-#define LISTEN_MAX 16
+#define LISTEN_MAX ROD_CONF_LISTEN_MAX
 #ifndef ROD_VERSION_STRING
 #define ROD_VERSION_STRING "0.1.0"
 #endif
-
-struct settings {
-	char *data, *socket, *pidfile, *key_file, *array_name;
-	char *http;                     /* HTTP API + /metrics address; NULL = off */
-	bool http_allow_remote;
-	uint64_t capacity;              /* store size limit in bytes; 0 = the file system's size */
-	char *listen[LISTEN_MAX + 1];
-	int n_listen;
-	int log_level;                  /* enum rod_log_level + 1; 0 = not set (changes on SIGHUP) */
-};
 
 static void usage(FILE *f)
 {
@@ -83,178 +73,14 @@ static void usage(FILE *f)
 
 /* ---- configuration --------------------------------------------------------------- */
 
-static int set_str(char **dst, const char *v)
+/* rodd's settings are a struct rod_conf (include/rod/conf.h): the config file's parser
+ * (lib/ctl/conf.c) fills one, the command line another, and main merges them. */
+static int read_config(const char *path, struct rod_conf *st)
 {
-	free(*dst);
-	*dst = strdup(v);
-	return *dst ? 0 : -ENOMEM;
-}
-
-static void settings_free(struct settings *st)
-{
-	free(st->data);
-	free(st->socket);
-	free(st->pidfile);
-	free(st->key_file);
-	free(st->array_name);
-	free(st->http);
-	for (int i = 0; i < st->n_listen; i++)
-		free(st->listen[i]);
-	memset(st, 0, sizeof(*st));
-}
-
-/* "ADDR:PORT" or "[v6]:PORT" with a port 0-65535. */
-static bool listen_valid(const char *s, const char **why)
-{
-	const char *colon;
-	if (s[0] == '[') {
-		const char *rb = strchr(s, ']');
-		if (!rb || rb[1] != ':') {
-			*why = "an IPv6 address is written [ADDR]:PORT";
-			return false;
-		}
-		colon = rb + 1;
-	} else {
-		colon = strrchr(s, ':');
-		if (!colon || colon == s || memchr(s, ':', (size_t)(colon - s))) {
-			*why = "expected ADDR:PORT (IPv6 as [ADDR]:PORT)";
-			return false;
-		}
-	}
-	char *end;
-	errno = 0;
-	long port = strtol(colon + 1, &end, 10);
-	if (!colon[1] || *end || errno || port < 0 || port > 65535) {
-		*why = "the port must be a number from 0 to 65535";
-		return false;
-	}
-	return true;
-}
-
-static int add_listen(struct settings *st, const char *v, const char **why)
-{
-	if (!listen_valid(v, why))
-		return -EINVAL;
-	if (st->n_listen == LISTEN_MAX) {
-		*why = "too many listen addresses (at most 16)";
-		return -EINVAL;
-	}
-	st->listen[st->n_listen++] = strdup(v);
-	return 0;
-}
-
-struct ini_ctx {
-	struct settings *st;
-	char err[512];          /* first error, reported with the line ini_parse returns */
-};
-
-static int rodd_ini_handler(void *arg, const char *section, const char *name, const char *value)
-{
-	struct ini_ctx *x = arg;
-	struct settings *st = x->st;
-	const char *why = NULL;
-	if (section[0] && strcmp(section, "rodd")) {
-		if (!x->err[0])
-			snprintf(x->err, sizeof(x->err), "unknown section [%s] (keys go at the top or under [rodd])",
-				 section);
+	char err[1024 + PATH_MAX];
+	if (rod_conf_parse_file(path, st, err, sizeof(err)) == 0)
 		return 0;
-	}
-	if (!value[0]) {
-		snprintf(x->err, sizeof(x->err), "key \"%s\" has an empty value", name);
-		return 0;
-	}
-	if (!strcmp(name, "data"))
-		return set_str(&st->data, value) == 0;
-	if (!strcmp(name, "socket"))
-		return set_str(&st->socket, value) == 0;
-	if (!strcmp(name, "pidfile"))
-		return set_str(&st->pidfile, value) == 0;
-	if (!strcmp(name, "key_file"))
-		return set_str(&st->key_file, value) == 0;
-	if (!strcmp(name, "array_name")) {
-		if (!rod_name_valid(value)) {
-			if (!x->err[0])
-				snprintf(x->err, sizeof(x->err),
-					 "array_name \"%s\" is not valid (letters, digits, '-' and '_', 1-63 characters)",
-					 value);
-			return 0;
-		}
-		return set_str(&st->array_name, value) == 0;
-	}
-	if (!strcmp(name, "http")) {
-		if (!listen_valid(value, &why)) {
-			if (!x->err[0])
-				snprintf(x->err, sizeof(x->err), "http \"%s\": %s", value, why);
-			return 0;
-		}
-		return set_str(&st->http, value) == 0;
-	}
-	if (!strcmp(name, "http_allow_remote")) {
-		if (strcmp(value, "yes") && strcmp(value, "no") && strcmp(value, "true") && strcmp(value, "false")) {
-			if (!x->err[0])
-				snprintf(x->err, sizeof(x->err), "http_allow_remote must be yes or no");
-			return 0;
-		}
-		st->http_allow_remote = !strcmp(value, "yes") || !strcmp(value, "true");
-		return 1;
-	}
-	if (!strcmp(name, "capacity")) {
-		if (rod_parse_size(value, &st->capacity) || !st->capacity) {
-			if (!x->err[0])
-				snprintf(x->err, sizeof(x->err), "capacity \"%s\" is not a size (e.g. 128M, 2T)", value);
-			return 0;
-		}
-		return 1;
-	}
-	if (!strcmp(name, "log_level")) {
-		static const char *const levels[] = { "error", "warn", "info", "debug" };
-		for (size_t i = 0; i < ROD_ARRAY_SIZE(levels); i++)
-			if (!strcmp(value, levels[i])) {
-				st->log_level = (int)i + 1;
-				return 1;
-			}
-		if (!x->err[0])
-			snprintf(x->err, sizeof(x->err), "log_level must be error, warn, info or debug");
-		return 0;
-	}
-	if (!strcmp(name, "listen")) {
-		/* several addresses on one line (comma or space separated) or one per line */
-		char *copy = strdup(value), *save = NULL;
-		for (char *tok = strtok_r(copy, ", \t", &save); tok; tok = strtok_r(NULL, ", \t", &save)) {
-			if (add_listen(st, tok, &why)) {
-				if (!x->err[0])
-					snprintf(x->err, sizeof(x->err), "listen \"%s\": %s", tok, why);
-				free(copy);
-				return 0;
-			}
-		}
-		free(copy);
-		return 1;
-	}
-	if (!x->err[0])
-		snprintf(x->err, sizeof(x->err),
-			 "unknown key \"%s\" (known: data, listen, socket, pidfile, key_file, array_name, http, "
-			 "http_allow_remote, capacity, log_level)", name);
-	return 0;
-}
-
-static int read_config(const char *path, struct settings *st)
-{
-	struct ini_ctx x = { st, "" };
-	FILE *f = fopen(path, "r");
-	if (!f) {
-		fprintf(stderr, "rodd: cannot read config file %s: %s\n", path, strerror(errno));
-		return -1;
-	}
-	int line = ini_parse_file(f, rodd_ini_handler, &x);
-	fclose(f);
-	if (line == 0)
-		return 0;
-	if (line < 0)
-		fprintf(stderr, "rodd: %s: cannot parse (out of memory)\n", path);
-	else
-		fprintf(stderr, "rodd: %s:%d: %s\n", path, line,
-			x.err[0] ? x.err : "syntax error (expected \"key = value\" or \"[rodd]\")");
+	fprintf(stderr, "rodd: %s\n", err);
 	return -1;
 }
 
@@ -268,25 +94,17 @@ static bool str_differs(const char *file_val, const char *running)
 /* SIGHUP: read the config file again. The log level changes at once; the other keys
  * need a restart (listeners, data directory, socket, key file are bound or open), which
  * the log says. A file with an error changes nothing. */
-static void reload_config(const char *path, const struct settings *run)
+static void reload_config(const char *path, const struct rod_conf *run)
 {
-	struct settings ns = { 0 };
-	struct ini_ctx x = { &ns, "" };
-	FILE *f = path ? fopen(path, "r") : NULL;
+	struct rod_conf ns = { 0 };
+	char err[1024 + PATH_MAX];
 	if (!path) {
 		rod_info("rodd: SIGHUP: no --config file to re-read");
 		return;
 	}
-	if (!f) {
-		rod_err("rodd: SIGHUP: cannot read config file %s: %s; configuration unchanged", path, strerror(errno));
-		return;
-	}
-	int line = ini_parse_file(f, rodd_ini_handler, &x);
-	fclose(f);
-	if (line) {
-		rod_err("rodd: SIGHUP: %s:%d: %s; configuration unchanged", path, line,
-			x.err[0] ? x.err : "syntax error (expected \"key = value\" or \"[rodd]\")");
-		settings_free(&ns);
+	if (rod_conf_parse_file(path, &ns, err, sizeof(err))) {
+		rod_err("rodd: SIGHUP: %s; configuration unchanged", err);
+		rod_conf_release(&ns);
 		return;
 	}
 	struct { const char *key, *file, *running; } keys[] = {
@@ -311,7 +129,7 @@ static void reload_config(const char *path, const struct settings *run)
 		rod_info("rodd: SIGHUP: log level %s", (const char *[]){ "error", "warn", "info", "debug" }[ns.log_level - 1]);
 	}
 	rod_info("rodd: SIGHUP: %s re-read", path);
-	settings_free(&ns);
+	rod_conf_release(&ns);
 }
 
 /* Absolute form of a path, so that chdir("/") after daemonising changes nothing. */
@@ -472,7 +290,7 @@ int main(int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	struct settings cli = { 0 }, st = { 0 };
+	struct rod_conf cli = { 0 }, st = { 0 };
 	char *data = NULL, *sock = NULL, *pidfile = NULL, *key_file = NULL; /* absolute paths */
 	const char *config = NULL, *why = NULL;
 	bool foreground = false, check_only = false, rebuild_meta = false;
@@ -481,26 +299,26 @@ int main(int argc, char **argv)
 
 	while ((opt = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
 		switch (opt) {
-		case 'd': set_str(&cli.data, optarg); break;
-		case 's': set_str(&cli.socket, optarg); break;
-		case 'p': set_str(&cli.pidfile, optarg); break;
-		case 'k': set_str(&cli.key_file, optarg); break;
-		case 'a': set_str(&cli.array_name, optarg); break;
+		case 'd': rod_conf_set_str(&cli.data, optarg); break;
+		case 's': rod_conf_set_str(&cli.socket, optarg); break;
+		case 'p': rod_conf_set_str(&cli.pidfile, optarg); break;
+		case 'k': rod_conf_set_str(&cli.key_file, optarg); break;
+		case 'a': rod_conf_set_str(&cli.array_name, optarg); break;
 		case 'c': config = optarg; break;
 		case 'f': foreground = true; break;
 		case 'l':
-			if (add_listen(&cli, optarg, &why)) {
+			if (rod_conf_add_listen(&cli, optarg, &why)) {
 				fprintf(stderr, "rodd: --listen %s: %s\n", optarg, why);
 				goto early_fail;
 			}
 			break;
 		case 'C': check_only = true; break;
 		case 'H':
-			if (!listen_valid(optarg, &why)) {
+			if (!rod_conf_listen_valid(optarg, &why)) {
 				fprintf(stderr, "rodd: --http %s: %s\n", optarg, why);
 				goto early_fail;
 			}
-			set_str(&cli.http, optarg);
+			rod_conf_set_str(&cli.http, optarg);
 			break;
 		case 'R': cli.http_allow_remote = true; break;
 		case 'Z':
@@ -529,9 +347,9 @@ int main(int argc, char **argv)
 			free(list);
 			break;
 		}
-		case 'V': printf("rodd %s\n", ROD_VERSION_STRING); settings_free(&cli); return 0;
-		case 'h': usage(stdout); settings_free(&cli); return 0;
-		default: usage(stderr); settings_free(&cli); return 1;
+		case 'V': printf("rodd %s\n", ROD_VERSION_STRING); rod_conf_release(&cli); return 0;
+		case 'h': usage(stdout); rod_conf_release(&cli); return 0;
+		default: usage(stderr); rod_conf_release(&cli); return 1;
 		}
 	}
 	if (optind < argc) {
@@ -546,7 +364,7 @@ int main(int argc, char **argv)
 	/* defaults < config file < command line */
 	if (config && read_config(config, &st))
 		goto early_fail;
-#define PICK(f, def) do { if (cli.f) set_str(&st.f, cli.f); else if (!st.f && (def)) set_str(&st.f, (def)); } while (0)
+#define PICK(f, def) do { if (cli.f) rod_conf_set_str(&st.f, cli.f); else if (!st.f && (def)) rod_conf_set_str(&st.f, (def)); } while (0)
 	PICK(data, DEFAULT_DATA);
 	PICK(socket, DEFAULT_SOCKET);
 	PICK(pidfile, (const char *)NULL);
@@ -587,8 +405,8 @@ int main(int argc, char **argv)
 			printf("log_level = %s\n", (const char *[]){ "error", "warn", "info", "debug" }[st.log_level - 1]);
 		if (cli.n_listen)
 			cli.n_listen = 0;
-		settings_free(&st);
-		settings_free(&cli);
+		rod_conf_release(&st);
+		rod_conf_release(&cli);
 		return 0;
 	}
 	data = absolute(st.data);
@@ -800,16 +618,16 @@ out:
 	/* st.listen may alias cli.listen (taken over from the command line) */
 	if (cli.n_listen)
 		cli.n_listen = 0;
-	settings_free(&st);
-	settings_free(&cli);
+	rod_conf_release(&st);
+	rod_conf_release(&cli);
 	return rc;
 early_fail:
 	rc = 1;
 early_done:
 	if (cli.n_listen && st.listen[0] == cli.listen[0])
 		cli.n_listen = 0;
-	settings_free(&st);
-	settings_free(&cli);
+	rod_conf_release(&st);
+	rod_conf_release(&cli);
 	free(data);
 	free(sock);
 	free(pidfile);

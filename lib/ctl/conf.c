@@ -1,0 +1,234 @@
+/* rod.conf parser (moved out of cmd/rodd/main.c; messages unchanged). libinih does
+ * the INI syntax; the handler below checks every key and keeps the first error. */
+#include "rod/conf.h"
+
+#include <errno.h>
+#include <ini.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "rod/util.h"
+
+int rod_conf_set_str(char **dst, const char *v)
+{
+	free(*dst);
+	*dst = strdup(v);
+	return *dst ? 0 : -ENOMEM;
+}
+
+void rod_conf_release(struct rod_conf *c)
+{
+	free(c->data);
+	free(c->socket);
+	free(c->pidfile);
+	free(c->key_file);
+	free(c->array_name);
+	free(c->http);
+	for (int i = 0; i < c->n_listen; i++)
+		free(c->listen[i]);
+	memset(c, 0, sizeof(*c));
+}
+
+bool rod_conf_listen_valid(const char *s, const char **why)
+{
+	const char *colon;
+	if (s[0] == '[') {
+		const char *rb = strchr(s, ']');
+		if (!rb || rb[1] != ':') {
+			*why = "an IPv6 address is written [ADDR]:PORT";
+			return false;
+		}
+		colon = rb + 1;
+	} else {
+		colon = strrchr(s, ':');
+		if (!colon || colon == s || memchr(s, ':', (size_t)(colon - s))) {
+			*why = "expected ADDR:PORT (IPv6 as [ADDR]:PORT)";
+			return false;
+		}
+	}
+	char *end;
+	errno = 0;
+	long port = strtol(colon + 1, &end, 10);
+	if (!colon[1] || *end || errno || port < 0 || port > 65535) {
+		*why = "the port must be a number from 0 to 65535";
+		return false;
+	}
+	return true;
+}
+
+int rod_conf_add_listen(struct rod_conf *c, const char *v, const char **why)
+{
+	if (!rod_conf_listen_valid(v, why))
+		return -EINVAL;
+	if (c->n_listen == ROD_CONF_LISTEN_MAX) {
+		*why = "too many listen addresses (at most 16)";
+		return -EINVAL;
+	}
+	char *copy = strdup(v);
+	if (!copy) {
+		*why = "out of memory";
+		return -ENOMEM;
+	}
+	c->listen[c->n_listen++] = copy;
+	return 0;
+}
+
+struct conf_ctx {
+	struct rod_conf *c;
+	char err[512];          /* first error, reported with the line ini_parse returns */
+};
+
+static int conf_handler(void *arg, const char *section, const char *name, const char *value)
+{
+	struct conf_ctx *x = arg;
+	struct rod_conf *st = x->c;
+	const char *why = NULL;
+	if (section[0] && strcmp(section, "rodd")) {
+		if (!x->err[0])
+			snprintf(x->err, sizeof(x->err), "unknown section [%s] (keys go at the top or under [rodd])",
+				 section);
+		return 0;
+	}
+	if (!value[0]) {
+		snprintf(x->err, sizeof(x->err), "key \"%s\" has an empty value", name);
+		return 0;
+	}
+	if (!strcmp(name, "data"))
+		return rod_conf_set_str(&st->data, value) == 0;
+	if (!strcmp(name, "socket"))
+		return rod_conf_set_str(&st->socket, value) == 0;
+	if (!strcmp(name, "pidfile"))
+		return rod_conf_set_str(&st->pidfile, value) == 0;
+	if (!strcmp(name, "key_file"))
+		return rod_conf_set_str(&st->key_file, value) == 0;
+	if (!strcmp(name, "array_name")) {
+		if (!rod_name_valid(value)) {
+			if (!x->err[0])
+				snprintf(x->err, sizeof(x->err),
+					 "array_name \"%s\" is not valid (letters, digits, '-' and '_', 1-63 characters)",
+					 value);
+			return 0;
+		}
+		return rod_conf_set_str(&st->array_name, value) == 0;
+	}
+	if (!strcmp(name, "http")) {
+		if (!rod_conf_listen_valid(value, &why)) {
+			if (!x->err[0])
+				snprintf(x->err, sizeof(x->err), "http \"%s\": %s", value, why);
+			return 0;
+		}
+		return rod_conf_set_str(&st->http, value) == 0;
+	}
+	if (!strcmp(name, "http_allow_remote")) {
+		if (strcmp(value, "yes") && strcmp(value, "no") && strcmp(value, "true") && strcmp(value, "false")) {
+			if (!x->err[0])
+				snprintf(x->err, sizeof(x->err), "http_allow_remote must be yes or no");
+			return 0;
+		}
+		st->http_allow_remote = !strcmp(value, "yes") || !strcmp(value, "true");
+		return 1;
+	}
+	if (!strcmp(name, "capacity")) {
+		if (rod_parse_size(value, &st->capacity) || !st->capacity) {
+			if (!x->err[0])
+				snprintf(x->err, sizeof(x->err), "capacity \"%s\" is not a size (e.g. 128M, 2T)", value);
+			return 0;
+		}
+		return 1;
+	}
+	if (!strcmp(name, "log_level")) {
+		static const char *const levels[] = { "error", "warn", "info", "debug" };
+		for (size_t i = 0; i < ROD_ARRAY_SIZE(levels); i++)
+			if (!strcmp(value, levels[i])) {
+				st->log_level = (int)i + 1;
+				return 1;
+			}
+		if (!x->err[0])
+			snprintf(x->err, sizeof(x->err), "log_level must be error, warn, info or debug");
+		return 0;
+	}
+	if (!strcmp(name, "listen")) {
+		/* several addresses on one line (comma or space separated) or one per line */
+		char *copy = strdup(value), *save = NULL;
+		if (!copy)
+			return 0;
+		for (char *tok = strtok_r(copy, ", \t", &save); tok; tok = strtok_r(NULL, ", \t", &save)) {
+			if (rod_conf_add_listen(st, tok, &why)) {
+				if (!x->err[0])
+					snprintf(x->err, sizeof(x->err), "listen \"%s\": %s", tok, why);
+				free(copy);
+				return 0;
+			}
+		}
+		free(copy);
+		return 1;
+	}
+	if (!x->err[0])
+		snprintf(x->err, sizeof(x->err),
+			 "unknown key \"%s\" (known: data, listen, socket, pidfile, key_file, array_name, http, "
+			 "http_allow_remote, capacity, log_level)", name);
+	return 0;
+}
+
+/* ini_reader over a buffer with a length: like fgets, one line (or num-1 bytes). */
+struct conf_buf {
+	const char *p;
+	size_t left;
+};
+
+static char *conf_buf_read(char *str, int num, void *stream)
+{
+	struct conf_buf *b = stream;
+	if (!b->left || num < 2)
+		return NULL;
+	size_t n = 0, max = (size_t)num - 1;
+	while (n < max && n < b->left) {
+		char ch = b->p[n++];
+		if (ch == '\n')
+			break;
+	}
+	memcpy(str, b->p, n);
+	str[n] = '\0';
+	b->p += n;
+	b->left -= n;
+	return str;
+}
+
+static int conf_result(int line, const struct conf_ctx *x, const char *filename, char *err, size_t errlen)
+{
+	if (line == 0)
+		return 0;
+	if (line < 0) {
+		if (err && errlen)
+			snprintf(err, errlen, "%s: cannot parse (out of memory)", filename);
+		return -ENOMEM;
+	}
+	if (err && errlen)
+		snprintf(err, errlen, "%s:%d: %s", filename, line,
+			 x->err[0] ? x->err : "syntax error (expected \"key = value\" or \"[rodd]\")");
+	return -EINVAL;
+}
+
+int rod_conf_parse_buf(const char *text, size_t len, const char *filename, struct rod_conf *out,
+		       char *err, size_t errlen)
+{
+	struct conf_ctx x = { .c = out };
+	struct conf_buf b = { text, len };
+	return conf_result(ini_parse_stream(conf_buf_read, &b, conf_handler, &x), &x, filename, err, errlen);
+}
+
+int rod_conf_parse_file(const char *path, struct rod_conf *out, char *err, size_t errlen)
+{
+	struct conf_ctx x = { .c = out };
+	FILE *f = fopen(path, "r");
+	if (!f) {
+		int e = errno;
+		if (err && errlen)
+			snprintf(err, errlen, "cannot read config file %s: %s", path, strerror(e));
+		return -e;
+	}
+	int line = ini_parse_file(f, conf_handler, &x);
+	fclose(f);
+	return conf_result(line, &x, path, err, errlen);
+}
