@@ -317,11 +317,35 @@ def ctl_seeds():
     put("fuzz_ctl_rpc", b'[{"jsonrpc":"2.0","id":1,"method":"vol.list"}]')
 
 
+# ---- rod.conf ---------------------------------------------------------------------
+
+def conf_seeds():
+    put("fuzz_rod_conf", b"""# rodstore
+[rodd]
+data = /var/lib/rodstore
+listen = 0.0.0.0:3260, [::1]:3260
+socket = /run/rodstore/rodd.sock
+pidfile = /run/rodd.pid
+key_file = /etc/rodstore/rod.key
+array_name = array-1
+http = 127.0.0.1:8080
+http_allow_remote = no
+capacity = 2T
+log_level = info
+""")
+    put("fuzz_rod_conf", b"data = /x\nlisten = 127.0.0.1:1\nlisten = 127.0.0.1:2\nlog_level = debug\n")
+    put("fuzz_rod_conf", b"; comment\ncapacity = 128M\nhttp_allow_remote = true\n  continued\n")
+    put("fuzz_rod_conf", b"[other]\ndata = /x\n")
+    put("fuzz_rod_conf", b"data =\nbogus = 1\nthis is not ini\n")
+    put("fuzz_rod_conf", b"\xef\xbb\xbflisten = [::1:3260\narray_name = bad name\ncapacity = 0\n")
+
+
 def main():
     iscsi_seeds()
     scsi_seeds()
     token_seeds()
     ctl_seeds()
+    conf_seeds()
     return 0
 
 
