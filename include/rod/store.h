@@ -246,6 +246,30 @@ int rod_vol_lba_status(struct rod_vol *v, uint64_t off, uint64_t max_len, bool *
 /* Space figures of one volume (see struct rod_space). */
 int rod_vol_space(struct rod_store *s, const char *name, struct rod_space *out);
 
+/* ---- Flatten (docs/engine.md "Flatten") -------------------------------------------
+ * Range entries (clones, copies, reverts) recurse: a read through a clone of a clone of
+ * a clone follows each level. Every entry records its depth; past DEPTH_SOFT (4) a volume
+ * should be flattened, past the hard limit (16) new copies/clones materialise data.
+ * Flatten rewrites the deep range entries of a volume's lineage (its snapshots share it)
+ * as block entries referencing the chunks they resolve to (no data copied) and as range
+ * entries to zeros/deallocated space, in batches through the normal commit path (crash
+ * safe, logged for --rebuild-metadata), then drops the deep entries. Reads, writes,
+ * snapshots and copies continue meanwhile; the volume reads the same throughout. */
+#define ROD_FLATTEN_ALL 0x1   /* flatten every range entry, not only those past the soft limit */
+/* Flatten volume (or snapshot: same lineage) name. progress (may be NULL) is called
+ * between batches with bytes of range entries done and in total; non-zero from it stops
+ * with -ECANCELED, leaving the volume correct (partly flattened). One flatten at a time
+ * per process (a second call waits). -ENOENT unknown or destroyed volume. */
+int rod_vol_flatten(struct rod_store *s, const char *name, unsigned flags,
+		    int (*progress)(void *arg, uint64_t done, uint64_t total), void *arg);
+/* Deepest range entry of the volume's lineage (0: none). -ENOENT unknown volume. */
+int rod_vol_depth(struct rod_store *s, const char *name, uint32_t *depth);
+/* True when the volume's lineage has a range entry deeper than the soft limit. */
+bool rod_vol_needs_flatten(struct rod_store *s, const char *name);
+/* Names of live volumes that need flattening (one per lineage: the volume, not its
+ * snapshots). *names malloc'd array of malloc'd strings; free each, then the array. */
+int rod_store_flatten_list(struct rod_store *s, char ***names, size_t *n);
+
 /* ---- Replication support (lib/ctl/repl*.c; docs/protection.md) ----------------
  * Declared here first so the sender, the receiver and the engine agree; see the
  * implementation notes in lib/store for the costs. */

@@ -375,6 +375,7 @@ static bool map_lookup(struct meta_iter *it, uint64_t lin, uint64_t lba, uint64_
 int medium_resolve(struct media *md, struct meta_iter *it, uint64_t lin, uint64_t epoch,
 		   uint64_t lba, uint64_t maxrun, struct resolved *out)
 {
+	meta_iter_renew(it); /* flatten dropped a range entry since it was created */
 	for (unsigned depth = 0; depth <= 2 * DEPTH_HARD; depth++) {
 		struct lineage *l;
 		const struct rng_ent *g;
@@ -600,5 +601,55 @@ int lin_add_range(struct media *md, struct meta *m, struct lineage *dst, uint64_
 	}
 	dst->cur_used = true;
 	lin_log(mb, dst);
+	return 0;
+}
+
+/* ---- flatten support (flatten.c) ---- */
+
+uint32_t lin_max_depth(const struct lineage *l)
+{
+	uint32_t d = 0;
+
+	for (size_t j = 0; j < l->nrng; j++)
+		if (l->rng[j].depth > d)
+			d = l->rng[j].depth;
+	return d;
+}
+
+const struct rng_ent *lin_rng_by_seq(const struct lineage *l, uint64_t seq)
+{
+	for (size_t j = 0; j < l->nrng; j++)
+		if (l->rng[j].seq == seq)
+			return &l->rng[j];
+	return NULL;
+}
+
+int lin_rng_remove(struct lineage *l, uint64_t seq, struct mutbuf *mb)
+{
+	for (size_t j = 0; j < l->nrng; j++) {
+		if (l->rng[j].seq != seq)
+			continue;
+		rng_unlog(mb, l->id, seq);
+		memmove(&l->rng[j], &l->rng[j + 1], (l->nrng - j - 1) * sizeof(*l->rng));
+		l->nrng--;
+		rng_reindex(l);
+		return 0;
+	}
+	return -ENOENT;
+}
+
+int lin_rng_add_at(struct lineage *l, uint64_t start, uint64_t end, uint64_t epoch,
+		   uint64_t tlin, struct mutbuf *mb)
+{
+	struct rng_ent r = {
+		.start = start, .end = end, .epoch = epoch, .seq = l->next_seq++,
+		.tlin = tlin, .tepoch = 0, .delta = 0, .depth = 1,
+	};
+	int rc = rng_insert(l, &r);
+
+	if (rc)
+		return rc;
+	rng_log(mb, l->id, &r);
+	lin_log(mb, l);
 	return 0;
 }

@@ -94,6 +94,16 @@ int lin_add_range(struct media *md, struct meta *m, struct lineage *dst, uint64_
 		  uint64_t end, uint64_t tlin, uint64_t tepoch, int64_t delta,
 		  struct mutbuf *mb);
 
+/* Flatten (flatten.c). Deepest range entry of l. */
+uint32_t lin_max_depth(const struct lineage *l);
+const struct rng_ent *lin_rng_by_seq(const struct lineage *l, uint64_t seq);
+/* Remove range entry seq of l (logged); -ENOENT when absent. */
+int lin_rng_remove(struct lineage *l, uint64_t seq, struct mutbuf *mb);
+/* Add "grains [start,end) of l as of epoch read from tlin (LIN_ZERO/LIN_UNMAP)" with a
+ * new sequence number at a given (possibly old) epoch (logged). */
+int lin_rng_add_at(struct lineage *l, uint64_t start, uint64_t end, uint64_t epoch,
+		   uint64_t tlin, struct mutbuf *mb);
+
 enum { RES_UNMAP, RES_ZERO, RES_CHUNK };
 struct resolved {
 	int kind;

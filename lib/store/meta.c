@@ -2,6 +2,7 @@
 #include "meta.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -21,6 +22,7 @@ struct meta {
 	rocksdb_column_family_handle_t *cf[CF_COUNT];
 	rocksdb_writeoptions_t *wo;
 	rocksdb_readoptions_t *ro;
+	atomic_uint_fast64_t iter_gen; /* meta_iter_gen_bump */
 };
 
 struct meta_batch {
@@ -29,6 +31,9 @@ struct meta_batch {
 
 struct meta_iter {
 	rocksdb_iterator_t *it;
+	struct meta *m;
+	enum meta_cf cf;
+	uint64_t gen;           /* m->iter_gen when it was created */
 };
 
 int meta_open(const char *path, bool create, struct meta **out)
@@ -198,8 +203,28 @@ struct meta_iter *meta_iter_new(struct meta *m, enum meta_cf cf)
 
 	if (!it)
 		return NULL;
+	it->m = m;
+	it->cf = cf;
+	/* Read before the RocksDB iterator takes its implicit snapshot (meta_iter_renew). */
+	it->gen = atomic_load(&m->iter_gen);
 	it->it = rocksdb_create_iterator_cf(m->db, m->ro, m->cf[cf]);
 	return it;
+}
+
+void meta_iter_gen_bump(struct meta *m)
+{
+	atomic_fetch_add(&m->iter_gen, 1);
+}
+
+void meta_iter_renew(struct meta_iter *it)
+{
+	uint64_t g = atomic_load(&it->m->iter_gen);
+
+	if (g == it->gen)
+		return;
+	rocksdb_iter_destroy(it->it);
+	it->gen = g;
+	it->it = rocksdb_create_iterator_cf(it->m->db, it->m->ro, it->m->cf[it->cf]);
 }
 
 void meta_iter_free(struct meta_iter *it)

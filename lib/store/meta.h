@@ -51,6 +51,11 @@ int meta_batch_write(struct meta *m, struct meta_batch *b);
 
 struct meta_iter *meta_iter_new(struct meta *m, enum meta_cf cf);
 void meta_iter_free(struct meta_iter *it);
+/* An iterator reads the database as of its creation. Flatten replaces a range entry (RAM)
+ * by map entries (RocksDB) applied earlier: it bumps the generation when it drops the
+ * range entry, and readers renew an iterator older than that (medium_resolve does). */
+void meta_iter_gen_bump(struct meta *m);
+void meta_iter_renew(struct meta_iter *it);
 void meta_iter_seek(struct meta_iter *it, const void *key, size_t klen);
 void meta_iter_first(struct meta_iter *it);
 bool meta_iter_valid(struct meta_iter *it);
