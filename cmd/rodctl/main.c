@@ -585,16 +585,36 @@ static int c_vol_recover(int argc, char **argv, const char *usage)
 
 static void human_eradicated(json_t *r)
 {
-	printf("\"%s\" eradicated; its space returns at the next garbage collection\n", jstr(r, "name"));
+	if (json_is_integer(json_object_get(r, "job")))
+		printf("\"%s\" eradicated; job %" PRIu64 " reclaims its space (rodctl job show %" PRIu64 " --watch)\n",
+		       jstr(r, "name"), jint(r, "job"), jint(r, "job"));
+	else
+		printf("\"%s\" eradicated; its space returns at the next garbage collection\n", jstr(r, "name"));
 }
+
+static int watch_job(uint64_t id);
 
 static int c_vol_eradicate(int argc, char **argv, const char *usage)
 {
+	struct opt o[] = { { "--wait", false } };
 	const char *pos[1];
 	size_t np;
-	if (parse_args(argc, argv, NULL, 0, pos, 1, &np, usage))
+	if (parse_args(argc, argv, o, 1, pos, 1, &np, usage))
 		return EX_USAGE;
-	return call_print("vol.eradicate", json_pack("{s:s}", "name", pos[0]), human_eradicated);
+	if (!o[0].seen)
+		return call_print("vol.eradicate", json_pack("{s:s}", "name", pos[0]), human_eradicated);
+	/* --wait: follow the job that reclaims the space */
+	json_t *r;
+	int rc = rpc("vol.eradicate", json_pack("{s:s}", "name", pos[0]), &r);
+	if (rc)
+		return rc;
+	if (g_json)
+		print_json(r);
+	else
+		human_eradicated(r);
+	uint64_t id = jint(r, "job");
+	json_decref(r);
+	return id && !g_json ? watch_job(id) : EX_OK;
 }
 
 static int c_host_set(int argc, char **argv, const char *usage)
@@ -919,12 +939,18 @@ static int start_job(const char *method, json_t *params, bool wait)
 
 static int c_array_gc(int argc, char **argv, const char *usage)
 {
-	struct opt o[] = { { "--full", false }, { "--wait", false } };
+	struct opt o[] = { { "--full", false }, { "--wait", false }, { "--rate", true } };
 	const char *pos[1];
 	size_t np;
-	if (parse_args(argc, argv, o, 2, pos, 0, &np, usage))
+	uint64_t rate = 0;
+	if (parse_args(argc, argv, o, 3, pos, 0, &np, usage))
 		return EX_USAGE;
-	return start_job("array.gc", json_pack("{s:b}", "full", o[0].seen), o[1].seen);
+	if (o[2].seen && parse_size_opt("rate", o[2].value, &rate))
+		return EX_USAGE;
+	json_t *p = json_pack("{s:b}", "full", o[0].seen);
+	if (o[2].seen)
+		json_object_set_new(p, "rate", json_integer((json_int_t)rate));
+	return start_job("array.gc", p, o[1].seen);
 }
 
 static int c_vol_scrub(int argc, char **argv, const char *usage)
@@ -1433,7 +1459,7 @@ static const struct {
 	{ "vol", "create", c_vol_create, "rodctl vol create NAME --size SIZE [--block-size 512|4096]" },
 	{ "array", "space", c_array_space, "rodctl array space" },
 	{ "array", "set", c_array_set, "rodctl array set --recovery-window DURATION (e.g. 24h, 30m, 2d)" },
-	{ "array", "gc", c_array_gc, "rodctl array gc [--full] [--wait]" },
+	{ "array", "gc", c_array_gc, "rodctl array gc [--full] [--rate BYTES_PER_S] [--wait]" },
 	{ "job", "list", c_job_list, "rodctl job list" },
 	{ "job", "show", c_job_show, "rodctl job show ID [--watch]" },
 	{ "job", "cancel", c_job_cancel, "rodctl job cancel ID" },
@@ -1449,7 +1475,7 @@ static const struct {
 	{ "vol", "revert", c_vol_revert, "rodctl vol revert VOL SNAPSHOT" },
 	{ "vol", "rename", c_vol_rename, "rodctl vol rename OLD NEW" },
 	{ "vol", "recover", c_vol_recover, "rodctl vol recover NAME" },
-	{ "vol", "eradicate", c_vol_eradicate, "rodctl vol eradicate NAME" },
+	{ "vol", "eradicate", c_vol_eradicate, "rodctl vol eradicate NAME [--wait]" },
 	{ "vol", "scrub", c_vol_scrub, "rodctl vol scrub VOL [--rate BYTES_PER_S] [--wait]" },
 	{ "host", "create", c_host_create,
 	  "rodctl host create NAME --iqn IQN [--iqn IQN]... [--chap-user U --chap-secret-file F] "

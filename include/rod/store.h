@@ -98,6 +98,16 @@ int rod_store_space(struct rod_store *s, struct rod_space *out);
 /* Run one mark-and-sweep pass now (full: rewrite every segment, for recompression).
  * GC also runs by itself in the background unless opts.no_gc_thread. */
 int rod_store_gc(struct rod_store *s, bool full);
+/* rod_store_gc with progress and cancel (GC jobs). progress (may be NULL) is called
+ * before each segment is examined or moved and once at the end, with segments done and
+ * in total (total 0: still marking; every old segment is examined, then the ones worth
+ * it are moved, so total grows by those once known), segment bytes read and live bytes
+ * moved so far. Non-zero from it stops the pass there: what was moved and freed stays
+ * so (durable), and rod_store_gc_ex returns -ECANCELED. */
+int rod_store_gc_ex(struct rod_store *s, bool full,
+		    int (*progress)(void *arg, uint64_t done, uint64_t total, uint64_t bytes_read,
+				    uint64_t bytes_moved),
+		    void *arg);
 
 /* Re-wrap the data encryption key with the key in new_key_file (created 0600 when
  * absent); the store uses that file from now on (the caller records the path for the

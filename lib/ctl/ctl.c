@@ -12,6 +12,7 @@
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -86,6 +87,10 @@ struct rod_ctl {
 	pthread_cond_t reap_cv;
 	bool reap_stop;
 	struct rod_jobs *jobs;          /* own lock */
+	uint64_t gc_rate;               /* op_lock: default rate of GC jobs (bytes read/s, 0: any) */
+	/* The running GC pass of a job, for /metrics: written by the job, read by scrapes. */
+	_Atomic uint64_t gc_done, gc_total, gc_read, gc_moved;
+	atomic_bool gc_running;
 	struct rod_events *events;      /* own lock */
 	struct rod_pg *pg;              /* protection groups (pg.c), with their own lock */
 };
@@ -402,7 +407,10 @@ static void load_settings(struct rod_ctl *c)
 	json_decref(o);
 }
 
-/* Eradicate destroyed items older than the recovery window (op_lock held). */
+static int gc_submit(struct rod_ctl *c, bool full, uint64_t rate, json_t *names, const char *target, uint64_t *id);
+
+/* Eradicate destroyed items older than the recovery window (op_lock held); one
+ * eradicate job then reclaims their space. */
 static void reap_expired(struct rod_ctl *c)
 {
 	struct rod_vol_info *vols = NULL;
@@ -410,6 +418,7 @@ static void reap_expired(struct rod_ctl *c)
 	if (rod_vol_list(c->store, &vols, &n))
 		return;
 	uint64_t now = rod_wall_ns();
+	json_t *names = NULL;
 	for (size_t i = 0; i < n; i++) {
 		if (!vols[i].destroyed || vols[i].destroyed_ns + c->recovery_window_s * 1000000000ull > now)
 			continue;
@@ -418,13 +427,26 @@ static void reap_expired(struct rod_ctl *c)
 		rod_events_record(c->events, "rodd", "vol.eradicate", p, rc ? ROD_CTL_EOTHER : 0,
 				  rc ? strerror(-rc) : NULL);
 		json_decref(p);
-		if (rc)
+		if (rc) {
 			rod_warn("ctl: cannot eradicate %s (its recovery window ended): %s", vols[i].name, strerror(-rc));
-		else
-			rod_info("ctl: %s eradicated (destroyed more than %" PRIu64 " s ago); its space returns at the next GC",
-				 vols[i].name, c->recovery_window_s);
+			continue;
+		}
+		rod_info("ctl: %s eradicated (destroyed more than %" PRIu64 " s ago); a job reclaims its space",
+			 vols[i].name, c->recovery_window_s);
+		if (!names)
+			names = json_array();
+		json_array_append_new(names, json_string(vols[i].name));
 	}
 	free(vols);
+	if (names) {
+		char target[160];
+		uint64_t id;
+		snprintf(target, sizeof(target), "%zu expired item(s)", json_array_size(names));
+		int rc = gc_submit(c, false, c->gc_rate, names, target, &id);
+		if (rc)
+			rod_warn("ctl: cannot start the job reclaiming eradicated space: %s (the next GC does it)",
+				 strerror(-rc));
+	}
 }
 
 /* Finished jobs are kept in the store too (job list after a restart), the newest
@@ -1016,6 +1038,11 @@ static int m_vol_recover(struct rod_ctl *c, json_t *params, json_t **res, char *
 	if ((rc = need_vol(c, name, &vi, msg)))
 		return rc;
 	*res = vol_json(c, &vi, false);
+	/* O(1) in the engine: recorded as a finished job for the history */
+	uint64_t jid;
+	if (*res && rod_jobs_add_done(c->jobs, "recover", name, "items",
+				      json_pack("{s:s, s:I}", "name", name, "id", (json_int_t)vi.id), &jid) == 0)
+		json_object_set_new(*res, "job", json_integer((json_int_t)jid));
 	return 0;
 }
 
@@ -1039,8 +1066,17 @@ static int m_vol_eradicate(struct rod_ctl *c, json_t *params, json_t **res, char
 		snprintf(what, sizeof(what), "eradicating \"%s\"", name);
 		return store_fail(msg, rc, what);
 	}
-	rod_info("ctl: %s eradicated; its space returns at the next GC", name);
+	/* The name is free now; the space returns when a GC pass has collected it: a job
+	 * runs one (rodctl vol eradicate --wait follows it). */
+	uint64_t jid;
+	rc = gc_submit(c, false, c->gc_rate, json_pack("[s]", name), name, &jid);
+	if (rc)
+		rod_warn("ctl: cannot start the job reclaiming the space of %s: %s (the next GC does it)", name,
+			 strerror(-rc));
+	rod_info("ctl: %s eradicated; %s", name, rc ? "its space returns at the next GC" : "a job reclaims its space");
 	*res = json_pack("{s:s, s:I, s:b}", "name", name, "id", (json_int_t)vi.id, "eradicated", 1);
+	if (*res && !rc)
+		json_object_set_new(*res, "job", json_integer((json_int_t)jid));
 	return 0;
 }
 
@@ -1758,34 +1794,104 @@ static int m_host_disconnect(struct rod_ctl *c, json_t *params, json_t **res, ch
 
 /* ---- jobs ---------------------------------------------------------------------------- */
 
+/* A GC pass as a job (kind "gc", or "eradicate" when it reclaims the space of
+ * eradicated items): progress in segments (each old segment examined, then the ones
+ * worth it moved), cancellable between segments, optionally rate limited. */
 struct gc_job {
-	struct rod_store *store;
+	struct rod_ctl *c;
+	struct rod_job *job;
 	bool full;
+	uint64_t rate;          /* segment bytes read per second, 0: as fast as the disk goes */
+	uint64_t t0;
+	json_t *names;          /* eradicate: the items whose space this pass reclaims */
 };
+
+static void gc_job_free(void *arg)
+{
+	struct gc_job *g = arg;
+	json_decref(g->names);
+	free(g);
+}
+
+static int gc_progress(void *arg, uint64_t done, uint64_t total, uint64_t rd, uint64_t moved)
+{
+	struct gc_job *g = arg;
+	struct rod_ctl *c = g->c;
+	rod_job_progress(g->job, done, total);
+	atomic_store(&c->gc_done, done);
+	atomic_store(&c->gc_total, total);
+	atomic_store(&c->gc_read, rd);
+	atomic_store(&c->gc_moved, moved);
+	if (!g->rate)
+		return rod_job_cancelled(g->job);
+	/* rate limit: sleep until this much reading is due, looking for a cancel */
+	uint64_t due = g->t0 + (uint64_t)((double)rd / (double)g->rate * 1e9);
+	for (;;) {
+		if (rod_job_cancelled(g->job))
+			return 1;
+		uint64_t now = rod_now_ns();
+		if (due <= now)
+			return 0;
+		uint64_t ns = due - now < 100000000ull ? due - now : 100000000ull;
+		struct timespec ts = { 0, (long)ns };
+		nanosleep(&ts, NULL);
+	}
+}
 
 static int gc_job_run(struct rod_job *j, void *arg, json_t **result, char **err)
 {
 	struct gc_job *g = arg;
+	struct rod_ctl *c = g->c;
 	struct rod_store_stats before, after;
 	struct rod_space sb, sa;
 	(void)err;
-	rod_store_stats(g->store, &before);
-	if (rod_store_space(g->store, &sb))
+	g->job = j;
+	rod_store_stats(c->store, &before);
+	if (rod_store_space(c->store, &sb))
 		memset(&sb, 0, sizeof(sb));
-	rod_job_progress(j, 0, 1);
-	/* one engine pass; it cannot stop half-way, so the job is not cancellable */
-	int rc = rod_store_gc(g->store, g->full);
-	if (rc)
+	atomic_store(&c->gc_done, 0);
+	atomic_store(&c->gc_total, 0);
+	atomic_store(&c->gc_read, 0);
+	atomic_store(&c->gc_moved, 0);
+	atomic_store(&c->gc_running, true);
+	g->t0 = rod_now_ns();
+	int rc = rod_store_gc_ex(c->store, g->full, gc_progress, g);
+	atomic_store(&c->gc_running, false);
+	if (rc && rc != -ECANCELED)
 		return rc;
-	rod_job_progress(j, 1, 1);
-	rod_store_stats(g->store, &after);
-	if (rod_store_space(g->store, &sa))
+	rod_store_stats(c->store, &after);
+	if (rod_store_space(c->store, &sa))
 		memset(&sa, 0, sizeof(sa));
-	*result = json_pack("{s:b, s:I, s:I, s:I}", "full", g->full, "segments_freed",
-			    (json_int_t)(after.gc_segments_freed - before.gc_segments_freed), "bytes_moved",
+	/* a cancelled pass keeps what it did: the result says how much */
+	*result = json_pack("{s:b, s:I, s:I, s:I, s:I, s:I}", "full", g->full, "segments_examined",
+			    (json_int_t)atomic_load(&c->gc_done), "segments_freed",
+			    (json_int_t)(after.gc_segments_freed - before.gc_segments_freed), "bytes_read",
+			    (json_int_t)atomic_load(&c->gc_read), "bytes_moved",
 			    (json_int_t)(after.gc_bytes_moved - before.gc_bytes_moved), "bytes_freed",
 			    (json_int_t)(sb.used > sa.used ? sb.used - sa.used : 0));
-	return 0;
+	if (*result && g->names)
+		json_object_set(*result, "eradicated", g->names);
+	return rc;
+}
+
+/* Queue a GC job (op_lock held). names: eradicate job for these items (reference
+ * passed), NULL: a plain GC. */
+static int gc_submit(struct rod_ctl *c, bool full, uint64_t rate, json_t *names, const char *target, uint64_t *id)
+{
+	struct gc_job *g = calloc(1, sizeof(*g));
+	if (!g) {
+		json_decref(names);
+		return -ENOMEM;
+	}
+	g->c = c;
+	g->full = full;
+	g->rate = rate;
+	g->names = names;
+	int rc = rod_jobs_submit(c->jobs, names ? "eradicate" : "gc", target, "segments", true, gc_job_run, g,
+				 gc_job_free, id);
+	if (rc)
+		gc_job_free(g);
+	return rc;
 }
 
 struct scrub_job {
@@ -1856,21 +1962,14 @@ static int job_started(struct rod_ctl *c, uint64_t id, json_t **res, char **msg)
 
 static int m_array_gc(struct rod_ctl *c, json_t *params, json_t **res, char **msg)
 {
-	bool full;
-	uint64_t id;
+	bool full, has_rate;
+	uint64_t id, rate = c->gc_rate;
 	int rc;
-	if ((rc = param_bool(params, "full", &full, msg)))
+	if ((rc = param_bool(params, "full", &full, msg)) ||
+	    (rc = param_size(params, "rate", false, &has_rate, &rate, msg)))
 		return rc;
-	struct gc_job *g = calloc(1, sizeof(*g));
-	if (!g)
-		return ctl_fail(msg, ROD_CTL_EOTHER, "out of memory");
-	g->store = c->store;
-	g->full = full;
-	if ((rc = rod_jobs_submit(c->jobs, "gc", full ? "array (full)" : "array", "passes", false, gc_job_run, g, free,
-				  &id))) {
-		free(g);
+	if ((rc = gc_submit(c, full, rate, NULL, full ? "array (full)" : "array", &id)))
 		return store_fail(msg, rc, "starting garbage collection");
-	}
 	return job_started(c, id, res, msg);
 }
 

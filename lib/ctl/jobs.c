@@ -239,6 +239,45 @@ int rod_jobs_submit(struct rod_jobs *js, const char *kind, const char *target, c
 	return 0;
 }
 
+int rod_jobs_add_done(struct rod_jobs *js, const char *kind, const char *target, const char *unit,
+		      json_t *result, uint64_t *id)
+{
+	struct rod_job *j = calloc(1, sizeof(*j));
+	if (!j) {
+		json_decref(result);
+		return -ENOMEM;
+	}
+	snprintf(j->kind, sizeof(j->kind), "%s", kind);
+	snprintf(j->target, sizeof(j->target), "%s", target ? target : "");
+	snprintf(j->unit, sizeof(j->unit), "%s", unit ? unit : "");
+	j->state = ROD_JOB_DONE;
+	j->created_ns = j->started_ns = j->finished_ns = rod_wall_ns();
+	atomic_store(&j->done, 1);
+	atomic_store(&j->total, 1);
+	j->result = result;
+	pthread_mutex_lock(&js->lock);
+	struct rod_job **nj = js->stop ? NULL : realloc(js->jobs, (js->n + 1) * sizeof(*nj));
+	if (!nj) {
+		pthread_mutex_unlock(&js->lock);
+		job_free(j);
+		return js->stop ? -ESHUTDOWN : -ENOMEM;
+	}
+	js->jobs = nj;
+	j->id = js->next_id++;
+	js->jobs[js->n++] = j;
+	*id = j->id;
+	if (js->persist) {
+		json_t *rec = job_record(j);
+		if (rec)
+			js->persist(js->persist_arg, j->id, rec);
+		json_decref(rec);
+	}
+	trim(js);
+	pthread_cond_broadcast(&js->cv);
+	pthread_mutex_unlock(&js->lock);
+	return 0;
+}
+
 void rod_job_progress(struct rod_job *j, uint64_t done, uint64_t total)
 {
 	atomic_store(&j->total, total);

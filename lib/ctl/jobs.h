@@ -31,6 +31,12 @@ void rod_jobs_free(struct rod_jobs *js);
 int rod_jobs_submit(struct rod_jobs *js, const char *kind, const char *target, const char *unit,
 		    bool cancellable, rod_job_fn fn, void *arg, void (*free_arg)(void *), uint64_t *id);
 
+/* Record work that was done at once (O(1) in the engine, e.g. a recover) as a finished
+ * job, so the job history shows it next to the long ones: state done, progress 1/1,
+ * result (reference passed, may be NULL). Persisted like any finished job. */
+int rod_jobs_add_done(struct rod_jobs *js, const char *kind, const char *target, const char *unit,
+		      json_t *result, uint64_t *id);
+
 /* For the work: report progress (total 0: unknown), and ask whether to stop. */
 void rod_job_progress(struct rod_job *j, uint64_t done, uint64_t total);
 bool rod_job_cancelled(struct rod_job *j);

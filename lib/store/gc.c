@@ -526,7 +526,21 @@ static int drop_build(struct rod_store *s, struct citem *ci, struct mutbuf *mb)
 	return 0;
 }
 
-static int gc_pass(struct rod_store *s, bool full, bool only_if_worth)
+/* Progress and cancel for rod_store_gc_ex: reported between segments, where a pass may
+ * stop with everything it did so far durable (a freed segment's live data was moved
+ * and committed first). */
+struct gc_prog {
+	int (*fn)(void *arg, uint64_t done, uint64_t total, uint64_t bytes_read, uint64_t bytes_moved);
+	void *arg;
+	uint64_t done, total, read;
+};
+
+static int gc_report(struct gc_prog *p, uint64_t moved)
+{
+	return p && p->fn && p->fn(p->arg, p->done, p->total, p->read, moved) ? -ECANCELED : 0;
+}
+
+static int gc_pass(struct rod_store *s, bool full, bool only_if_worth, struct gc_prog *prog)
 {
 	struct reader_set rs;
 	struct gc_mark g = { 0 };
@@ -538,6 +552,8 @@ static int gc_pass(struct rod_store *s, bool full, bool only_if_worth)
 	int rc;
 
 	pthread_mutex_lock(&s->gc_lock);
+	if ((rc = gc_report(prog, 0)))
+		goto out;
 	if (full || seglog_size(s->log, s->log->cur_id) >= SEG_SIZE / 4) {
 		/* Seal the open segment so its garbage can be collected too. */
 		struct citem ci = { .kind = CI_FLUSH, .durable = true, .roll = true };
@@ -590,8 +606,20 @@ static int gc_pass(struct rod_store *s, bool full, bool only_if_worth)
 			continue;
 		ss[nss].id = ids[i];
 		ss[nss].size = seglog_size(s->log, ids[i]);
-		rc = seg_process(s, &g, &ss[nss], false, &moved, NULL);
 		nss++;
+	}
+	/* progress: every segment is examined once, then some are moved (an estimate
+	 * until the move loop ends: the live bytes of a segment are known only here) */
+	if (prog)
+		prog->total = 2 * nss;
+	for (size_t i = 0; i < nss && !rc; i++) {
+		if ((rc = gc_report(prog, moved)))
+			break;
+		rc = seg_process(s, &g, &ss[i], false, &moved, NULL);
+		if (prog) {
+			prog->done++;
+			prog->read += ss[i].size;
+		}
 	}
 	/* Cost-benefit: free space gained per byte copied, emptiest segments first. */
 	for (size_t i = 1; i < nss; i++)
@@ -600,12 +628,29 @@ static int gc_pass(struct rod_store *s, bool full, bool only_if_worth)
 			ss[j] = ss[j - 1];
 			ss[j - 1] = t;
 		}
+	if (prog && !rc) {
+		/* the segments the loop below will take, with their live bytes as the estimate
+		 * of what moving them costs */
+		uint64_t b = budget, nmove = 0;
+
+		for (size_t i = 0; i < nss; i++) {
+			double u = ss[i].size ? (double)ss[i].live / ss[i].size : 0;
+
+			if (!full && (u > 0.75 || (only_if_worth && u > 0.5) || ss[i].live > b))
+				break;
+			b -= ROD_MIN(b, ss[i].live);
+			nmove++;
+		}
+		prog->total = nss + nmove;
+	}
 	for (size_t i = 0; i < nss && !rc; i++) {
 		double u = ss[i].size ? (double)ss[i].live / ss[i].size : 0;
 
 		if (!full && (u > 0.75 || (only_if_worth && u > 0.5)))
 			break;
 		if (!full && ss[i].live > budget)
+			break;
+		if ((rc = gc_report(prog, moved)))
 			break;
 		uint64_t before = moved;
 		struct relog rl = { 0 };
@@ -618,6 +663,16 @@ static int gc_pass(struct rod_store *s, bool full, bool only_if_worth)
 		rc = seglog_remove(s->log, ss[i].id);
 		if (!rc)
 			atomic_fetch_add(&s->st_gc_freed, 1);
+		if (prog) {
+			prog->done++;
+			prog->read += ss[i].size;
+			if (prog->done > prog->total)
+				prog->total = prog->done;
+		}
+	}
+	if (prog && !rc) {
+		prog->total = prog->done;
+		(void)gc_report(prog, moved);   /* the final figures; nothing is left to stop */
 	}
 	atomic_fetch_add(&s->st_gc_moved, moved);
 	atomic_fetch_add(&s->st_gc_runs, 1);
@@ -629,14 +684,26 @@ out:
 	free(g.live.slot);
 	free(g.dead_lins);
 	pthread_mutex_unlock(&s->gc_lock);
-	if (rc)
+	if (rc == -ECANCELED)
+		rod_info("store: garbage collection pass stopped on request");
+	else if (rc)
 		rod_warn("store: garbage collection pass failed: %s", strerror(-rc));
 	return rc;
 }
 
 int rod_store_gc(struct rod_store *s, bool full)
 {
-	return gc_pass(s, full, false);
+	return gc_pass(s, full, false, NULL);
+}
+
+int rod_store_gc_ex(struct rod_store *s, bool full,
+		    int (*progress)(void *arg, uint64_t done, uint64_t total, uint64_t bytes_read,
+				    uint64_t bytes_moved),
+		    void *arg)
+{
+	struct gc_prog p = { .fn = progress, .arg = arg };
+
+	return gc_pass(s, full, false, &p);
 }
 
 void gc_maybe(struct rod_store *s)
@@ -647,7 +714,7 @@ void gc_maybe(struct rod_store *s)
 	bool pressed = space_low(s) || rod_store_over_soft_threshold(s);
 
 	if (pressed || used > last + ROD_MAX(1ull << 30, last / 4)) {
-		gc_pass(s, false, !pressed);
+		gc_pass(s, false, !pressed, NULL);
 		s->gc_last_used = space_used(s);
 	}
 }

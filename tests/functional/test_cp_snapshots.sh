@@ -91,9 +91,12 @@ s0=$(rodctl --json array space)
 rodctl vol destroy big >/dev/null
 s1=$(rodctl --json array space)
 expect_eq "$(jq .physical <<<"$s0")" "$(jq .physical <<<"$s1")" "a destroyed volume still holds its space"
-rodctl vol eradicate big | grep -q 'eradicated' || fail "human eradicate"
+out=$(rodctl vol eradicate big --wait) || fail "eradicate --wait"
+grep -q 'eradicated; job' <<<"$out" || fail "human eradicate: $out"
 expect_rc 2 rodctl vol recover big
-rodctl --json array gc --wait | jq -e '.result.segments_freed >= 1' >/dev/null || fail "GC freed no segment after eradicating big"
+# the eradicate job's GC pass reclaimed the space
+rodctl --json job list | jq -e '[.jobs[] | select(.kind == "eradicate")][-1].result.segments_freed >= 1' >/dev/null ||
+	fail "GC freed no segment after eradicating big"
 s2=$(rodctl --json array space)
 p0=$(jq .physical <<<"$s0"); p2=$(jq .physical <<<"$s2")
 u0=$(jq .used <<<"$s0"); u2=$(jq .used <<<"$s2")
