@@ -200,10 +200,9 @@ static void process(struct rod_store *s, struct commit *c, struct citem *items)
 			bool cur = g->kind != ENT_RELOC || reloc_current(s, g);
 
 			/* Overwritten since GC marked it: garbage now, unless other map entries
-			 * reference it (dedupe; it has a fingerprint then): moved without a
+			 * reference it (dedupe, or flatten, which references chunks with or
+			 * without a fingerprint): moved anyway (GC marked it live), without a
 			 * claim on the map entry it was written for (lineage 0). */
-			if (!cur && !g->red.has_fp)
-				continue;
 			memset(e, 0, sizeof(*e));
 			e->kind = g->kind;
 			e->crc = g->crc;

@@ -208,18 +208,36 @@ static int fill_step(struct rod_store *s, struct meta_iter *it, const struct rng
 			(*x)++;
 			continue;
 		}
-		if (r.run >= FL_RANGE_MIN) {
-			add_piece(st, *x, *x + r.run, r.kind == RES_ZERO ? LIN_ZERO : LIN_UNMAP);
-			*x += r.run;
+		/* A run of zeros or deallocated space: extend it while the answer stays the
+		 * same (resolution stops a run at every older block entry it looks past). */
+		uint64_t b = *x + r.run;
+		int kind = r.kind;
+
+		while (!rc && b < lim && b - *x < (1ull << 30)) {
+			struct resolved r2;
+
+			pthread_rwlock_rdlock(&s->state);
+			rc = medium_resolve(&s->media, it, g->tlin, g->tepoch,
+					    (uint64_t)((int64_t)b + g->delta), lim - b, &r2);
+			pthread_rwlock_unlock(&s->state);
+			if (rc || r2.kind != kind)
+				break;
+			b += r2.run ? r2.run : 1;
+		}
+		if (rc)
+			break;
+		if (b - *x >= FL_RANGE_MIN) {
+			add_piece(st, *x, b, kind == RES_ZERO ? LIN_ZERO : LIN_UNMAP);
+			*x = b;
 			continue;
 		}
-		uint64_t n = ROD_MIN(r.run, FL_BATCH - st->nput);
+		uint64_t n = ROD_MIN(b - *x, FL_BATCH - st->nput);
 
 		for (uint64_t i = 0; i < n; i++) {
 			if (block_at(it, st->lin, *x + i, g->epoch))
 				continue;
 			st->put[st->nput++] = (struct fl_put){
-				*x + i, { .chunk = r.kind == RES_ZERO ? CHUNK_ZERO : CHUNK_UNMAP } };
+				*x + i, { .chunk = kind == RES_ZERO ? CHUNK_ZERO : CHUNK_UNMAP } };
 		}
 		*x += n;
 	}
