@@ -43,6 +43,10 @@ char *rod_format_size(uint64_t bytes, char *buf, size_t len);
 
 /* DESIGN.md names: letters, digits, '-', '_', 1-63 characters. */
 bool rod_name_valid(const char *name);
+/* Replica volume names on a replication target: "ARRAY:NAME", both parts valid per
+ * rod_name_valid (so exactly one ':'). Only the engine accepts them; the control plane
+ * refuses ':' in names given by users. */
+bool rod_replica_name_valid(const char *name);
 
 /* Hex encode (lowercase) into out (2*len+1 bytes). */
 void rod_hex(const void *buf, size_t len, char *out);

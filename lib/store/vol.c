@@ -139,6 +139,14 @@ int vol_load_all(struct rod_store *s)
 	return rc;
 }
 
+/* Volume names: plain names, or "ARRAY:NAME" for replica volumes on a replication
+ * target (the control plane refuses ':' in names users give; snapshot suffixes are
+ * always plain names). */
+static bool vol_name_ok(const char *name)
+{
+	return rod_name_valid(name) || rod_replica_name_valid(name);
+}
+
 /* Live (not destroyed) record by name; state held. */
 struct vol_rec *vol_find_name(struct rod_store *s, const char *name)
 {
@@ -274,7 +282,7 @@ int rod_vol_create(struct rod_store *s, const char *name, uint64_t size, uint32_
 {
 	struct vop op = { .name = name, .size = size, .bs = block_size, .out = out };
 
-	if (!name || !rod_name_valid(name) || !size_ok(size, block_size))
+	if (!name || !vol_name_ok(name) || !size_ok(size, block_size))
 		return -EINVAL;
 	if (rod_random_bytes(op.uuid, 16))
 		return -EIO;
@@ -416,7 +424,7 @@ static int rename_build(struct rod_store *s, struct citem *ci, struct mutbuf *mb
 		if (!p || strncmp(op->name2, p->name, pl) || op->name2[pl] != '.' ||
 		    !rod_name_valid(op->name2 + pl + 1))
 			return -EINVAL;
-	} else if (!rod_name_valid(op->name2)) {
+	} else if (!vol_name_ok(op->name2)) {
 		return -EINVAL;
 	}
 	snprintf(r->name, sizeof(r->name), "%s", op->name2);
@@ -729,7 +737,7 @@ int rod_vol_clone(struct rod_store *s, const char *src, const char *new_name,
 	struct vop op = { .name = src, .name2 = new_name, .out = out };
 	int rc;
 
-	if (!src || !new_name || !rod_name_valid(new_name))
+	if (!src || !new_name || !vol_name_ok(new_name))
 		return -EINVAL;
 	if (rod_random_bytes(op.uuid, 16))
 		return -EIO;

@@ -100,6 +100,23 @@ bool rod_name_valid(const char *name)
 	return n >= 1 && n <= 63;
 }
 
+bool rod_replica_name_valid(const char *name)
+{
+	const char *colon = name ? strchr(name, ':') : NULL;
+	char array[64];       /* 1-63 characters + NUL */
+	size_t al;
+
+	if (!colon)
+		return false;
+	al = (size_t)(colon - name);
+	if (al < 1 || al >= sizeof(array))
+		return false;
+	memcpy(array, name, al);
+	array[al] = 0;
+	/* One ':' only: the volume part is a plain name (no ':'). */
+	return rod_name_valid(array) && rod_name_valid(colon + 1);
+}
+
 void rod_hex(const void *buf, size_t len, char *out)
 {
 	static const char d[] = "0123456789abcdef";

@@ -1,0 +1,746 @@
+/* Replication support (include/rod/store.h "Replication support", docs/engine.md):
+ * what changed between two snapshots, grains as stored, writes by fingerprint.
+ *
+ * Diff of two snapshots of one volume. Both read the volume's lineage L, at frozen
+ * epochs eb < es. A grain of L reads at epoch e the newest block entry with epoch <= e
+ * or the newest covering range entry with epoch <= e (medium.h); targets of range
+ * entries are themselves frozen views. So a grain can read differently at es than at
+ * eb only if L has a block entry or a range entry covering it with an epoch in
+ * (eb, es]. The walk enumerates those (block keys L|lba|~epoch in key order, range
+ * entries from RAM), resolves each candidate grain at es and reports what snap holds
+ * there. Nothing in the engine deletes a block entry that a snapshot still reads (GC
+ * only drops whole lineages nobody reads; a write-back crash drops entries never
+ * acknowledged as durable), so no change is missed; a rewrite of the same bytes is
+ * reported, which the contract allows.
+ *
+ * Chunk ids are segment << 20 | index, assigned once when a chunk is first stored.
+ * GC moves a chunk without changing its id (a relocation entry plus the chunk table,
+ * chunk id -> new place and format), and segment ids are never reused (segment.c keeps
+ * the newest file, even when empty, so the next id at open is always new). So a chunk
+ * id names the same bytes for the store's life; every grain deduplicated onto a chunk
+ * carries its id. */
+#include "repl.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "commit.h"
+#include "reduce_store.h"
+#include "rod/log.h"
+#include "rod/util.h"
+#include "store_int.h"
+
+#define DATA_EXTENT_GRAINS 256u   /* DATA extents are cut at 1 MiB so callers can stream */
+
+/* ---- reporting: coalesce grains into extents ---- */
+
+struct emitter {
+	int (*fn)(void *arg, uint64_t off, uint64_t len, enum rod_diff_kind kind);
+	void *arg;
+	uint64_t size;                /* snap's size in bytes: the last extent ends there */
+	bool have;
+	uint64_t g0, n;
+	enum rod_diff_kind kind;
+	struct repl_diff_stats *st;
+};
+
+static int emit_flush(struct emitter *e)
+{
+	uint64_t off = e->g0 * ROD_GRAIN, len = e->n * ROD_GRAIN;
+
+	if (!e->have)
+		return 0;
+	e->have = false;
+	if (off >= e->size)
+		return 0;
+	if (len > e->size - off)
+		len = e->size - off;
+	e->st->extents++;
+	return e->fn(e->arg, off, len, e->kind);
+}
+
+static int emit(struct emitter *e, uint64_t g, uint64_t n, enum rod_diff_kind kind)
+{
+	while (n) {
+		uint64_t take;
+
+		if (e->have && e->kind == kind && e->g0 + e->n == g &&
+		    (kind != ROD_DIFF_DATA || e->n < DATA_EXTENT_GRAINS)) {
+			take = kind == ROD_DIFF_DATA ? ROD_MIN(n, DATA_EXTENT_GRAINS - e->n) : n;
+			e->n += take;
+		} else {
+			int rc = emit_flush(e);
+
+			if (rc)
+				return rc;
+			take = kind == ROD_DIFF_DATA ? ROD_MIN(n, DATA_EXTENT_GRAINS) : n;
+			e->have = true;
+			e->g0 = g;
+			e->n = take;
+			e->kind = kind;
+		}
+		g += take;
+		n -= take;
+	}
+	return 0;
+}
+
+/* ---- resolution of one frozen view ---- */
+
+struct resolver {
+	struct rod_store *s;
+	struct meta_iter *it;
+	uint64_t lin, epoch;
+	struct repl_diff_stats *st;
+};
+
+/* What grain g holds, for how many grains (up to maxrun; DATA: 1). */
+static int resolve(struct resolver *r, uint64_t g, uint64_t maxrun, enum rod_diff_kind *kind,
+		   uint64_t *chunk, uint64_t *run)
+{
+	struct resolved res;
+	int rc;
+
+	pthread_rwlock_rdlock(&r->s->state);
+	rc = medium_resolve(&r->s->media, r->it, r->lin, r->epoch, g, maxrun, &res);
+	pthread_rwlock_unlock(&r->s->state);
+	r->st->resolves++;
+	if (rc)
+		return rc;
+	*kind = res.kind == RES_CHUNK ? ROD_DIFF_DATA :
+		res.kind == RES_ZERO ? ROD_DIFF_ZERO : ROD_DIFF_UNMAP;
+	*chunk = res.kind == RES_CHUNK ? res.v.chunk : 0;
+	*run = res.run ? ROD_MIN(res.run, maxrun) : 1;
+	return 0;
+}
+
+/* Report grains [a, b) as snap holds them. mapped_only: skip unmapped runs. */
+static int report_range(struct resolver *r, struct emitter *e, uint64_t a, uint64_t b,
+			bool mapped_only)
+{
+	while (a < b) {
+		enum rod_diff_kind kind;
+		uint64_t chunk, run;
+		int rc = resolve(r, a, b - a, &kind, &chunk, &run);
+
+		if (rc)
+			return rc;
+		if (!mapped_only || kind != ROD_DIFF_UNMAP) {
+			rc = emit(e, a, run, kind);
+			if (rc)
+				return rc;
+		}
+		a += run;
+	}
+	return 0;
+}
+
+/* ---- the epoch window of one lineage ---- */
+
+struct iv {
+	uint64_t a, b;
+};
+
+static int iv_cmp(const void *x, const void *y)
+{
+	const struct iv *p = x, *q = y;
+
+	return p->a < q->a ? -1 : p->a > q->a;
+}
+
+/* Range entries of lin with epoch in (eb, es], clipped to [g0, g1), merged into sorted
+ * disjoint intervals. */
+static int window_ranges(struct rod_store *s, uint64_t lin, uint64_t eb, uint64_t es,
+			 uint64_t g0, uint64_t g1, struct iv **out, size_t *nout,
+			 struct repl_diff_stats *st)
+{
+	struct lineage *l;
+	struct iv *v = NULL;
+	size_t n = 0, m = 0;
+
+	pthread_rwlock_rdlock(&s->state);
+	l = media_find(&s->media, lin);
+	if (l && l->nrng) {
+		v = malloc(l->nrng * sizeof(*v));
+		if (!v) {
+			pthread_rwlock_unlock(&s->state);
+			return -ENOMEM;
+		}
+		for (size_t j = 0; j < l->nrng; j++) {
+			const struct rng_ent *r = &l->rng[j];
+
+			if (r->epoch <= eb || r->epoch > es)
+				continue;
+			st->rng_entries++;
+			uint64_t a = ROD_MAX(r->start, g0), b = ROD_MIN(r->end, g1);
+
+			if (a < b)
+				v[n++] = (struct iv){ a, b };
+		}
+	}
+	pthread_rwlock_unlock(&s->state);
+	qsort(v, n, sizeof(*v), iv_cmp);
+	for (size_t i = 0; i < n; i++) {
+		if (m && v[i].a <= v[m - 1].b) {
+			if (v[i].b > v[m - 1].b)
+				v[m - 1].b = v[i].b;
+		} else {
+			v[m++] = v[i];
+		}
+	}
+	*out = v;
+	*nout = m;
+	return 0;
+}
+
+/* Block-entry keys of lin with epoch in (eb, es], in lba order. */
+struct blockscan {
+	struct meta_iter *it;
+	uint64_t lin, eb, es, g1;
+	bool started;
+	struct repl_diff_stats *st;
+};
+
+/* Next grain >= pos (and < g1) with a block entry in the window; UINT64_MAX when none. */
+static uint64_t block_next(struct blockscan *bs, uint64_t pos)
+{
+	uint8_t k[MAP_KEY_LEN];
+	bool seek = !bs->started;
+
+	if (!seek && meta_iter_valid(bs->it)) {
+		size_t kl;
+		const uint8_t *kk = meta_iter_key(bs->it, &kl);
+		uint64_t klin, klba, kep;
+
+		if (kl != MAP_KEY_LEN)
+			seek = true;
+		else {
+			map_key_decode(kk, &klin, &klba, &kep);
+			seek = klin != bs->lin || klba < pos;
+			if (klin != bs->lin && klin > bs->lin)
+				return UINT64_MAX;
+		}
+	} else if (!seek) {
+		return UINT64_MAX;
+	}
+	if (seek) {
+		map_key(k, bs->lin, pos, EPOCH_MAX);
+		meta_iter_seek(bs->it, k, sizeof(k));
+		bs->started = true;
+	}
+	for (; meta_iter_valid(bs->it); meta_iter_next(bs->it)) {
+		size_t kl;
+		const uint8_t *kk = meta_iter_key(bs->it, &kl);
+		uint64_t klin, klba, kep;
+
+		if (kl != MAP_KEY_LEN)
+			continue;
+		map_key_decode(kk, &klin, &klba, &kep);
+		bs->st->map_keys++;
+		if (klin != bs->lin || klba >= bs->g1)
+			return UINT64_MAX;
+		if (klba < pos)
+			continue;
+		if (kep > bs->eb && kep <= bs->es)
+			return klba;
+	}
+	return UINT64_MAX;
+}
+
+/* Same lineage: candidates are the window's block and range entries in [g0, g1). */
+static int diff_window(struct rod_store *s, struct resolver *r, struct emitter *e,
+		       uint64_t eb, uint64_t es, uint64_t g0, uint64_t g1)
+{
+	struct blockscan bs = { .lin = r->lin, .eb = eb, .es = es, .g1 = g1, .st = r->st };
+	struct iv *ivs = NULL;
+	size_t niv = 0, ri = 0;
+	uint64_t pos = g0, nb = UINT64_MAX;
+	bool nb_valid = false;
+	int rc;
+
+	if (g0 >= g1)
+		return 0;
+	rc = window_ranges(s, r->lin, eb, es, g0, g1, &ivs, &niv, r->st);
+	if (rc)
+		return rc;
+	bs.it = meta_iter_new(s->meta, CF_MAP);
+	if (!bs.it) {
+		free(ivs);
+		return -ENOMEM;
+	}
+	while (pos < g1) {
+		while (ri < niv && ivs[ri].b <= pos)
+			ri++;
+		if (!nb_valid || nb < pos) {
+			nb = block_next(&bs, pos);
+			nb_valid = true;
+		}
+		uint64_t rs = ri < niv ? ROD_MAX(ivs[ri].a, pos) : UINT64_MAX;
+
+		if (rs == UINT64_MAX && nb == UINT64_MAX)
+			break;
+		if (rs <= nb) {
+			/* A range entry of the window: every grain under it may have changed. */
+			rc = report_range(r, e, rs, ivs[ri].b, false);
+			pos = ivs[ri].b;
+		} else {
+			rc = report_range(r, e, nb, nb + 1, false);
+			pos = nb + 1;
+		}
+		if (rc)
+			break;
+	}
+	meta_iter_free(bs.it);
+	free(ivs);
+	return rc;
+}
+
+/* Different lineages: resolve both, report where kind or chunk differ. */
+static int diff_compare(struct resolver *rb, struct resolver *rs, struct emitter *e,
+			uint64_t g0, uint64_t g1)
+{
+	uint64_t g = g0;
+
+	while (g < g1) {
+		enum rod_diff_kind kb, ks;
+		uint64_t cb, cs, nb, ns, n;
+		int rc = resolve(rb, g, g1 - g, &kb, &cb, &nb);
+
+		if (!rc)
+			rc = resolve(rs, g, g1 - g, &ks, &cs, &ns);
+		if (rc)
+			return rc;
+		n = ROD_MIN(nb, ns);
+		if (kb != ks || cb != cs) {
+			rc = emit(e, g, n, ks);
+			if (rc)
+				return rc;
+		}
+		g += n;
+	}
+	return 0;
+}
+
+struct side {
+	struct rod_vol *v;
+	uint64_t lin, epoch, size, parent;
+};
+
+static int side_open(struct rod_store *s, const char *name, struct side *sd)
+{
+	int rc = rod_vol_open(s, name, &sd->v);
+
+	if (rc)
+		return rc;
+	pthread_rwlock_rdlock(&s->state);
+	if (sd->v->rec->destroyed || sd->v->rec->eradicated)
+		rc = -ENOENT;
+	else if (!sd->v->rec->is_snapshot)
+		rc = -EINVAL;
+	sd->lin = sd->v->rec->lineage;
+	sd->epoch = sd->v->rec->epoch;
+	sd->size = sd->v->rec->size;
+	sd->parent = sd->v->rec->parent_id;
+	pthread_rwlock_unlock(&s->state);
+	if (rc) {
+		rod_vol_close(sd->v);
+		sd->v = NULL;
+	}
+	return rc;
+}
+
+int repl_vol_diff(struct rod_store *s, const char *base, const char *snap, uint64_t start_off,
+		  int (*fn)(void *arg, uint64_t off, uint64_t len, enum rod_diff_kind kind),
+		  void *arg, struct repl_diff_stats *st)
+{
+	struct repl_diff_stats dummy;
+	struct side b = { 0 }, sn = { 0 };
+	struct resolver rs = { .s = s }, rb = { .s = s };
+	struct emitter e = { .fn = fn, .arg = arg };
+	uint64_t g0 = start_off / ROD_GRAIN, sg, bg;
+	int rc;
+
+	if (!st)
+		st = &dummy;
+	memset(st, 0, sizeof(*st));
+	if (!s || !snap || !fn)
+		return -EINVAL;
+	rc = side_open(s, snap, &sn);
+	if (rc)
+		return rc;
+	if (base) {
+		rc = side_open(s, base, &b);
+		if (rc) {
+			rod_vol_close(sn.v);
+			return rc;
+		}
+		if (b.lin == sn.lin && b.epoch > sn.epoch) {
+			rc = -EINVAL;
+			goto out;
+		}
+	}
+	e.size = sn.size;
+	e.st = st;
+	sg = (sn.size + ROD_GRAIN - 1) / ROD_GRAIN;
+	rs.lin = sn.lin;
+	rs.epoch = sn.epoch;
+	rs.st = st;
+	rs.it = meta_iter_new(s->meta, CF_MAP);
+	if (!rs.it) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	if (!base) {
+		st->method = REPL_DIFF_FULL;
+		rc = report_range(&rs, &e, g0, sg, true);
+	} else if (b.lin == sn.lin) {
+		bg = (b.size + ROD_GRAIN - 1) / ROD_GRAIN;
+		st->method = REPL_DIFF_WINDOW_SCAN;
+		rc = diff_window(s, &rs, &e, b.epoch, sn.epoch, g0, ROD_MIN(sg, bg));
+		/* Grown since base: what snap maps beyond base's end. */
+		if (!rc && sg > bg)
+			rc = report_range(&rs, &e, ROD_MAX(g0, bg), sg, true);
+	} else {
+		bg = (b.size + ROD_GRAIN - 1) / ROD_GRAIN;
+		st->method = REPL_DIFF_COMPARE;
+		rb.lin = b.lin;
+		rb.epoch = b.epoch;
+		rb.st = st;
+		rb.it = meta_iter_new(s->meta, CF_MAP);
+		if (!rb.it) {
+			rc = -ENOMEM;
+			goto out;
+		}
+		rc = diff_compare(&rb, &rs, &e, g0, ROD_MIN(sg, bg));
+		if (!rc && sg > bg)
+			rc = report_range(&rs, &e, ROD_MAX(g0, bg), sg, true);
+	}
+	if (!rc)
+		rc = emit_flush(&e);
+	/* Destroyed meanwhile: its lineage may be gone, the walk meant nothing. */
+	if (!rc) {
+		pthread_rwlock_rdlock(&s->state);
+		if (sn.v->rec->destroyed || sn.v->rec->eradicated ||
+		    (b.v && (b.v->rec->destroyed || b.v->rec->eradicated)))
+			rc = -ENOENT;
+		pthread_rwlock_unlock(&s->state);
+	}
+out:
+	meta_iter_free(rs.it);
+	meta_iter_free(rb.it);
+	if (b.v)
+		rod_vol_close(b.v);
+	rod_vol_close(sn.v);
+	return rc;
+}
+
+int rod_vol_diff(struct rod_store *s, const char *base, const char *snap, uint64_t start_off,
+		 int (*fn)(void *arg, uint64_t off, uint64_t len, enum rod_diff_kind kind),
+		 void *arg)
+{
+	return repl_vol_diff(s, base, snap, start_off, fn, arg, NULL);
+}
+
+/* ---- grains as stored ---- */
+
+/* The stored bytes of a chunk, checksum-verified, not decoded, exactly as the read path
+ * finds them (io.c chunk_read, whose GC safety this keeps): at the map value's place,
+ * or, once GC moved the chunk (its home segment is gone, or a map entry rebuilt from a
+ * relocation record points at a home whose bytes differ), where the chunk table says,
+ * in the format recorded there. Read into dst when a whole grain, else into tmp;
+ * *storedp says which, *mp the format. */
+static int repl_chunk_fetch(struct rod_store *s, const struct map_val *mvp, uint8_t *dst,
+			    uint8_t *tmp, struct map_val *mp, uint8_t **storedp)
+{
+	struct map_val m = *mvp;
+	uint64_t seg = CHUNK_SEG(m.chunk), off = m.off;
+	uint8_t *stored = dst;
+	bool moved = false;
+	int rc = -ENOENT;
+
+	for (int tries = 0; tries < 4; tries++) {
+		uint8_t k[8];
+		void *v;
+		size_t vl;
+
+		if (!m.len || m.len > ROD_GRAIN)
+			return -EBADMSG;
+		stored = m.len == ROD_GRAIN ? dst : tmp;
+		rc = seglog_read(s->log, seg, off, stored, m.len);
+		if (!rc && (moved || rod_crc32c(0, stored, m.len) == m.crc))
+			break;
+		if (rc && rc != -ENOENT)
+			break;
+		rc = -ENOENT;
+		rod_put_be64(k, m.chunk);
+		if (meta_get(s->meta, CF_CHUNK, k, 8, &v, &vl)) {
+			if (tries || !seglog_has(s->log, seg))
+				return -EIO;
+			rod_err("store: chunk %llx failed its checksum", (unsigned long long)m.chunk);
+			return -EBADMSG;
+		}
+		moved = true;
+		if (vl >= 24) {
+			const uint8_t *b = v;
+
+			seg = rod_get_be64(b);
+			off = rod_get_be64(b + 8);
+			if (vl >= 28) {
+				m.len = rod_get_be32(b + 16);
+				m.crc = rod_get_be32(b + 20);
+				m.comp = b[24];
+				m.enc_gen = rod_get_be16(b + 25);
+			}
+		}
+		free(v);
+	}
+	if (rc)
+		return rc == -ENOENT ? -EIO : rc;
+	if (rod_crc32c(0, stored, m.len) != m.crc) {
+		rod_err("store: chunk %llx failed its checksum", (unsigned long long)m.chunk);
+		return -EBADMSG;
+	}
+	*mp = m;
+	*storedp = stored;
+	return 0;
+}
+
+/* Frozen or live view of a handle (as io.c's view_get). */
+static int handle_view(struct rod_vol *v, uint64_t *lin, uint64_t *epoch, uint64_t *size,
+		       bool *ro)
+{
+	struct rod_store *s = v->s;
+	int rc = 0;
+
+	pthread_rwlock_rdlock(&s->state);
+	if (v->rec->destroyed || v->rec->eradicated) {
+		rc = -ENOENT;
+	} else if (v->is_pin) {
+		*lin = v->pin_lineage;
+		*epoch = v->pin_epoch;
+		*size = v->pin_size;
+		*ro = true;
+	} else {
+		*lin = v->rec->lineage;
+		*epoch = v->rec->is_snapshot ? v->rec->epoch : EPOCH_MAX;
+		*size = v->rec->size;
+		*ro = v->rec->is_snapshot;
+	}
+	pthread_rwlock_unlock(&s->state);
+	return rc;
+}
+
+int rod_vol_read_raw(struct rod_vol *v, uint64_t off, struct rod_grain_raw *out)
+{
+	struct rod_store *s;
+	struct meta_iter *it;
+	struct resolved res;
+	uint64_t lin, epoch, size;
+	uint8_t tmp[ROD_GRAIN], *stored;
+	struct map_val m;
+	bool ro;
+	int rc;
+
+	if (!v || !out)
+		return -EINVAL;
+	s = v->s;
+	if (off % ROD_GRAIN)
+		return -EINVAL;
+	rc = handle_view(v, &lin, &epoch, &size, &ro);
+	if (rc)
+		return rc;
+	if (off >= size)
+		return -ERANGE;
+	memset(out, 0, offsetof(struct rod_grain_raw, data));
+	it = meta_iter_new(s->meta, CF_MAP);
+	if (!it)
+		return -ENOMEM;
+	pthread_rwlock_rdlock(&s->state);
+	rc = medium_resolve(&s->media, it, lin, epoch, off / ROD_GRAIN, 1, &res);
+	pthread_rwlock_unlock(&s->state);
+	meta_iter_free(it);
+	if (rc)
+		return rc;
+	if (res.kind != RES_CHUNK) {
+		out->kind = res.kind == RES_ZERO ? ROD_DIFF_ZERO : ROD_DIFF_UNMAP;
+		return 0;
+	}
+	/* The read path's own fetch: follows the chunk table when GC moved the chunk. */
+	rc = repl_chunk_fetch(s, &res.v, out->data, tmp, &m, &stored);
+	if (rc)
+		return rc;
+	if (m.len > ROD_GRAIN || !m.len || (m.comp == COMP_NONE && m.len != ROD_GRAIN) ||
+	    m.comp > COMP_ZSTD)
+		return -EBADMSG;
+	if (m.enc_gen) {
+		if (!s->red || !s->red->have_dek) {
+			rod_err("store: chunk %llx is encrypted but the store has no data key loaded",
+				(unsigned long long)m.chunk);
+			return -EIO;
+		}
+		if (m.len < RED_MIN_STORED ||
+		    red_decrypt(&s->red->dek, m.chunk, m.enc_gen, stored, out->data, m.len))
+			return -EIO;
+	} else if (stored != out->data) {
+		memcpy(out->data, stored, m.len);
+	}
+	out->kind = ROD_DIFF_DATA;
+	out->chunk_id = m.chunk;
+	out->comp = m.comp == COMP_LZ4 ? ROD_RAW_COMP_LZ4 :
+		    m.comp == COMP_ZSTD ? ROD_RAW_COMP_ZSTD : ROD_RAW_COMP_NONE;
+	out->len = m.len;
+	return 0;
+}
+
+int rod_grain_decompress(uint8_t comp, const void *src, uint32_t len, void *dst4k)
+{
+	if (!src || !dst4k || !len || len > ROD_GRAIN)
+		return -EINVAL;
+	switch (comp) {
+	case ROD_RAW_COMP_NONE:
+		if (len != ROD_GRAIN)
+			return -EINVAL;
+		memcpy(dst4k, src, ROD_GRAIN);
+		return 0;
+	case ROD_RAW_COMP_LZ4:
+		return red_decompress(COMP_LZ4, src, len, dst4k, ROD_GRAIN) ? -EINVAL : 0;
+	case ROD_RAW_COMP_ZSTD:
+		return red_decompress(COMP_ZSTD, src, len, dst4k, ROD_GRAIN) ? -EINVAL : 0;
+	}
+	return -EINVAL;
+}
+
+uint32_t rod_grain_compress_zstd(const void *grain, void *dst)
+{
+	return red_zstd_compress(grain, ROD_GRAIN, dst, ROD_GRAIN);
+}
+
+void rod_store_fingerprint(struct rod_store *s, const void *grain, uint8_t fp[32])
+{
+	if (red_fingerprint(s->red->fpk, grain, ROD_GRAIN, fp))
+		memset(fp, 0, 32);
+}
+
+/* ---- write by fingerprint ---- */
+
+/* Does the chunk still exist (its home segment, or where GC moved it)? As
+ * reduce_store.c's check before a dedupe hit. */
+static bool chunk_alive(struct rod_store *s, uint64_t chunk)
+{
+	uint8_t k[8];
+	void *v;
+	size_t vl;
+	bool ok = false;
+
+	if (seglog_has(s->log, CHUNK_SEG(chunk)))
+		return true;
+	rod_put_be64(k, chunk);
+	if (meta_get(s->meta, CF_CHUNK, k, 8, &v, &vl))
+		return false;
+	if (vl >= 24)
+		ok = seglog_has(s->log, rod_get_be64(v));
+	free(v);
+	return ok;
+}
+
+/* The dedupe lookup of the write path for a given fingerprint (rg->fp): the generation
+ * first (a GC pass starting later makes the commit thread store the data instead), then
+ * the full 32 bytes in the fp column family. Unlike the write path it also looks while
+ * a GC pass runs (odd generation): the caller has the data to store then. */
+static void fp_lookup(struct rod_store *s, struct red_grain *rg)
+{
+	void *v;
+	size_t vl;
+
+	rg->gc_gen = atomic_load(&s->red->gc_gen);
+	if (!red_fpidx_maybe(&s->red->idx, rg->fp))
+		return;
+	if (meta_get(s->meta, CF_FP, rg->fp, RED_FP_LEN, &v, &vl))
+		return;
+	if (vl == MAP_VAL_LEN) {
+		struct map_val mv;
+
+		map_val_decode(&mv, v);
+		if (mv.chunk > CHUNK_UNMAP && chunk_alive(s, mv.chunk)) {
+			rg->dup = true;
+			rg->chunk = mv.chunk;
+			rg->off = mv.off;
+			rg->len = mv.len;
+			rg->crc = mv.crc;
+			rg->comp = mv.comp;
+			rg->enc_gen = mv.enc_gen;
+		}
+	}
+	free(v);
+}
+
+int rod_vol_write_fp(struct rod_vol *v, uint64_t off, const uint8_t fp[32], unsigned flags)
+{
+	struct rod_store *s;
+	struct cgrain cg;
+	struct citem ci;
+	struct map_val mv;
+	uint64_t lin, epoch, size, g;
+	uint8_t *data, tmp[ROD_GRAIN], *stored;
+	struct map_val m;
+	bool ro;
+	int rc;
+
+	if (!v || !fp)
+		return -EINVAL;
+	s = v->s;
+	if (off % ROD_GRAIN)
+		return -EINVAL;
+	rc = handle_view(v, &lin, &epoch, &size, &ro);
+	if (rc)
+		return rc;
+	if (ro)
+		return -EROFS;
+	if (off >= size)
+		return -ERANGE;
+	/* Dedupe off: the fingerprint table is not kept up to date, nothing to trust. */
+	if (!s->red->dedupe)
+		return -ENOENT;
+	if (space_low(s))
+		return -ENOSPC;
+	memset(&cg, 0, sizeof(cg));
+	memcpy(cg.red.fp, fp, RED_FP_LEN);
+	cg.red.has_fp = true;
+	fp_lookup(s, &cg.red);
+	if (!cg.red.dup)
+		return -ENOENT;
+	/* The chunk's clear bytes, checked: should a GC pass start before the commit, the
+	 * commit thread stores them instead of referencing the chunk (as for any write). */
+	data = malloc(ROD_GRAIN);
+	if (!data)
+		return -ENOMEM;
+	mv = (struct map_val){ .chunk = cg.red.chunk, .off = cg.red.off, .len = cg.red.len,
+			       .crc = cg.red.crc, .comp = cg.red.comp, .enc_gen = cg.red.enc_gen };
+	rc = repl_chunk_fetch(s, &mv, data, tmp, &m, &stored);
+	if (!rc && (m.comp != COMP_NONE || m.enc_gen || m.len != ROD_GRAIN))
+		rc = red_chunk_decode(s, &m, stored, data);
+	if (rc) {
+		free(data);
+		/* Freed between the lookup and the read: as if it were not there. */
+		return rc == -EIO ? -ENOENT : rc;
+	}
+	g = off / ROD_GRAIN;
+	cg.lba = g;
+	cg.kind = ENT_DATA;
+	cg.data = data;
+	cg.crc = rod_crc32c(0, data, ROD_GRAIN);
+	memset(&ci, 0, sizeof(ci));
+	ci.kind = CI_WRITE;
+	ci.durable = v->rec->cache == ROD_CACHE_WRITE_THROUGH || (flags & ROD_IO_FUA);
+	ci.rec = v->rec;
+	ci.g = &cg;
+	ci.ng = 1;
+	stripe_lock_range(s, lin, g, 1, false);
+	rc = commit_run(s, &ci);
+	stripe_unlock_range(s, lin, g, 1, false);
+	free(data);
+	if (!rc)
+		atomic_fetch_add(&s->st_user, ROD_GRAIN);
+	return rc;
+}

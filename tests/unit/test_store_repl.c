@@ -1,0 +1,602 @@
+/* Storage engine: replication support (rod_vol_diff, rod_vol_read_raw, rod_vol_write_fp,
+ * fingerprints, replica names). Diffs are checked against a brute-force comparison of
+ * the two snapshots' contents, and by applying them to a copy of the base. */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "rod/store.h"
+#include "rod/util.h"
+#include "../../lib/store/repl.h"
+
+#define MiB (1024ull * 1024)
+#define G ROD_GRAIN
+
+static char tmpl[64];
+
+static uint64_t rng_state = 88172645463325252ull;
+static uint64_t rnd(void)
+{
+	rng_state ^= rng_state << 13;
+	rng_state ^= rng_state >> 7;
+	rng_state ^= rng_state << 17;
+	return rng_state;
+}
+
+static void fill(void *buf, size_t len, uint64_t seed)
+{
+	uint64_t *p = buf;
+
+	for (size_t i = 0; i < len / 8; i++) {
+		seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+		p[i] = seed ^ i;
+	}
+}
+
+static struct rod_store *open_store(bool create, bool no_dedupe)
+{
+	struct rod_store_opts o = { .dir = tmpl, .create = create, .array_name = "test-array",
+				    .no_gc_thread = true, .no_dedupe = no_dedupe };
+	struct rod_store *s = NULL;
+
+	assert_int_equal(rod_store_open(&o, &s), 0);
+	return s;
+}
+
+static int setup(void **state)
+{
+	snprintf(tmpl, sizeof(tmpl), "/tmp/rodrepl.XXXXXX");
+	assert_non_null(mkdtemp(tmpl));
+	*state = open_store(true, false);
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	char cmd[128];
+
+	rod_store_close(*state);
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", tmpl);
+	assert_int_equal(system(cmd), 0);
+	return 0;
+}
+
+static struct rod_vol *mkvol(struct rod_store *s, const char *name, uint64_t size)
+{
+	struct rod_vol *v;
+
+	assert_int_equal(rod_vol_create(s, name, size, 512, NULL), 0);
+	assert_int_equal(rod_vol_open(s, name, &v), 0);
+	return v;
+}
+
+/* ---- what a snapshot holds, grain by grain, through the ordinary API ---- */
+
+struct image {
+	uint64_t size, ngr;
+	uint8_t *data;
+	uint8_t *kind;   /* enum rod_diff_kind per grain */
+};
+
+static bool all_zero(const uint8_t *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (p[i])
+			return false;
+	return true;
+}
+
+static void image_load(struct rod_store *s, const char *name, struct image *im)
+{
+	struct rod_vol *v;
+
+	assert_int_equal(rod_vol_open(s, name, &v), 0);
+	im->size = rod_vol_size(v);
+	im->ngr = (im->size + G - 1) / G;
+	im->data = calloc(im->ngr, G);
+	im->kind = calloc(im->ngr, 1);
+	assert_non_null(im->data);
+	assert_int_equal(rod_vol_read(v, 0, im->data, im->size), 0);
+	for (uint64_t g = 0; g < im->ngr;) {
+		bool mapped;
+		uint64_t len;
+
+		assert_int_equal(rod_vol_lba_status(v, g * G, im->size - g * G, &mapped, &len), 0);
+		uint64_t n = (len + G - 1) / G;
+
+		assert_true(n >= 1);
+		for (uint64_t i = g; i < g + n && i < im->ngr; i++)
+			im->kind[i] = !mapped ? ROD_DIFF_UNMAP :
+				      all_zero(im->data + i * G, G) ? ROD_DIFF_ZERO : ROD_DIFF_DATA;
+		g += n;
+	}
+	rod_vol_close(v);
+}
+
+static void image_free(struct image *im)
+{
+	free(im->data);
+	free(im->kind);
+}
+
+/* ---- collecting extents ---- */
+
+struct ext {
+	uint64_t off, len;
+	enum rod_diff_kind kind;
+};
+
+struct exts {
+	struct ext *e;
+	size_t n, cap;
+	size_t stop_after;   /* 0: never stop */
+};
+
+static int collect(void *arg, uint64_t off, uint64_t len, enum rod_diff_kind kind)
+{
+	struct exts *x = arg;
+
+	if (x->n == x->cap) {
+		x->cap = x->cap ? 2 * x->cap : 64;
+		x->e = realloc(x->e, x->cap * sizeof(*x->e));
+		assert_non_null(x->e);
+	}
+	x->e[x->n++] = (struct ext){ off, len, kind };
+	if (x->stop_after && x->n == x->stop_after)
+		return 7;
+	return 0;
+}
+
+/* The extents of diff(base, snap) must: be sorted, grain aligned, inside snap, DATA ones
+ * at most 1 MiB; say exactly what snap holds; cover every grain that differs. Applying
+ * them to the base gives the snapshot. */
+static void check_diff(struct rod_store *s, const char *base, const char *snap,
+		       struct repl_diff_stats *st_out)
+{
+	struct image ib = { 0 }, is;
+	struct exts x = { 0 };
+	struct repl_diff_stats st;
+	uint8_t *covered, *apply;
+
+	if (base)
+		image_load(s, base, &ib);
+	image_load(s, snap, &is);
+	assert_int_equal(repl_vol_diff(s, base, snap, 0, collect, &x, &st), 0);
+	covered = calloc(is.ngr + 1, 1);
+	apply = calloc(is.ngr + 1, G);
+	memcpy(apply, ib.data, ROD_MIN(ib.size, is.size));
+	if (ib.size < is.size && ib.size % G) /* the receiver's regrown tail reads zeros */
+		memset(apply + ib.size, 0, G - ib.size % G);
+	uint64_t prev_end = 0;
+	for (size_t i = 0; i < x.n; i++) {
+		struct ext *e = &x.e[i];
+
+		assert_true(e->off % G == 0);
+		assert_true(e->off >= prev_end);
+		assert_true(e->len > 0);
+		assert_true(e->off + e->len <= is.size);
+		assert_true(e->len % G == 0 || e->off + e->len == is.size);
+		if (e->kind == ROD_DIFF_DATA)
+			assert_true(e->len <= MiB);
+		prev_end = e->off + e->len;
+		for (uint64_t g = e->off / G; g < (e->off + e->len + G - 1) / G; g++) {
+			if (is.kind[g] != e->kind)
+				fail_msg("%s..%s: grain %llu reported kind %d, snap holds %d", base ? base : "-",
+					 snap, (unsigned long long)g, e->kind, is.kind[g]);
+			covered[g] = 1;
+			if (e->kind == ROD_DIFF_DATA)
+				memcpy(apply + g * G, is.data + g * G, G);
+			else
+				memset(apply + g * G, 0, G);
+		}
+	}
+	for (uint64_t g = 0; g < is.ngr; g++) {
+		bool differs;
+
+		if (g < ib.ngr)
+			differs = is.kind[g] != ib.kind[g] || memcmp(is.data + g * G, ib.data + g * G,
+								    ROD_MIN(G, is.size - g * G));
+		else
+			differs = is.kind[g] != ROD_DIFF_UNMAP;
+		if (differs && !covered[g])
+			fail_msg("%s..%s: grain %llu differs (kind %d -> %d) but is not reported",
+				 base ? base : "-", snap, (unsigned long long)g,
+				 g < ib.ngr ? ib.kind[g] : -1, is.kind[g]);
+	}
+	assert_memory_equal(apply, is.data, is.size);
+	if (st_out)
+		*st_out = st;
+
+	/* Resume: stop after a few extents, continue from the end of the last one. */
+	if (x.n >= 3) {
+		struct exts y = { 0 };
+		size_t k = x.n / 2;
+
+		y.stop_after = k;
+		assert_int_equal(rod_vol_diff(s, base, snap, 0, collect, &y), 7);
+		assert_int_equal(y.n, k);
+		y.stop_after = 0;
+		assert_int_equal(rod_vol_diff(s, base, snap, y.e[k - 1].off + y.e[k - 1].len, collect, &y), 0);
+		assert_int_equal(y.n, x.n);
+		for (size_t i = 0; i < x.n; i++) {
+			assert_true(y.e[i].off == x.e[i].off);
+			assert_true(y.e[i].len == x.e[i].len);
+			assert_int_equal(y.e[i].kind, x.e[i].kind);
+		}
+		free(y.e);
+	}
+	free(x.e);
+	free(covered);
+	free(apply);
+	if (base)
+		image_free(&ib);
+	image_free(&is);
+}
+
+/* ---- the random workload ---- */
+
+static uint8_t repeated[4][G];
+
+static void random_phase(struct rod_store *s, struct rod_vol *v, struct rod_vol *other,
+			 int nops)
+{
+	uint64_t size = rod_vol_size(v), ng = size / G;
+	uint8_t *buf = malloc(64 * G);
+
+	for (int i = 0; i < nops; i++) {
+		uint64_t g = rnd() % ng, n = 1 + rnd() % 16, op = rnd() % 10;
+
+		if (g + n > ng)
+			n = ng - g;
+		switch (op) {
+		case 0: case 1: case 2: /* unique data */
+			fill(buf, n * G, rnd());
+			assert_int_equal(rod_vol_write(v, g * G, buf, n * G, 0), 0);
+			break;
+		case 3: /* repeated data: dedupe */
+			for (uint64_t j = 0; j < n; j++)
+				memcpy(buf + j * G, repeated[rnd() % 4], G);
+			assert_int_equal(rod_vol_write(v, g * G, buf, n * G, 0), 0);
+			break;
+		case 4: { /* partial grains (512e) */
+			uint64_t off = g * G + 512 * (1 + rnd() % 7), len = 512 * (1 + rnd() % 12);
+
+			if (off + len > size)
+				break;
+			fill(buf, len, rnd());
+			assert_int_equal(rod_vol_write(v, off, buf, len, 0), 0);
+			break;
+		}
+		case 5: /* zero, small or large (range entry) */
+			if (rnd() % 3 == 0)
+				n = 300 + rnd() % 200;
+			if (n > ng - g)
+				n = ng - g;
+			assert_int_equal(rod_vol_zero(v, g * G, n * G), 0);
+			break;
+		case 6: /* unmap, small or large */
+			if (rnd() % 3 == 0)
+				n = 300 + rnd() % 200;
+			if (n > ng - g)
+				n = ng - g;
+			assert_int_equal(rod_vol_unmap(v, g * G, n * G), 0);
+			break;
+		case 7: { /* range copy from another volume (aligned: a range entry) */
+			uint64_t so = rnd() % (rod_vol_size(other) / G - 64), cn = n * 4;
+
+			if (cn > ng - g)
+				cn = ng - g;
+
+			assert_int_equal(rod_vol_copy(other, so * G, v, g * G, cn * G), 0);
+			break;
+		}
+		case 8: { /* misaligned copy: data moves */
+			uint64_t so = rnd() % (rod_vol_size(other) / G - 64);
+
+			if (g * G + 512 + n * G > size)
+				break;
+			assert_int_equal(rod_vol_copy(other, so * G, v, g * G + 512, n * G), 0);
+			break;
+		}
+		default: /* zeros written as data */
+			memset(buf, 0, n * G);
+			assert_int_equal(rod_vol_write(v, g * G, buf, n * G, 0), 0);
+			break;
+		}
+	}
+	free(buf);
+}
+
+static void test_diff_random(void **state)
+{
+	struct rod_store *s = *state;
+	struct rod_vol *v = mkvol(s, "src", 8 * MiB), *o = mkvol(s, "other", 4 * MiB);
+	uint8_t *buf = malloc(4 * MiB);
+	char name[64], prev[64];
+	int nsnap = 0;
+
+	for (int i = 0; i < 4; i++)
+		fill(repeated[i], G, 1000 + i);
+	fill(buf, 4 * MiB, 77);
+	assert_int_equal(rod_vol_write(o, 0, buf, 4 * MiB, 0), 0);
+	fill(buf, 4 * MiB, 78);
+	assert_int_equal(rod_vol_write(v, 0, buf, 4 * MiB, 0), 0);
+	/* The first snapshot against nothing: every mapped grain. */
+	assert_int_equal(rod_vol_snapshot(s, "src", "p0", NULL), 0);
+	check_diff(s, NULL, "src.p0", NULL);
+	snprintf(prev, sizeof(prev), "src.p0");
+	for (int phase = 1; phase <= 12; phase++) {
+		random_phase(s, v, o, 40);
+		if (phase == 4 || phase == 9) {
+			/* Revert to an older snapshot, then change a little. */
+			assert_int_equal(rod_vol_revert(s, "src", phase == 4 ? "src.p1" : "src.p8"), 0);
+			random_phase(s, v, o, 5);
+		}
+		if (phase == 6) {
+			assert_int_equal(rod_vol_resize(s, "src", 10 * MiB), 0);
+			random_phase(s, v, o, 10);
+		}
+		if (phase == 8) /* shrink to a size that is not a grain multiple */
+			assert_int_equal(rod_vol_resize(s, "src", 7 * MiB + 1536), 0);
+		if (phase == 10) {
+			assert_int_equal(rod_vol_resize(s, "src", 9 * MiB), 0);
+			random_phase(s, v, o, 10);
+		}
+		snprintf(name, sizeof(name), "p%d", phase);
+		assert_int_equal(rod_vol_snapshot(s, "src", name, NULL), 0);
+		nsnap++;
+		snprintf(name, sizeof(name), "src.p%d", phase);
+		check_diff(s, prev, name, NULL);
+		check_diff(s, NULL, name, NULL);
+		snprintf(prev, sizeof(prev), "%s", name);
+	}
+	/* Wider windows, and a resize with no write in between (equal epochs). */
+	check_diff(s, "src.p0", "src.p12", NULL);
+	check_diff(s, "src.p3", "src.p7", NULL);
+	assert_int_equal(rod_vol_resize(s, "src", 12 * MiB), 0);
+	assert_int_equal(rod_vol_snapshot(s, "src", "p13", NULL), 0);
+	check_diff(s, "src.p12", "src.p13", NULL);
+	/* Another lineage: a clone of an old snapshot, changed, against snapshots of src. */
+	assert_int_equal(rod_vol_clone(s, "src.p5", "cl", NULL), 0);
+	{
+		struct rod_vol *c;
+
+		assert_int_equal(rod_vol_open(s, "cl", &c), 0);
+		random_phase(s, c, o, 30);
+		assert_int_equal(rod_vol_snapshot(s, "cl", "s1", NULL), 0);
+		rod_vol_close(c);
+	}
+	struct repl_diff_stats st;
+	check_diff(s, "src.p5", "cl.s1", &st);
+	assert_int_equal(st.method, REPL_DIFF_COMPARE);
+	check_diff(s, "src.p12", "cl.s1", NULL);
+	/* Refusals. */
+	struct exts x = { 0 };
+	assert_int_equal(rod_vol_diff(s, "src.p5", "src.p2", 0, collect, &x), -EINVAL);
+	assert_int_equal(rod_vol_diff(s, "src.p1", "src", 0, collect, &x), -EINVAL);
+	assert_int_equal(rod_vol_diff(s, "src.p1", "nope.p1", 0, collect, &x), -ENOENT);
+	assert_int_equal(x.n, 0);
+	(void)nsnap;
+	free(buf);
+	rod_vol_close(v);
+	rod_vol_close(o);
+}
+
+/* ---- grains as stored ---- */
+
+static void test_read_raw(void **state)
+{
+	struct rod_store *s = *state;
+	struct rod_vol *v = mkvol(s, "raw", 4 * MiB);
+	uint8_t *buf = malloc(64 * G), back[G], plain[G];
+	struct rod_grain_raw r, r2;
+	int comp_seen[3] = { 0 };
+
+	/* Random (incompressible), compressible, repeated and zero grains. */
+	fill(buf, 16 * G, 5);
+	for (int i = 16; i < 32; i++) {
+		memset(buf + i * G, 'a' + i % 3, G);
+		memcpy(buf + i * G, &i, sizeof(i));
+	}
+	for (int i = 32; i < 40; i++)
+		memcpy(buf + i * G, buf + 3 * G, G); /* same as grain 3 */
+	memset(buf + 40 * G, 0, 4 * G);
+	assert_int_equal(rod_vol_write(v, 0, buf, 32 * G, 0), 0);
+	/* (a later write: grains of one write are not deduplicated against each other) */
+	assert_int_equal(rod_vol_write(v, 32 * G, buf + 32 * G, 12 * G, 0), 0);
+	assert_int_equal(rod_vol_unmap(v, 40 * G, 2 * G), 0);
+	for (uint64_t g = 0; g < 48; g++) {
+		assert_int_equal(rod_vol_read_raw(v, g * G, &r), 0);
+		assert_int_equal(rod_vol_read(v, g * G, back, G), 0);
+		if (g >= 40) {
+			assert_int_equal(r.kind, g < 42 || g >= 44 ? ROD_DIFF_UNMAP : ROD_DIFF_ZERO);
+			continue;
+		}
+		assert_int_equal(r.kind, ROD_DIFF_DATA);
+		assert_true(r.len >= 1 && r.len <= G);
+		assert_true(r.comp <= ROD_RAW_COMP_ZSTD);
+		comp_seen[r.comp]++;
+		assert_int_equal(rod_grain_decompress(r.comp, r.data, r.len, plain), 0);
+		assert_memory_equal(plain, back, G);
+	}
+	assert_true(comp_seen[ROD_RAW_COMP_NONE] > 0);
+	assert_true(comp_seen[ROD_RAW_COMP_LZ4] > 0);
+	/* Same content, same chunk. */
+	assert_int_equal(rod_vol_read_raw(v, 3 * G, &r), 0);
+	for (uint64_t g = 32; g < 40; g++) {
+		assert_int_equal(rod_vol_read_raw(v, g * G, &r2), 0);
+		assert_true(r2.chunk_id == r.chunk_id);
+	}
+	assert_int_equal(rod_vol_read_raw(v, 4 * G, &r2), 0);
+	assert_true(r2.chunk_id != r.chunk_id);
+	/* A snapshot sees the same chunk; GC relocation keeps the id. */
+	assert_int_equal(rod_vol_snapshot(s, "raw", "s", NULL), 0);
+	fill(buf, 8 * G, 6);
+	assert_int_equal(rod_vol_write(v, 0, buf, 8 * G, 0), 0); /* garbage for GC */
+	assert_int_equal(rod_store_gc(s, true), 0);
+	{
+		struct rod_vol *sn;
+
+		assert_int_equal(rod_vol_open(s, "raw.s", &sn), 0);
+		assert_int_equal(rod_vol_read_raw(sn, 35 * G, &r2), 0);
+		assert_true(r2.chunk_id == r.chunk_id);
+		assert_int_equal(rod_vol_read(sn, 35 * G, back, G), 0);
+		assert_int_equal(rod_grain_decompress(r2.comp, r2.data, r2.len, plain), 0);
+		assert_memory_equal(plain, back, G);
+		for (uint64_t g = 0; g < 40; g++) {
+			assert_int_equal(rod_vol_read_raw(sn, g * G, &r2), 0);
+			assert_int_equal(rod_vol_read(sn, g * G, back, G), 0);
+			assert_int_equal(rod_grain_decompress(r2.comp, r2.data, r2.len, plain), 0);
+			assert_memory_equal(plain, back, G);
+		}
+		rod_vol_close(sn);
+	}
+	/* Alignment and range. */
+	assert_int_equal(rod_vol_read_raw(v, 512, &r), -EINVAL);
+	assert_int_equal(rod_vol_read_raw(v, 4 * MiB, &r), -ERANGE);
+	/* zstd helper: round trip, and 0 for incompressible data. */
+	{
+		uint8_t z[G];
+		uint32_t zl = rod_grain_compress_zstd(buf + 0 * G, z);
+
+		assert_int_equal(zl, 0);
+		memset(plain, 'q', G);
+		zl = rod_grain_compress_zstd(plain, z);
+		assert_true(zl > 0 && zl < G);
+		assert_int_equal(rod_grain_decompress(ROD_RAW_COMP_ZSTD, z, zl, back), 0);
+		assert_memory_equal(back, plain, G);
+		assert_int_equal(rod_grain_decompress(ROD_RAW_COMP_ZSTD, z, zl - 1, back), -EINVAL);
+		assert_int_equal(rod_grain_decompress(ROD_RAW_COMP_NONE, z, 100, back), -EINVAL);
+		assert_int_equal(rod_grain_decompress(9, z, zl, back), -EINVAL);
+	}
+	free(buf);
+	rod_vol_close(v);
+}
+
+/* ---- write by fingerprint ---- */
+
+static void test_write_fp(void **state)
+{
+	struct rod_store *s = *state;
+	struct rod_vol *v = mkvol(s, "fpa", 4 * MiB), *w = mkvol(s, "fpb", 4 * MiB);
+	uint8_t buf[4 * G], back[G], fp[32], fp2[32];
+	struct rod_space sp0, sp1;
+
+	fill(buf, sizeof(buf), 9);
+	assert_int_equal(rod_vol_write(v, 0, buf, sizeof(buf), 0), 0);
+	assert_int_equal(rod_store_space(s, &sp0), 0);
+	for (int i = 0; i < 4; i++) {
+		rod_store_fingerprint(s, buf + i * G, fp);
+		assert_int_equal(rod_vol_write_fp(w, (uint64_t)(10 + i) * G, fp, 0), 0);
+		assert_int_equal(rod_vol_read(w, (uint64_t)(10 + i) * G, back, G), 0);
+		assert_memory_equal(back, buf + i * G, G);
+	}
+	assert_int_equal(rod_store_space(s, &sp1), 0);
+	assert_true(sp1.physical == sp0.physical);
+	assert_true(sp1.logical == sp0.logical + 4 * G);
+	/* Same bytes, same fingerprint; a different grain, a different one. */
+	rod_store_fingerprint(s, buf, fp);
+	rod_store_fingerprint(s, buf, fp2);
+	assert_memory_equal(fp, fp2, 32);
+	rod_store_fingerprint(s, buf + G, fp2);
+	assert_memory_not_equal(fp, fp2, 32);
+	/* Unknown fingerprint. */
+	memset(fp2, 0x5a, sizeof(fp2));
+	assert_int_equal(rod_vol_write_fp(w, 0, fp2, 0), -ENOENT);
+	uint8_t other[G];
+	fill(other, G, 12345);
+	rod_store_fingerprint(s, other, fp2);
+	assert_int_equal(rod_vol_write_fp(w, 0, fp2, 0), -ENOENT);
+	/* Durable and shared: survives a restart, read_raw gives the same chunk. */
+	{
+		struct rod_grain_raw ra, rb;
+
+		assert_int_equal(rod_vol_read_raw(v, 0, &ra), 0);
+		assert_int_equal(rod_vol_read_raw(w, 10 * G, &rb), 0);
+		assert_true(ra.chunk_id == rb.chunk_id);
+	}
+	rod_vol_close(v);
+	rod_vol_close(w);
+	rod_store_close(s);
+	s = *state = open_store(false, false);
+	assert_int_equal(rod_vol_open(s, "fpb", &w), 0);
+	assert_int_equal(rod_vol_read(w, 11 * G, back, G), 0);
+	assert_memory_equal(back, buf + G, G);
+	/* Refusals: a snapshot, misalignment, past the end. */
+	assert_int_equal(rod_vol_snapshot(s, "fpb", "s", NULL), 0);
+	{
+		struct rod_vol *sn;
+
+		assert_int_equal(rod_vol_open(s, "fpb.s", &sn), 0);
+		assert_int_equal(rod_vol_write_fp(sn, 0, fp, 0), -EROFS);
+		rod_vol_close(sn);
+	}
+	assert_int_equal(rod_vol_write_fp(w, 512, fp, 0), -EINVAL);
+	assert_int_equal(rod_vol_write_fp(w, 4 * MiB, fp, 0), -ERANGE);
+	assert_int_equal(rod_vol_write_fp(w, 0, fp, ROD_IO_FUA), 0);
+	rod_vol_close(w);
+	/* Dedupe switched off: the fingerprint table is not kept, nothing is found. */
+	rod_store_close(s);
+	s = *state = open_store(false, true);
+	assert_int_equal(rod_vol_open(s, "fpb", &w), 0);
+	assert_int_equal(rod_vol_write_fp(w, 0, fp, 0), -ENOENT);
+	rod_vol_close(w);
+}
+
+/* ---- replica names ---- */
+
+static void test_replica_names(void **state)
+{
+	struct rod_store *s = *state;
+	struct rod_vol_info info;
+
+	assert_true(rod_replica_name_valid("arr1:db"));
+	assert_false(rod_replica_name_valid("db"));
+	assert_false(rod_replica_name_valid("a:b:c"));
+	assert_false(rod_replica_name_valid(":db"));
+	assert_false(rod_replica_name_valid("arr:"));
+	assert_false(rod_replica_name_valid("arr:d.b"));
+	assert_false(rod_name_valid("arr1:db"));
+	assert_int_equal(rod_vol_create(s, "arr1:db", MiB, 512, &info), 0);
+	assert_string_equal(info.name, "arr1:db");
+	assert_int_equal(rod_vol_snapshot(s, "arr1:db", "r1", &info), 0);
+	assert_string_equal(info.name, "arr1:db.r1");
+	assert_int_equal(rod_vol_snapshot(s, "arr1:db", "x:y", NULL), -EINVAL);
+	assert_int_equal(rod_vol_clone(s, "arr1:db.r1", "arr1:db2", NULL), 0);
+	assert_int_equal(rod_vol_rename(s, "arr1:db2", "arr2:db2"), 0);
+	assert_int_equal(rod_vol_info_get(s, "arr2:db2", &info), 0);
+	assert_int_equal(rod_vol_rename(s, "arr2:db2", "plain"), 0);
+	assert_int_equal(rod_vol_rename(s, "plain", "bad:na:me"), -EINVAL);
+	assert_int_equal(rod_vol_create(s, "a:b:c", MiB, 512, NULL), -EINVAL);
+	assert_int_equal(rod_vol_create(s, ":b", MiB, 512, NULL), -EINVAL);
+	assert_int_equal(rod_vol_clone(s, "arr1:db", "x:", NULL), -EINVAL);
+	/* Rename of a replica's snapshot keeps the "ARRAY:NAME." prefix. */
+	assert_int_equal(rod_vol_rename(s, "arr1:db.r1", "arr1:db.r2"), 0);
+	assert_int_equal(rod_vol_info_get(s, "arr1:db.r2", &info), 0);
+	assert_true(info.is_snapshot);
+	/* And they survive a restart. */
+	rod_store_close(s);
+	s = *state = open_store(false, false);
+	assert_int_equal(rod_vol_info_get(s, "arr1:db.r2", &info), 0);
+	assert_int_equal(rod_vol_info_get(s, "arr1:db", &info), 0);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_diff_random, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_read_raw, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_write_fp, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_replica_names, setup, teardown),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
