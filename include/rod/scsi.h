@@ -94,12 +94,22 @@ struct rod_scsi_cmd {
 	uint8_t status;               /* SAM status */
 	uint8_t sense[ROD_SCSI_SENSE_MAX];
 	uint8_t sense_len;
+	/* Set by lib/scsi when task management from another I_T nexus (CLEAR TASK SET,
+	 * LOGICAL UNIT RESET, TARGET RESET, PREEMPT AND ABORT; TAS=0) aborted the command:
+	 * the transport sends no response. The transport initialises it to false. */
+	bool aborted;
+	/* Arrival stamp (rod_scsi_cmd_received); 0: stamped at rod_scsi_exec. */
+	uint64_t arrival;
 	/* completion: called exactly once, from any thread (maybe inside rod_scsi_exec) */
 	void (*done)(struct rod_scsi_cmd *cmd);
 	void *transport_priv;
 	/* owned by lib/scsi while the command runs */
 	void *scsi_priv[8];
 };
+
+/* Stamp a command when it arrives, before its Data-Out is in: a reset or CLEAR TASK
+ * SET from another nexus between arrival and rod_scsi_exec then aborts it at exec. */
+void rod_scsi_cmd_received(struct rod_scsi_target *t, struct rod_scsi_cmd *cmd);
 
 /* Execute one command. cmd->done runs when it is finished. */
 void rod_scsi_exec(struct rod_scsi_target *t, struct rod_scsi_cmd *cmd);
@@ -118,9 +128,17 @@ enum rod_scsi_tmf {
 	ROD_TMF_TASK_REASSIGN,
 	ROD_TMF_QUERY_TASK,
 };
-/* Returns 0 (function complete), -ENOENT (no such LUN), -EOPNOTSUPP (not supported). */
+/* Returns 0 (function complete), -ENOENT (no such LUN), -EOPNOTSUPP (not supported).
+ * Tasks of other nexuses that the function aborts (CLEAR TASK SET and LOGICAL UNIT
+ * RESET on that LU, TARGET WARM/COLD RESET on every LU) get cmd->aborted; the tasks of
+ * n itself are the transport's to abort (ABORT TASK, ABORT TASK SET only touch n). */
 int rod_scsi_tmf(struct rod_scsi_target *t, struct rod_scsi_nexus *n, enum rod_scsi_tmf fn,
 		 uint64_t lun);
+/* The same, but when aborted tasks of other nexuses are still running it returns 1 and
+ * calls done(arg) (from any thread) once all of them have finished: the TMF response
+ * must wait for that (SAM-5: the function completes when the tasks are gone). */
+int rod_scsi_tmf_async(struct rod_scsi_target *t, struct rod_scsi_nexus *n,
+		       enum rod_scsi_tmf fn, uint64_t lun, void (*done)(void *arg), void *arg);
 
 /* Decode a SAM LUN field (8 bytes, as in the iSCSI BHS) to a flat LUN number, and back. */
 uint64_t rod_scsi_lun_decode(const uint8_t lun[8]);

@@ -381,6 +381,21 @@ void rod_iscsi_task_complete(struct iscsi_task *t)
 		rod_iscsi_task_free(t);
 		return;
 	}
+	if (t->tmf_wait) {
+		/* the other sessions' tasks of a TMF are gone: its response may go */
+		struct iscsi_tmf *m = t->tmf_wait;
+		rod_iscsi_task_free(t);
+		if (m->waiting)
+			m->waiting--;
+		tmf_progress(c);
+		return;
+	}
+	if (t->cmd.aborted) {
+		/* Aborted by task management of another session (CLEAR TASK SET, LU or
+		 * target reset, PREEMPT AND ABORT; TAS=0): no response; the initiator
+		 * learns it from the unit attention (SAM-5 5.6). */
+		t->aborted = true;
+	}
 	if (t->aborted) {
 		/* RFC 7143 4.2.3.x: an aborted task gets no response; its TMF may now go. */
 		struct iscsi_tmf *m = t->tmf;
@@ -452,6 +467,7 @@ static int rx_scsi_cmd_header(struct iscsi_conn *c)
 	memcpy(t->lun_raw, h + 8, 8);
 	struct rod_scsi_cmd *cmd = &t->cmd;
 	cmd->nexus = &c->nexus;
+	rod_scsi_cmd_received(c->srv->scsi, cmd);
 	cmd->lun = rod_scsi_lun_decode(h + 8);
 	cmd->tag = itt;
 	cmd->attr = attr_map[fl & ISCSI_CMD_ATTR_MASK];
@@ -804,6 +820,23 @@ static int rx_logout(struct iscsi_conn *c)
 	return 0;
 }
 
+/* ---- asynchronous messages ----------------------------------------------------------- */
+
+void rod_iscsi_conn_send_async(struct iscsi_conn *c, uint8_t event, uint16_t param2,
+			       uint16_t param3)
+{
+	struct iscsi_pdu *p = pdu_new(c, ISCSI_OP_ASYNC, ISCSI_FINAL, ISCSI_RSVD_TAG);
+	if (!p) {
+		rod_iscsi_conn_close(c, "out of memory");
+		return;
+	}
+	put_sns(c, p->hdr, true);
+	p->hdr[36] = event;
+	rod_put_be16(p->hdr + 40, param2);
+	rod_put_be16(p->hdr + 42, param3);
+	rod_iscsi_conn_send(c, p);
+}
+
 /* ---- task management ----------------------------------------------------------------- */
 
 enum {
@@ -863,6 +896,8 @@ static void tmf_progress(struct iscsi_conn *c)
 
 static void task_abort(struct iscsi_task *t, struct iscsi_tmf *m)
 {
+	if (t->tmf_wait)
+		return;
 	if (t->state == TASK_DATA_OUT) {
 		rod_iscsi_task_free(t);
 	} else if (t->state == TASK_EXEC && !t->aborted) {
@@ -871,6 +906,13 @@ static void task_abort(struct iscsi_task *t, struct iscsi_tmf *m)
 		m->waiting++;
 	}
 	/* TASK_RESPONDED: already answered, nothing to abort. */
+}
+
+/* From the SCSI core (any thread): every task of other sessions is gone. */
+static void tmf_wait_done(void *arg)
+{
+	struct rod_scsi_cmd *cmd = arg;
+	cmd->done(cmd);
 }
 
 static int rx_tmf(struct iscsi_conn *c)
@@ -901,7 +943,29 @@ static int rx_tmf(struct iscsi_conn *c)
 	m->itt = itt;
 	m->response = TMF_RSP_COMPLETE;
 
-	int r = rod_scsi_tmf(c->srv->scsi, &c->nexus, rule->scsi_fn, lun);
+	/* Tasks of other sessions this function aborts are tracked by a stand-in task
+	 * that "completes" through the completion queues once they are all gone. */
+	struct iscsi_task *w = task_new(c, ISCSI_RSVD_TAG);
+	if (!w) {
+		free(m);
+		return -ENOMEM;
+	}
+	task_unhash(w);
+	w->state = TASK_EXEC;
+	w->tmf_wait = m;
+	w->cmd.lun = UINT64_MAX;   /* matches no LUN of a per-LUN abort */
+	w->cmd.done = rod_iscsi_done_fn();
+	w->cmd.transport_priv = w;
+	c->nexec++;
+	int r = rod_scsi_tmf_async(c->srv->scsi, &c->nexus, rule->scsi_fn, lun, tmf_wait_done,
+				   &w->cmd);
+	if (r == 1) {
+		m->waiting++;
+		r = 0;
+	} else {
+		c->nexec--;
+		rod_iscsi_task_free(w);
+	}
 	if (r == -ENOENT && rule->per_lun) {
 		m->response = TMF_RSP_NO_LUN;
 	} else if (r == -EOPNOTSUPP) {

@@ -66,6 +66,10 @@ struct iscsi_task {
 	bool immediate;                   /* does not count in the CmdSN window */
 	bool aborted;                     /* response suppressed (task management) */
 	struct iscsi_tmf *tmf;            /* the TMF waiting for this task */
+	struct iscsi_tmf *tmf_wait;       /* not a command: stands for the tasks of other
+	                                     sessions this TMF aborted; "completes" (through
+	                                     the usual completion queues) once the SCSI core
+	                                     says they are all gone */
 	uint8_t lun_raw[8];
 	uint8_t *buf;
 	uint32_t buf_class;
@@ -204,6 +208,7 @@ struct iscsi_conn {
 	uint64_t nop_sent_ns;             /* 0: no ping outstanding */
 	uint32_t nop_ttt;
 	bool logout_pending;
+	bool async_logout_sent;           /* server stopping: AsyncEvent 1 sent */
 };
 
 struct iscsi_pool_buf {
@@ -291,6 +296,10 @@ int rod_iscsi_rx_header(struct iscsi_conn *c);
 int rod_iscsi_rx_pdu(struct iscsi_conn *c, bool data_digest_ok);
 void rod_iscsi_task_complete(struct iscsi_task *t);
 void rod_iscsi_conn_timer(struct iscsi_conn *c, uint64_t now);
+/* RFC 7143 11.9.1 Async Message: event 1 (log out within param3 seconds) or 3 (the
+ * target drops the session; Time2Wait / Time2Retain in param2 / param3). */
+void rod_iscsi_conn_send_async(struct iscsi_conn *c, uint8_t event, uint16_t param2,
+			       uint16_t param3);
 void rod_iscsi_conn_release_session(struct iscsi_conn *c);
 void rod_iscsi_conn_abort_tasks(struct iscsi_conn *c);
 void rod_iscsi_task_free(struct iscsi_task *t);

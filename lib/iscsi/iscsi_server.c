@@ -746,13 +746,19 @@ static void thread_timers(struct iscsi_thread *t)
 	}
 }
 
-/* Stopping: stop reading, let tasks finish, flush, close. A peer that does not read
- * its answers cannot hold the stop up for more than ISCSI_STOP_GRACE_NS. */
+/* Stopping. First every logged-in normal session is asked to log out (RFC 7143
+ * 11.9.1 AsyncEvent 1, within ISCSI_STOP_LOGOUT_S seconds) and keeps being served
+ * meanwhile, so an initiator finishes cleanly and knows to come back later. Then, or
+ * once it has logged out: stop reading, let tasks finish, flush, close (a session still
+ * there is told first, AsyncEvent 3 with Time2Wait/Time2Retain). A peer that does not
+ * read its answers cannot hold the stop up for more than ISCSI_STOP_GRACE_NS. */
+#define ISCSI_STOP_LOGOUT_S 2u
 #define ISCSI_STOP_GRACE_NS (10ull * 1000000000ull)
 static void thread_stop_conns(struct iscsi_thread *t, uint64_t since)
 {
 	uint64_t now = rod_now_ns();
 	bool force = now > since && now - since > ISCSI_STOP_GRACE_NS;
+	bool asking = now < since + ISCSI_STOP_LOGOUT_S * 1000000000ull;
 	struct iscsi_conn *c = t->conns;
 	while (c) {
 		struct iscsi_conn *n = c->next;
@@ -760,6 +766,19 @@ static void thread_stop_conns(struct iscsi_thread *t, uint64_t since)
 			rod_iscsi_conn_close(c, "server stopping (grace period over)");
 			c = n;
 			continue;
+		}
+		if (c->state == CONN_FFP && !c->discovery && c->pollable) {
+			if (!c->async_logout_sent) {
+				c->async_logout_sent = true;
+				rod_iscsi_conn_send_async(c, 1, 0, ISCSI_STOP_LOGOUT_S);
+			}
+			if (asking) {
+				c = n;
+				continue;
+			}
+			/* did not log out in time: say the session is being dropped */
+			rod_iscsi_conn_send_async(c, 3, (uint16_t)c->params.time2wait,
+						  (uint16_t)c->params.time2retain);
 		}
 		if (c->state == CONN_LOGIN || c->state == CONN_FFP) {
 			c->state = CONN_CLOSING;

@@ -199,12 +199,32 @@ void rod_task_done(struct rod_scsi_task *t)
 {
 	struct rod_scsi_target *tgt = t->tgt;
 	struct rod_scsi_cmd *c = t->cmd;
+	struct rod_tmf_wait *w = NULL;
+	if (t->on_lu) {
+		struct rod_scsi_lu *lu = t->lu;
+		pthread_mutex_lock(&lu->lock);
+		if (t->lu_prev)
+			t->lu_prev->lu_next = t->lu_next;
+		else
+			lu->tasks = t->lu_next;
+		if (t->lu_next)
+			t->lu_next->lu_prev = t->lu_prev;
+		c->aborted = t->aborted;
+		w = t->wait;
+		pthread_mutex_unlock(&lu->lock);
+	}
 	rod_stats_task_done(t);
 	if (t->lu)
 		rod_lu_put(t->lu);
 	free(t->buf);
 	free(t);
 	c->done(c);
+	/* The task is gone from the LU: a TMF waiting for it may answer now (its own
+	 * response follows this one's suppression, which c->done has queued). */
+	if (w && atomic_fetch_sub(&w->count, 1) == 1) {
+		w->cb(w->arg);
+		free(w);
+	}
 	rod_target_task_end(tgt);
 }
 
@@ -331,6 +351,9 @@ void rod_scsi_exec(struct rod_scsi_target *tgt, struct rod_scsi_cmd *cmd)
 	cmd->sense_len = 0;
 	cmd->in_len = 0;
 	cmd->xfer_len = 0;
+	cmd->aborted = false;
+	if (!cmd->arrival)
+		rod_scsi_cmd_received(tgt, cmd);
 	rod_target_task_begin(tgt);
 	if (atomic_load_explicit(&tgt->soft_pending, memory_order_relaxed) &&
 	    atomic_exchange(&tgt->soft_pending, false))
@@ -356,8 +379,27 @@ void rod_scsi_exec(struct rod_scsi_target *tgt, struct rod_scsi_cmd *cmd)
 		rod_lu_put(t->lu);
 		t->lu = NULL;
 	}
-	if (t->lu)
+	if (t->lu) {
 		t->bs = rod_vol_block_size(t->lu->vol);
+		/* Join the LU's task list (task management sweeps it), unless a reset or
+		 * CLEAR TASK SET from another nexus came after this command arrived. */
+		struct rod_scsi_lu *lu = t->lu;
+		uint32_t idx = t->nexus ? t->nexus->index : UINT32_MAX;
+		pthread_mutex_lock(&lu->lock);
+		if (idx < lu->ua_cap && cmd->arrival <= lu->abort_gen[idx]) {
+			pthread_mutex_unlock(&lu->lock);
+			rod_lu_put(lu);
+			t->lu = NULL;
+			cmd->aborted = true;
+			goto finish;
+		}
+		t->lu_next = lu->tasks;
+		if (lu->tasks)
+			lu->tasks->lu_prev = t;
+		lu->tasks = t;
+		t->on_lu = true;
+		pthread_mutex_unlock(&lu->lock);
+	}
 
 	unsigned glen = cdb_group_len(opcode);
 	const struct rod_scsi_op *op = NULL;

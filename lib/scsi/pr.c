@@ -63,6 +63,12 @@ static void reg_ua(struct rod_scsi_lu *lu, const struct rod_pr_reg *r, uint32_t 
 	}
 }
 
+/* The tasks PREEMPT AND ABORT aborted are gone: the PR OUT completes. */
+static void pr_abort_done(void *arg)
+{
+	rod_task_done(arg);
+}
+
 /* ---- persistence (APTPL) --------------------------------------------------------- */
 
 static void pr_key(struct rod_scsi_lu *lu, char *key, size_t len)
@@ -468,6 +474,8 @@ void rod_spc_pr_out(struct rod_scsi_task *t)
 	}
 	int me = reg_find(lu, t->nexus);
 	bool changed = false, gen = false;
+	int victims[ROD_PR_MAX_REGS];     /* PREEMPT AND ABORT: nexus indexes to abort */
+	unsigned nvictims = 0;
 	switch (sa) {
 	case 0: /* REGISTER */
 	case 6: /* REGISTER AND IGNORE EXISTING KEY */
@@ -572,6 +580,9 @@ void rod_spc_pr_out(struct rod_scsi_task *t)
 			bool victim = (int)k != me && (take && sakey == 0 ? true : r->key == sakey);
 			if (victim) {
 				reg_ua(lu, r, ROD_UA_REG_PREEMPTED);
+				int vi = rod_nexus_index_find(lu->tgt, r->iport, r->rel_port);
+				if (sa == 5 && vi >= 0 && vi != me_idx)
+					victims[nvictims++] = vi;
 				memmove(r, r + 1, (pr->nregs - k - 1) * sizeof(*r));
 				pr->nregs--;
 				if (me > (int)k)
@@ -672,6 +683,22 @@ unlock:
 	pthread_mutex_unlock(&lu->lock);
 	if (result == PR_CONFLICT)
 		rod_task_status(t, SAM_STAT_RESERVATION_CONFLICT);
+	if (result == PR_OK && nvictims) {
+		/* SPC-4 5.12.11.2.6: PREEMPT AND ABORT aborts every task of the preempted
+		 * I_T nexuses on this LU (TAS=0: no response; they see 2A/05), and the
+		 * command completes once those tasks are gone. */
+		struct rod_tmf_wait *w = malloc(sizeof(*w));
+		if (w) {
+			atomic_init(&w->count, 1);
+			w->cb = pr_abort_done;
+			w->arg = t;
+		}
+		for (unsigned i = 0; i < nvictims; i++)
+			rod_lu_abort_tasks(lu, victims[i], -1, t, w, 0);
+		if (w && atomic_fetch_sub(&w->count, 1) != 1)
+			return;   /* pr_abort_done finishes t */
+		free(w);
+	}
 done:
 	rod_task_done(t);
 }

@@ -143,8 +143,21 @@ fail:
 
 /* ---- WRITE, WRITE AND VERIFY --------------------------------------------------------- */
 
+static void write_common(struct rod_scsi_task *t, bool fua);
+
+static void write_resume(struct rod_scsi_task *t)
+{
+	write_common(t, t->arg[3] != 0);
+}
+
 static void write_common(struct rod_scsi_task *t, bool fua)
 {
+	if (t->stage == 0) {
+		t->stage = 1;
+		t->arg[3] = fua;
+		if (rod_task_test_delay(t, write_resume))
+			return;
+	}
 	decode_rw(t);
 	if (!check_xfer(t, false))
 		goto fail;

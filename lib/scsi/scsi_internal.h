@@ -61,6 +61,8 @@ enum {
 #define ASC_WRITE_PROTECTED ROD_ASC(0x27, 0x00)
 #define ASC_SPACE_ALLOC_FAILED_WRITE_PROTECT ROD_ASC(0x27, 0x07)
 #define ASC_POWER_ON_OCCURRED ROD_ASC(0x29, 0x00)
+#define ASC_SCSI_BUS_RESET_OCCURRED ROD_ASC(0x29, 0x02)
+#define ASC_BUS_DEVICE_RESET_FUNCTION_OCCURRED ROD_ASC(0x29, 0x03)
 #define ASC_MODE_PARAMETERS_CHANGED ROD_ASC(0x2A, 0x01)
 #define ASC_RESERVATIONS_PREEMPTED ROD_ASC(0x2A, 0x03)
 #define ASC_RESERVATIONS_RELEASED ROD_ASC(0x2A, 0x04)
@@ -152,16 +154,21 @@ enum {
 
 /* ---- Unit attentions: bits in a per (nexus, LU) mask; lower bit = reported first -- */
 enum rod_ua {
-	ROD_UA_POWER_ON = 1u << 0,        /* 29/00 */
-	ROD_UA_RES_PREEMPTED = 1u << 1,   /* 2A/03 */
-	ROD_UA_RES_RELEASED = 1u << 2,    /* 2A/04 */
-	ROD_UA_REG_PREEMPTED = 1u << 3,   /* 2A/05 */
-	ROD_UA_MODE_CHANGED = 1u << 4,    /* 2A/01 */
-	ROD_UA_CAPACITY = 1u << 5,        /* 2A/09 */
-	ROD_UA_LUNS_CHANGED = 1u << 6,    /* 3F/0E */
-	ROD_UA_SOFT_THRESHOLD = 1u << 7,  /* 38/07 */
-	ROD_UA_COUNT = 8,
+	ROD_UA_POWER_ON = 1u << 0,        /* 29/00 (nexus login, new LU, TARGET COLD RESET) */
+	ROD_UA_BUS_RESET = 1u << 1,       /* 29/02 SCSI BUS RESET OCCURRED (TARGET WARM RESET) */
+	ROD_UA_BDR = 1u << 2,             /* 29/03 BUS DEVICE RESET FUNCTION OCCURRED (LU reset) */
+	ROD_UA_RES_PREEMPTED = 1u << 3,   /* 2A/03 */
+	ROD_UA_RES_RELEASED = 1u << 4,    /* 2A/04 */
+	ROD_UA_REG_PREEMPTED = 1u << 5,   /* 2A/05 */
+	ROD_UA_MODE_CHANGED = 1u << 6,    /* 2A/01 */
+	ROD_UA_CAPACITY = 1u << 7,        /* 2A/09 */
+	ROD_UA_LUNS_CHANGED = 1u << 8,    /* 3F/0E */
+	ROD_UA_SOFT_THRESHOLD = 1u << 9,  /* 38/07 */
+	ROD_UA_CMDS_CLEARED = 1u << 10,   /* 2F/00 COMMANDS CLEARED BY ANOTHER INITIATOR */
+	ROD_UA_COUNT = 11,
 };
+/* The 29/xx conditions: reporting one clears every pending UA (SAM-5 5.14). */
+#define ROD_UA_RESETS (ROD_UA_POWER_ON | ROD_UA_BUS_RESET | ROD_UA_BDR)
 
 /* ---- Persistent reservations (pr.c) ------------------------------------------ */
 #define ROD_PR_MAX_REGS 64
@@ -204,7 +211,12 @@ struct rod_scsi_lu {
 
 	pthread_mutex_t lock;              /* guards everything below */
 	uint32_t *ua;                      /* pending enum rod_ua bits per nexus index */
-	uint32_t ua_cap;                   /* entries in ua */
+	uint32_t ua_cap;                   /* entries in ua and abort_gen */
+	/* Task management (target.c): per nexus index, the target's tmf_gen value at the
+	 * last abort of that nexus's tasks here; a command stamped with a generation at or
+	 * below it was received before the abort and is aborted when it reaches exec. */
+	uint64_t *abort_gen;
+	struct rod_scsi_task *tasks;       /* commands between exec and done (TMF sweeps) */
 	bool d_sense;                      /* control mode page D_SENSE (descriptor sense) */
 	/* SPC-2 RESERVE(6)/(10): holder's nexus index + 1; 0 = not reserved. */
 	uint32_t spc2_holder;
@@ -268,7 +280,36 @@ struct rod_scsi_task {
 	uint64_t arg[4];                   /* handler scratch */
 	void *tpc_priv;                    /* free for copy offload */
 	uint64_t start_ns;                 /* rod_now_ns() at exec, for latency stats */
+	/* lu->tasks links and task management state, guarded by lu->lock */
+	struct rod_scsi_task *lu_next, *lu_prev;
+	bool on_lu;
+	bool aborted;                      /* aborted by another nexus's TMF (TAS=0): the
+	                                      transport gets cmd->aborted, sends nothing */
+	struct rod_tmf_wait *wait;         /* the TMF waiting for this task to finish */
+	/* test hook (ROD_SCSI_TEST_DELAY_MS): resume after the delay */
+	struct rod_scsi_task *delay_next;
+	uint64_t delay_due_ns;
+	void (*delay_resume)(struct rod_scsi_task *t);
 };
+
+/* Task management waiting for tasks of other nexuses (target.c). */
+struct rod_tmf_wait {
+	atomic_uint count;                 /* tasks still running + 1 while sweeping */
+	void (*cb)(void *arg);
+	void *arg;
+};
+/* Abort every task on lu of nexus index `only` (>= 0), or of every nexus except
+ * `except` (only < 0); except_task is never aborted (the PR OUT doing it). Tasks of
+ * those nexuses not yet at exec are aborted there (abort_gen). Returns the number of
+ * tasks marked; when w is set each marked task holds one count of w->count.
+ * Sets UA `ua` for every nexus that had a task aborted (0: none). */
+unsigned rod_lu_abort_tasks(struct rod_scsi_lu *lu, int only, int except,
+			    struct rod_scsi_task *except_task, struct rod_tmf_wait *w,
+			    uint32_t ua);
+/* Test hook: when ROD_SCSI_TEST_DELAY_MS is set, WRITE commands with GROUP NUMBER 0x15
+ * are held that long before they run (aborts release them at once). Returns true when
+ * the task was taken (resume is called later), false to run it now. */
+bool rod_task_test_delay(struct rod_scsi_task *t, void (*resume)(struct rod_scsi_task *t));
 
 /* Finish the task: runs cmd->done and frees the task (and t->buf). Exactly once. */
 void rod_task_done(struct rod_scsi_task *t);

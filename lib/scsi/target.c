@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "rod/log.h"
 #include "rod/util.h"
@@ -19,6 +20,7 @@ static void lu_free(struct rod_scsi_lu *lu)
 	if (lu->vol)
 		rod_vol_close(lu->vol);
 	free(lu->ua);
+	free(lu->abort_gen);
 	pthread_mutex_destroy(&lu->lock);
 	pthread_mutex_destroy(&lu->caw_lock);
 	free(lu);
@@ -51,6 +53,20 @@ int rod_scsi_target_new(const struct rod_scsi_target_opts *o, struct rod_scsi_ta
 	pthread_mutex_init(&t->nexus_lock, NULL);
 	pthread_mutex_init(&t->idle_lock, NULL);
 	pthread_cond_init(&t->idle_cond, NULL);
+	atomic_init(&t->tmf_gen, 1);
+	pthread_mutex_init(&t->delay_lock, NULL);
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&t->delay_cond, &ca);
+	pthread_condattr_destroy(&ca);
+	const char *delay = getenv("ROD_SCSI_TEST_DELAY_MS");
+	if (delay && *delay) {
+		t->delay_ms = (uint32_t)strtoul(delay, NULL, 10);
+		if (t->delay_ms)
+			rod_warn("scsi: test hook ROD_SCSI_TEST_DELAY_MS=%u: WRITEs with GROUP "
+				 "NUMBER 0x15 are held that long", t->delay_ms);
+	}
 	int rc = rod_scsi_stats_new(&t->stats);
 	if (rc == 0 && (rc = rod_tpc_target_init(t, &t->tpc_state)) < 0)
 		rod_scsi_stats_free(t->stats);
@@ -70,6 +86,13 @@ void rod_scsi_target_free(struct rod_scsi_target *t)
 	while (atomic_load(&t->inflight) > 0)
 		pthread_cond_wait(&t->idle_cond, &t->idle_lock);
 	pthread_mutex_unlock(&t->idle_lock);
+	if (t->delay_started) {
+		pthread_mutex_lock(&t->delay_lock);
+		t->delay_stop = true;
+		pthread_cond_broadcast(&t->delay_cond);
+		pthread_mutex_unlock(&t->delay_lock);
+		pthread_join(t->delay_thread, NULL);
+	}
 	rod_tpc_target_fini(t, t->tpc_state);
 	for (size_t i = 0; i < t->nhosts; i++)
 		free(t->hosts[i].maps);
@@ -117,6 +140,11 @@ static int lu_ua_grow(struct rod_scsi_lu *lu, uint32_t idx)
 		return -ENOMEM;
 	memset(n + lu->ua_cap, 0, (cap - lu->ua_cap) * sizeof(*n));
 	lu->ua = n;
+	uint64_t *g = realloc(lu->abort_gen, cap * sizeof(*g));
+	if (!g)
+		return -ENOMEM;   /* ua keeps its new size; ua_cap stays (both valid) */
+	memset(g + lu->ua_cap, 0, (cap - lu->ua_cap) * sizeof(*g));
+	lu->abort_gen = g;
 	lu->ua_cap = cap;
 	return 0;
 }
@@ -153,7 +181,7 @@ uint32_t rod_lu_ua_take(struct rod_scsi_lu *lu, uint32_t nexus_index)
 		uint32_t v = lu->ua[nexus_index];
 		bit = v & -v;
 		/* SAM-5 5.14: a power-on/reset condition supersedes the others. */
-		lu->ua[nexus_index] = bit == ROD_UA_POWER_ON ? 0 : v & ~bit;
+		lu->ua[nexus_index] = (bit & ROD_UA_RESETS) ? 0 : v & ~bit;
 	}
 	pthread_mutex_unlock(&lu->lock);
 	return bit;
@@ -163,6 +191,9 @@ uint16_t rod_ua_asc(uint32_t bit)
 {
 	switch (bit) {
 	case ROD_UA_POWER_ON: return ASC_POWER_ON_OCCURRED;
+	case ROD_UA_BUS_RESET: return ASC_SCSI_BUS_RESET_OCCURRED;
+	case ROD_UA_BDR: return ASC_BUS_DEVICE_RESET_FUNCTION_OCCURRED;
+	case ROD_UA_CMDS_CLEARED: return ASC_COMMANDS_CLEARED_BY_ANOTHER_INITIATOR;
 	case ROD_UA_RES_PREEMPTED: return ASC_RESERVATIONS_PREEMPTED;
 	case ROD_UA_RES_RELEASED: return ASC_RESERVATIONS_RELEASED;
 	case ROD_UA_REG_PREEMPTED: return ASC_REGISTRATIONS_PREEMPTED;
@@ -568,45 +599,253 @@ int rod_nexus_index_find(struct rod_scsi_target *t, const char *iport, uint16_t 
 
 /* ---- task management ------------------------------------------------------------ */
 
-/* SAM-5: a logical unit reset is reported (29/00) to every I_T nexus, the one that
- * asked included (libiscsi MultipathIO.Reset checks every path). */
-static void lu_reset(struct rod_scsi_lu *lu)
+/* Caller holds lu->lock. Does a task of nexus idx count for (only, except)? */
+static bool abort_matches(uint32_t idx, int only, int except)
 {
-	rod_pr_lu_reset(lu);
-	rod_lu_ua_set_all(lu, ROD_UA_POWER_ON, -1);
+	return only >= 0 ? idx == (uint32_t)only : (int)idx != except;
 }
 
-int rod_scsi_tmf(struct rod_scsi_target *t, struct rod_scsi_nexus *n, enum rod_scsi_tmf fn,
-		 uint64_t lun)
+unsigned rod_lu_abort_tasks(struct rod_scsi_lu *lu, int only, int except,
+			    struct rod_scsi_task *except_task, struct rod_tmf_wait *w,
+			    uint32_t ua)
 {
+	struct rod_scsi_target *tgt = lu->tgt;
+	/* Commands of those nexuses received up to now but not yet at exec (waiting for
+	 * their Data-Out) are aborted when they get there. */
+	uint64_t gen = atomic_fetch_add(&tgt->tmf_gen, 1);
+	unsigned n = 0;
+	bool wake_delay = false;
+	pthread_mutex_lock(&lu->lock);
+	for (uint32_t i = 0; i < lu->ua_cap; i++)
+		if (abort_matches(i, only, except))
+			lu->abort_gen[i] = gen;
+	for (struct rod_scsi_task *t = lu->tasks; t; t = t->lu_next) {
+		if (t == except_task || t->aborted || !t->nexus ||
+		    !abort_matches(t->nexus->index, only, except))
+			continue;
+		t->aborted = true;
+		if (w && !t->wait) {
+			t->wait = w;
+			atomic_fetch_add(&w->count, 1);
+		}
+		if (ua && t->nexus->index < lu->ua_cap)
+			lu->ua[t->nexus->index] |= ua;
+		if (t->delay_resume)
+			wake_delay = true;
+		n++;
+	}
+	pthread_mutex_unlock(&lu->lock);
+	if (wake_delay) {
+		pthread_mutex_lock(&tgt->delay_lock);
+		pthread_cond_broadcast(&tgt->delay_cond);
+		pthread_mutex_unlock(&tgt->delay_lock);
+	}
+	return n;
+}
+
+/* SAM-5 6.6: a logical unit reset aborts every task of every I_T nexus on the LU
+ * (the transport also aborts the requester's: it must not answer them), clears
+ * SPC-2 reservations and reports ua (29/03 for an LU reset, 29/02 / 29/00 for target
+ * warm / cold reset) to every I_T nexus, the one that asked included (libiscsi
+ * MultipathIO.Reset checks every path). */
+static void lu_reset(struct rod_scsi_lu *lu, struct rod_tmf_wait *w, uint32_t ua)
+{
+	rod_lu_abort_tasks(lu, -1, -1, NULL, w, 0);
+	rod_pr_lu_reset(lu);
+	rod_lu_ua_set_all(lu, ua, -1);
+}
+
+int rod_scsi_tmf_async(struct rod_scsi_target *t, struct rod_scsi_nexus *n,
+		       enum rod_scsi_tmf fn, uint64_t lun, void (*done)(void *arg), void *arg)
+{
+	struct rod_tmf_wait *w = NULL;
+	if (done) {
+		w = malloc(sizeof(*w));
+		if (!w)
+			return -ENOMEM;
+		atomic_init(&w->count, 1);   /* held while sweeping */
+		w->cb = done;
+		w->arg = arg;
+	}
+	int requester = n ? (int)n->index : -1;
+	int rc = -EOPNOTSUPP;
 	switch (fn) {
 	case ROD_TMF_ABORT_TASK:
-	case ROD_TMF_ABORT_TASK_SET:
-	case ROD_TMF_CLEAR_TASK_SET:
-		/* The transport owns the task list; nothing persists in the LU for these
-		 * (TAS=0, QErr=0 in the control mode page). */
-		return 0;
+		/* one task of the requester: the transport's */
+		rc = 0;
+		break;
+	case ROD_TMF_ABORT_TASK_SET: {
+		/* SAM-5 7.3: every task received on the requesting I_T nexus, no other. The
+		 * transport suppresses their responses; marking them here stops held or
+		 * multi-step ones early. */
+		struct rod_scsi_lu *lu = rod_lu_lookup(t, n->host_id, lun);
+		if (!lu) {
+			rc = -ENOENT;
+			break;
+		}
+		if (requester >= 0)
+			rod_lu_abort_tasks(lu, requester, -1, NULL, w, 0);
+		rod_lu_put(lu);
+		rc = 0;
+		break;
+	}
+	case ROD_TMF_CLEAR_TASK_SET: {
+		/* SAM-5 7.4 with TST=000 (one task set per LU): every nexus's tasks; with
+		 * TAS=0 the others are told by 2F/00 COMMANDS CLEARED BY ANOTHER INITIATOR. */
+		struct rod_scsi_lu *lu = rod_lu_lookup(t, n->host_id, lun);
+		if (!lu) {
+			rc = -ENOENT;
+			break;
+		}
+		rod_lu_abort_tasks(lu, -1, requester, NULL, w, ROD_UA_CMDS_CLEARED);
+		if (requester >= 0)
+			if (requester >= 0)
+			rod_lu_abort_tasks(lu, requester, -1, NULL, w, 0);
+		rod_lu_put(lu);
+		rc = 0;
+		break;
+	}
 	case ROD_TMF_LOGICAL_UNIT_RESET: {
 		struct rod_scsi_lu *lu = rod_lu_lookup(t, n->host_id, lun);
-		if (!lu)
-			return -ENOENT;
-		lu_reset(lu);
+		if (!lu) {
+			rc = -ENOENT;
+			break;
+		}
+		lu_reset(lu, w, ROD_UA_BDR);
 		rod_lu_put(lu);
-		return 0;
+		rc = 0;
+		break;
 	}
 	case ROD_TMF_TARGET_WARM_RESET:
 	case ROD_TMF_TARGET_COLD_RESET:
 		pthread_rwlock_rdlock(&t->lock);
 		for (size_t i = 0; i < t->nlus; i++)
-			lu_reset(t->lus[i]);
+			lu_reset(t->lus[i], w,
+				 fn == ROD_TMF_TARGET_WARM_RESET ? ROD_UA_BUS_RESET
+								 : ROD_UA_POWER_ON);
 		pthread_rwlock_unlock(&t->lock);
-		return 0;
+		rc = 0;
+		break;
 	case ROD_TMF_CLEAR_ACA:
 	case ROD_TMF_TASK_REASSIGN:
 	case ROD_TMF_QUERY_TASK:
 		break;
 	}
-	return -EOPNOTSUPP;
+	if (!w)
+		return rc;
+	if (atomic_fetch_sub(&w->count, 1) == 1) {
+		free(w);
+		return rc;
+	}
+	return 1;   /* rc was 0: only successful functions mark tasks */
+}
+
+int rod_scsi_tmf(struct rod_scsi_target *t, struct rod_scsi_nexus *n, enum rod_scsi_tmf fn,
+		 uint64_t lun)
+{
+	return rod_scsi_tmf_async(t, n, fn, lun, NULL, NULL);
+}
+
+void rod_scsi_cmd_received(struct rod_scsi_target *t, struct rod_scsi_cmd *cmd)
+{
+	cmd->arrival = atomic_load_explicit(&t->tmf_gen, memory_order_acquire);
+}
+
+/* ---- test hook: hold some WRITEs (ROD_SCSI_TEST_DELAY_MS) ------------------------- */
+
+static void *delay_main(void *arg)
+{
+	struct rod_scsi_target *t = arg;
+	pthread_setname_np(pthread_self(), "rod-scsi-delay");
+	pthread_mutex_lock(&t->delay_lock);
+	for (;;) {
+		uint64_t now = rod_now_ns(), next = UINT64_MAX;
+		struct rod_scsi_task *ready = NULL, **pp = &t->delayq;
+		while (*pp) {
+			struct rod_scsi_task *k = *pp;
+			bool aborted;
+			pthread_mutex_lock(&k->lu->lock);
+			aborted = k->aborted;
+			pthread_mutex_unlock(&k->lu->lock);
+			if (aborted || k->delay_due_ns <= now || t->delay_stop) {
+				*pp = k->delay_next;
+				k->delay_next = ready;
+				ready = k;
+			} else {
+				next = ROD_MIN(next, k->delay_due_ns);
+				pp = &k->delay_next;
+			}
+		}
+		if (ready) {
+			pthread_mutex_unlock(&t->delay_lock);
+			while (ready) {
+				struct rod_scsi_task *k = ready;
+				ready = k->delay_next;
+				pthread_mutex_lock(&k->lu->lock);
+				void (*resume)(struct rod_scsi_task *) = k->delay_resume;
+				k->delay_resume = NULL;
+				bool aborted = k->aborted;
+				pthread_mutex_unlock(&k->lu->lock);
+				if (aborted)
+					rod_task_done(k);   /* never started: nothing written */
+				else
+					resume(k);
+			}
+			pthread_mutex_lock(&t->delay_lock);
+			continue;
+		}
+		if (t->delay_stop && !t->delayq)
+			break;
+		if (next == UINT64_MAX) {
+			pthread_cond_wait(&t->delay_cond, &t->delay_lock);
+		} else {
+			struct timespec ts;
+			clock_gettime(CLOCK_MONOTONIC, &ts);
+			uint64_t wait = next - now;
+			ts.tv_sec += (time_t)(wait / 1000000000ull);
+			ts.tv_nsec += (long)(wait % 1000000000ull);
+			if (ts.tv_nsec >= 1000000000L) {
+				ts.tv_sec++;
+				ts.tv_nsec -= 1000000000L;
+			}
+			pthread_cond_timedwait(&t->delay_cond, &t->delay_lock, &ts);
+		}
+	}
+	pthread_mutex_unlock(&t->delay_lock);
+	return NULL;
+}
+
+bool rod_task_test_delay(struct rod_scsi_task *t, void (*resume)(struct rod_scsi_task *t))
+{
+	struct rod_scsi_target *tgt = t->tgt;
+	if (!tgt->delay_ms || !t->lu)
+		return false;
+	const uint8_t *cdb = t->cmd->cdb;
+	uint8_t group;
+	switch (cdb[0]) {
+	case 0x2a: group = cdb[6]; break;   /* WRITE(10) */
+	case 0x8a: group = cdb[14]; break;  /* WRITE(16) */
+	default: return false;
+	}
+	if ((group & 0x3f) != 0x15)
+		return false;
+	pthread_mutex_lock(&tgt->delay_lock);
+	if (!tgt->delay_started) {
+		if (pthread_create(&tgt->delay_thread, NULL, delay_main, tgt) != 0) {
+			pthread_mutex_unlock(&tgt->delay_lock);
+			return false;
+		}
+		tgt->delay_started = true;
+	}
+	pthread_mutex_lock(&t->lu->lock);
+	t->delay_resume = resume;     /* under lu->lock: rod_lu_abort_tasks reads it */
+	pthread_mutex_unlock(&t->lu->lock);
+	t->delay_due_ns = rod_now_ns() + (uint64_t)tgt->delay_ms * 1000000ull;
+	t->delay_next = tgt->delayq;
+	tgt->delayq = t;
+	pthread_cond_broadcast(&tgt->delay_cond);
+	pthread_mutex_unlock(&tgt->delay_lock);
+	return true;
 }
 
 /* ---- LUN encoding (SAM-5 4.7) ------------------------------------------------------ */

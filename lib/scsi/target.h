@@ -39,6 +39,16 @@ struct rod_scsi_target {
 	atomic_bool soft_pending;          /* 38/07 to raise on the next command (network
 	                                      thread), not in a store completion callback */
 	atomic_uint_fast64_t soft_checked_ns;
+	/* Task management: bumped by every abort of tasks of other nexuses; commands are
+	 * stamped with it on arrival (rod_scsi_cmd_received). Starts at 1. */
+	atomic_uint_fast64_t tmf_gen;
+	/* Test hook (ROD_SCSI_TEST_DELAY_MS): delay_lock guards delayq and delay_stop. */
+	uint32_t delay_ms;                 /* 0: hook off (immutable after new) */
+	pthread_mutex_t delay_lock;
+	pthread_cond_t delay_cond;
+	struct rod_scsi_task *delayq;
+	bool delay_started, delay_stop;
+	pthread_t delay_thread;
 };
 
 void rod_target_task_begin(struct rod_scsi_target *t);
