@@ -577,6 +577,18 @@ static void step(bool engine)
 			CHECK(rc == 0, "rebuild: %s", strerror(-rc));
 		}
 		store_open();
+	} else if (r >= 97) {
+		/* Flatten changes no data: the model stays as it is. */
+		int i = pick(true, false);
+		bool all = rndn(2) == 0;
+
+		if (i < 0)
+			return;
+		LOG("flatten %s%s", M.v[i].name, all ? " (all)" : "");
+		if (engine) {
+			int rc = rod_vol_flatten(M.s, M.v[i].name, all ? ROD_FLATTEN_ALL : 0, NULL, NULL);
+			CHECK(rc == 0, "flatten %s: %s", M.v[i].name, strerror(-rc));
+		}
 	}
 }
 
