@@ -158,6 +158,13 @@ static void write_common(struct rod_scsi_task *t, bool fua)
 		if (rod_task_test_delay(t, write_resume))
 			return;
 	}
+	if (t->stage == 1) {
+		/* large writes: the store's per-grain work runs on the write worker while
+		 * the network thread reads the next command's data */
+		t->stage = 2;
+		if (rod_task_offload(t, t->cmd->out_len, write_resume))
+			return;
+	}
 	decode_rw(t);
 	if (!check_xfer(t, false))
 		goto fail;

@@ -290,6 +290,9 @@ struct rod_scsi_task {
 	struct rod_scsi_task *delay_next;
 	uint64_t delay_due_ns;
 	void (*delay_resume)(struct rod_scsi_task *t);
+	/* rod_task_offload queue link and continuation (target.c) */
+	struct rod_scsi_task *wq_next;
+	void (*wq_resume)(struct rod_scsi_task *t);
 };
 
 /* Task management waiting for tasks of other nexuses (target.c). */
@@ -310,6 +313,12 @@ unsigned rod_lu_abort_tasks(struct rod_scsi_lu *lu, int only, int except,
  * are held that long before they run (aborts release them at once). Returns true when
  * the task was taken (resume is called later), false to run it now. */
 bool rod_task_test_delay(struct rod_scsi_task *t, void (*resume)(struct rod_scsi_task *t));
+
+/* Run resume(t) on the SCSI core's write worker instead of the calling (network)
+ * thread when t moves at least the target's offload_min bytes (len). Returns true when
+ * the task was queued, false to carry on here. */
+bool rod_task_offload(struct rod_scsi_task *t, uint64_t len,
+		      void (*resume)(struct rod_scsi_task *t));
 
 /* Finish the task: runs cmd->done and frees the task (and t->buf). Exactly once. */
 void rod_task_done(struct rod_scsi_task *t);

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "rod/log.h"
 #include "rod/util.h"
@@ -60,6 +61,12 @@ int rod_scsi_target_new(const struct rod_scsi_target_opts *o, struct rod_scsi_ta
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	pthread_cond_init(&t->delay_cond, &ca);
 	pthread_condattr_destroy(&ca);
+	pthread_mutex_init(&t->wq_lock, NULL);
+	pthread_cond_init(&t->wq_cond, NULL);
+	t->offload_min = 256u << 10;
+	const char *off = getenv("ROD_SCSI_WRITE_OFFLOAD_MIN");   /* bytes; 0 = off */
+	if (off && *off)
+		t->offload_min = (uint32_t)strtoul(off, NULL, 10);
 	const char *delay = getenv("ROD_SCSI_TEST_DELAY_MS");
 	if (delay && *delay) {
 		t->delay_ms = (uint32_t)strtoul(delay, NULL, 10);
@@ -86,6 +93,14 @@ void rod_scsi_target_free(struct rod_scsi_target *t)
 	while (atomic_load(&t->inflight) > 0)
 		pthread_cond_wait(&t->idle_cond, &t->idle_lock);
 	pthread_mutex_unlock(&t->idle_lock);
+	if (t->wq_started) {
+		pthread_mutex_lock(&t->wq_lock);
+		t->wq_stop = true;
+		pthread_cond_broadcast(&t->wq_cond);
+		pthread_mutex_unlock(&t->wq_lock);
+		for (unsigned i = 0; i < t->wq_nthreads; i++)
+			pthread_join(t->wq_thread[i], NULL);
+	}
 	if (t->delay_started) {
 		pthread_mutex_lock(&t->delay_lock);
 		t->delay_stop = true;
@@ -749,6 +764,63 @@ int rod_scsi_tmf(struct rod_scsi_target *t, struct rod_scsi_nexus *n, enum rod_s
 void rod_scsi_cmd_received(struct rod_scsi_target *t, struct rod_scsi_cmd *cmd)
 {
 	cmd->arrival = atomic_load_explicit(&t->tmf_gen, memory_order_acquire);
+}
+
+/* ---- write worker ------------------------------------------------------------------ */
+
+static void *wq_main(void *arg)
+{
+	struct rod_scsi_target *t = arg;
+	pthread_setname_np(pthread_self(), "rod-scsi-wr");
+	pthread_mutex_lock(&t->wq_lock);
+	for (;;) {
+		struct rod_scsi_task *k = t->wq_head;
+		if (!k) {
+			if (t->wq_stop)
+				break;
+			pthread_cond_wait(&t->wq_cond, &t->wq_lock);
+			continue;
+		}
+		t->wq_head = k->wq_next;
+		if (!t->wq_head)
+			t->wq_tail = NULL;
+		pthread_mutex_unlock(&t->wq_lock);
+		k->wq_resume(k);
+		pthread_mutex_lock(&t->wq_lock);
+	}
+	pthread_mutex_unlock(&t->wq_lock);
+	return NULL;
+}
+
+bool rod_task_offload(struct rod_scsi_task *t, uint64_t len,
+		      void (*resume)(struct rod_scsi_task *t))
+{
+	struct rod_scsi_target *tgt = t->tgt;
+	if (!tgt->offload_min || len < tgt->offload_min)
+		return false;
+	t->wq_next = NULL;
+	t->wq_resume = resume;
+	pthread_mutex_lock(&tgt->wq_lock);
+	if (!tgt->wq_started) {
+		long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+		unsigned want = ncpu < 1 ? 1 : ncpu > 4 ? 4 : (unsigned)ncpu;
+		while (tgt->wq_nthreads < want &&
+		       pthread_create(&tgt->wq_thread[tgt->wq_nthreads], NULL, wq_main, tgt) == 0)
+			tgt->wq_nthreads++;
+		if (!tgt->wq_nthreads) {
+			pthread_mutex_unlock(&tgt->wq_lock);
+			return false;
+		}
+		tgt->wq_started = true;
+	}
+	if (tgt->wq_tail)
+		tgt->wq_tail->wq_next = t;
+	else
+		tgt->wq_head = t;
+	tgt->wq_tail = t;
+	pthread_cond_signal(&tgt->wq_cond);
+	pthread_mutex_unlock(&tgt->wq_lock);
+	return true;
 }
 
 /* ---- test hook: hold some WRITEs (ROD_SCSI_TEST_DELAY_MS) ------------------------- */

@@ -49,6 +49,16 @@ struct rod_scsi_target {
 	struct rod_scsi_task *delayq;
 	bool delay_started, delay_stop;
 	pthread_t delay_thread;
+	/* Large writes are handed to a worker (rod_task_offload): the store fingerprints,
+	 * compresses and encrypts on the submitting thread, and a network thread doing
+	 * that cannot read the next Data-Out meanwhile. wq_lock guards the queue. */
+	uint32_t offload_min;              /* bytes; 0: off (immutable after new) */
+	pthread_mutex_t wq_lock;
+	pthread_cond_t wq_cond;
+	struct rod_scsi_task *wq_head, *wq_tail;
+	bool wq_started, wq_stop;
+	unsigned wq_nthreads;              /* workers: one per core, at most 4 */
+	pthread_t wq_thread[4];
 };
 
 void rod_target_task_begin(struct rod_scsi_target *t);
