@@ -241,12 +241,19 @@ static void test_mutual_chap(void **state)
 
 static void test_refused_logins(void **state)
 {
+	/* RFC 7143 11.13.5: an initiator with no host is not allowed access to an existing
+	 * target, 02/02 (libiscsi prints class<<8|detail: 514); a target name that does
+	 * not exist here is 02/03 (515). */
 	struct iscsi_context *c = ctx_new("iqn.2026-11.test:stranger");
 	assert_int_not_equal(iscsi_full_connect_sync(c, E.portal, 0), 0);
+	fprintf(stderr, "unknown initiator: %s\n", iscsi_get_error(c));
+	assert_non_null(strstr(iscsi_get_error(c), "(514)"));
 	iscsi_destroy_context(c);
 	c = ctx_new(INI_PLAIN);
 	iscsi_set_targetname(c, "iqn.2026-11.io.rodstore:other");
 	assert_int_not_equal(iscsi_full_connect_sync(c, E.portal, 0), 0);
+	fprintf(stderr, "unknown target: %s\n", iscsi_get_error(c));
+	assert_non_null(strstr(iscsi_get_error(c), "(515)"));
 	iscsi_destroy_context(c);
 }
 
