@@ -234,11 +234,17 @@ static void print_vol(json_t *v)
 	printf("block size:  %" PRIu64 "\n", jint(v, "block_size"));
 	printf("cache:       %s\n", jstr(v, "cache"));
 	printf("offload:     %s\n", json_is_true(json_object_get(v, "offload")) ? "on" : "off");
+	if (json_is_false(json_object_get(v, "dedupe")) || json_is_false(json_object_get(v, "compress")))
+		printf("reduction:   dedupe %s, compress %s (benchmarking switch)\n",
+		       json_is_false(json_object_get(v, "dedupe")) ? "off" : "on",
+		       json_is_false(json_object_get(v, "compress")) ? "off" : "on");
 	printf("created:     %s\n", jstr(v, "created"));
 	json_t *sp = json_object_get(v, "space");
 	if (json_is_object(sp)) {
 		printf("written:     %s\n", fmt_size(jint(sp, "logical"), sz, sizeof(sz)));
 		printf("physical:    %s\n", fmt_size(jint(sp, "physical"), sz, sizeof(sz)));
+		printf("unique:      %s\n", fmt_size(jint(sp, "unique"), sz, sizeof(sz)));
+		printf("shared:      %s\n", fmt_size(jint(sp, "shared"), sz, sizeof(sz)));
 	}
 	size_t i;
 	json_t *c;
@@ -469,22 +475,25 @@ static int c_vol_destroy(int argc, char **argv, const char *usage)
 
 static int c_vol_set(int argc, char **argv, const char *usage)
 {
-	struct opt o[] = { { "--cache", true }, { "--offload", true } };
+	struct opt o[] = { { "--cache", true }, { "--offload", true }, { "--dedupe", true }, { "--compress", true } };
+	static const char *const onoff[] = { NULL, "offload", "dedupe", "compress" };
 	const char *pos[1];
 	size_t np;
-	if (parse_args(argc, argv, o, 2, pos, 1, &np, usage))
+	if (parse_args(argc, argv, o, 4, pos, 1, &np, usage))
 		return EX_USAGE;
-	if (!o[0].seen && !o[1].seen)
-		return die(EX_USAGE, "vol set needs --cache and/or --offload\nusage: %s", usage);
+	if (!o[0].seen && !o[1].seen && !o[2].seen && !o[3].seen)
+		return die(EX_USAGE, "vol set needs --cache, --offload, --dedupe or --compress\nusage: %s", usage);
 	json_t *p = json_pack("{s:s}", "name", pos[0]);
 	if (o[0].seen)
 		json_object_set_new(p, "cache", json_string(o[0].value));
-	if (o[1].seen) {
-		if (strcmp(o[1].value, "on") && strcmp(o[1].value, "off")) {
+	for (int i = 1; i < 4; i++) {
+		if (!o[i].seen)
+			continue;
+		if (strcmp(o[i].value, "on") && strcmp(o[i].value, "off")) {
 			json_decref(p);
-			return die(EX_USAGE, "--offload takes on or off\nusage: %s", usage);
+			return die(EX_USAGE, "%s takes on or off\nusage: %s", o[i].name, usage);
 		}
-		json_object_set_new(p, "offload", json_boolean(!strcmp(o[1].value, "on")));
+		json_object_set_new(p, onoff[i], json_boolean(!strcmp(o[i].value, "on")));
 	}
 	return call_print("vol.set", p, print_vol);
 }
@@ -1468,7 +1477,7 @@ static const struct {
 	{ "vol", "show", c_vol_show, "rodctl vol show NAME" },
 	{ "vol", "resize", c_vol_resize, "rodctl vol resize NAME --size SIZE [--shrink]" },
 	{ "vol", "destroy", c_vol_destroy, "rodctl vol destroy NAME" },
-	{ "vol", "set", c_vol_set, "rodctl vol set NAME [--cache write-through|write-back] [--offload on|off]" },
+	{ "vol", "set", c_vol_set, "rodctl vol set NAME [--cache write-through|write-back] [--offload on|off] [--dedupe on|off] [--compress on|off]" },
 	{ "vol", "snap", c_vol_snap, "rodctl vol snap VOL [--suffix S] | vol snap list [VOL]" },
 	{ "vol", "clone", c_vol_clone, "rodctl vol clone SOURCE NEWNAME" },
 	{ "vol", "copy", c_vol_copy, "rodctl vol copy SOURCE TARGET [--overwrite]" },

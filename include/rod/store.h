@@ -72,14 +72,20 @@ struct rod_store_stats {
 	uint64_t commits;           /* group commits (fdatasyncs of the log) */
 	uint64_t segments;          /* segment files present */
 	uint64_t gc_runs, gc_segments_freed, gc_bytes_moved;
+	/* new chunks compressed/encrypted on the submitting threads, and on the commit
+	 * thread (no chunk id could be reserved, or the segment changed meanwhile) */
+	uint64_t sealed_submit, sealed_commit;
 };
 void rod_store_stats(struct rod_store *s, struct rod_store_stats *out);
 
 struct rod_space {
 	uint64_t provisioned;       /* sum of volume sizes */
 	uint64_t logical;           /* host-written bytes currently mapped (not zero/unmapped) */
-	uint64_t physical;          /* bytes of stored chunks referenced (unique) */
-	uint64_t shared;            /* physical bytes referenced by more than one volume/snapshot */
+	uint64_t physical;          /* bytes of stored chunks referenced, each chunk once */
+	uint64_t unique;            /* physical bytes referenced by one volume (and its snapshots) */
+	uint64_t shared;            /* array: physical bytes referenced more than once; volume:
+				       its physical bytes other volumes reference too (DESIGN.md
+				       "Space accounting") */
 	uint64_t snapshots;         /* physical bytes referenced only by snapshots */
 	uint64_t capacity;          /* usable capacity of the store */
 	uint64_t used;              /* bytes of segment files on disk (includes garbage) */
@@ -143,6 +149,7 @@ struct rod_vol_info {
 	uint64_t created_ns;
 	enum rod_cache_mode cache;
 	bool offload;                   /* copy offload enabled (default true) */
+	bool dedupe, compress;          /* data reduction of new writes (default true) */
 	bool destroyed;                 /* in the eradication queue */
 	uint64_t destroyed_ns;
 	struct rod_space space;         /* provisioned = size; the rest for this volume */
@@ -160,6 +167,9 @@ int rod_vol_resize(struct rod_store *s, const char *name, uint64_t size);
 int rod_vol_rename(struct rod_store *s, const char *old_name, const char *new_name);
 int rod_vol_set_cache(struct rod_store *s, const char *name, enum rod_cache_mode mode);
 int rod_vol_set_offload(struct rod_store *s, const char *name, bool on);
+/* Per-volume data reduction switches, for benchmarking (default on; persisted). They
+ * apply to writes from then on; encryption is array-wide (rod_store_opts). */
+int rod_vol_set_reduction(struct rod_store *s, const char *name, bool dedupe, bool compress);
 /* Move to the eradication queue: the name disappears from lookups by name (except
  * with rod_vol_recover/eradicate), open handles get -ENOENT on I/O. A volume's
  * snapshots stay. */

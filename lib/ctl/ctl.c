@@ -669,9 +669,9 @@ int rod_ctl_auth_lookup(void *arg, const char *initiator_name, struct rod_iscsi_
 
 static json_t *space_json(const struct rod_space *s)
 {
-	return json_pack("{s:I, s:I, s:I, s:I, s:I, s:f}", "provisioned", (json_int_t)s->provisioned,
+	return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:f}", "provisioned", (json_int_t)s->provisioned,
 			 "logical", (json_int_t)s->logical, "physical", (json_int_t)s->physical,
-			 "shared", (json_int_t)s->shared, "snapshots", (json_int_t)s->snapshots,
+			 "unique", (json_int_t)s->unique, "shared", (json_int_t)s->shared, "snapshots", (json_int_t)s->snapshots,
 			 "reduction", s->reduction);
 }
 
@@ -703,6 +703,8 @@ static json_t *vol_json(struct rod_ctl *c, const struct rod_vol_info *vi, bool w
 	if (!o)
 		return NULL;
 	json_object_set_new(o, "snapshot", json_boolean(vi->is_snapshot));
+	json_object_set_new(o, "dedupe", json_boolean(vi->dedupe));
+	json_object_set_new(o, "compress", json_boolean(vi->compress));
 	json_object_set_new(o, "source", vi->source[0] ? json_string(vi->source) : json_null());
 	json_object_set_new(o, "destroyed", vi->destroyed ? json_time(vi->destroyed_ns) : json_null());
 	json_object_set_new(o, "eradicate_at",
@@ -893,6 +895,9 @@ static int m_vol_set(struct rod_ctl *c, json_t *params, json_t **res, char **msg
 	json_t *off = json_object_get(params, "offload");
 	if (off && !json_is_null(off) && !json_is_boolean(off))
 		return ctl_fail(msg, ROD_CTL_EINVAL, "parameter \"offload\" must be true or false");
+	json_t *dd = json_object_get(params, "dedupe"), *cp = json_object_get(params, "compress");
+	if ((dd && !json_is_null(dd) && !json_is_boolean(dd)) || (cp && !json_is_null(cp) && !json_is_boolean(cp)))
+		return ctl_fail(msg, ROD_CTL_EINVAL, "parameters \"dedupe\" and \"compress\" must be true or false");
 	enum rod_cache_mode mode = vi.cache;
 	if (cache) {
 		if (!strcmp(cache, "write-through"))
@@ -903,8 +908,8 @@ static int m_vol_set(struct rod_ctl *c, json_t *params, json_t **res, char **msg
 			return ctl_fail(msg, ROD_CTL_EINVAL, "cache mode \"%s\" is not known (use write-through or write-back)",
 				    cache);
 	}
-	if (!cache && !json_is_boolean(off))
-		return ctl_fail(msg, ROD_CTL_EINVAL, "nothing to set (give --cache and/or --offload)");
+	if (!cache && !json_is_boolean(off) && !json_is_boolean(dd) && !json_is_boolean(cp))
+		return ctl_fail(msg, ROD_CTL_EINVAL, "nothing to set (give --cache, --offload, --dedupe or --compress)");
 	bool changed = false;
 	char what[160];
 	snprintf(what, sizeof(what), "volume \"%s\"", name);
@@ -917,6 +922,13 @@ static int m_vol_set(struct rod_ctl *c, json_t *params, json_t **res, char **msg
 		if ((rc = rod_vol_set_offload(c->store, name, json_is_true(off))))
 			return store_fail(msg, rc, what);
 		changed = true;
+	}
+	/* data reduction switches (benchmarking): no SCSI-visible change */
+	if (json_is_boolean(dd) || json_is_boolean(cp)) {
+		bool d = json_is_boolean(dd) ? json_is_true(dd) : vi.dedupe;
+		bool z = json_is_boolean(cp) ? json_is_true(cp) : vi.compress;
+		if ((d != vi.dedupe || z != vi.compress) && (rc = rod_vol_set_reduction(c->store, name, d, z)))
+			return store_fail(msg, rc, what);
 	}
 	/* hosts see the new WCE bit (MODE PARAMETERS CHANGED unit attention) */
 	if (changed && c->hooks.vol_params_changed)

@@ -23,7 +23,8 @@ struct commit {
 	bool unsynced;
 	struct batch_entry *ent;
 	const void **src;
-	size_t entcap, srccap;
+	const struct red_grain **rg; /* what the submitter prepared (NULL: not new data) */
+	size_t entcap, srccap, rgcap;
 	struct iovec *iov;
 	size_t iovcap;
 	uint8_t *hdr;
@@ -189,7 +190,8 @@ static void process(struct rod_store *s, struct commit *c, struct citem *items)
 			}
 		}
 		if (grow((void **)&c->ent, &c->entcap, n + ci->ng, sizeof(*c->ent)) ||
-		    grow((void **)&c->src, &c->srccap, n + ci->ng, sizeof(*c->src))) {
+		    grow((void **)&c->src, &c->srccap, n + ci->ng, sizeof(*c->src)) ||
+		    grow((void **)&c->rg, &c->rgcap, n + ci->ng, sizeof(*c->rg))) {
 			ci->result = -ENOMEM;
 			continue;
 		}
@@ -230,6 +232,7 @@ static void process(struct rod_store *s, struct commit *c, struct citem *items)
 			e->payload_off = payload;
 			payload += e->stored_len;
 			c->src[n] = g->data;
+			c->rg[n] = e->kind == ENT_DATA ? &g->red : NULL;
 			n++;
 			nsrc++;
 		}
@@ -260,14 +263,10 @@ static void process(struct rod_store *s, struct commit *c, struct citem *items)
 		if (!rc)
 			rc = grow((void **)&c->iov, &c->iovcap, n + 2, sizeof(*c->iov));
 		if (!rc) {
-			uint64_t seg = s->log->cur_id;
-
-			for (uint32_t i = 0; i < n; i++)
-				if (c->ent[i].kind == ENT_DATA)
-					c->ent[i].chunk_id = seg << 20 | s->log->cur_idx++;
-			/* Compression and encryption (the tweak needs the chunk id) shrink or
-			 * keep the payload; the reservation above was for the larger size. */
-			rc = red_seal(s, c->ent, c->src, n, &payload);
+			/* Chunk ids; grains the submitters did not compress and encrypt already
+			 * (for an id of this segment) are done here. The payload shrinks or
+			 * stays; the reservation above was for the larger size. */
+			rc = red_seal(s, s->log->cur_id, c->ent, c->src, c->rg, n, &payload);
 			total = hl + ROD_ROUND_UP((uint64_t)payload, SEG_BLOCK);
 		}
 		if (!rc) {
@@ -428,6 +427,7 @@ void commit_free(struct rod_store *s)
 	mutbuf_free(&c->mb);
 	free(c->ent);
 	free(c->src);
+	free(c->rg);
 	free(c->iov);
 	free(c->hdr);
 	free(c);

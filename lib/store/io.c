@@ -239,6 +239,7 @@ struct wreq {
 	struct cgrain *grains;    /* preallocated for every grain of the io */
 	size_t ngr;
 	uint8_t *bounce;          /* merged partial grains (at most 2) */
+	uint8_t *sealed;          /* stored forms of the grains (compressed, encrypted) */
 	size_t nb;
 	/* range op */
 	uint64_t r_g0, r_g1, r_tlin, r_tepoch;
@@ -252,6 +253,7 @@ static void wreq_free(struct wreq *w)
 	free(w->items);
 	free(w->grains);
 	free(w->bounce);
+	free(w->sealed);
 	free(w);
 }
 
@@ -350,8 +352,13 @@ static int build_data(struct wreq *w, const struct view *vw, uint64_t off, uint6
 		}
 		cg->kind = ENT_DATA;
 		cg->data = data;
-		cg->crc = rod_crc32c(0, data, ROD_GRAIN);
-		red_grain_prepare(s, data, &cg->red); /* fingerprint, duplicate lookup */
+		/* Fingerprint and duplicate lookup, then compression and encryption, here on
+		 * the submitting thread: the commit thread only packs, writes and syncs. */
+		red_grain_prepare(s, vw->rec->reduce_off, data, &cg->red);
+		if (red_seals(s) && !w->sealed && !(w->sealed = malloc(w->ng * ROD_GRAIN)))
+			return -ENOMEM;
+		cg->crc = red_grain_seal(s, data, &cg->red,
+					 w->sealed ? w->sealed + (g - w->g0) * ROD_GRAIN : NULL);
 	}
 	for (uint64_t i = 0; i < n; i += ITEM_GRAINS) {
 		struct citem *ci = &w->items[(*nitems)++];

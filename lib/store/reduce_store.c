@@ -160,14 +160,16 @@ static bool chunk_alive(struct rod_store *s, uint64_t chunk)
 	return ok;
 }
 
-void red_grain_prepare(struct rod_store *s, const void *data, struct red_grain *rg)
+void red_grain_prepare(struct rod_store *s, unsigned vol_off, const void *data,
+		       struct red_grain *rg)
 {
 	struct red_store *r = s->red;
 	void *v;
 	size_t vl;
 
 	memset(rg, 0, sizeof(*rg));
-	if (!r->dedupe || red_fingerprint(r->fpk, data, ROD_GRAIN, rg->fp))
+	rg->no_compress = vol_off & RED_VOL_NO_COMPRESS;
+	if (!r->dedupe || vol_off & RED_VOL_NO_DEDUPE || red_fingerprint(r->fpk, data, ROD_GRAIN, rg->fp))
 		return;
 	rg->has_fp = true;
 	/* Read the generation before looking: a GC pass starting after this point changes
@@ -196,6 +198,77 @@ void red_grain_prepare(struct rod_store *s, const void *data, struct red_grain *
 	free(v);
 }
 
+/* Chunk ids and the XTS tweak. An id is segment << 20 | index; next_chunk hands out the
+ * indexes of the open segment. The submitting threads reserve at most RED_EARLY_IDS of
+ * them per segment (compare-and-swap, never past the bound, so never into the segment
+ * bits); the commit thread allocates the rest, at most one per chunk stored in the
+ * segment (< SEG_SIZE / RED_MIN_STORED). Together they stay below 1 << 20. Each id is
+ * handed out once; the segment part only grows (segment ids are never reused), so an
+ * id, and the tweak built from it, encrypts one chunk's contents at most: a sealed
+ * grain whose id is not of the batch's segment is sealed again under a new id and the
+ * reserved one is never used. */
+#define RED_EARLY_IDS (1u << 19)
+#define RED_IDX_MASK ((1ull << 20) - 1)
+_Static_assert(SEG_SIZE / RED_MIN_STORED <= (1u << 20) - RED_EARLY_IDS,
+	       "chunk indexes of a segment must fit in 20 bits");
+
+static uint64_t chunk_reserve(struct red_store *r)
+{
+	uint_fast64_t v = atomic_load(&r->next_chunk);
+
+	do {
+		if (!CHUNK_SEG(v) || (v & RED_IDX_MASK) >= RED_EARLY_IDS)
+			return 0; /* no segment yet, or this one's early ids are used up */
+	} while (!atomic_compare_exchange_weak(&r->next_chunk, &v, v + 1));
+	return v;
+}
+
+/* Commit thread. */
+static uint64_t chunk_alloc(struct red_store *r, uint64_t seg)
+{
+	if (CHUNK_SEG(atomic_load(&r->next_chunk)) != seg)
+		atomic_store(&r->next_chunk, seg << 20);
+	return atomic_fetch_add(&r->next_chunk, 1);
+}
+
+bool red_seals(struct rod_store *s)
+{
+	return s->red->compress || s->red->encrypt;
+}
+
+uint32_t red_grain_seal(struct rod_store *s, const void *data, struct red_grain *rg,
+			uint8_t *out)
+{
+	struct red_store *r = s->red;
+	const void *in = data;
+	uint32_t len = ROD_GRAIN, clen = 0;
+	uint64_t id = 0;
+
+	rg->sealed = NULL;
+	if (rg->dup || (!r->encrypt && (!r->compress || rg->no_compress)))
+		return rod_crc32c(0, data, ROD_GRAIN); /* a dedupe entry, or stored as is */
+	if (r->encrypt && !(id = chunk_reserve(r)))
+		return rod_crc32c(0, data, ROD_GRAIN); /* the commit thread does it all */
+	if (r->compress && !rg->no_compress &&
+	    (clen = red_lz4_compress(data, ROD_GRAIN, out, ROD_GRAIN))) {
+		in = out;
+		len = clen;
+		rg->scomp = COMP_LZ4;
+	}
+	if (id) {
+		if (red_encrypt(&r->dek, id, r->dek.gen, in, out, len))
+			return rod_crc32c(0, data, ROD_GRAIN); /* id wasted, never reused */
+		rg->sgen = r->dek.gen;
+		rg->schunk = id;
+	} else if (!clen) {
+		return rod_crc32c(0, data, ROD_GRAIN);
+	}
+	rg->sealed = out;
+	rg->slen = len;
+	rg->scrc = rod_crc32c(0, out, len);
+	return rg->scrc;
+}
+
 bool red_entry_dedup(struct rod_store *s, const struct red_grain *rg, struct batch_entry *e)
 {
 	struct red_store *r = s->red;
@@ -216,19 +289,13 @@ bool red_entry_dedup(struct rod_store *s, const struct red_grain *rg, struct bat
 	return true;
 }
 
-int red_seal(struct rod_store *s, struct batch_entry *ent, const void **src, uint32_t n,
-	     uint32_t *payload)
+int red_seal(struct rod_store *s, uint64_t seg, struct batch_entry *ent, const void **src,
+	     const struct red_grain *const *rg, uint32_t n, uint32_t *payload)
 {
 	struct red_store *r = s->red;
 	uint32_t pos = 0, out = 0;
 	uint8_t tmp[ROD_GRAIN];
 
-	if (!r->compress && !r->encrypt) {
-		for (uint32_t i = 0; i < n; i++)
-			if (ent[i].kind == ENT_DATA && ent[i].fp[0] | ent[i].fp[1] | ent[i].fp[2] | ent[i].fp[3])
-				red_fpidx_add(&r->idx, ent[i].fp);
-		return 0;
-	}
 	if ((size_t)n * ROD_GRAIN > r->cap) {
 		uint8_t *nb = realloc(r->buf, (size_t)n * ROD_GRAIN);
 
@@ -239,6 +306,7 @@ int red_seal(struct rod_store *s, struct batch_entry *ent, const void **src, uin
 	}
 	for (uint32_t i = 0; i < n; i++) {
 		struct batch_entry *e = &ent[i];
+		const struct red_grain *g = rg[i];
 
 		if (e->kind != ENT_DATA) {
 			/* Relocations keep their stored bytes (and payload) as they are. */
@@ -246,35 +314,59 @@ int red_seal(struct rod_store *s, struct batch_entry *ent, const void **src, uin
 			pos += e->stored_len;
 			continue;
 		}
-		const uint8_t *in = src[i];
-		uint32_t len = ROD_GRAIN, clen = 0;
+		if (g && g->sealed && (!r->encrypt || (g->sgen && CHUNK_SEG(g->schunk) == seg))) {
+			/* Sealed by the submitting thread (encrypted for an id of this segment). */
+			e->chunk_id = g->schunk ? g->schunk : chunk_alloc(r, seg);
+			e->comp = g->scomp;
+			e->enc_gen = g->sgen;
+			e->crc = g->scrc;
+			e->stored_len = g->slen;
+			src[i] = g->sealed;
+			atomic_fetch_add(&r->st_seal_early, 1);
+		} else {
+			/* Here: no id could be reserved, the segment changed since, or it was
+			 * a duplicate that GC made us store. Always from the clear grain. */
+			const uint8_t *in = src[i];
+			uint32_t len = ROD_GRAIN, clen = 0;
 
-		if (r->compress && (clen = red_lz4_compress(in, ROD_GRAIN, tmp, sizeof(tmp)))) {
-			in = tmp;
-			len = clen;
-			e->comp = COMP_LZ4;
+			e->chunk_id = chunk_alloc(r, seg);
+			e->comp = COMP_NONE;
+			e->enc_gen = 0;
+			if (r->compress && !(g && g->no_compress) &&
+			    (clen = red_lz4_compress(in, ROD_GRAIN, tmp, sizeof(tmp)))) {
+				in = tmp;
+				len = clen;
+				e->comp = COMP_LZ4;
+			}
+			if (r->encrypt) {
+				int rc = red_encrypt(&r->dek, e->chunk_id, r->dek.gen, in, r->buf + out,
+						     len);
+
+				if (rc)
+					return rc;
+				e->enc_gen = r->dek.gen;
+				in = r->buf + out;
+			} else if (clen) {
+				memcpy(r->buf + out, in, len);
+				in = r->buf + out;
+			}
+			if (in != src[i]) {
+				src[i] = in;
+				out += len;
+				e->crc = rod_crc32c(0, in, len);
+			} else if (g && g->sealed) {
+				e->crc = rod_crc32c(0, in, len); /* the submitter's CRC was of sealed */
+			}
+			e->stored_len = len;
+			if (r->compress || r->encrypt)
+				atomic_fetch_add(&r->st_seal_late, 1);
+		}
+		if (e->comp != COMP_NONE) {
 			atomic_fetch_add(&r->st_compressed, 1);
-			atomic_fetch_add(&r->st_saved, ROD_GRAIN - clen);
+			atomic_fetch_add(&r->st_saved, ROD_GRAIN - e->stored_len);
 		}
-		if (r->encrypt) {
-			int rc = red_encrypt(&r->dek, e->chunk_id, r->dek.gen, in, r->buf + out, len);
-
-			if (rc)
-				return rc;
-			e->enc_gen = r->dek.gen;
-			in = r->buf + out;
-		} else if (clen) {
-			memcpy(r->buf + out, in, len);
-			in = r->buf + out;
-		}
-		if (in != src[i]) {
-			src[i] = in;
-			out += len;
-			e->crc = rod_crc32c(0, in, len);
-		}
-		e->stored_len = len;
 		e->payload_off = pos;
-		pos += len;
+		pos += e->stored_len;
 		if (e->fp[0] | e->fp[1] | e->fp[2] | e->fp[3])
 			red_fpidx_add(&r->idx, e->fp);
 	}

@@ -29,7 +29,18 @@ struct red_grain {
 	uint32_t off, len, crc;
 	uint64_t chunk;
 	uint64_t gc_gen;         /* red_store.gc_gen when it was looked up */
+	bool no_compress;        /* the volume has compression off */
+	/* red_grain_seal (submitting thread): the stored form, ready to append. */
+	const uint8_t *sealed;   /* NULL: the commit thread compresses/encrypts the grain */
+	uint32_t slen, scrc;     /*   stored length, CRC32C of the stored bytes */
+	uint8_t scomp;           /*   compression */
+	uint16_t sgen;           /*   encryption generation (0: not encrypted) */
+	uint64_t schunk;         /*   chunk id reserved for the tweak (0: none) */
 };
+
+/* Per-volume switches (vol_rec.reduce_off, benchmarking only). */
+#define RED_VOL_NO_DEDUPE 1u
+#define RED_VOL_NO_COMPRESS 2u
 
 struct red_store {
 	bool dedupe, compress, encrypt;
@@ -41,29 +52,48 @@ struct red_store {
 	/* Odd while a GC pass may delete segments. A duplicate found under one value and
 	 * committed under another is stored again instead (its chunk may be gone). */
 	atomic_uint_fast64_t gc_gen;
+	/* Next chunk id of the open segment (segment << 20 | index; segment 0: none yet).
+	 * Submitting threads reserve ids from it to encrypt before the commit thread sees
+	 * the grain; the commit thread allocates the rest and moves it to each new segment
+	 * (docs/data-reduction.md "Tweak"). */
+	atomic_uint_fast64_t next_chunk;
 	/* commit thread only: stored (compressed/encrypted) payloads of the batch */
 	uint8_t *buf;
 	size_t cap;
 	atomic_uint_fast64_t st_dedup_hits, st_fp_false, st_compressed, st_saved;
+	atomic_uint_fast64_t st_seal_early, st_seal_late; /* sealed by submitter / commit */
 };
 
 /* rod_store_open, after replay: keys and the RAM filter. Logs why it fails. */
 int red_store_open(struct rod_store *s);
 void red_store_close(struct rod_store *s);
 
-/* Submitting thread, one whole data grain: fingerprint it and look for a duplicate. */
-void red_grain_prepare(struct rod_store *s, const void *data, struct red_grain *rg);
+/* Submitting thread, one whole data grain: fingerprint it and look for a duplicate.
+ * vol_off: the volume's RED_VOL_* switches. */
+void red_grain_prepare(struct rod_store *s, unsigned vol_off, const void *data,
+		       struct red_grain *rg);
+
+/* Submitting thread, after red_grain_prepare, for a grain that is not a duplicate:
+ * compress it and encrypt it (under a chunk id reserved from next_chunk) into out
+ * (ROD_GRAIN bytes that stay valid until the write completes). Returns the CRC32C of
+ * what will be stored: of out when rg->sealed was set, else of data. */
+uint32_t red_grain_seal(struct rod_store *s, const void *data, struct red_grain *rg,
+			uint8_t *out);
+/* Does red_grain_seal do anything (compression or encryption on)? */
+bool red_seals(struct rod_store *s);
 
 /* Commit thread: turn a data grain into a dedupe entry when its duplicate is still
  * valid (no GC pass since the lookup). Returns true when e became ENT_DEDUP. */
 bool red_entry_dedup(struct rod_store *s, const struct red_grain *rg, struct batch_entry *e);
 
-/* Commit thread, after chunk ids are assigned: compress and encrypt the data entries
- * of the batch, repack the payloads back to back, recompute their CRC32C. src[i] is the
- * clear grain of entry i on entry, the stored bytes on return. *payload gets the new
- * payload length. */
-int red_seal(struct rod_store *s, struct batch_entry *ent, const void **src, uint32_t n,
-	     uint32_t *payload);
+/* Commit thread, once the batch's segment seg is known: give every data entry its
+ * chunk id, take the stored form its submitter sealed when it was encrypted for a chunk
+ * id of seg (else compress and encrypt it here under a new id), repack the payloads
+ * back to back. src[i] is the clear grain of entry i on entry, the stored bytes on
+ * return; rg[i] what its submitter prepared (NULL: not a new data grain). *payload gets
+ * the new payload length. */
+int red_seal(struct rod_store *s, uint64_t seg, struct batch_entry *ent, const void **src,
+	     const struct red_grain *const *rg, uint32_t n, uint32_t *payload);
 
 /* Map value of an entry (data or dedupe) for the map and fp column families. */
 void red_entry_map_val(const struct batch_entry *e, uint64_t payload_base, struct map_val *mv);

@@ -48,17 +48,22 @@ bool rod_store_over_soft_threshold(struct rod_store *s)
 }
 
 /* With dedupe, several map entries may reference one chunk: the scan collects the
- * references, then counts each chunk once (physical), as shared when more than one
- * reader sees it in total, as snapshot space when no current view does. */
+ * references, then counts each chunk once (physical). Array: shared when more than one
+ * reader sees it in total, unique when the map entries of one lineage alone (a volume
+ * and its snapshots) reference it. Volume (lin != 0): only the chunks its lineage
+ * references count; shared when another lineage references them too (dedupe across
+ * volumes), else unique. Snapshot space: no current view sees it. */
 struct acct_ref {
 	uint64_t chunk;
+	uint64_t lin;            /* lineage of the map entry */
 	uint32_t len;
 	uint32_t n;              /* readers of this reference */
 	bool cur;
 };
 struct acct {
 	struct rod_store *s;
-	uint64_t physical, shared, snapshots;
+	uint64_t lin;            /* 0: the array; else the volume's lineage */
+	uint64_t physical, unique, shared, snapshots;
 	struct acct_ref *ref;
 	size_t nref, cap;
 	bool oom;
@@ -69,7 +74,7 @@ static void acct_fn(void *arg, uint64_t lin, uint64_t lba, uint64_t epoch,
 {
 	struct acct *a = arg;
 
-	(void)lin; (void)lba; (void)epoch;
+	(void)lba; (void)epoch;
 	if (!n || v->chunk <= CHUNK_UNMAP || a->oom)
 		return;
 	if (a->nref == a->cap) {
@@ -83,7 +88,7 @@ static void acct_fn(void *arg, uint64_t lin, uint64_t lba, uint64_t epoch,
 		a->ref = r;
 		a->cap = nc;
 	}
-	a->ref[a->nref++] = (struct acct_ref){ v->chunk, v->len, n, cur };
+	a->ref[a->nref++] = (struct acct_ref){ v->chunk, lin, v->len, n, cur };
 }
 
 static int ref_cmp(const void *x, const void *y)
@@ -103,12 +108,21 @@ static int acct_finish(struct acct *a)
 		qsort(a->ref, a->nref, sizeof(*a->ref), ref_cmp);
 	for (size_t i = 0, j; i < a->nref; i = j) {
 		uint64_t n = 0;
-		bool cur = false;
+		bool cur = false, own = !a->lin, other = false;
 
 		for (j = i; j < a->nref && a->ref[j].chunk == a->ref[i].chunk; j++) {
+			if (a->lin && a->ref[j].lin != a->lin) {
+				other = true;
+				continue;
+			}
+			if (!a->lin && a->ref[j].lin != a->ref[i].lin)
+				other = true;
+			own = true;
 			n += a->ref[j].n;
 			cur |= a->ref[j].cur;
 		}
+		if (!own)
+			continue;
 		uint64_t len = a->ref[i].len;
 
 		/* GC may have moved and recompressed the chunk: its size is in the chunk
@@ -126,7 +140,9 @@ static int acct_finish(struct acct *a)
 			}
 		}
 		a->physical += len;
-		if (n > 1)
+		if (!other)
+			a->unique += len;
+		if (a->lin ? other : n > 1)
 			a->shared += len;
 		if (!cur)
 			a->snapshots += len;
@@ -283,6 +299,7 @@ static int store_space_scan(struct rod_store *s, struct rod_space *out)
 	if (acct_finish(&a) && !rc)
 		rc = -ENOMEM;
 	out->physical = a.physical;
+	out->unique = a.unique;
 	out->shared = a.shared;
 	out->snapshots = a.snapshots;
 	fill_common(s, out);
@@ -336,13 +353,16 @@ static int vol_space_scan(struct rod_store *s, const struct rod_vol_info *infop,
 	rc = logical_of(s, lin, epoch, info.size, &out->logical);
 	if (rc)
 		return rc;
-	/* Chunks stored in this volume's own lineage. */
+	/* Chunks its own lineage references; the whole map is scanned to see which of them
+	 * other lineages reference too. */
+	a.lin = lin;
 	readers_collect(s, &rs);
-	rc = mark_scan(s, &rs, lin, acct_fn, &a);
+	rc = mark_scan(s, &rs, 0, acct_fn, &a);
 	readers_free(&rs);
 	if (acct_finish(&a) && !rc)
 		rc = -ENOMEM;
 	out->physical = a.physical;
+	out->unique = a.unique;
 	out->shared = a.shared;
 	out->snapshots = info.is_snapshot ? 0 : a.snapshots;
 	fill_common(s, out);

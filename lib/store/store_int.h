@@ -35,6 +35,7 @@ struct vol_rec {
 	uint64_t lineage;       /* lineage this volume (or snapshot) reads */
 	uint64_t epoch;         /* snapshot: its frozen epoch; volume: unused (lineage cur) */
 	uint64_t parent_id;     /* snapshot: id of its volume */
+	unsigned reduce_off;    /* RED_VOL_* data reduction switches turned off (benchmarks) */
 	/* runtime */
 	bool eradicated;        /* removed from the table; freed when refs drops to 0 */
 	atomic_int refs;

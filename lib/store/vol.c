@@ -19,7 +19,9 @@
 void vol_rec_encode(const struct vol_rec *r, uint8_t *b, size_t *len)
 {
 	uint32_t flags = (r->is_snapshot ? 1 : 0) | (r->destroyed ? 2 : 0) | (r->offload ? 4 : 0) |
-			 (r->cache == ROD_CACHE_WRITE_BACK ? 8 : 0);
+			 (r->cache == ROD_CACHE_WRITE_BACK ? 8 : 0) |
+			 (r->reduce_off & RED_VOL_NO_DEDUPE ? 16 : 0) |
+			 (r->reduce_off & RED_VOL_NO_COMPRESS ? 32 : 0);
 
 	memset(b, 0, VOL_REC_LEN);
 	rod_put_be32(b, 1); /* record version */
@@ -56,6 +58,8 @@ int vol_rec_decode(struct vol_rec *r, const uint8_t *b, size_t len)
 	r->destroyed = flags & 2;
 	r->offload = flags & 4;
 	r->cache = flags & 8 ? ROD_CACHE_WRITE_BACK : ROD_CACHE_WRITE_THROUGH;
+	/* Data reduction switches (benchmarking; older binaries ignore these bits). */
+	r->reduce_off = (flags & 16 ? RED_VOL_NO_DEDUPE : 0) | (flags & 32 ? RED_VOL_NO_COMPRESS : 0);
 	memcpy(r->source, b + 172, ROD_SNAP_NAME_MAX);
 	r->source[ROD_SNAP_NAME_MAX - 1] = 0;
 	r->created_ns = rod_get_be64(b + 300);
@@ -197,6 +201,8 @@ static void fill_info(const struct vol_rec *r, struct rod_vol_info *out)
 	out->created_ns = r->created_ns;
 	out->cache = r->cache;
 	out->offload = r->offload;
+	out->dedupe = !(r->reduce_off & RED_VOL_NO_DEDUPE);
+	out->compress = !(r->reduce_off & RED_VOL_NO_COMPRESS);
 	out->destroyed = r->destroyed;
 	out->destroyed_ns = r->destroyed_ns;
 	out->space.provisioned = r->size;
@@ -455,7 +461,7 @@ int rod_vol_rename(struct rod_store *s, const char *old_name, const char *new_na
 	return run_op(s, rename_build, &op);
 }
 
-enum { SET_CACHE, SET_OFFLOAD, DO_DESTROY, DO_RECOVER, DO_ERADICATE };
+enum { SET_CACHE, SET_OFFLOAD, SET_REDUCE, DO_DESTROY, DO_RECOVER, DO_ERADICATE };
 
 static int set_build(struct rod_store *s, struct citem *ci, struct mutbuf *mb)
 {
@@ -466,6 +472,7 @@ static int set_build(struct rod_store *s, struct citem *ci, struct mutbuf *mb)
 	switch (op->flag) {
 	case SET_CACHE:
 	case SET_OFFLOAD:
+	case SET_REDUCE:
 	case DO_DESTROY:
 		r = vol_find_name(s, op->name);
 		break;
@@ -483,6 +490,11 @@ static int set_build(struct rod_store *s, struct citem *ci, struct mutbuf *mb)
 		break;
 	case SET_OFFLOAD:
 		r->offload = op->size != 0;
+		break;
+	case SET_REDUCE:
+		if (r->is_snapshot)
+			return -EINVAL;
+		r->reduce_off = (unsigned)op->size;
 		break;
 	case DO_DESTROY:
 		r->destroyed = true;
@@ -519,6 +531,14 @@ int rod_vol_set_cache(struct rod_store *s, const char *name, enum rod_cache_mode
 int rod_vol_set_offload(struct rod_store *s, const char *name, bool on)
 {
 	struct vop op = { .name = name, .flag = SET_OFFLOAD, .size = on };
+
+	return name ? run_op(s, set_build, &op) : -EINVAL;
+}
+
+int rod_vol_set_reduction(struct rod_store *s, const char *name, bool dedupe, bool compress)
+{
+	struct vop op = { .name = name, .flag = SET_REDUCE,
+			  .size = (dedupe ? 0 : RED_VOL_NO_DEDUPE) | (compress ? 0 : RED_VOL_NO_COMPRESS) };
 
 	return name ? run_op(s, set_build, &op) : -EINVAL;
 }
