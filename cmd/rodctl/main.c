@@ -3,6 +3,7 @@
  * scripts; exit codes: 0 ok, 1 usage, 2 not found, 3 conflict/exists, 4 daemon
  * unreachable, 5 other. */
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -1235,7 +1236,25 @@ static void print_pg(json_t *g)
 	       json_is_object(last) ? " at " : "", json_is_object(last) ? jstr(last, "created") : "");
 	if (json_object_get(g, "snapshot_space"))
 		printf("snap space:  %s\n", fmt_size(jint(g, "snapshot_space"), sz, sizeof(sz)));
-	printf("replication: not configured (not implemented yet)\n");
+	json_t *rp = json_object_get(g, "replication");
+	if (json_is_object(rp)) {
+		json_t *lag = json_object_get(rp, "lag_s");
+		printf("replication: to %s (%s), %s", jstr(rp, "target"),
+		       json_is_string(json_object_get(rp, "target_array")) && *jstr(rp, "target_array") ? jstr(rp, "target_array") : "?",
+		       jstr(rp, "state"));
+		if (json_is_string(json_object_get(rp, "pending")))
+			printf(", sending %s (job %" PRIu64 ")", jstr(rp, "pending"), jint(rp, "job"));
+		printf("\n");
+		printf("  last:      %s", json_is_string(json_object_get(rp, "last_snapshot")) ? jstr(rp, "last_snapshot") : "none");
+		if (json_is_integer(lag))
+			printf(", lag %" PRIu64 " s, %s on the wire", (uint64_t)json_integer_value(lag),
+			       fmt_size(jint(rp, "last_bytes"), sz, sizeof(sz)));
+		printf("\n");
+		if (json_is_string(json_object_get(rp, "error")))
+			printf("  error:     %s\n", jstr(rp, "error"));
+	} else if (json_object_get(g, "replication")) {
+		printf("replication: none (rodctl pg replicate NAME --to HOST:PORT --key-file F)\n");
+	}
 	json_t *snaps = json_object_get(g, "snapshots");
 	if (json_array_size(snaps)) {
 		printf("%-32s %-21s %-10s %s\n", "SNAPSHOT", "CREATED", "KIND", "VOLUMES");
@@ -1458,6 +1477,157 @@ static int c_pg_tick(int argc, char **argv, const char *usage)
 	return call_print("pg.tick", json_pack("{s:s}", "advance", o[0].seen ? o[0].value : "0"), human_pg_tick);
 }
 
+/* ---- replication (docs/protection.md "Replication") ------------------------------------ */
+
+static void human_rkey_created(json_t *r)
+{
+	printf("%s\n", jstr(r, "key"));
+}
+
+static void human_rkeys(json_t *r)
+{
+	size_t i;
+	json_t *k;
+	printf("%-10s %s\n", "ID", "CREATED");
+	json_array_foreach(json_object_get(r, "keys"), i, k)
+		printf("%-10s %s\n", jstr(k, "id"), jstr(k, "created"));
+}
+
+static void human_rkey_deleted(json_t *r)
+{
+	printf("replication key %s deleted\n", jstr(r, "id"));
+}
+
+static int c_array_replication_key(int argc, char **argv, const char *usage)
+{
+	const char *pos[1];
+	size_t np;
+	if (argc >= 1 && !strcmp(argv[0], "create")) {
+		struct opt o[] = { { "--out", true } };
+		if (parse_args(argc - 1, argv + 1, o, 1, pos, 0, &np, usage))
+			return EX_USAGE;
+		if (!o[0].seen)
+			return call_print("array.replication_key.create", NULL, human_rkey_created);
+		/* --out F: the key goes to a new 0600 file, not to the terminal */
+		int fd = open(o[0].value, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+		if (fd < 0)
+			return die(EX_USAGE, "cannot create %s: %s (it must not exist yet)", o[0].value, strerror(errno));
+		json_t *res = NULL;
+		int rc = rpc("array.replication_key.create", NULL, &res);
+		if (rc) {
+			close(fd);
+			unlink(o[0].value);
+			return rc;
+		}
+		const char *key = jstr(res, "key");
+		size_t kl = strlen(key);
+		bool ok = write(fd, key, kl) == (ssize_t)kl && write(fd, "\n", 1) == 1;
+		ok &= close(fd) == 0;
+		if (!ok) {
+			unlink(o[0].value);
+			json_decref(res);
+			return die(EX_OTHER, "cannot write %s", o[0].value);
+		}
+		if (g_json) {
+			json_object_del(res, "key");
+			json_object_set_new(res, "file", json_string(o[0].value));
+			print_json(res);
+		} else {
+			printf("replication key %s written to %s\n", jstr(res, "id"), o[0].value);
+		}
+		json_decref(res);
+		return EX_OK;
+	}
+	if (argc >= 1 && !strcmp(argv[0], "list")) {
+		if (parse_args(argc - 1, argv + 1, NULL, 0, pos, 0, &np, usage))
+			return EX_USAGE;
+		return call_print("array.replication_key.list", NULL, human_rkeys);
+	}
+	if (argc >= 1 && !strcmp(argv[0], "delete")) {
+		if (parse_args(argc - 1, argv + 1, NULL, 0, pos, 1, &np, usage))
+			return EX_USAGE;
+		return call_print("array.replication_key.delete", json_pack("{s:s}", "id", pos[0]), human_rkey_deleted);
+	}
+	return die(EX_USAGE, "usage: %s", usage);
+}
+
+static void human_replicate(json_t *r)
+{
+	if (json_is_false(json_object_get(r, "replication")))
+		printf("replication of %s switched off\n", jstr(r, "group"));
+	else
+		printf("replicating %s.%s: job %" PRIu64 " (rodctl job show %" PRIu64 " --watch)\n", jstr(r, "group"),
+		       jstr(r, "snapshot"), jint(r, "job"), jint(r, "job"));
+}
+
+static int c_pg_replicate(int argc, char **argv, const char *usage)
+{
+	struct opt o[] = { { "--to", true }, { "--key-file", true }, { "--bwlimit", true }, { "--off", false },
+			   { "--wait", false } };
+	const char *pos[1];
+	size_t np;
+	char key[256];
+	if (parse_args(argc, argv, o, 5, pos, 1, &np, usage))
+		return EX_USAGE;
+	json_t *p = json_pack("{s:s}", "name", pos[0]);
+	if (o[3].seen) {
+		json_object_set_new(p, "off", json_true());
+		return call_print("pg.replicate", p, human_replicate);
+	}
+	if (o[0].seen != o[1].seen) {
+		json_decref(p);
+		return die(EX_USAGE, "--to HOST:PORT and --key-file F go together\nusage: %s", usage);
+	}
+	if (o[0].seen) {
+		FILE *f = fopen(o[1].value, "r");
+		if (!f) {
+			json_decref(p);
+			return die(EX_USAGE, "cannot read key file %s: %s", o[1].value, strerror(errno));
+		}
+		size_t n = fread(key, 1, sizeof(key) - 1, f);
+		fclose(f);
+		key[n] = 0;
+		key[strcspn(key, "\r\n")] = 0;
+		json_object_set_new(p, "to", json_string(o[0].value));
+		json_object_set_new(p, "key", json_string(key));
+	}
+	if (o[2].seen)
+		json_object_set_new(p, "bwlimit", json_string(o[2].value));
+	if (!o[4].seen)
+		return call_print("pg.replicate", p, human_replicate);
+	json_t *res = NULL;
+	int rc = rpc("pg.replicate", p, &res);
+	if (rc)
+		return rc;
+	uint64_t id = jint(res, "job");
+	json_decref(res);
+	return watch_job(id);
+}
+
+static void human_replicas(json_t *r)
+{
+	size_t i, k;
+	json_t *g, *s;
+	if (json_is_string(json_object_get(r, "listen")))
+		printf("listening on %s\n", jstr(r, "listen"));
+	json_array_foreach(json_object_get(r, "groups"), i, g) {
+		json_t *rx = json_object_get(g, "receiving");
+		printf("%s: %zu snapshot(s)%s%s\n", jstr(g, "name"), json_array_size(json_object_get(g, "snapshots")),
+		       json_is_object(rx) ? ", receiving " : "", json_is_object(rx) ? jstr(rx, "suffix") : "");
+		json_array_foreach(json_object_get(g, "snapshots"), k, s)
+			printf("  %-48s created %s, received %s\n", jstr(s, "name"), jstr(s, "created"), jstr(s, "received"));
+	}
+}
+
+static int c_replica_list(int argc, char **argv, const char *usage)
+{
+	const char *pos[1];
+	size_t np;
+	if (parse_args(argc, argv, NULL, 0, pos, 0, &np, usage))
+		return EX_USAGE;
+	return call_print("replica.list", NULL, human_replicas);
+}
+
 static const struct {
 	const char *noun, *verb;
 	cmd_fn fn;
@@ -1510,6 +1680,11 @@ static const struct {
 	  "rodctl pg retention NAME --keep-all DURATION [--then-per-day N --for DURATION] | --off" },
 	{ "pg", "restore", c_pg_restore, "rodctl pg restore NAME SUFFIX --clone-prefix PREFIX" },
 	{ "pg", "revert", c_pg_revert, "rodctl pg revert NAME SUFFIX" },
+	{ "pg", "replicate", c_pg_replicate,
+	  "rodctl pg replicate NAME [--to HOST:PORT --key-file F] [--bwlimit RATE] [--wait] | pg replicate NAME --off" },
+	{ "replica", "list", c_replica_list, "rodctl replica list  (on a replication target)" },
+	{ "array", "replication-key", c_array_replication_key,
+	  "rodctl array replication-key create [--out FILE] | replication-key list | replication-key delete ID" },
 	{ "pg", "tick", c_pg_tick, "rodctl pg tick [--advance DURATION]  (tests: rodd with ROD_TEST_TIME_OFFSET)" },
 };
 

@@ -59,6 +59,9 @@ static void usage(FILE *f)
 		"                       and /metrics over HTTP; off by default; loopback addresses only\n"
 		"  --http-allow-remote  let --http bind a non-loopback address (the API then travels\n"
 		"                       in clear text: put a TLS proxy in front)\n"
+		"  --replication ADDR:PORT  receive replicated protection groups from other arrays\n"
+		"                       here (TLS 1.3 with keys from rodctl array replication-key\n"
+		"                       create; port 0 picks a free one, rodctl replica list shows it)\n"
 		"  --capacity SIZE      limit the store to SIZE bytes (suffixes K M G T) instead of the\n"
 		"                       file system's size; writes of new data fail with 07/27/07 when\n"
 		"                       free space falls below the reserve\n"
@@ -286,6 +289,7 @@ int main(int argc, char **argv)
 		{ "capacity", required_argument, NULL, 'Z' },
 		{ "rebuild-metadata", no_argument, NULL, 'M' },
 		{ "no-reduction", required_argument, NULL, 'N' },
+		{ "replication", required_argument, NULL, 'P' },
 		{ "version", no_argument, NULL, 'V' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
@@ -294,6 +298,7 @@ int main(int argc, char **argv)
 	char *data = NULL, *sock = NULL, *pidfile = NULL, *key_file = NULL; /* absolute paths */
 	const char *config = NULL, *why = NULL;
 	bool foreground = false, check_only = false, rebuild_meta = false;
+	const char *repl_listen = NULL; /* --replication ADDR:PORT */
 	bool no_dedupe = false, no_compress = false, no_encrypt = false; /* benchmarking only */
 	int opt;
 
@@ -328,6 +333,13 @@ int main(int argc, char **argv)
 			}
 			break;
 		case 'M': rebuild_meta = true; break;
+		case 'P':
+			if (!rod_conf_listen_valid(optarg, &why)) {
+				fprintf(stderr, "rodd: --replication %s: %s\n", optarg, why);
+				goto early_fail;
+			}
+			repl_listen = optarg;
+			break;
 		case 'N': {
 			/* --no-reduction dedupe,compress,encrypt: switch parts off for benchmarks */
 			char *list = strdup(optarg), *save = NULL;
@@ -549,6 +561,10 @@ int main(int argc, char **argv)
 	rod_ctl_set_portals(ctl, pp);
 	if ((rc = rod_iscsi_server_start(isrv))) {
 		rod_err("cannot start the iSCSI threads: %s", strerror(-rc));
+		goto fail;
+	}
+	if (repl_listen && (rc = rod_ctl_replication_listen(ctl, repl_listen))) {
+		rod_err("cannot listen for replication on %s: %s", repl_listen, strerror(-rc));
 		goto fail;
 	}
 	if ((rc = rod_ctl_server_new(ctl, sock, &csrv)) || (rc = rod_ctl_server_start(csrv)))

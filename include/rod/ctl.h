@@ -53,6 +53,11 @@ void rod_ctl_free(struct rod_ctl *c);
  * bound, after the control object exists). */
 int rod_ctl_set_portals(struct rod_ctl *c, const char *const *portals);
 
+/* Listen for replication connections (rodd --replication ADDR:PORT; port 0 picks one,
+ * shown by the replica.list method). Its own thread, TLS 1.3 with replication keys
+ * (docs/protection.md "Replication"). 0 or -errno. */
+int rod_ctl_replication_listen(struct rod_ctl *c, const char *addr);
+
 /* The iSCSI auth_lookup callback (arg = struct rod_ctl *): maps an initiator name to a
  * host and its CHAP secrets. An exact IQN beats a glob, a longer glob beats a shorter.
  * Returns 0, or -ENOENT when no host matches. */

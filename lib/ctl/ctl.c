@@ -27,6 +27,7 @@
 #include "jobs.h"
 
 #include "pg.h"
+#include "repl.h"
 
 #define KEY_NEXT_HOST "ctl/next_host_id"
 #define PFX_HOST "ctl/host/"
@@ -93,6 +94,7 @@ struct rod_ctl {
 	atomic_bool gc_running;
 	struct rod_events *events;      /* own lock */
 	struct rod_pg *pg;              /* protection groups (pg.c), with their own lock */
+	struct rod_repl *repl;          /* replication (repl.c), with its own lock */
 };
 
 /* ---- small helpers ---------------------------------------------------------------- */
@@ -554,6 +556,11 @@ int rod_ctl_new(const struct rod_ctl_opts *o, struct rod_ctl **out)
 	}
 	rod_store_meta_scan(c->store, PFX_JOB, load_job, c);
 	rod_jobs_set_persist(c->jobs, persist_job, c);
+	if ((rc = rod_repl_new(c->store, c->jobs, c->pg, &c->repl))) {
+		rod_err("ctl: cannot load the replication state from the store: %s", strerror(-rc));
+		rod_ctl_free(c);
+		return rc;
+	}
 	if (pthread_create(&c->reaper, NULL, reaper_main, c) == 0)
 		c->reaper_started = true;
 	else
@@ -592,8 +599,10 @@ void rod_ctl_free(struct rod_ctl *c)
 {
 	if (!c)
 		return;
+	rod_repl_stop(c->repl);        /* its jobs call into pg: stop them first */
 	rod_pg_free(c->pg);
 	rod_jobs_free(c->jobs);
+	rod_repl_free(c->repl);
 	rod_events_free(c->events);
 	if (c->reaper_started) {
 		pthread_mutex_lock(&c->reap_lock);
@@ -1170,6 +1179,9 @@ static int m_vol_clone(struct rod_ctl *c, json_t *params, json_t **res, char **m
 	if ((rc = param_str(params, "source", true, &src, msg)) || (rc = param_str(params, "name", true, &name, msg)) ||
 	    (rc = need_vol(c, src, &vi, msg)) || (rc = check_new_name(c, name, msg)))
 		return rc;
+	if (strchr(src, ':') && !vi.is_snapshot) /* a staging volume changes under a transfer */
+		return ctl_fail(msg, ROD_CTL_EINVAL, "\"%s\" is a replica being received; clone one of its snapshots "
+			    "(rodctl vol snap list %s)", src, src);
 	rc = rod_vol_clone(c->store, src, name, &vi);
 	if (rc) {
 		char what[200];
@@ -1724,6 +1736,9 @@ static int m_host_connect(struct rod_ctl *c, json_t *params, json_t **res, char 
 		return rc;
 	if (vi.is_snapshot)
 		return ctl_fail(msg, ROD_CTL_EINVAL, "\"%s\" is a snapshot; connect a clone of it instead", vname);
+	if (strchr(vname, ':'))
+		return ctl_fail(msg, ROD_CTL_EINVAL, "\"%s\" is a replica being received; clone one of its snapshots "
+			    "(rodctl vol snap list %s) and connect the clone", vname, vname);
 	if (has_lun && lun > ROD_LUN_MAX)
 		return ctl_fail(msg, ROD_CTL_EINVAL, "LUN %" PRIu64 " is out of range (0 to %d)", lun, ROD_LUN_MAX);
 	for (size_t k = 0; k < h->n_conns; k++) {
@@ -2143,6 +2158,15 @@ int rod_ctl_call(struct rod_ctl *c, const char *method, json_t *params, json_t *
 			rod_debug("ctl: %s failed: %s", method, *errmsg ? *errmsg : "?");
 		return rc;
 	}
+	if (!strcmp(method, "pg.replicate") || !strcmp(method, "replica.list") ||
+	    !strncmp(method, "array.replication_key.", 22)) { /* replication: table in repl.c */
+		pthread_mutex_lock(&c->op_lock);
+		int rc = rod_repl_call(c->repl, method, params, result, errmsg);
+		pthread_mutex_unlock(&c->op_lock);
+		if (rc)
+			rod_debug("ctl: %s failed: %s", method, *errmsg ? *errmsg : "?");
+		return rc;
+	}
 	if (!strncmp(method, "pg.", 3)) { /* protection groups: their table is in pg.c */
 		pthread_mutex_lock(&c->op_lock);
 		int rc = rod_pg_call(c->pg, method, params, result, errmsg);
@@ -2257,4 +2281,9 @@ char *rod_ctl_handle_text_as(struct rod_ctl *c, const char *who, const char *req
 	}
 	json_decref(doc);
 	return out;
+}
+
+int rod_ctl_replication_listen(struct rod_ctl *c, const char *addr)
+{
+	return rod_repl_listen(c->repl, addr);
 }

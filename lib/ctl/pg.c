@@ -74,6 +74,7 @@ struct rod_pg {
 	int64_t offset_ns;              /* added to the wall clock */
 	struct pg **groups;
 	size_t n_groups;
+	struct rod_pg_repl_hooks repl;  /* replication (repl.c); set once at start */
 };
 
 /* ---- helpers ------------------------------------------------------------------------ */
@@ -550,11 +551,14 @@ static uint64_t next_slot(const struct pg *g, uint64_t now_ns)
 /* Should retention keep snapshot i (scheduled ones only) at now? Keep everything younger
  * than keep_all; for the next for_s, keep the oldest snapshot of each of per_day equal
  * slices of a UTC day; beyond that, nothing. */
-static bool retained(const struct pg *g, size_t i, uint64_t now)
+static bool retained(const struct rod_pg *pr, const struct pg *g, size_t i, uint64_t now)
 {
 	const struct pg_snap *sn = &g->snaps[i];
 	uint64_t age = now > sn->created_ns ? (now - sn->created_ns) / NS : 0;
 	if (sn->kind != SNAP_SCHEDULED || !g->has_retention)
+		return true;
+	/* the last replicated snapshot and the one in transfer are the next base */
+	if (pr && pr->repl.keep && pr->repl.keep(pr->repl.arg, g->name, sn->suffix))
 		return true;
 	if (age < g->keep_all_s)
 		return true;
@@ -585,7 +589,7 @@ static void prune(struct rod_pg *p, struct pg *g, uint64_t now, struct run_repor
 		return;
 	size_t n = g->n_snaps;
 	for (size_t i = 0; i < n; i++)
-		drop[i] = !retained(g, i, now);
+		drop[i] = !retained(p, g, i, now);
 	for (size_t i = n; i-- > 0;) {
 		if (!drop[i])
 			continue;
@@ -622,9 +626,13 @@ static void run_due(struct rod_pg *p, struct run_report *rep)
 					rod_debug("pg: %s has no members; scheduled snapshot skipped", g->name);
 				else if (rc)
 					rod_warn("pg: scheduled snapshot of %s failed: %s", g->name, strerror(-rc));
-				else if (rep && rep->taken)
-					json_array_append_new(rep->taken, json_pack("{s:s, s:s}", "group", g->name,
-										     "suffix", suffix));
+				else {
+					if (rep && rep->taken)
+						json_array_append_new(rep->taken, json_pack("{s:s, s:s}", "group",
+											     g->name, "suffix", suffix));
+					if (p->repl.snap_taken)
+						p->repl.snap_taken(p->repl.arg, g->name, suffix);
+				}
 			}
 			g->next_ns = next_slot(g, now);
 			int rc = pg_save(p, g);
@@ -773,7 +781,8 @@ static json_t *pg_json(struct rod_pg *p, const struct pg *g, bool detail)
 			json_array_append_new(snaps, snap_json(g, &g->snaps[i]));
 		json_object_set_new(o, "snapshots", snaps);
 		json_object_set_new(o, "snapshot_space", json_integer((json_int_t)space));
-		json_object_set_new(o, "replication", json_null()); /* not implemented yet */
+		json_t *rj = p->repl.show ? p->repl.show(p->repl.arg, g->name) : NULL;
+		json_object_set_new(o, "replication", rj ? rj : json_null());
 	}
 	return o;
 }
@@ -1267,4 +1276,61 @@ int rod_pg_call(struct rod_pg *p, const char *method, json_t *params, json_t **r
 		return rc;
 	}
 	return ctl_fail(msg, ROD_CTL_ENOMETHOD, "unknown method \"%s\"", method);
+}
+
+/* ---- replication support (repl.c) ------------------------------------------------------- */
+
+void rod_pg_set_repl_hooks(struct rod_pg *p, const struct rod_pg_repl_hooks *h)
+{
+	pthread_mutex_lock(&p->lock);
+	p->repl = *h;
+	pthread_mutex_unlock(&p->lock);
+}
+
+int rod_pg_snap_get(struct rod_pg *p, const char *group, const char *suffix, char *suffix_out, size_t len,
+		    uint64_t *created_ns, json_t **members)
+{
+	int rc = 0;
+	pthread_mutex_lock(&p->lock);
+	struct pg *g = pg_find(p, group);
+	struct pg_snap *sn = NULL;
+	if (!g)
+		rc = -ENOENT;
+	else if (suffix)
+		rc = (sn = snap_find(g, suffix)) ? 0 : -ENOENT;
+	else if (!g->n_snaps)
+		rc = -ENODATA;
+	else /* newest: snaps are in creation order; safety snapshots are not replicated */
+		for (size_t i = g->n_snaps; i-- > 0 && !sn;)
+			if (g->snaps[i].kind != SNAP_SAFETY)
+				sn = &g->snaps[i];
+	if (!rc && !sn)
+		rc = -ENODATA;
+	if (!rc) {
+		snprintf(suffix_out, len, "%s", sn->suffix);
+		if (created_ns)
+			*created_ns = sn->created_ns;
+		if (members)
+			*members = json_deep_copy(sn->members);
+	}
+	pthread_mutex_unlock(&p->lock);
+	return rc;
+}
+
+int rod_pg_snap_take(struct rod_pg *p, const char *group, char *suffix_out, size_t len)
+{
+	int rc;
+	char buf[ROD_NAME_MAX];
+	pthread_mutex_lock(&p->lock);
+	struct pg *g = pg_find(p, group);
+	if (!g) {
+		rc = -ENOENT;
+	} else {
+		free_time_suffix(g, pg_now(p), "", buf, sizeof(buf));
+		rc = take_snap(p, g, buf, SNAP_MANUAL, NULL);
+		if (!rc)
+			snprintf(suffix_out, len, "%s", buf);
+	}
+	pthread_mutex_unlock(&p->lock);
+	return rc;
 }
