@@ -43,6 +43,11 @@ void map_val_decode(struct map_val *v, const uint8_t *b)
 	v->enc_gen = rod_get_be16(b + 21);
 }
 
+static void chg_load_marker(struct media *md, struct meta *m);
+static void chg_add(struct lineage *l, uint64_t region);
+static void chg_seal(struct lineage *l, struct mutbuf *mb);
+static int chg_extra_add(struct lineage *l, uint64_t epoch, uint64_t start, uint64_t end);
+
 static size_t media_index(const struct media *md, uint64_t id)
 {
 	size_t lo = 0, hi = md->n;
@@ -103,6 +108,8 @@ void media_drop(struct media *md, uint64_t id)
 		return;
 	free(md->lins[i]->rng);
 	free(md->lins[i]->maxend);
+	free(md->lins[i]->chg.pages);
+	free(md->lins[i]->chg_extra);
 	free(md->lins[i]);
 	memmove(md->lins + i, md->lins + i + 1, (md->n - i - 1) * sizeof(*md->lins));
 	md->n--;
@@ -113,6 +120,8 @@ void media_free(struct media *md)
 	for (size_t i = 0; i < md->n; i++) {
 		free(md->lins[i]->rng);
 		free(md->lins[i]->maxend);
+		free(md->lins[i]->chg.pages);
+		free(md->lins[i]->chg_extra);
 		free(md->lins[i]);
 	}
 	free(md->lins);
@@ -226,6 +235,15 @@ int media_load(struct media *md, struct meta *m)
 		const uint8_t *k = meta_iter_key(it, &kl), *v = meta_iter_val(it, &vl);
 		struct lineage *l;
 
+		if (kl == 24 && vl == 16) {
+			l = media_find(md, rod_get_be64(k));
+			if (l && chg_extra_add(l, rod_get_be64(k + 8), rod_get_be64(v),
+					       rod_get_be64(v + 8))) {
+				meta_iter_free(it);
+				return -ENOMEM;
+			}
+			continue;
+		}
 		if (kl != 8 || vl != 24)
 			continue;
 		l = media_add(md, rod_get_be64(k));
@@ -240,8 +258,10 @@ int media_load(struct media *md, struct meta *m)
 		l->cur_used = true;
 		l->box_lo = 0;
 		l->box_hi = UINT64_MAX;
+		l->chg_unknown = true;
 	}
 	meta_iter_free(it);
+	chg_load_marker(md, m);
 	it = meta_iter_new(m, CF_RNG);
 	if (!it)
 		return -ENOMEM;
@@ -273,6 +293,220 @@ int media_load(struct media *md, struct meta *m)
 	return 0;
 }
 
+/* ---- change summaries (medium.h; rod_vol_diff in repl.c) ---- */
+
+void lin_chg_key(uint8_t k[16], uint64_t lin, uint64_t epoch)
+{
+	rod_put_be64(k, lin);
+	rod_put_be64(k + 8, epoch);
+}
+
+static void chg_add(struct lineage *l, uint64_t region)
+{
+	struct chgset *c = &l->chg;
+	uint32_t page = (uint32_t)(region >> 12);
+	size_t lo = 0, hi = c->n;
+
+	if (l->chg_unknown)
+		return;
+	if (c->last < c->n && c->pages[c->last].page == page) {
+		lo = c->last;
+	} else {
+		while (lo < hi) {
+			size_t mid = (lo + hi) / 2;
+
+			if (c->pages[mid].page < page)
+				lo = mid + 1;
+			else
+				hi = mid;
+		}
+		if (lo == c->n || c->pages[lo].page != page) {
+			if (c->n == c->cap) {
+				size_t cap = c->cap ? 2 * c->cap : 4;
+				struct chg_page *np = realloc(c->pages, cap * sizeof(*np));
+
+				if (!np) {
+					l->chg_unknown = true; /* the summary then says "anything" */
+					return;
+				}
+				c->pages = np;
+				c->cap = cap;
+			}
+			memmove(c->pages + lo + 1, c->pages + lo, (c->n - lo) * sizeof(*c->pages));
+			memset(&c->pages[lo], 0, sizeof(c->pages[lo]));
+			c->pages[lo].page = page;
+			c->n++;
+		}
+		c->last = lo;
+	}
+	c->pages[lo].bits[(region >> 6) & 63] |= 1ull << (region & 63);
+}
+
+/* Log the summary of epoch e (all: "anything"; else the regions of l->chg, as runs). */
+static void chg_log(struct lineage *l, uint64_t e, bool all, struct mutbuf *mb)
+{
+	struct chgset *c = &l->chg;
+	uint8_t k[16], z[5] = { 0 }, *v = NULL;
+	uint32_t n = 0;
+	uint64_t ra = 0, rb = 0;
+	bool in = false;
+
+	if (!all && c->n && !(v = malloc(5 + (size_t)CHG_MAX_INTERVALS * 8)))
+		all = true;
+	for (size_t i = 0; !all && i < c->n; i++) {
+		for (unsigned b = 0; b < 4096 && !all; b++) {
+			uint64_t r = (uint64_t)c->pages[i].page << 12 | b;
+
+			if (!(c->pages[i].bits[b >> 6] >> (b & 63) & 1))
+				continue;
+			if (in && r == rb) {
+				rb++;
+				continue;
+			}
+			if (in) {
+				if (n == CHG_MAX_INTERVALS) {
+					all = true;
+					break;
+				}
+				rod_put_be32(v + 5 + 8 * n, (uint32_t)ra);
+				rod_put_be32(v + 9 + 8 * n, (uint32_t)rb);
+				n++;
+			}
+			ra = r;
+			rb = r + 1;
+			in = true;
+		}
+	}
+	if (!all && in) {
+		if (n == CHG_MAX_INTERVALS) {
+			all = true;
+		} else {
+			rod_put_be32(v + 5 + 8 * n, (uint32_t)ra);
+			rod_put_be32(v + 9 + 8 * n, (uint32_t)rb);
+			n++;
+		}
+	}
+	lin_chg_key(k, l->id, e);
+	if (all) {
+		z[0] = 1;
+		mutbuf_put(mb, CF_LIN, k, 16, z, 1);
+	} else if (!v) {
+		mutbuf_put(mb, CF_LIN, k, 16, z, 5);
+	} else {
+		v[0] = 0;
+		rod_put_be32(v + 1, n);
+		mutbuf_put(mb, CF_LIN, k, 16, v, 5 + (size_t)n * 8);
+	}
+	free(v);
+}
+
+static int chg_extra_add(struct lineage *l, uint64_t epoch, uint64_t start, uint64_t end)
+{
+	struct chg_extra *n = realloc(l->chg_extra, (l->nchg_extra + 1) * sizeof(*n));
+
+	if (!n)
+		return -ENOMEM;
+	l->chg_extra = n;
+	n[l->nchg_extra++] = (struct chg_extra){ epoch, start, end };
+	return 0;
+}
+
+/* cur is being left for good: log its summary, start an empty one. */
+static void chg_seal(struct lineage *l, struct mutbuf *mb)
+{
+	chg_log(l, l->cur, l->chg_unknown, mb);
+	free(l->chg.pages);
+	memset(&l->chg, 0, sizeof(l->chg));
+	l->chg_unknown = false;
+}
+
+void lin_chg_unknown(struct lineage *l, uint64_t e, struct mutbuf *mb)
+{
+	if (e == l->cur)
+		l->chg_unknown = true;
+	else if (e < l->cur)
+		chg_log(l, e, true, mb);
+}
+
+int lin_chg_decode(const uint8_t *v, size_t vl, bool *all, uint64_t **iv, size_t *n)
+{
+	uint32_t cnt;
+
+	*iv = NULL;
+	*n = 0;
+	*all = false;
+	if (vl >= 1 && v[0] == 1) {
+		*all = true;
+		return 0;
+	}
+	if (vl < 5 || v[0] != 0)
+		return -EINVAL;
+	cnt = rod_get_be32(v + 1);
+	if (vl != 5 + (size_t)cnt * 8)
+		return -EINVAL;
+	if (!cnt)
+		return 0;
+	*iv = malloc((size_t)cnt * 2 * sizeof(**iv));
+	if (!*iv)
+		return -ENOMEM;
+	for (uint32_t i = 0; i < cnt; i++) {
+		(*iv)[2 * i] = rod_get_be32(v + 5 + 8 * i);
+		(*iv)[2 * i + 1] = rod_get_be32(v + 5 + 8 * i + 4);
+	}
+	*n = cnt;
+	return 0;
+}
+
+/* Summaries exist since this code first opened the store. CF_SYS "chg_from" records
+ * when: the first lineage id created after that (complete from its start), then for
+ * each older lineage its epoch at that open (epochs up to it are incomplete: the older
+ * binary wrote them). Written directly, unlogged: when lost (a crash before RocksDB
+ * flushed it, a metadata rebuild), the next open writes a newer one, which only makes
+ * more windows fall back to the full scan. */
+static void chg_load_marker(struct media *md, struct meta *m)
+{
+	static const char key[] = "chg_from";
+	void *v = NULL;
+	size_t vl = 0;
+	uint64_t from = LIN_FIRST;
+
+	if (meta_get(m, CF_SYS, key, sizeof(key) - 1, &v, &vl) == 0 && vl >= 8 && (vl - 8) % 16 == 0) {
+		const uint8_t *b = v;
+
+		from = rod_get_be64(b);
+		for (size_t i = 0; i < md->n; i++) {
+			struct lineage *l = md->lins[i];
+
+			l->chg_after = l->id >= from ? 0 : UINT64_MAX;
+			for (size_t j = 8; l->id < from && j + 16 <= vl; j += 16)
+				if (rod_get_be64(b + j) == l->id)
+					l->chg_after = rod_get_be64(b + j + 8);
+		}
+		free(v);
+		return;
+	}
+	free(v);
+	v = malloc(8 + 16 * md->n);
+	if (!v) {
+		for (size_t i = 0; i < md->n; i++)
+			md->lins[i]->chg_after = UINT64_MAX;
+		return;
+	}
+	for (size_t i = 0; i < md->n; i++)
+		if (md->lins[i]->id >= from)
+			from = md->lins[i]->id + 1;
+	rod_put_be64(v, from);
+	for (size_t i = 0; i < md->n; i++) {
+		md->lins[i]->chg_after = md->lins[i]->cur;
+		rod_put_be64((uint8_t *)v + 8 + 16 * i, md->lins[i]->id);
+		rod_put_be64((uint8_t *)v + 16 + 16 * i, md->lins[i]->cur);
+	}
+	if (meta_put(m, CF_SYS, key, sizeof(key) - 1, v, 8 + 16 * md->n))
+		for (size_t i = 0; i < md->n; i++)
+			md->lins[i]->chg_after = UINT64_MAX;
+	free(v);
+}
+
 /* ---- epochs ---- */
 
 uint64_t lin_pin(struct lineage *l, struct mutbuf *mb)
@@ -281,6 +515,7 @@ uint64_t lin_pin(struct lineage *l, struct mutbuf *mb)
 
 	if (!l->cur_used)
 		return l->cur - 1;
+	chg_seal(l, mb);
 	p = l->cur++;
 	l->cur_used = false;
 	l->box_lo = UINT64_MAX;
@@ -291,6 +526,8 @@ uint64_t lin_pin(struct lineage *l, struct mutbuf *mb)
 
 void lin_note_write(struct lineage *l, uint64_t g0, uint64_t n)
 {
+	for (uint64_t r = g0 >> CHG_REGION_SHIFT; n && r <= (g0 + n - 1) >> CHG_REGION_SHIFT; r++)
+		chg_add(l, r);
 	l->cur_used = true;
 	if (g0 < l->box_lo)
 		l->box_lo = g0;
@@ -557,6 +794,7 @@ int lin_add_range(struct media *md, struct meta *m, struct lineage *dst, uint64_
 	/* Block entries already written at cur inside the range must read as older than
 	 * the new entry: move to a new epoch. */
 	if (dst->box_lo < end && start < dst->box_hi) {
+		chg_seal(dst, mb);
 		dst->cur++;
 		dst->box_lo = UINT64_MAX;
 		dst->box_hi = 0;
@@ -629,6 +867,17 @@ int lin_rng_remove(struct lineage *l, uint64_t seq, struct mutbuf *mb)
 	for (size_t j = 0; j < l->nrng; j++) {
 		if (l->rng[j].seq != seq)
 			continue;
+		/* The change summaries must still lead rod_vol_diff to the grains this entry
+		 * covered at its epoch (flatten's block entries there; medium.h). */
+		uint8_t k[24], v[16];
+
+		if (chg_extra_add(l, l->rng[j].epoch, l->rng[j].start, l->rng[j].end))
+			return -ENOMEM;
+		lin_chg_key(k, l->id, l->rng[j].epoch);
+		rod_put_be64(k + 16, seq);
+		rod_put_be64(v, l->rng[j].start);
+		rod_put_be64(v + 8, l->rng[j].end);
+		mutbuf_put(mb, CF_LIN, k, 24, v, 16);
 		rng_unlog(mb, l->id, seq);
 		memmove(&l->rng[j], &l->rng[j + 1], (l->nrng - j - 1) * sizeof(*l->rng));
 		l->nrng--;

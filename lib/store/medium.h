@@ -47,6 +47,24 @@ struct rng_ent {
 	uint32_t depth;       /* bound on the recursion a read through this entry makes */
 };
 
+/* Change summary (rod_vol_diff, repl.c): the regions of CHG_REGION grains that got
+ * block entries at an epoch. Kept in RAM for the current epoch; when the epoch is
+ * sealed (pinned by a snapshot, or left for a new one by a range entry) it is logged in
+ * the same batch as CF_LIN key lineage|epoch (16 bytes; lineage headers are 8), so the
+ * block entries of a window of epochs are found without reading every map key of the
+ * lineage. Whatever writes block entries at an epoch other than cur must call
+ * lin_chg_unknown for that epoch first (its summary then says "anything"). */
+#define CHG_REGION_SHIFT 6          /* 64 grains: 256 KiB */
+#define CHG_MAX_INTERVALS 32768u    /* more region runs in one epoch: "anything" */
+struct chg_page {
+	uint32_t page;                  /* regions page << 12 .. + 4095 */
+	uint64_t bits[64];
+};
+struct chgset {
+	struct chg_page *pages;         /* sorted by page */
+	size_t n, cap, last;
+};
+
 struct lineage {
 	uint64_t id;
 	uint64_t cur;         /* epoch writes go to */
@@ -57,6 +75,14 @@ struct lineage {
 	uint64_t *maxend;     /* maxend[j] = max end of rng[0..j]: lookups stop early */
 	size_t nrng, cap;
 	uint64_t last_seq;    /* newest range entry (adjacent copies merge into it) */
+	struct chgset chg;    /* regions with block entries at cur */
+	/* Spans of range entries removed by flatten (its block entries there are at the
+	 * entry's old epoch, after that epoch's summary was sealed); CF_LIN key
+	 * lineage|epoch|seq (24 bytes) -> start, end. */
+	struct chg_extra { uint64_t epoch, start, end; } *chg_extra;
+	size_t nchg_extra;
+	bool chg_unknown;     /* cur got block entries this process did not see */
+	uint64_t chg_after;   /* epochs <= chg_after have no complete change summary */
 };
 
 /* All lineages; guarded by rod_store.state. */
@@ -85,6 +111,13 @@ void rng_log(struct mutbuf *mb, uint64_t lin, const struct rng_ent *r);
 uint64_t lin_pin(struct lineage *l, struct mutbuf *mb);
 /* A block entry is being written at l->cur for grains [g0, g0+n). */
 void lin_note_write(struct lineage *l, uint64_t g0, uint64_t n);
+
+/* Mark the change summary of epoch e of l as "anything" (logged now when e < cur). */
+void lin_chg_unknown(struct lineage *l, uint64_t e, struct mutbuf *mb);
+/* Decode a change-summary value: *all when it says "anything", else n region runs
+ * [a, b) into iv (2 * n uint64_t, caller frees). -EINVAL when malformed. */
+int lin_chg_decode(const uint8_t *v, size_t vl, bool *all, uint64_t **iv, size_t *n);
+void lin_chg_key(uint8_t k[16], uint64_t lin, uint64_t epoch);
 
 /* Add "grains [start,end) of dst read from (tlin, tepoch) shifted by delta" at dst's
  * current epoch, composing through range entries of the source and merging with the

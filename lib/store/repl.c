@@ -149,8 +149,8 @@ static int iv_cmp(const void *x, const void *y)
 	return p->a < q->a ? -1 : p->a > q->a;
 }
 
-/* Range entries of lin with epoch in (eb, es], clipped to [g0, g1), merged into sorted
- * disjoint intervals. */
+/* Range entries of lin with epoch in (eb, es] (and spans of such entries flatten turned
+ * into block entries), clipped to [g0, g1), merged into sorted disjoint intervals. */
 static int window_ranges(struct rod_store *s, uint64_t lin, uint64_t eb, uint64_t es,
 			 uint64_t g0, uint64_t g1, struct iv **out, size_t *nout,
 			 struct repl_diff_stats *st)
@@ -161,11 +161,21 @@ static int window_ranges(struct rod_store *s, uint64_t lin, uint64_t eb, uint64_
 
 	pthread_rwlock_rdlock(&s->state);
 	l = media_find(&s->media, lin);
-	if (l && l->nrng) {
-		v = malloc(l->nrng * sizeof(*v));
+	if (l && (l->nrng || l->nchg_extra)) {
+		v = malloc((l->nrng + l->nchg_extra) * sizeof(*v));
 		if (!v) {
 			pthread_rwlock_unlock(&s->state);
 			return -ENOMEM;
+		}
+		/* Range entries flatten replaced by block entries at their epoch. */
+		for (size_t j = 0; j < l->nchg_extra; j++) {
+			const struct chg_extra *x = &l->chg_extra[j];
+			uint64_t a = ROD_MAX(x->start, g0), b = ROD_MIN(x->end, g1);
+
+			if (x->epoch > eb && x->epoch <= es && a < b) {
+				st->rng_entries++;
+				v[n++] = (struct iv){ a, b };
+			}
 		}
 		for (size_t j = 0; j < l->nrng; j++) {
 			const struct rng_ent *r = &l->rng[j];
@@ -194,58 +204,165 @@ static int window_ranges(struct rod_store *s, uint64_t lin, uint64_t eb, uint64_
 	return 0;
 }
 
-/* Block-entry keys of lin with epoch in (eb, es], in lba order. */
+/* Grain runs that got block entries at an epoch of (eb, es], from the change summaries
+ * (medium.h): one CF_LIN record per sealed epoch. *all when some epoch of the window has
+ * no usable summary (written before this code ran, or at an epoch current across a
+ * restart): the caller then reads every block key of the lineage. */
+static int window_dirty(struct rod_store *s, uint64_t lin, uint64_t eb, uint64_t es,
+			struct iv **out, size_t *nout, bool *all, struct repl_diff_stats *st)
+{
+	struct lineage *l;
+	struct meta_iter *it;
+	struct iv *v = NULL;
+	size_t n = 0, cap = 0, m = 0;
+	uint64_t after, found = 0;
+	uint8_t k[16];
+	int rc = 0;
+
+	*out = NULL;
+	*nout = 0;
+	*all = true;
+	pthread_rwlock_rdlock(&s->state);
+	l = media_find(&s->media, lin);
+	after = l ? l->chg_after : UINT64_MAX;
+	pthread_rwlock_unlock(&s->state);
+	if (eb < after)
+		return 0;
+	it = meta_iter_new(s->meta, CF_LIN);
+	if (!it)
+		return -ENOMEM;
+	lin_chg_key(k, lin, eb + 1);
+	for (meta_iter_seek(it, k, sizeof(k)); meta_iter_valid(it); meta_iter_next(it)) {
+		size_t kl, vl;
+		const uint8_t *kk = meta_iter_key(it, &kl), *vv;
+		uint64_t *r;
+		size_t nr;
+		bool a;
+
+		if (kl < 16 || rod_get_be64(kk) != lin || rod_get_be64(kk + 8) > es)
+			break;
+		if (kl != 16)
+			continue; /* lineage|epoch|seq: flatten's spans, kept in RAM (window_ranges) */
+		st->chg_keys++;
+		vv = meta_iter_val(it, &vl);
+		if (lin_chg_decode(vv, vl, &a, &r, &nr) || a) {
+			free(r);
+			found = 0;
+			break;
+		}
+		found++;
+		if (n + nr > cap) {
+			size_t nc = ROD_MAX(2 * cap, n + nr + 16);
+			struct iv *nv = realloc(v, nc * sizeof(*nv));
+
+			if (!nv) {
+				free(r);
+				rc = -ENOMEM;
+				break;
+			}
+			v = nv;
+			cap = nc;
+		}
+		for (size_t i = 0; i < nr; i++)
+			v[n++] = (struct iv){ r[2 * i] << CHG_REGION_SHIFT, r[2 * i + 1] << CHG_REGION_SHIFT };
+		free(r);
+	}
+	meta_iter_free(it);
+	if (rc || found != es - eb) {
+		free(v);
+		return rc;
+	}
+	if (n)
+		qsort(v, n, sizeof(*v), iv_cmp);
+	for (size_t i = 0; i < n; i++) {
+		if (m && v[i].a <= v[m - 1].b) {
+			if (v[i].b > v[m - 1].b)
+				v[m - 1].b = v[i].b;
+		} else {
+			v[m++] = v[i];
+		}
+	}
+	*out = v;
+	*nout = m;
+	*all = false;
+	return 0;
+}
+
+/* Block-entry keys of lin with epoch in (eb, es], in lba order; only inside the dirty
+ * grain runs when there are some. */
 struct blockscan {
 	struct meta_iter *it;
 	uint64_t lin, eb, es, g1;
 	bool started;
+	const struct iv *dirty;  /* NULL: every block key of the lineage */
+	size_t ndirty, di;
 	struct repl_diff_stats *st;
 };
 
 /* Next grain >= pos (and < g1) with a block entry in the window; UINT64_MAX when none. */
 static uint64_t block_next(struct blockscan *bs, uint64_t pos)
 {
-	uint8_t k[MAP_KEY_LEN];
-	bool seek = !bs->started;
+	for (;;) {
+		uint8_t k[MAP_KEY_LEN];
+		bool seek = !bs->started, jump = false;
 
-	if (!seek && meta_iter_valid(bs->it)) {
-		size_t kl;
-		const uint8_t *kk = meta_iter_key(bs->it, &kl);
-		uint64_t klin, klba, kep;
-
-		if (kl != MAP_KEY_LEN)
-			seek = true;
-		else {
-			map_key_decode(kk, &klin, &klba, &kep);
-			seek = klin != bs->lin || klba < pos;
-			if (klin != bs->lin && klin > bs->lin)
+		if (bs->dirty) {
+			while (bs->di < bs->ndirty && bs->dirty[bs->di].b <= pos)
+				bs->di++;
+			if (bs->di == bs->ndirty)
 				return UINT64_MAX;
+			if (pos < bs->dirty[bs->di].a)
+				pos = bs->dirty[bs->di].a;
 		}
-	} else if (!seek) {
-		return UINT64_MAX;
-	}
-	if (seek) {
-		map_key(k, bs->lin, pos, EPOCH_MAX);
-		meta_iter_seek(bs->it, k, sizeof(k));
-		bs->started = true;
-	}
-	for (; meta_iter_valid(bs->it); meta_iter_next(bs->it)) {
-		size_t kl;
-		const uint8_t *kk = meta_iter_key(bs->it, &kl);
-		uint64_t klin, klba, kep;
-
-		if (kl != MAP_KEY_LEN)
-			continue;
-		map_key_decode(kk, &klin, &klba, &kep);
-		bs->st->map_keys++;
-		if (klin != bs->lin || klba >= bs->g1)
+		if (pos >= bs->g1)
 			return UINT64_MAX;
-		if (klba < pos)
-			continue;
-		if (kep > bs->eb && kep <= bs->es)
-			return klba;
+		if (!seek) {
+			size_t kl;
+			const uint8_t *kk;
+			uint64_t klin, klba, kep;
+
+			if (!meta_iter_valid(bs->it))
+				return UINT64_MAX;
+			kk = meta_iter_key(bs->it, &kl);
+			if (kl != MAP_KEY_LEN)
+				seek = true;
+			else {
+				map_key_decode(kk, &klin, &klba, &kep);
+				if (klin != bs->lin)
+					return UINT64_MAX;
+				/* Far behind: seek rather than step through the keys between. */
+				seek = klba + 1 < pos;
+			}
+		}
+		if (seek) {
+			map_key(k, bs->lin, pos, EPOCH_MAX);
+			meta_iter_seek(bs->it, k, sizeof(k));
+			bs->started = true;
+		}
+		for (; meta_iter_valid(bs->it); meta_iter_next(bs->it)) {
+			size_t kl;
+			const uint8_t *kk = meta_iter_key(bs->it, &kl);
+			uint64_t klin, klba, kep;
+
+			if (kl != MAP_KEY_LEN)
+				continue;
+			map_key_decode(kk, &klin, &klba, &kep);
+			bs->st->map_keys++;
+			if (klin != bs->lin || klba >= bs->g1)
+				return UINT64_MAX;
+			if (klba < pos)
+				continue;
+			if (bs->dirty && klba >= bs->dirty[bs->di].b) {
+				pos = klba;   /* past this dirty run: on to the next one */
+				jump = true;
+				break;
+			}
+			if (kep > bs->eb && kep <= bs->es)
+				return klba;
+		}
+		if (!jump)
+			return UINT64_MAX;
 	}
-	return UINT64_MAX;
 }
 
 /* Same lineage: candidates are the window's block and range entries in [g0, g1). */
@@ -253,20 +370,33 @@ static int diff_window(struct rod_store *s, struct resolver *r, struct emitter *
 		       uint64_t eb, uint64_t es, uint64_t g0, uint64_t g1)
 {
 	struct blockscan bs = { .lin = r->lin, .eb = eb, .es = es, .g1 = g1, .st = r->st };
-	struct iv *ivs = NULL;
-	size_t niv = 0, ri = 0;
+	struct iv *ivs = NULL, *dirty = NULL;
+	size_t niv = 0, ri = 0, ndirty = 0;
 	uint64_t pos = g0, nb = UINT64_MAX;
-	bool nb_valid = false;
+	bool nb_valid = false, all;
 	int rc;
 
 	if (g0 >= g1)
 		return 0;
 	rc = window_ranges(s, r->lin, eb, es, g0, g1, &ivs, &niv, r->st);
-	if (rc)
+	if (!rc)
+		rc = window_dirty(s, r->lin, eb, es, &dirty, &ndirty, &all, r->st);
+	if (rc) {
+		free(ivs);
 		return rc;
+	}
+	r->st->method = all ? REPL_DIFF_WINDOW_SCAN : REPL_DIFF_WINDOW;
+	if (!all) {
+		/* No block entry in the window at all: an empty run list scans nothing. */
+		static const struct iv none = { 0, 0 };
+
+		bs.dirty = ndirty ? dirty : &none;
+		bs.ndirty = ndirty;
+	}
 	bs.it = meta_iter_new(s->meta, CF_MAP);
 	if (!bs.it) {
 		free(ivs);
+		free(dirty);
 		return -ENOMEM;
 	}
 	while (pos < g1) {
@@ -293,6 +423,7 @@ static int diff_window(struct rod_store *s, struct resolver *r, struct emitter *
 	}
 	meta_iter_free(bs.it);
 	free(ivs);
+	free(dirty);
 	return rc;
 }
 
@@ -396,7 +527,7 @@ int repl_vol_diff(struct rod_store *s, const char *base, const char *snap, uint6
 		rc = report_range(&rs, &e, g0, sg, true);
 	} else if (b.lin == sn.lin) {
 		bg = (b.size + ROD_GRAIN - 1) / ROD_GRAIN;
-		st->method = REPL_DIFF_WINDOW_SCAN;
+		st->method = REPL_DIFF_WINDOW;
 		rc = diff_window(s, &rs, &e, b.epoch, sn.epoch, g0, ROD_MIN(sg, bg));
 		/* Grown since base: what snap maps beyond base's end. */
 		if (!rc && sg > bg)

@@ -321,6 +321,7 @@ static void test_diff_random(void **state)
 	struct rod_vol *v = mkvol(s, "src", 8 * MiB), *o = mkvol(s, "other", 4 * MiB);
 	uint8_t *buf = malloc(4 * MiB);
 	char name[64], prev[64];
+	struct repl_diff_stats st;
 	int nsnap = 0;
 
 	for (int i = 0; i < 4; i++)
@@ -354,7 +355,8 @@ static void test_diff_random(void **state)
 		assert_int_equal(rod_vol_snapshot(s, "src", name, NULL), 0);
 		nsnap++;
 		snprintf(name, sizeof(name), "src.p%d", phase);
-		check_diff(s, prev, name, NULL);
+		check_diff(s, prev, name, &st);
+		assert_int_equal(st.method, REPL_DIFF_WINDOW);
 		check_diff(s, NULL, name, NULL);
 		snprintf(prev, sizeof(prev), "%s", name);
 	}
@@ -374,10 +376,29 @@ static void test_diff_random(void **state)
 		assert_int_equal(rod_vol_snapshot(s, "cl", "s1", NULL), 0);
 		rod_vol_close(c);
 	}
-	struct repl_diff_stats st;
 	check_diff(s, "src.p5", "cl.s1", &st);
 	assert_int_equal(st.method, REPL_DIFF_COMPARE);
 	check_diff(s, "src.p12", "cl.s1", NULL);
+	/* Flatten rewrites range entries (reverts, copies, clone bases) as block entries at
+	 * their old epochs: every diff stays right, also after a restart. */
+	assert_int_equal(rod_vol_flatten(s, "src", ROD_FLATTEN_ALL, NULL, NULL), 0);
+	assert_int_equal(rod_vol_flatten(s, "cl", ROD_FLATTEN_ALL, NULL, NULL), 0);
+	for (int pass = 0; pass < 2; pass++) {
+		for (int phase = 1; phase <= 13; phase++) {
+			snprintf(prev, sizeof(prev), "src.p%d", phase - 1);
+			snprintf(name, sizeof(name), "src.p%d", phase);
+			check_diff(s, prev, name, &st);
+		}
+		check_diff(s, "src.p5", "cl.s1", NULL);
+		if (pass == 0) {
+			rod_vol_close(v);
+			rod_vol_close(o);
+			rod_store_close(s);
+			s = *state = open_store(false, false);
+			assert_int_equal(rod_vol_open(s, "src", &v), 0);
+			assert_int_equal(rod_vol_open(s, "other", &o), 0);
+		}
+	}
 	/* Refusals. */
 	struct exts x = { 0 };
 	assert_int_equal(rod_vol_diff(s, "src.p5", "src.p2", 0, collect, &x), -EINVAL);
@@ -388,6 +409,105 @@ static void test_diff_random(void **state)
 	free(buf);
 	rod_vol_close(v);
 	rod_vol_close(o);
+}
+
+/* diff(base, snap) must report exactly the grains listed (each as DATA, all of it). */
+static void expect_grains(struct rod_store *s, const char *base, const char *snap,
+			  const uint64_t *offs, size_t n, struct repl_diff_stats *st)
+{
+	struct exts x = { 0 };
+	size_t covered = 0;
+
+	assert_int_equal(repl_vol_diff(s, base, snap, 0, collect, &x, st), 0);
+	for (size_t i = 0; i < x.n; i++) {
+		assert_int_equal(x.e[i].kind, ROD_DIFF_DATA);
+		for (uint64_t o = x.e[i].off; o < x.e[i].off + x.e[i].len; o += G) {
+			bool listed = false;
+
+			for (size_t j = 0; j < n; j++)
+				listed |= offs[j] == o;
+			if (!listed)
+				fail_msg("%s..%s: grain at %llu reported, not changed", base, snap,
+					 (unsigned long long)o);
+			covered++;
+		}
+	}
+	assert_int_equal(covered, n);
+	free(x.e);
+}
+
+/* The cost of a diff between snapshots of one volume follows what changed between
+ * them, not the volume's size: 10 grains changed in a written 1 GiB volume. */
+static void test_diff_cost(void **state)
+{
+	struct rod_store *s = *state;
+	struct rod_vol *v = mkvol(s, "big", 1024 * MiB);
+	uint8_t *buf = malloc(4 * MiB);
+	struct repl_diff_stats st;
+	uint64_t changed[16];
+
+	for (uint64_t off = 0; off < 1000 * MiB; off += 4 * MiB) {
+		fill(buf, 4 * MiB, off);
+		assert_int_equal(rod_vol_write(v, off, buf, 4 * MiB, 0), 0);
+	}
+	assert_int_equal(rod_vol_snapshot(s, "big", "a", NULL), 0);
+	for (int i = 0; i < 10; i++) {
+		bool dup;
+
+		do { /* ten distinct grains, none next to another */
+			changed[i] = (16 + rnd() % (1024 * MiB / G - 32)) * G;
+			dup = false;
+			for (int j = 0; j < i; j++)
+				dup |= changed[j] + G >= changed[i] && changed[i] + G >= changed[j];
+		} while (dup);
+		fill(buf, G, 5000 + i);
+		assert_int_equal(rod_vol_write(v, changed[i], buf, G, 0), 0);
+	}
+	assert_int_equal(rod_vol_snapshot(s, "big", "b", NULL), 0);
+	expect_grains(s, "big.a", "big.b", changed, 10, &st);
+	print_message("diff of 10 changed grains in 1 GiB: %llu map keys, %llu summary keys, "
+		      "%llu resolves, %llu extents\n", (unsigned long long)st.map_keys,
+		      (unsigned long long)st.chg_keys, (unsigned long long)st.resolves,
+		      (unsigned long long)st.extents);
+	assert_int_equal(st.method, REPL_DIFF_WINDOW);
+	/* 10 regions of 64 grains, each grain with at most 2 entries (the full scan reads
+	 * more than 256 Ki keys). */
+	assert_true(st.map_keys <= 10 * 64 * 2 + 20);
+	assert_true(st.chg_keys == 1);
+	assert_true(st.resolves == 10);
+	/* Nothing changed: nothing read. */
+	assert_int_equal(rod_vol_snapshot(s, "big", "c", NULL), 0);
+	expect_grains(s, "big.b", "big.c", NULL, 0, &st);
+	assert_true(st.map_keys == 0);
+	/* After a restart the epoch that was current has no summary: the walk falls back to
+	 * reading the lineage's keys, and is still right; later windows are cheap again. */
+	for (int i = 0; i < 3; i++) {
+		changed[10 + i] = changed[i] + G;
+		fill(buf, G, 6000 + i);
+		assert_int_equal(rod_vol_write(v, changed[10 + i], buf, G, 0), 0);
+	}
+	rod_vol_close(v);
+	rod_store_close(s);
+	s = *state = open_store(false, false);
+	assert_int_equal(rod_vol_open(s, "big", &v), 0);
+	changed[13] = 7 * G;
+	fill(buf, G, 7000);
+	assert_int_equal(rod_vol_write(v, changed[13], buf, G, 0), 0);
+	assert_int_equal(rod_vol_snapshot(s, "big", "d", NULL), 0);
+	expect_grains(s, "big.c", "big.d", changed + 10, 4, &st);
+	assert_int_equal(st.method, REPL_DIFF_WINDOW_SCAN);
+	assert_true(st.map_keys >= 1000 * MiB / G);
+	changed[14] = 9 * G;
+	fill(buf, G, 7001);
+	assert_int_equal(rod_vol_write(v, changed[14], buf, G, 0), 0);
+	assert_int_equal(rod_vol_snapshot(s, "big", "e", NULL), 0);
+	expect_grains(s, "big.d", "big.e", changed + 14, 1, &st);
+	assert_int_equal(st.method, REPL_DIFF_WINDOW);
+	assert_true(st.map_keys <= 64 * 2 + 4);
+	expect_grains(s, "big.a", "big.e", changed, 15, &st);
+	assert_int_equal(st.method, REPL_DIFF_WINDOW_SCAN);
+	free(buf);
+	rod_vol_close(v);
 }
 
 /* ---- grains as stored ---- */
@@ -593,6 +713,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_diff_random, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_diff_cost, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_read_raw, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_write_fp, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_replica_names, setup, teardown),
