@@ -815,7 +815,7 @@ int rod_vol_write_fp(struct rod_vol *v, uint64_t off, const uint8_t fp[32], unsi
 	uint64_t lin, epoch, size, g;
 	uint8_t *data, tmp[ROD_GRAIN], *stored;
 	struct map_val m;
-	bool ro;
+	bool ro, no_dedupe;
 	int rc;
 
 	if (!v || !fp)
@@ -830,8 +830,14 @@ int rod_vol_write_fp(struct rod_vol *v, uint64_t off, const uint8_t fp[32], unsi
 		return -EROFS;
 	if (off >= size)
 		return -ERANGE;
-	/* Dedupe off: the fingerprint table is not kept up to date, nothing to trust. */
+	/* Dedupe off: the fingerprint table is not kept up to date, nothing to trust. A
+	 * volume with dedupe switched off takes no dedupe hits either. */
 	if (!s->red->dedupe)
+		return -ENOENT;
+	pthread_rwlock_rdlock(&s->state);
+	no_dedupe = v->rec->reduce_off & RED_VOL_NO_DEDUPE;
+	pthread_rwlock_unlock(&s->state);
+	if (no_dedupe)
 		return -ENOENT;
 	if (space_low(s))
 		return -ENOSPC;

@@ -662,6 +662,10 @@ static void test_write_fp(void **state)
 	assert_int_equal(rod_vol_write_fp(w, 512, fp, 0), -EINVAL);
 	assert_int_equal(rod_vol_write_fp(w, 4 * MiB, fp, 0), -ERANGE);
 	assert_int_equal(rod_vol_write_fp(w, 0, fp, ROD_IO_FUA), 0);
+	/* A volume with dedupe switched off takes no dedupe hit. */
+	assert_int_equal(rod_vol_set_reduction(s, "fpb", false, true), 0);
+	assert_int_equal(rod_vol_write_fp(w, 0, fp, 0), -ENOENT);
+	assert_int_equal(rod_vol_set_reduction(s, "fpb", true, true), 0);
 	rod_vol_close(w);
 	/* Dedupe switched off: the fingerprint table is not kept, nothing is found. */
 	rod_store_close(s);
