@@ -31,7 +31,18 @@ struct commit {
 	size_t hdrcap;
 	struct mutbuf mb;
 	struct meta_batch *mbatch;
+	uint64_t mem_est;         /* estimated memtable bytes applied since the last switch */
 };
+
+/* Write-back batches are applied to RocksDB before their log bytes are synced; RocksDB
+ * must never make such a map entry durable (a power cut would leave it pointing at lost
+ * data). RocksDB persists a memtable when it is switched: by a checkpoint (the commit
+ * thread switches right after a sync: ckpt items), or by RocksDB itself when the memtable
+ * reaches META_WRITE_BUFFER. So once the memtable may be a quarter of that (estimated
+ * generously: MEM_PER_ENTRY per entry, twice the mutation bytes), every batch is synced
+ * before it is applied, until the next checkpoint switch. */
+#define MEM_PER_ENTRY 256u
+#define MEM_SYNC_ALL (META_WRITE_BUFFER / 4)
 
 static const uint8_t zero_pad[SEG_BLOCK];
 
@@ -159,7 +170,8 @@ static bool reloc_current(struct rod_store *s, const struct cgrain *g)
 static void process(struct rod_store *s, struct commit *c, struct citem *items)
 {
 	uint32_t n = 0, payload = 0;
-	bool need_sync = false, need_roll = false;
+	bool need_sync = false, need_roll = false, ckpt = false;
+	uint64_t est;
 	size_t nsrc = 0;
 	int rc = 0;
 
@@ -175,6 +187,8 @@ static void process(struct rod_store *s, struct commit *c, struct citem *items)
 			need_sync = true;
 		if (ci->roll)
 			need_roll = true;
+		if (ci->ckpt)
+			ckpt = true;
 		if (ci->kind == CI_OP) {
 			ci->result = ci->build(s, ci, &c->mb);
 			continue;
@@ -238,6 +252,9 @@ static void process(struct rod_store *s, struct commit *c, struct citem *items)
 		}
 	}
 	pthread_rwlock_unlock(&s->state);
+	est = (uint64_t)n * MEM_PER_ENTRY + 2 * (uint64_t)c->mb.len + 1024;
+	if (c->mem_est + est > MEM_SYNC_ALL)
+		need_sync = true;
 
 	if (need_roll && s->log->cur_off) {
 		rc = seglog_roll(s->log);
@@ -298,6 +315,7 @@ static void process(struct rod_store *s, struct commit *c, struct citem *items)
 				rc = meta_batch_write(s->meta, c->mbatch);
 		}
 		if (!rc) {
+			c->mem_est += est;
 			atomic_fetch_add(&s->st_disk, total);
 			atomic_fetch_add(&s->change_gen, 1);
 			atomic_fetch_add(&s->st_commits, need_sync ? 1 : 0);
@@ -326,6 +344,21 @@ static void process(struct rod_store *s, struct commit *c, struct citem *items)
 		}
 	}
 	(void)nsrc;
+	if (ckpt && !rc && !c->unsynced) {
+		/* Everything applied so far is durable in the log: switch the memtables now,
+		 * before anything unsynced is applied. */
+		rc = meta_switch(s->meta);
+		if (!rc)
+			c->mem_est = 0;
+		pthread_mutex_lock(&c->m);
+		for (struct citem *ci = items; ci; ci = ci->next) {
+			ci->ckpt_seg = c->dseg;
+			ci->ckpt_off = c->doff;
+		}
+		pthread_mutex_unlock(&c->m);
+	} else if (ckpt && !rc) {
+		rc = -EIO; /* not synced: no checkpoint */
+	}
 	for (struct citem *ci = items, *next; ci; ci = next) {
 		next = ci->next;
 		if (rc && (ci->kind != CI_OP || !ci->result))
@@ -432,6 +465,19 @@ void commit_free(struct rod_store *s)
 	free(c->hdr);
 	free(c);
 	s->commit = NULL;
+}
+
+bool commit_running(struct rod_store *s)
+{
+	struct commit *c = s->commit;
+	bool r;
+
+	if (!c)
+		return false;
+	pthread_mutex_lock(&c->m);
+	r = !c->stop;
+	pthread_mutex_unlock(&c->m);
+	return r;
 }
 
 bool commit_unsynced(struct rod_store *s)

@@ -42,6 +42,11 @@ struct citem {
 	bool durable;          /* needs fdatasync before completion */
 	bool roll;             /* start a new segment before this batch (GC seals the open one) */
 	bool alone;            /* in a batch of its own: it reads the applied state (GC relog) */
+	/* CI_FLUSH with durable: checkpoint. Once the batch is synced and applied, the commit
+	 * thread switches RocksDB's memtables (meta_switch) before it applies anything else,
+	 * and reports the log position they cover. */
+	bool ckpt;
+	uint64_t ckpt_seg, ckpt_off;
 	/* CI_WRITE */
 	struct vol_rec *rec;
 	struct cgrain *g;
@@ -64,6 +69,8 @@ extern _Thread_local bool commit_thread_self;
 int commit_start(struct rod_store *s);
 /* Stop the thread after the queue drains and sync the log (the position stays readable). */
 void commit_stop(struct rod_store *s);
+/* Is the commit thread there to take items (not stopped)? */
+bool commit_running(struct rod_store *s);
 void commit_free(struct rod_store *s);
 void commit_set_pos(struct rod_store *s, uint64_t seg, uint64_t off);
 /* Are there appended batches not yet made durable (write-back)? */

@@ -5,6 +5,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <rocksdb/c.h>
 
@@ -49,7 +50,7 @@ int meta_open(const char *path, bool create, struct meta **out)
 	rocksdb_options_set_create_missing_column_families(m->opts, create);
 	rocksdb_options_increase_parallelism(m->opts, 2);
 	rocksdb_options_set_max_background_jobs(m->opts, 2);
-	rocksdb_options_set_write_buffer_size(m->opts, 64 << 20);
+	rocksdb_options_set_write_buffer_size(m->opts, META_WRITE_BUFFER);
 	rocksdb_options_set_compression(m->opts, rocksdb_lz4_compression);
 	/* Column families flush together so a checkpoint covers all of them. */
 	rocksdb_options_set_atomic_flush(m->opts, 1);
@@ -109,6 +110,45 @@ int meta_flush(struct meta *m)
 		return -EIO;
 	}
 	return 0;
+}
+
+int meta_switch(struct meta *m)
+{
+	rocksdb_flushoptions_t *fo = rocksdb_flushoptions_create();
+	char *err = NULL;
+
+	rocksdb_flushoptions_set_wait(fo, 0);
+	for (int i = 0; i < CF_COUNT && !err; i++)
+		rocksdb_flush_cf(m->db, fo, m->cf[i], &err);
+	rocksdb_flushoptions_destroy(fo);
+	if (err) {
+		rod_err("store: metadata flush failed: %s", err);
+		free(err);
+		return -EIO;
+	}
+	return 0;
+}
+
+int meta_flush_wait(struct meta *m)
+{
+	/* An immutable memtable leaves the list once its table file and the manifest
+	 * entry are durable. */
+	for (unsigned ms = 0; ms < 300000; ms++) {
+		uint64_t pending = 0;
+
+		for (int i = 0; i < CF_COUNT; i++) {
+			uint64_t v = 0;
+
+			if (rocksdb_property_int_cf(m->db, m->cf[i], "rocksdb.num-immutable-mem-table",
+						    &v) == 0)
+				pending += v;
+		}
+		if (!pending)
+			return 0;
+		usleep(1000);
+	}
+	rod_err("store: metadata flush did not finish in 300 s");
+	return -EIO;
 }
 
 int meta_get(struct meta *m, enum meta_cf cf, const void *key, size_t klen, void **val,

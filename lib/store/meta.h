@@ -29,6 +29,14 @@ int meta_open(const char *path, bool create, struct meta **out);
 void meta_close(struct meta *m);
 /* Flush every column family's memtable to disk (used before a checkpoint). */
 int meta_flush(struct meta *m);
+/* Checkpoints, without waiting: switch every column family's memtable (what was written
+ * so far goes to table files in the background; later writes do not). Called by the
+ * commit thread right after a sync, so the switched memtables hold durable log only. */
+int meta_switch(struct meta *m);
+/* Wait until every switched memtable is in durable table files. */
+int meta_flush_wait(struct meta *m);
+/* Memtable size (write_buffer_size) at which RocksDB switches and flushes by itself. */
+#define META_WRITE_BUFFER (64u << 20)
 
 /* *val malloc'd; -ENOENT when absent. */
 int meta_get(struct meta *m, enum meta_cf cf, const void *key, size_t klen, void **val,

@@ -187,8 +187,22 @@ int store_checkpoint(struct rod_store *s)
 
 	/* GC and the background thread both checkpoint; one at a time (one tmp file). */
 	pthread_mutex_lock(&s->ckpt_lock);
-	commit_durable_pos(s, &seg, &off);
-	rc = meta_flush(s->meta);
+	if (commit_running(s)) {
+		/* The commit thread syncs the log (write-back data included), then switches
+		 * RocksDB's memtables before it applies anything more: the table files never
+		 * hold a map entry whose data is not durable (commit.c, MEM_SYNC_ALL). */
+		struct citem ci = { .kind = CI_FLUSH, .durable = true, .ckpt = true };
+
+		rc = commit_run(s, &ci);
+		seg = ci.ckpt_seg;
+		off = ci.ckpt_off;
+		if (!rc)
+			rc = meta_flush_wait(s->meta);
+	} else {
+		/* Stopped (close): commit_stop synced the log. */
+		commit_durable_pos(s, &seg, &off);
+		rc = meta_flush(s->meta);
+	}
 	if (!rc)
 		rc = ckpt_write(s, seg, off);
 	if (!rc) {
