@@ -93,6 +93,16 @@ static int apply_entries(struct rod_store *s, struct meta_batch *mbt, uint64_t s
 			chunk_loc_encode(cv, seg, payload_base + e->payload_off, e->stored_len, e->crc,
 					 e->comp, e->enc_gen);
 			meta_batch_put(mbt, s->meta, CF_CHUNK, k, 8, cv, sizeof(cv));
+			if (rebuild && (e->fp[0] | e->fp[1] | e->fp[2] | e->fp[3])) {
+				/* The fingerprint of a chunk GC moved (its home segment, with the
+				 * original fp put, may be gone): dedupe finds it again. */
+				struct map_val fv = { .chunk = e->chunk_id, .off = e->home_off,
+						      .len = e->stored_len, .crc = e->crc, .comp = e->comp,
+						      .enc_gen = e->enc_gen };
+
+				map_val_encode(&fv, v);
+				meta_batch_put(mbt, s->meta, CF_FP, e->fp, sizeof(e->fp), v, sizeof(v));
+			}
 			if (rebuild && e->lineage >= LIN_FIRST) {
 				/* The home segment (with the original map delta) may be gone. The map
 				 * entry comes back unless a later write already replaced it. */

@@ -126,9 +126,10 @@ static int sb_read(struct rod_store *s)
 		return -EINVAL;
 	}
 	ver = rod_get_be32(b + 8);
-	if (ver != ROD_FORMAT_VERSION) {
-		rod_err("store: %s has format version %u; this build knows version %u only "
-			"(use the rodstore release that created it)", s->dir, ver, ROD_FORMAT_VERSION);
+	if (ver < ROD_FORMAT_OLDEST || ver > ROD_FORMAT_VERSION) {
+		rod_err("store: %s has format version %u; this build knows versions %u to %u "
+			"(use the rodstore release that created it)", s->dir, ver, ROD_FORMAT_OLDEST,
+			ROD_FORMAT_VERSION);
 		return -EPROTO;
 	}
 	if (got != SB_LEN) {
@@ -147,6 +148,20 @@ static int sb_read(struct rod_store *s)
 	memcpy(s->ident.secret, b + 96, 32);
 	s->ident.created_ns = rod_get_be64(b + 128);
 	s->ident.format_version = ver;
+	if (ver < ROD_FORMAT_VERSION) {
+		/* From now on this store may hold what older binaries misread: make them
+		 * refuse it (their own check above) before anything is written. */
+		s->ident.format_version = ROD_FORMAT_VERSION;
+		sb_encode(&s->ident, b);
+		rc = write_atomic(s->dir, "superblock", b, SB_LEN);
+		if (rc) {
+			rod_err("store: cannot upgrade %s/superblock to format version %u: %s", s->dir,
+				ROD_FORMAT_VERSION, strerror(-rc));
+			return rc;
+		}
+		rod_info("store: %s upgraded from format version %u to %u (binaries from before "
+			 "data reduction refuse it from now on)", s->dir, ver, ROD_FORMAT_VERSION);
+	}
 	return 0;
 }
 

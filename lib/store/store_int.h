@@ -12,7 +12,11 @@
 #include "medium.h"
 #include "segment.h"
 
-#define ROD_FORMAT_VERSION 1u
+/* Store format (superblock). 2: batches may hold dedupe entries (kind 5) and chunk-table
+ * values of 28 bytes, which a version-1 binary would replay as unmaps / read as absent.
+ * A version-1 store is upgraded in place when opened (it has nothing version 2 lacks). */
+#define ROD_FORMAT_VERSION 2u
+#define ROD_FORMAT_OLDEST 1u
 #define ROD_GRAIN_SHIFT 12
 #define ROD_STRIPES 4096u
 

@@ -75,7 +75,7 @@ static void test_identity_and_thin(void **state)
 	uint64_t len;
 
 	assert_string_equal(id->name, "test-array");
-	assert_int_equal(id->format_version, 1);
+	assert_int_equal(id->format_version, 2);
 	assert_int_equal(rod_vol_read(v, 4096, buf, sizeof(buf)), 0);
 	assert_memory_equal(buf, zero, sizeof(buf));
 	assert_int_equal(rod_vol_lba_status(v, 0, 16 * MiB, &mapped, &len), 0);

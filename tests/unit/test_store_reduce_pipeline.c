@@ -423,12 +423,67 @@ static void test_space_unique_shared(void **state)
 	free(own);
 }
 
+/* ---- dedupe finds chunks GC moved, also after the metadata is rebuilt ---- */
+
+static void test_dedupe_after_gc_and_rebuild(void **state)
+{
+	struct rod_store *s = open_store();
+	struct rod_space sp0, sp1;
+	struct rod_vol *v;
+	uint8_t *buf = malloc(4 * MiB), *back = malloc(4 * MiB);
+
+	(void)state;
+	assert_non_null(buf);
+	assert_non_null(back);
+	random_fill(buf, 4 * MiB, 99);
+	assert_int_equal(rod_vol_create(s, "a", 64 * MiB, 512, NULL), 0);
+	assert_int_equal(rod_vol_create(s, "b", 64 * MiB, 512, NULL), 0);
+	assert_int_equal(rod_vol_create(s, "c", 64 * MiB, 512, NULL), 0);
+	assert_int_equal(rod_vol_open(s, "a", &v), 0);
+	assert_int_equal(rod_vol_write(v, 0, buf, 4 * MiB, 0), 0);
+	rod_vol_close(v);
+	/* every segment rewritten: the chunks live in other segments than their home */
+	assert_int_equal(rod_store_gc(s, true), 0);
+	assert_int_equal(rod_vol_open(s, "b", &v), 0);
+	assert_int_equal(rod_vol_write(v, 0, buf, 4 * MiB, 0), 0);
+	rod_vol_close(v);
+	rod_store_close(s);
+	s = open_store();
+	assert_int_equal(rod_store_space(s, &sp0), 0);
+	assert_int_equal(sp0.physical, 4 * MiB); /* b deduplicated against the moved chunks */
+	rod_store_close(s);
+
+	/* lose the metadata: the fingerprints come back from the relocation records */
+	assert_int_equal(rod_store_rebuild_metadata(dir, NULL), 0);
+	s = open_store();
+	assert_int_equal(rod_vol_open(s, "c", &v), 0);
+	assert_int_equal(rod_vol_write(v, 8 * MiB, buf, 4 * MiB, 0), 0);
+	assert_int_equal(rod_vol_read(v, 8 * MiB, back, 4 * MiB), 0);
+	assert_memory_equal(buf, back, 4 * MiB);
+	rod_vol_close(v);
+	rod_store_close(s);
+	s = open_store();
+	assert_int_equal(rod_store_space(s, &sp1), 0);
+	print_message("physical before rebuild %llu, after rebuild + a third copy %llu\n",
+		      (unsigned long long)sp0.physical, (unsigned long long)sp1.physical);
+	assert_int_equal(sp1.logical, 12 * MiB);
+	assert_int_equal(sp1.physical, 4 * MiB);
+	assert_int_equal(rod_vol_open(s, "a", &v), 0);
+	assert_int_equal(rod_vol_read(v, 0, back, 4 * MiB), 0);
+	assert_memory_equal(buf, back, 4 * MiB);
+	rod_vol_close(v);
+	rod_store_close(s);
+	free(buf);
+	free(back);
+}
+
 int main(void)
 {
 	const struct CMUnitTest t[] = {
 		cmocka_unit_test_setup_teardown(test_concurrent_seal, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_vol_switches, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_space_unique_shared, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_dedupe_after_gc_and_rebuild, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(t, NULL, NULL);
