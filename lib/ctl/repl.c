@@ -1595,6 +1595,8 @@ struct receiver {
 	struct rod_vol *v;              /* staging volume being received */
 	char vol[ROD_SNAP_NAME_MAX];
 	json_t *need;                   /* offsets to resend */
+	uint8_t *run;                   /* consecutive DATA grains not written yet */
+	uint64_t run_off, run_len;
 	uint8_t *fpents;                /* (chunk, fp) learned since the last cursor */
 	size_t n_fp, cap_fp;
 };
@@ -1843,6 +1845,19 @@ fail:
 	return rc ? rc : -ENOMEM;
 }
 
+#define RUN_MAX (1u << 20)
+
+/* Write the run of consecutive DATA grains collected so far (one engine write, not one
+ * per grain). */
+static int recv_run_flush(struct receiver *rv)
+{
+	int rc = 0;
+	if (rv->run_len)
+		rc = rod_vol_write(rv->v, rv->run_off, rv->run, rv->run_len, 0);
+	rv->run_len = 0;
+	return rc;
+}
+
 static int recv_stream(struct receiver *rv)
 {
 	struct conn *c = rv->c;
@@ -1854,6 +1869,8 @@ static int recv_stream(struct receiver *rv)
 		if ((rc = conn_get(c, &t, &len)))
 			return rc;
 		const uint8_t *p = c->rbuf;
+		if (t != M_DATA && (rc = recv_run_flush(rv)))
+			return rc;
 		switch (t) {
 		case M_VOL: {
 			json_t *o = json_loadb((char *)p, len, 0, NULL);
@@ -1891,7 +1908,16 @@ static int recv_stream(struct receiver *rv)
 			} else if (rod_grain_decompress(comp, p + 21, plen, grain)) {
 				return -EPROTO;
 			}
-			if ((rc = rod_vol_write(rv->v, off, grain, ROD_GRAIN, 0)) || (rc = recv_note_fp(rv, chunk, grain)))
+			if (rv->run_len && (off != rv->run_off + rv->run_len || rv->run_len >= RUN_MAX) &&
+			    (rc = recv_run_flush(rv)))
+				return rc;
+			if (!rv->run && !(rv->run = malloc(RUN_MAX)))
+				return -ENOMEM;
+			if (!rv->run_len)
+				rv->run_off = off;
+			memcpy(rv->run + rv->run_len, grain, ROD_GRAIN);
+			rv->run_len += ROD_GRAIN;
+			if ((rc = recv_note_fp(rv, chunk, grain)))
 				return rc;
 			break;
 		}
@@ -2004,6 +2030,7 @@ out:
 	json_decref(rv.members);
 	json_decref(rv.need);
 	free(rv.fpents);
+	free(rv.run);
 	conn_close(&c);
 }
 

@@ -116,7 +116,10 @@ replica_snaps() {
 	tgt --json replica list | jq --arg n "functest:$1" '[.groups[] | select(.name == $n) | .snapshots[]] | length'
 }
 
+# the source's scheduler runs on a test clock (pg tick), see docs/protection.md
+export ROD_TEST_TIME_OFFSET=0
 start_rodd
+unset ROD_TEST_TIME_OFFSET
 start_target
 note "source $ROD_PORTAL, target $T_PORTAL, replication on $T_REPL"
 
@@ -202,6 +205,35 @@ note "incremental 2 (1 MiB sent before, written elsewhere): $res"
 [ "$(jq .data_grains <<<"$res")" -le 8 ] || fail "expected (almost) no data grains: $res"
 [ "$(jq .wire_bytes <<<"$res")" -lt $((128 << 10)) ] || fail "references should cost little on the wire: $res"
 check_replica prod db1 db2
+
+# ---- scheduled snapshots are replicated; retention keeps the replication base ------------------------------
+rodctl pg schedule prod --every 1h >/dev/null
+s1=$(rodctl --json pg tick --advance 1h | jq -r '.taken[0].suffix')
+[ "$s1" != null ] || fail "the schedule took no snapshot"
+for _ in $(seq 100); do
+	[ "$(rodctl --json pg show prod | jq -r .replication.last_snapshot)" = "$s1" ] && break
+	sleep 0.1
+done
+expect_eq "$s1" "$(rodctl --json pg show prod | jq -r .replication.last_snapshot)" "scheduled snapshot replicated"
+expect_eq 4 "$(replica_snaps prod)" "replica snapshots after the scheduled one"
+rodctl pg retention prod --keep-all 1h >/dev/null
+# s1 is the last replicated snapshot: retention keeps it although it expired
+t=$(rodctl --json pg tick --advance 3h)
+s2=$(jq -r '.taken[0].suffix' <<<"$t")
+jq -e --arg s "$s1" '[.pruned[].suffix] | index($s) | not' <<<"$t" >/dev/null \
+	|| fail "retention destroyed the last replicated snapshot $s1: $t"
+for _ in $(seq 100); do
+	[ "$(rodctl --json pg show prod | jq -r .replication.last_snapshot)" = "$s2" ] && break
+	sleep 0.1
+done
+expect_eq "$s2" "$(rodctl --json pg show prod | jq -r .replication.last_snapshot)" "second scheduled snapshot replicated"
+# now s2 is the base: s1 goes at the next run of the scheduler (it runs every second)
+rodctl pg tick --advance 1m >/dev/null
+rodctl --json pg show prod | jq -e --arg s "$s1" '[.snapshots[].suffix] | index($s) | not' >/dev/null \
+	|| fail "expired snapshot $s1 kept after it stopped being the replication base"
+check_replica prod db1 db2
+rodctl pg schedule prod --off >/dev/null
+rodctl pg retention prod --off >/dev/null
 
 # ---- SIGKILL of the target mid-transfer -------------------------------------------------------------------
 rodctl vol create big1 --size 64M >/dev/null
