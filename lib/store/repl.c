@@ -190,7 +190,8 @@ static int window_ranges(struct rod_store *s, uint64_t lin, uint64_t eb, uint64_
 		}
 	}
 	pthread_rwlock_unlock(&s->state);
-	qsort(v, n, sizeof(*v), iv_cmp);
+	if (n)
+		qsort(v, n, sizeof(*v), iv_cmp);
 	for (size_t i = 0; i < n; i++) {
 		if (m && v[i].a <= v[m - 1].b) {
 			if (v[i].b > v[m - 1].b)

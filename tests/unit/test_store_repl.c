@@ -172,7 +172,8 @@ static void check_diff(struct rod_store *s, const char *base, const char *snap,
 	assert_int_equal(repl_vol_diff(s, base, snap, 0, collect, &x, &st), 0);
 	covered = calloc(is.ngr + 1, 1);
 	apply = calloc(is.ngr + 1, G);
-	memcpy(apply, ib.data, ROD_MIN(ib.size, is.size));
+	if (base)
+		memcpy(apply, ib.data, ROD_MIN(ib.size, is.size));
 	if (ib.size < is.size && ib.size % G) /* the receiver's regrown tail reads zeros */
 		memset(apply + ib.size, 0, G - ib.size % G);
 	uint64_t prev_end = 0;
