@@ -805,6 +805,23 @@ static int job_exit(json_t *j)
 	return !strcmp(jstr(j, "state"), "done") ? EX_OK : EX_OTHER;
 }
 
+/* An array scrub's damaged chunks, one line per reference. */
+static void print_damaged(json_t *r)
+{
+	size_t i, k;
+	json_t *d, *ref;
+	json_array_foreach(json_object_get(r, "damaged"), i, d) {
+		printf("damaged chunk %s (%s):\n", jstr(d, "chunk"), jstr(d, "error"));
+		json_array_foreach(json_object_get(d, "refs"), k, ref)
+			printf("  %s %s%s LBA %" PRIu64 "-%" PRIu64 " (%" PRIu64 "-byte blocks)\n",
+			       json_is_true(json_object_get(ref, "snapshot")) ? "snapshot" : "volume", jstr(ref, "volume"),
+			       json_is_true(json_object_get(ref, "destroyed")) ? " (destroyed)" : "", jint(ref, "lba"),
+			       jint(ref, "lba") + jint(ref, "blocks") - 1, jint(ref, "block_size"));
+	}
+	if (json_is_true(json_object_get(r, "refs_truncated")))
+		printf("(more references than listed: %" PRIu64 " in all)\n", jint(r, "refs_damaged"));
+}
+
 /* Follow a job until it finishes: a redrawn progress bar on a terminal, one line per
  * change otherwise. Returns EX_OK when it ended done. */
 static int watch_job(uint64_t id)
@@ -845,6 +862,7 @@ static int watch_job(uint64_t id)
 		if (job_finished(j)) {
 			if (tty)
 				printf("\n");
+			print_damaged(json_object_get(j, "result"));
 			if (json_is_string(json_object_get(j, "error")))
 				fprintf(stderr, "rodctl: job %" PRIu64 " failed: %s\n", id, jstr(j, "error"));
 			rc = job_exit(j);
@@ -961,6 +979,16 @@ static int c_array_gc(int argc, char **argv, const char *usage)
 	if (o[2].seen)
 		json_object_set_new(p, "rate", json_integer((json_int_t)rate));
 	return start_job("array.gc", p, o[1].seen);
+}
+
+static int c_array_scrub(int argc, char **argv, const char *usage)
+{
+	struct opt o[] = { { "--wait", false } };
+	const char *pos[1];
+	size_t np;
+	if (parse_args(argc, argv, o, 1, pos, 0, &np, usage))
+		return EX_USAGE;
+	return start_job("array.scrub", json_object(), o[0].seen);
 }
 
 static int c_vol_scrub(int argc, char **argv, const char *usage)
@@ -1639,6 +1667,7 @@ static const struct {
 	{ "array", "space", c_array_space, "rodctl array space" },
 	{ "array", "set", c_array_set, "rodctl array set --recovery-window DURATION (e.g. 24h, 30m, 2d)" },
 	{ "array", "gc", c_array_gc, "rodctl array gc [--full] [--rate BYTES_PER_S] [--wait]" },
+	{ "array", "scrub", c_array_scrub, "rodctl array scrub [--wait]" },
 	{ "job", "list", c_job_list, "rodctl job list" },
 	{ "job", "show", c_job_show, "rodctl job show ID [--watch]" },
 	{ "job", "cancel", c_job_cancel, "rodctl job cancel ID" },

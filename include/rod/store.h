@@ -98,6 +98,33 @@ struct rod_space {
  * replayed. */
 int rod_store_rebuild_metadata(const char *dir, uint64_t *records);
 
+/* Fault injection, tests only (docs/reliability.md): arm the engine's named fault
+ * points from a spec like ROD_FAULT's ("segment_pwrite_fail:after=3,bitflip:grain=5";
+ * "" or "off" disarms all). Process-wide. 0, or -EINVAL with a message in err. */
+int rod_store_fault_set(const char *spec, char *err, size_t errlen);
+/* The points armed or fired since the last set, "name:after=N:count=N:fired=N[:spent],...";
+ * returns the length it needed. */
+size_t rod_store_fault_show(char *buf, size_t len);
+
+/* Scrub: read and check (CRC32C, decrypt, decompress) every stored chunk referenced by a
+ * volume, snapshot or destroyed volume. damaged is called for every grain that references
+ * a damaged chunk; progress with grains resolved out of the total; a non-zero return of
+ * either stops the scrub and is returned. */
+struct rod_scrub_damage {
+	uint64_t chunk_id;
+	int error;                  /* -EBADMSG checksum mismatch, -EIO unreadable/undecodable */
+	const char *view;           /* volume or snapshot name */
+	bool is_snapshot, destroyed;
+	uint32_t block_size;
+	uint64_t lba, blocks;       /* in the view's blocks */
+};
+struct rod_scrub_stats {
+	uint64_t views, grains, chunks_checked, chunks_damaged, refs_damaged;
+};
+int rod_store_scrub(struct rod_store *s, int (*progress)(void *arg, uint64_t done, uint64_t total),
+		    int (*damaged)(void *arg, const struct rod_scrub_damage *d), void *arg,
+		    struct rod_scrub_stats *st);
+
 /* Array-wide space. */
 int rod_store_space(struct rod_store *s, struct rod_space *out);
 

@@ -2025,6 +2025,107 @@ static int m_vol_scrub(struct rod_ctl *c, json_t *params, json_t **res, char **m
 	return job_started(c, id, res, msg);
 }
 
+/* Array scrub (rod_store_scrub): every stored chunk referenced by a volume, snapshot or
+ * destroyed volume is read and checked once; the result lists each damaged chunk with
+ * the (view, LBA) references to it. Progress in grains resolved. */
+#define SCRUB_REFS_MAX 10000    /* references listed in the result (all are counted) */
+
+struct ascrub_job {
+	struct rod_store *store;
+	struct rod_job *job;
+	json_t *damaged;        /* chunk id (hex) -> { error, refs[] } */
+	uint64_t listed;
+};
+
+static int ascrub_progress(void *arg, uint64_t done, uint64_t total)
+{
+	struct ascrub_job *a = arg;
+	rod_job_progress(a->job, done, total);
+	return rod_job_cancelled(a->job) ? -ECANCELED : 0;
+}
+
+static int ascrub_damaged(void *arg, const struct rod_scrub_damage *d)
+{
+	struct ascrub_job *a = arg;
+	char key[24];
+	snprintf(key, sizeof(key), "%016" PRIx64, d->chunk_id);
+	json_t *o = json_object_get(a->damaged, key);
+	if (!o) {
+		o = json_pack("{s:s, s:s, s:[]}", "chunk", key, "error",
+			      d->error == -EBADMSG ? "checksum mismatch" : strerror(-d->error), "refs");
+		if (!o || json_object_set_new(a->damaged, key, o))
+			return -ENOMEM;
+	}
+	if (a->listed++ >= SCRUB_REFS_MAX)
+		return 0;
+	json_t *ref = json_pack("{s:s, s:b, s:b, s:I, s:I, s:i}", "volume", d->view, "snapshot", d->is_snapshot,
+				"destroyed", d->destroyed, "lba", (json_int_t)d->lba, "blocks", (json_int_t)d->blocks,
+				"block_size", (int)d->block_size);
+	return ref && !json_array_append_new(json_object_get(o, "refs"), ref) ? 0 : -ENOMEM;
+}
+
+static int ascrub_job_run(struct rod_job *j, void *arg, json_t **result, char **err)
+{
+	struct ascrub_job *a = arg;
+	struct rod_scrub_stats st;
+	a->job = j;
+	a->damaged = json_object();
+	if (!a->damaged)
+		return -ENOMEM;
+	int rc = rod_store_scrub(a->store, ascrub_progress, ascrub_damaged, a, &st);
+	json_t *list = json_array();
+	const char *k;
+	json_t *v;
+	json_object_foreach(a->damaged, k, v)
+		json_array_append(list, v);
+	*result = json_pack("{s:I, s:I, s:I, s:I, s:I, s:b, s:o}", "views", (json_int_t)st.views, "grains",
+			    (json_int_t)st.grains, "chunks_checked", (json_int_t)st.chunks_checked, "chunks_damaged",
+			    (json_int_t)st.chunks_damaged, "refs_damaged", (json_int_t)st.refs_damaged,
+			    "refs_truncated", a->listed > SCRUB_REFS_MAX, "damaged", list ? list : json_array());
+	json_decref(a->damaged);
+	a->damaged = NULL;
+	if (!rc && st.chunks_damaged &&
+	    asprintf(err, "%" PRIu64 " damaged chunk(s) referenced by %" PRIu64 " grain(s) (listed in the job's result)",
+		     st.chunks_damaged, st.refs_damaged) >= 0)
+		rc = -EBADMSG;
+	return rc;
+}
+
+static int m_array_scrub(struct rod_ctl *c, json_t *params, json_t **res, char **msg)
+{
+	uint64_t id;
+	int rc;
+	(void)params;
+	struct ascrub_job *a = calloc(1, sizeof(*a));
+	if (!a)
+		return ctl_fail(msg, ROD_CTL_EOTHER, "out of memory");
+	a->store = c->store;
+	if ((rc = rod_jobs_submit(c->jobs, "scrub", "array", "grains", true, ascrub_job_run, a, free, &id))) {
+		free(a);
+		return store_fail(msg, rc, "starting the scrub");
+	}
+	return job_started(c, id, res, msg);
+}
+
+/* Test only: arm the engine's fault-injection points (docs/reliability.md). Exists
+ * only when rodd runs with ROD_TEST_FAULTS=1 in its environment. */
+static int m_array_fault(struct rod_ctl *c, json_t *params, json_t **res, char **msg)
+{
+	const char *spec, *on = getenv("ROD_TEST_FAULTS");
+	char err[256], shown[1024];
+	int rc;
+	(void)c;
+	if (!on || strcmp(on, "1"))
+		return ctl_fail(msg, ROD_CTL_ENOMETHOD, "unknown method \"array.fault\"");
+	if ((rc = param_str(params, "spec", false, &spec, msg)))
+		return rc;
+	if (spec && rod_store_fault_set(spec, err, sizeof(err)))
+		return ctl_fail(msg, ROD_CTL_EINVAL, "%s", err);
+	rod_store_fault_show(shown, sizeof(shown));
+	*res = json_pack("{s:s}", "faults", shown);
+	return *res ? 0 : ctl_fail(msg, ROD_CTL_EOTHER, "out of memory");
+}
+
 static int param_job_id(json_t *params, uint64_t *id, char **msg)
 {
 	json_t *v = json_object_get(params, "id");
@@ -2124,6 +2225,8 @@ static const struct {
 	{ "array.set", m_array_set },
 	{ "array.gc", m_array_gc },
 	{ "vol.scrub", m_vol_scrub },
+	{ "array.scrub", m_array_scrub },
+	{ "array.fault", m_array_fault },
 	{ "job.list", m_job_list },
 	{ "job.show", m_job_show },
 	{ "job.cancel", m_job_cancel },

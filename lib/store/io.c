@@ -1119,3 +1119,12 @@ void rod_store_debug_grain(struct rod_store *s, const char *name, uint64_t g)
 	pthread_rwlock_unlock(&s->state);
 	meta_iter_free(it);
 }
+
+/* Scrub (scrub.c): read one chunk exactly as a host read would (checksum, chunk table
+ * after GC moves, decrypt, decompress). */
+int store_chunk_check(struct rod_store *s, const struct map_val *mv)
+{
+	uint8_t buf[ROD_GRAIN];
+
+	return chunk_read(s, mv, buf);
+}

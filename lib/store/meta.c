@@ -11,6 +11,8 @@
 
 #include "rod/log.h"
 
+#include "fault.h"
+
 static const char *const cf_names[CF_COUNT] = {
 	"default", "map", "rng", "lin", "vol", "meta", "chunk", "sys", "fp", "seg",
 };
@@ -228,6 +230,10 @@ int meta_batch_write(struct meta *m, struct meta_batch *b)
 {
 	char *err = NULL;
 
+	if (fault_hit(FAULT_ROCKSDB_WRITE_FAIL)) {
+		rod_err("store: metadata batch write failed: injected fault");
+		return -EIO;
+	}
 	rocksdb_write(m->db, m->wo, b->wb, &err);
 	if (err) {
 		rod_err("store: metadata batch write failed: %s", err);

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +14,8 @@
 
 #include "rod/log.h"
 #include "rod/util.h"
+
+#include "fault.h"
 
 /* Test hook (power-cut simulation, tests/unit/test_store_powercut.c): with
  * ROD_TEST_SYNC_MARK=file, every sync of the log records there (16 bytes, big-endian) the
@@ -160,6 +163,10 @@ int seglog_roll(struct seglog *l)
 	uint64_t id = l->next_id;
 	int fd, rc;
 
+	if (l->cur_fd >= 0 && fault_hit(FAULT_FDATASYNC_FAIL)) {
+		rod_err("store: fdatasync of the segment log failed: %s (injected)", strerror(EIO));
+		return -EIO;
+	}
 	if (l->cur_fd >= 0 && fdatasync(l->cur_fd))
 		return -errno;
 	seg_path(l, id, path, sizeof(path));
@@ -197,11 +204,70 @@ int seglog_reserve(struct seglog *l, uint64_t len)
 	return 0;
 }
 
+/* A failed append may have left part of its bytes after the end of the log: cut them,
+ * so that the next batch starts at the end of the last good one (shrinking a file needs
+ * no space). Best effort: replay also stops at a torn batch. */
+static void append_cut(struct seglog *l)
+{
+	if (ftruncate(l->cur_fd, (off_t)l->cur_off))
+		rod_warn("store: cannot cut a failed append off segment %llu: %m",
+			 (unsigned long long)l->cur_id);
+}
+
+/* Fault injection (fault.h): write the first half of an append, as a crash or a
+ * failing disk in the middle of it would leave it. */
+static void append_half(struct seglog *l, const struct iovec *iov, int iovcnt, uint64_t len)
+{
+	uint64_t want = len / 2, pos = l->cur_off;
+
+	for (int i = 0; i < iovcnt && want; i++) {
+		size_t n = iov[i].iov_len < want ? iov[i].iov_len : (size_t)want;
+
+		if (rod_pwrite_full(l->cur_fd, iov[i].iov_base, n, pos))
+			return;
+		pos += n;
+		want -= n;
+	}
+}
+
+static int append_fault(struct seglog *l, const struct iovec *iov, int iovcnt, uint64_t len)
+{
+	if (fault_hit(FAULT_ENOSPC)) {
+		rod_err("store: segment write failed: %s (injected)", strerror(ENOSPC));
+		return -ENOSPC;
+	}
+	if (fault_hit(FAULT_SEG_PWRITE_FAIL)) {
+		rod_err("store: segment write failed: %s (injected)", strerror(EIO));
+		return -EIO;
+	}
+	if (fault_hit(FAULT_SEG_PWRITE_SHORT)) {
+		append_half(l, iov, iovcnt, len);
+		rod_err("store: segment write failed: short write, then %s (injected)", strerror(EIO));
+		return -EIO;
+	}
+	if (fault_hit(FAULT_TORN_TAIL)) {
+		append_half(l, iov, iovcnt, len);
+		rod_err("store: torn_tail: half of a %llu-byte append written, killing the process (injected)",
+			(unsigned long long)len);
+		raise(SIGKILL);
+	}
+	return 0;
+}
+
 int seglog_append(struct seglog *l, const struct iovec *iov, int iovcnt, uint64_t len,
 		  uint64_t *off)
 {
 	uint64_t pos = l->cur_off;
 	int i = 0;
+
+	if (fault_any()) {
+		int rc = append_fault(l, iov, iovcnt, len);
+
+		if (rc) {
+			append_cut(l);
+			return rc;
+		}
+	}
 
 	while (i < iovcnt) {
 		int cnt = iovcnt - i > 1024 ? 1024 : iovcnt - i;
@@ -214,8 +280,11 @@ int seglog_append(struct seglog *l, const struct iovec *iov, int iovcnt, uint64_
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
-			rod_err("store: segment write failed: %m");
-			return -errno;
+			int e = errno;
+
+			rod_err("store: segment write failed: %s", strerror(e));
+			append_cut(l);
+			return -e;
 		}
 		if ((size_t)n != want) {
 			/* Short write (disk full?): finish with plain writes. */
@@ -230,8 +299,10 @@ int seglog_append(struct seglog *l, const struct iovec *iov, int iovcnt, uint64_
 				}
 				int rc = rod_pwrite_full(l->cur_fd, (const uint8_t *)iov[i + k].iov_base + done,
 							 l0 - done, pos + (uint64_t)n);
-				if (rc)
+				if (rc) {
+					append_cut(l);
 					return rc;
+				}
 				n += (ssize_t)(l0 - done);
 				done = 0;
 			}
@@ -254,6 +325,10 @@ int seglog_append(struct seglog *l, const struct iovec *iov, int iovcnt, uint64_
 
 int seglog_sync(struct seglog *l)
 {
+	if (l->cur_fd >= 0 && fault_hit(FAULT_FDATASYNC_FAIL)) {
+		rod_err("store: fdatasync of the segment log failed: %s (injected)", strerror(EIO));
+		return -EIO;
+	}
 	if (l->cur_fd >= 0 && fdatasync(l->cur_fd)) {
 		rod_err("store: fdatasync of the segment log failed: %m");
 		return -EIO;
