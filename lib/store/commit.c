@@ -8,6 +8,7 @@
 
 #include "rod/log.h"
 #include "rod/util.h"
+#include "fault.h"
 #include "store_int.h"
 
 /* m guards the queue, stop and the durable position; the rest is owned by the thread. */
@@ -177,10 +178,33 @@ static bool reloc_current(struct rod_store *s, const struct cgrain *g)
 	return vl >= MAP_VAL_LEN && mv.chunk == g->chunk;
 }
 
+/* Fault injection (bitflip): flip one bit of a data chunk just appended, in the file,
+ * as a bad sector or a bit rot would; its CRC32C (in the batch entry) no longer
+ * matches, so reads of it fail with -EBADMSG (03/11/00) and scrub reports it. */
+static void fault_bitflip(struct rod_store *s, struct commit *c, uint32_t n, uint64_t payload_base)
+{
+	for (uint32_t i = 0; i < n; i++) {
+		const struct batch_entry *e = &c->ent[i];
+		uint8_t b;
+		uint64_t at = payload_base + e->payload_off + e->stored_len / 2;
+
+		if (e->kind != ENT_DATA || !e->stored_len || !fault_bitflip_fire(e->lba))
+			continue;
+		if (rod_pread_full(s->log->cur_fd, &b, 1, at) == 0) {
+			b ^= 0x10;
+			if (rod_pwrite_full(s->log->cur_fd, &b, 1, at) == 0)
+				rod_warn("store: bitflip: chunk %llx (grain %llu) damaged at segment %llu offset %llu",
+					 (unsigned long long)e->chunk_id, (unsigned long long)e->lba,
+					 (unsigned long long)s->log->cur_id, (unsigned long long)at);
+		}
+		return;
+	}
+}
+
 static void process(struct rod_store *s, struct commit *c, struct citem *items)
 {
 	uint32_t n = 0, payload = 0;
-	bool need_sync = false, need_roll = false, ckpt = false;
+	bool need_sync = false, need_roll = false, only_writes = true, ckpt = false;
 	uint64_t est;
 	size_t nsrc = 0;
 	int rc = 0;
@@ -190,9 +214,11 @@ static void process(struct rod_store *s, struct commit *c, struct citem *items)
 	pthread_rwlock_wrlock(&s->state);
 	for (struct citem *ci = items; ci; ci = ci->next) {
 		if (atomic_load(&s->failed) && ci->kind != CI_FLUSH) {
-			ci->result = -EIO;
+			ci->result = -EROFS;    /* read-only since a commit failed */
 			continue;
 		}
+		if (ci->kind != CI_WRITE && ci->kind != CI_FLUSH)
+			only_writes = false;
 		if (ci->durable)
 			need_sync = true;
 		if (ci->roll)
@@ -310,6 +336,8 @@ static void process(struct rod_store *s, struct commit *c, struct citem *items)
 			if (payload % SEG_BLOCK)
 				c->iov[niov++] = (struct iovec){ (void *)zero_pad, SEG_BLOCK - payload % SEG_BLOCK };
 			rc = seglog_append(s->log, c->iov, niov, total, &off);
+			if (!rc && fault_any())
+				fault_bitflip(s, c, n, off + hdr_len);
 		}
 		if (!rc && need_sync) {
 			rc = seglog_sync(s->log);
@@ -335,13 +363,25 @@ static void process(struct rod_store *s, struct commit *c, struct citem *items)
 				c->doff = off + total;
 				pthread_mutex_unlock(&c->m);
 			}
+		} else if (rc == -ENOSPC && only_writes && !c->mb.len) {
+			/* The file system is full and the append did not happen (its bytes were
+			 * cut off again): a batch of plain writes changed nothing in memory
+			 * that matters (chunk ids are not reused, the written box only grows), so
+			 * its writes fail (07/27/07) and the store goes on. */
+			rod_err("store: file system full: %u grains refused", n);
 		} else {
 			/* Memory already holds this batch's epochs and range entries: refuse
-			 * further changes rather than let memory and disk drift apart. */
+			 * further changes rather than let memory and disk drift apart. After a
+			 * failed fdatasync nothing is synced again either: the kernel may have
+			 * dropped the dirty pages and cleared the error, so a second fdatasync
+			 * could succeed without the data being on disk (PostgreSQL's "fsyncgate",
+			 * 2018). Restarting rodd replays what the log really holds. */
 			if (!atomic_exchange(&s->failed, true))
 				rod_err("store: group commit failed: %s; the store now refuses writes "
 					"(reads still work); fix the disk and reopen it", strerror(-rc));
 		}
+	} else if (need_sync && c->unsynced && atomic_load(&s->failed)) {
+		rc = -EIO;      /* never fdatasync again after a failure (see above) */
 	} else if (need_sync && c->unsynced) {
 		rc = seglog_sync(s->log);
 		if (!rc) {
@@ -452,7 +492,7 @@ void commit_stop(struct rod_store *s)
 	pthread_cond_signal(&c->c);
 	pthread_mutex_unlock(&c->m);
 	pthread_join(c->th, NULL);
-	if (c->unsynced && !seglog_sync(s->log)) {
+	if (c->unsynced && !atomic_load(&s->failed) && !seglog_sync(s->log)) {
 		c->unsynced = false;
 		c->dseg = s->log->cur_id;
 		c->doff = s->log->cur_off;

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "commit.h"
+#include "fault.h"
 #include "gc.h"
 #include "reduce_store.h"
 #include "rod/log.h"
@@ -430,6 +431,7 @@ int rod_store_open(const struct rod_store_opts *opts, struct rod_store **out)
 
 	if (!opts || !opts->dir || !*opts->dir)
 		return -EINVAL;
+	fault_init_env(); /* ROD_FAULT (tests), once per process */
 	s = calloc(1, sizeof(*s));
 	if (!s)
 		return -ENOMEM;

@@ -143,4 +143,7 @@ uint64_t space_used(struct rod_store *s);
 int store_checkpoint(struct rod_store *s);
 void sys_log_u64(struct mutbuf *mb, const char *key, uint64_t v);
 
+/* io.c: read and check one chunk as a host read would (scrub); 0, -EBADMSG or -EIO */
+int store_chunk_check(struct rod_store *s, const struct map_val *mv);
+
 #endif
