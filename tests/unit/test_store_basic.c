@@ -426,7 +426,7 @@ static void test_unknown_version(void **state)
 	fclose(f);
 	assert_int_equal(rod_store_open(&o, &s), -EPROTO);
 	/* put it back so teardown can close something */
-	ver[3] = 1;
+	ver[3] = 2; /* ROD_FORMAT_VERSION */
 	f = fopen(path, "r+b");
 	fseek(f, 8, SEEK_SET);
 	fwrite(ver, 1, 4, f);
