@@ -521,6 +521,10 @@ static int drop_build(struct rod_store *s, struct citem *ci, struct mutbuf *mb)
 		mutbuf_del_range(mb, CF_RNG, r0, 16, r1, 16);
 		rod_put_be64(lk, lin);
 		mutbuf_del(mb, CF_LIN, lk, 8);
+		/* and its change summaries (lin|epoch, lin|epoch|seq: medium.h) */
+		lin_chg_key(r0, lin, 0);
+		rod_put_be64(lk, lin + 1);
+		mutbuf_del_range(mb, CF_LIN, r0, 16, lk, 8);
 		media_drop(&s->media, lin);
 	}
 	return 0;

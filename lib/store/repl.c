@@ -567,6 +567,21 @@ out:
 	return rc;
 }
 
+uint64_t repl_chg_keys(struct rod_store *s)
+{
+	struct meta_iter *it = meta_iter_new(s->meta, CF_LIN);
+	uint64_t n = 0;
+
+	for (meta_iter_first(it); it && meta_iter_valid(it); meta_iter_next(it)) {
+		size_t kl;
+
+		meta_iter_key(it, &kl);
+		n += kl == 16 || kl == 24;
+	}
+	meta_iter_free(it);
+	return n;
+}
+
 int rod_vol_diff(struct rod_store *s, const char *base, const char *snap, uint64_t start_off,
 		 int (*fn)(void *arg, uint64_t off, uint64_t len, enum rod_diff_kind kind),
 		 void *arg)

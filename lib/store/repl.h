@@ -24,4 +24,8 @@ int repl_vol_diff(struct rod_store *s, const char *base, const char *snap, uint6
 		  int (*fn)(void *arg, uint64_t off, uint64_t len, enum rod_diff_kind kind),
 		  void *arg, struct repl_diff_stats *st);
 
+/* Change-summary keys in CF_LIN (all lineages): tests check that dropping a lineage
+ * drops them. */
+uint64_t repl_chg_keys(struct rod_store *s);
+
 #endif

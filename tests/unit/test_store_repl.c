@@ -511,6 +511,46 @@ static void test_diff_cost(void **state)
 	rod_vol_close(v);
 }
 
+/* Summaries go with their lineage: eradicating a volume and its snapshots, then GC,
+ * leaves no summary key behind. */
+static void test_summaries_dropped(void **state)
+{
+	struct rod_store *s = *state;
+	struct rod_vol *v = mkvol(s, "gone", 8 * MiB), *o;
+	uint8_t buf[4 * G];
+	uint64_t before;
+
+	fill(buf, sizeof(buf), 1);
+	for (int i = 0; i < 3; i++) {
+		char sfx[8];
+
+		assert_int_equal(rod_vol_write(v, (uint64_t)i * MiB, buf, sizeof(buf), 0), 0);
+		snprintf(sfx, sizeof(sfx), "s%d", i);
+		assert_int_equal(rod_vol_snapshot(s, "gone", sfx, NULL), 0);
+	}
+	/* A revert, flattened: a span record (lineage|epoch|seq) too. */
+	assert_int_equal(rod_vol_revert(s, "gone", "gone.s0"), 0);
+	assert_int_equal(rod_vol_flatten(s, "gone", ROD_FLATTEN_ALL, NULL, NULL), 0);
+	o = mkvol(s, "stays", MiB);
+	assert_int_equal(rod_vol_write(o, 0, buf, sizeof(buf), 0), 0);
+	assert_int_equal(rod_vol_snapshot(s, "stays", "s", NULL), 0);
+	before = repl_chg_keys(s);
+	assert_true(before >= 5);
+	rod_vol_close(v);
+	for (int i = 0; i < 3; i++) {
+		char n[16];
+
+		snprintf(n, sizeof(n), "gone.s%d", i);
+		assert_int_equal(rod_vol_destroy(s, n), 0);
+		assert_int_equal(rod_vol_eradicate(s, n), 0);
+	}
+	assert_int_equal(rod_vol_destroy(s, "gone"), 0);
+	assert_int_equal(rod_vol_eradicate(s, "gone"), 0);
+	assert_int_equal(rod_store_gc(s, false), 0);
+	assert_int_equal(repl_chg_keys(s), 1); /* "stays": one sealed epoch */
+	rod_vol_close(o);
+}
+
 /* ---- grains as stored ---- */
 
 static void test_read_raw(void **state)
@@ -719,6 +759,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_diff_random, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_diff_cost, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_summaries_dropped, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_read_raw, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_write_fp, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_replica_names, setup, teardown),
