@@ -98,7 +98,8 @@ struct rod_scsi_cmd {
 	 * LOGICAL UNIT RESET, TARGET RESET, PREEMPT AND ABORT; TAS=0) aborted the command:
 	 * the transport sends no response. The transport initialises it to false. */
 	bool aborted;
-	/* Arrival stamp (rod_scsi_cmd_received); 0: stamped at rod_scsi_exec. */
+	/* Arrival stamp (rod_scsi_cmd_received); 0: stamped at rod_scsi_exec, which
+	 * consumes it (sets it back to 0). */
 	uint64_t arrival;
 	/* completion: called exactly once, from any thread (maybe inside rod_scsi_exec) */
 	void (*done)(struct rod_scsi_cmd *cmd);

@@ -354,6 +354,9 @@ void rod_scsi_exec(struct rod_scsi_target *tgt, struct rod_scsi_cmd *cmd)
 	cmd->aborted = false;
 	if (!cmd->arrival)
 		rod_scsi_cmd_received(tgt, cmd);
+	/* used once: a transport that reuses the structure stamps the next command anew */
+	uint64_t arrival = cmd->arrival;
+	cmd->arrival = 0;
 	rod_target_task_begin(tgt);
 	if (atomic_load_explicit(&tgt->soft_pending, memory_order_relaxed) &&
 	    atomic_exchange(&tgt->soft_pending, false))
@@ -386,7 +389,7 @@ void rod_scsi_exec(struct rod_scsi_target *tgt, struct rod_scsi_cmd *cmd)
 		struct rod_scsi_lu *lu = t->lu;
 		uint32_t idx = t->nexus ? t->nexus->index : UINT32_MAX;
 		pthread_mutex_lock(&lu->lock);
-		if (idx < lu->ua_cap && cmd->arrival <= lu->abort_gen[idx]) {
+		if (idx < lu->ua_cap && arrival <= lu->abort_gen[idx]) {
 			pthread_mutex_unlock(&lu->lock);
 			rod_lu_put(lu);
 			t->lu = NULL;
