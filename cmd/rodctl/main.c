@@ -991,6 +991,16 @@ static int c_array_scrub(int argc, char **argv, const char *usage)
 	return start_job("array.scrub", json_object(), o[0].seen);
 }
 
+static int c_vol_flatten(int argc, char **argv, const char *usage)
+{
+	struct opt o[] = { { "--all", false }, { "--wait", false } };
+	const char *pos[1];
+	size_t np;
+	if (parse_args(argc, argv, o, 2, pos, 1, &np, usage))
+		return EX_USAGE;
+	return start_job("vol.flatten", json_pack("{s:s, s:b}", "name", pos[0], "all", o[0].seen), o[1].seen);
+}
+
 static int c_vol_scrub(int argc, char **argv, const char *usage)
 {
 	struct opt o[] = { { "--rate", true }, { "--wait", false } };
@@ -1505,6 +1515,7 @@ static int c_pg_tick(int argc, char **argv, const char *usage)
 	return call_print("pg.tick", json_pack("{s:s}", "advance", o[0].seen ? o[0].value : "0"), human_pg_tick);
 }
 
+
 /* ---- replication (docs/protection.md "Replication") ------------------------------------ */
 
 static void human_rkey_created(json_t *r)
@@ -1684,6 +1695,7 @@ static const struct {
 	{ "vol", "rename", c_vol_rename, "rodctl vol rename OLD NEW" },
 	{ "vol", "recover", c_vol_recover, "rodctl vol recover NAME" },
 	{ "vol", "eradicate", c_vol_eradicate, "rodctl vol eradicate NAME [--wait]" },
+	{ "vol", "flatten", c_vol_flatten, "rodctl vol flatten NAME [--all] [--wait]" },
 	{ "vol", "scrub", c_vol_scrub, "rodctl vol scrub VOL [--rate BYTES_PER_S] [--wait]" },
 	{ "host", "create", c_host_create,
 	  "rodctl host create NAME --iqn IQN [--iqn IQN]... [--chap-user U --chap-secret-file F] "

@@ -68,6 +68,11 @@ static void usage(FILE *f)
 		"  --rebuild-metadata   rebuild the metadata database of --data from its segment files\n"
 		"                       (the old one is kept as meta.old.<time>), then exit 0; start\n"
 		"                       rodd again normally afterwards\n"
+		"  --stdin              serve one iSCSI connection on stdin/stdout instead of listening\n"
+		"                       (inetd style, or a fuzzer feeding recorded PDUs), then exit;\n"
+		"                       implies --foreground, logs go to stderr\n"
+		"  --limit KEY=VALUE    a limit of rod.conf(5) (max_volumes, recovery_window, gc_rate,\n"
+		"                       gc_threshold, job_workers, http_require_token), over the file's\n"
 		"  --check-config       print the effective settings (defaults < config < flags)\n"
 		"                       and exit 0, or report the first error and exit 1\n"
 		"  --version            print the version\n"
@@ -97,7 +102,8 @@ static bool str_differs(const char *file_val, const char *running)
 /* SIGHUP: read the config file again. The log level changes at once; the other keys
  * need a restart (listeners, data directory, socket, key file are bound or open), which
  * the log says. A file with an error changes nothing. */
-static void reload_config(const char *path, const struct rod_conf *run)
+static void reload_config(const char *path, const struct rod_conf *run, const struct rod_conf_limits *cli,
+			  struct rod_ctl *ctl)
 {
 	struct rod_conf ns = { 0 };
 	char err[1024 + PATH_MAX];
@@ -131,6 +137,12 @@ static void reload_config(const char *path, const struct rod_conf *run)
 		rod_log_set_level((enum rod_log_level)(ns.log_level - 1));
 		rod_info("rodd: SIGHUP: log level %s", (const char *[]){ "error", "warn", "info", "debug" }[ns.log_level - 1]);
 	}
+	/* limits apply at once (flags still override the file) */
+	rod_conf_limits_merge(&ns.limits, cli);
+	if (rod_ctl_set_limits(ctl, &ns.limits) == 0)
+		rod_info("rodd: SIGHUP: limits applied (max_volumes %llu, gc_rate %llu, gc_threshold %llu%%, job_workers "
+			 "%llu)", (unsigned long long)ns.limits.max_volumes, (unsigned long long)ns.limits.gc_rate,
+			 (unsigned long long)ns.limits.gc_threshold_pct, (unsigned long long)ns.limits.job_workers);
 	rod_info("rodd: SIGHUP: %s re-read", path);
 	rod_conf_release(&ns);
 }
@@ -260,6 +272,26 @@ static void daemonise_finish(void)
 	g_ready_fd = -1;
 }
 
+/* --stdin: the one connection is served on its own thread (the same connection code
+ * as the listeners', rod_iscsi_serve_fd); main keeps waiting for signals and hears
+ * SIGUSR1 when the connection has closed. */
+struct stdin_conn {
+	struct rod_iscsi_server *isrv;
+	pthread_t main_thread, thread;
+	bool started;
+};
+
+static void *stdin_main(void *arg)
+{
+	struct stdin_conn *sc = arg;
+	rod_thread_name("rod-iscsi-stdin");
+	int rc = rod_iscsi_serve_fd(sc->isrv, STDIN_FILENO, STDOUT_FILENO);
+	if (rc)
+		rod_err("rodd: --stdin: %s", strerror(-rc));
+	pthread_kill(sc->main_thread, SIGUSR1);
+	return NULL;
+}
+
 static int write_pidfile(const char *path)
 {
 	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
@@ -288,8 +320,10 @@ int main(int argc, char **argv)
 		{ "http-allow-remote", no_argument, NULL, 'R' },
 		{ "capacity", required_argument, NULL, 'Z' },
 		{ "rebuild-metadata", no_argument, NULL, 'M' },
+		{ "stdin", no_argument, NULL, 'I' },
 		{ "no-reduction", required_argument, NULL, 'N' },
 		{ "replication", required_argument, NULL, 'P' },
+		{ "limit", required_argument, NULL, 'L' },
 		{ "version", no_argument, NULL, 'V' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
@@ -298,6 +332,7 @@ int main(int argc, char **argv)
 	char *data = NULL, *sock = NULL, *pidfile = NULL, *key_file = NULL; /* absolute paths */
 	const char *config = NULL, *why = NULL;
 	bool foreground = false, check_only = false, rebuild_meta = false;
+	bool stdin_mode = false;        /* --stdin: one iSCSI connection on fds 0/1 */
 	const char *repl_listen = NULL; /* --replication ADDR:PORT */
 	bool no_dedupe = false, no_compress = false, no_encrypt = false; /* benchmarking only */
 	int opt;
@@ -333,6 +368,19 @@ int main(int argc, char **argv)
 			}
 			break;
 		case 'M': rebuild_meta = true; break;
+		case 'L': { /* --limit KEY=VALUE: a rod.conf limit key, over the file's */
+			char key[64], lerr[256];
+			const char *eq = strchr(optarg, '=');
+			snprintf(key, sizeof(key), "%.*s", eq ? (int)(eq - optarg) : 0, optarg);
+			int lrc = eq ? rod_conf_limit_set(&cli.limits, key, eq + 1, lerr, sizeof(lerr)) : -ENOENT;
+			if (lrc) {
+				fprintf(stderr, "rodd: --limit %s: %s\n", optarg,
+					lrc == -EINVAL ? lerr : "expected KEY=VALUE with a limit key of rod.conf(5)");
+				goto early_fail;
+			}
+			break;
+		}
+		case 'I': stdin_mode = foreground = true; break;
 		case 'P':
 			if (!rod_conf_listen_valid(optarg, &why)) {
 				fprintf(stderr, "rodd: --replication %s: %s\n", optarg, why);
@@ -389,6 +437,7 @@ int main(int argc, char **argv)
 	st.http_allow_remote = st.http_allow_remote || cli.http_allow_remote;
 	if (cli.capacity)
 		st.capacity = cli.capacity;
+	rod_conf_limits_merge(&st.limits, &cli.limits);
 	if (cli.n_listen) {
 		for (int i = 0; i < st.n_listen; i++)
 			free(st.listen[i]);
@@ -415,6 +464,7 @@ int main(int argc, char **argv)
 			printf("capacity = %llu\n", (unsigned long long)st.capacity);
 		if (st.log_level)
 			printf("log_level = %s\n", (const char *[]){ "error", "warn", "info", "debug" }[st.log_level - 1]);
+		rod_conf_limits_print(stdout, &st.limits);
 		if (cli.n_listen)
 			cli.n_listen = 0;
 		rod_conf_release(&st);
@@ -454,6 +504,8 @@ int main(int argc, char **argv)
 	sigaddset(&sigs, SIGTERM);
 	sigaddset(&sigs, SIGINT);
 	sigaddset(&sigs, SIGHUP);
+	if (stdin_mode)
+		sigaddset(&sigs, SIGUSR1);      /* the --stdin connection ended */
 	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
@@ -529,6 +581,8 @@ int main(int argc, char **argv)
 	};
 	struct rod_ctl *ctl = NULL;
 	rc = rod_ctl_new(&co, &ctl);
+	if (rc == 0 && (rc = rod_ctl_set_limits(ctl, &st.limits)))
+		rod_err("cannot apply the limits of the configuration: %s", strerror(-rc));
 	if (rc) {
 		rod_scsi_target_free(target);
 		rod_store_close(store);
@@ -537,7 +591,7 @@ int main(int argc, char **argv)
 	struct rod_iscsi_server_opts io = {
 		.target_name = iqn,
 		.target_alias = ident->name,
-		.listen = (const char *const *)st.listen,
+		.listen = stdin_mode ? (const char *const[]){ NULL } : (const char *const *)st.listen,
 		.scsi = target,
 		.auth_lookup = rod_ctl_auth_lookup,
 		.auth_arg = ctl,
@@ -559,7 +613,7 @@ int main(int argc, char **argv)
 		pp[i] = portals[i];
 	pp[np] = NULL;
 	rod_ctl_set_portals(ctl, pp);
-	if ((rc = rod_iscsi_server_start(isrv))) {
+	if (!stdin_mode && (rc = rod_iscsi_server_start(isrv))) {
 		rod_err("cannot start the iSCSI threads: %s", strerror(-rc));
 		goto fail;
 	}
@@ -590,12 +644,25 @@ int main(int argc, char **argv)
 		rod_info("rodd: target %s on %s", iqn, portals[i]);
 	rod_info("rodd: ready (data %s, control socket %s)", data, sock);
 
+	struct stdin_conn sconn = { .isrv = isrv, .main_thread = pthread_self() };
+	if (stdin_mode) {
+		if (pthread_create(&sconn.thread, NULL, stdin_main, &sconn)) {
+			rod_err("cannot start the --stdin connection thread");
+			goto fail;
+		}
+		sconn.started = true;
+		rod_info("rodd: serving one iSCSI connection on stdin/stdout");
+	}
 	for (;;) {
 		int sig = 0;
 		if (sigwait(&sigs, &sig))
 			continue;
+		if (sig == SIGUSR1) {
+			rod_info("rodd: the --stdin connection closed, shutting down");
+			break;
+		}
 		if (sig == SIGHUP) {
-			reload_config(g_config_abs, &st);
+			reload_config(g_config_abs, &st, &cli.limits, ctl);
 			continue;
 		}
 		rod_info("rodd: signal %d, shutting down", sig);
@@ -612,6 +679,8 @@ out:
 	rod_ctl_server_free(csrv);
 	if (isrv) {
 		rod_iscsi_server_stop(isrv);
+		if (stdin_mode && sconn.started)
+			pthread_join(sconn.thread, NULL);       /* stop closes the connection */
 		rod_iscsi_server_free(isrv);
 	}
 	rod_scsi_target_free(target);

@@ -7,8 +7,22 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #define ROD_CONF_LISTEN_MAX 16
+
+/* Limits an administrator sets (rod.conf(5) "LIMITS"); 0 = not set (the default).
+ * Command line: rodd --limit KEY=VALUE. */
+struct rod_conf_limits {
+	uint64_t max_volumes;           /* volumes + snapshots (not destroyed); default unlimited */
+	uint64_t recovery_window_s;     /* destroyed items kept; valid when has_recovery_window */
+	bool has_recovery_window;
+	uint64_t gc_rate;               /* GC job reading, bytes/s; default unlimited */
+	uint64_t gc_threshold_pct;      /* used % starting a background GC job; default off */
+	uint64_t job_workers;           /* jobs run at once; default 1 */
+	int http_require_token;         /* 0 not set (yes), 1 yes, 2 no: loopback clients need none */
+	uint64_t metrics_interval_s;    /* /metrics space figures recomputed at most this often; default 10 */
+};
 
 /* What a config file (or rodd's command line) sets; NULL / 0 = not set. The
  * caller owns it: start from a zeroed struct, release with rod_conf_release. */
@@ -20,6 +34,7 @@ struct rod_conf {
 	char *listen[ROD_CONF_LISTEN_MAX + 1];  /* NULL-terminated once rodd adds a default */
 	int n_listen;
 	int log_level;                  /* enum rod_log_level + 1; 0 = not set */
+	struct rod_conf_limits limits;
 };
 
 /* Parse a config text of len bytes (need not be NUL-terminated; a NUL ends its line)
@@ -39,5 +54,15 @@ int rod_conf_set_str(char **dst, const char *v);        /* 0 or -ENOMEM */
 bool rod_conf_listen_valid(const char *s, const char **why);
 /* Append one listen address: 0 or -EINVAL (*why) / -ENOMEM. */
 int rod_conf_add_listen(struct rod_conf *c, const char *v, const char **why);
+
+/* One limit key (as in the file, or rodd --limit KEY=VALUE) into l. 0, or -EINVAL with
+ * err saying what is wrong; -ENOENT unknown key. */
+int rod_conf_limit_set(struct rod_conf_limits *l, const char *key, const char *value, char *err, size_t errlen);
+/* Copy the limits set in src over dst (the command line over the file). */
+void rod_conf_limits_merge(struct rod_conf_limits *dst, const struct rod_conf_limits *src);
+/* The effective limits, defaults filled in, as rod.conf lines (rodd --check-config). */
+void rod_conf_limits_print(FILE *f, const struct rod_conf_limits *l);
+/* The limit keys, as a list for messages. */
+extern const char rod_conf_limit_keys[];
 
 #endif

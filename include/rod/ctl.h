@@ -14,6 +14,8 @@
 
 #include <jansson.h>
 
+#include "rod/conf.h"
+
 #include "rod/iscsi.h"
 #include "rod/store.h"
 
@@ -57,6 +59,13 @@ int rod_ctl_set_portals(struct rod_ctl *c, const char *const *portals);
  * shown by the replica.list method). Its own thread, TLS 1.3 with replication keys
  * (docs/protection.md "Replication"). 0 or -errno. */
 int rod_ctl_replication_listen(struct rod_ctl *c, const char *addr);
+
+/* Apply rod.conf limits (at start and on SIGHUP): max_volumes, gc_rate, gc_threshold,
+ * recovery_window (the default; a window set with array.set stays), job_workers (more
+ * at once; fewer at the next start), http_require_token. 0 or -errno. */
+int rod_ctl_set_limits(struct rod_ctl *c, const struct rod_conf_limits *l);
+/* http_require_token: false when loopback HTTP clients may call without a token. */
+bool rod_ctl_http_token_required(struct rod_ctl *c);
 
 /* The iSCSI auth_lookup callback (arg = struct rod_ctl *): maps an initiator name to a
  * host and its CHAP secrets. An exact IQN beats a glob, a longer glob beats a shorter.

@@ -32,6 +32,36 @@ int rod_api_token_delete(struct rod_store *s, json_t *params, json_t **res, char
 bool rod_api_token_valid(struct rod_store *s, const char *token);
 
 /* ---- Metrics (metrics.c) ------------------------------------------------------------ */
+
+/* Space figures cost a scan of the maps (per volume and for the array); /metrics shows
+ * them from this cache, which the HTTP server's "rod-http-space" thread recomputes at
+ * most every rod.conf metrics_interval, and only when a scrape came since. A scrape
+ * then costs O(volumes). */
+struct rod_metrics_space {
+	struct rod_space array;
+	bool have_array;
+	struct rod_metrics_vol_space {
+		uint64_t vol_id;
+		struct rod_space sp;
+	} *vols;                          /* malloc'd, live volumes whose figures were computed */
+	size_t n_vols;
+	uint64_t computed_ns;             /* rod_now_ns() when computed; 0: never */
+	uint64_t cost_ns;                 /* what computing them took */
+};
+/* Compute the figures now (every live volume, then the array). */
+int rod_metrics_space_compute(struct rod_store *s, struct rod_metrics_space *out);
+void rod_metrics_space_release(struct rod_metrics_space *sp);
+
+/* What the control plane tells /metrics (ctl.c). */
+struct rod_ctl_status {
+	bool gc_running;                  /* a GC or eradicate job's pass is running */
+	uint64_t gc_done, gc_total;       /* its segments (done, total so far) */
+	uint64_t gc_read, gc_moved;       /* its segment bytes read, live bytes moved */
+	uint64_t jobs_queued, jobs_running;
+	uint64_t metrics_interval_s;      /* rod.conf metrics_interval */
+};
+void rod_ctl_status_get(struct rod_ctl *c, struct rod_ctl_status *out);
+
 struct rod_metrics_src {
 	struct rod_store *store;
 	/* Optional readers of the layers rodd owns (NULL: those families are left out). */
@@ -39,6 +69,9 @@ struct rod_metrics_src {
 	void *scsi_arg;
 	void (*iscsi_stats)(void *arg, struct rod_iscsi_stats *out);
 	void *iscsi_arg;
+	/* Set by the HTTP server for each scrape: */
+	struct rod_ctl *ctl;              /* NULL: no job/GC-pass families */
+	const struct rod_metrics_space *space;  /* cached space figures; NULL: computed now */
 };
 /* The whole exposition (text format 0.0.4) in a malloc'd NUL-terminated buffer. */
 int rod_metrics_render(const struct rod_metrics_src *src, char **text, size_t *len);

@@ -74,6 +74,154 @@ int rod_conf_add_listen(struct rod_conf *c, const char *v, const char **why)
 	return 0;
 }
 
+/* ---- limits --------------------------------------------------------------------- */
+
+#define RECOVERY_WINDOW_MAX_S (30 * 24 * 3600)   /* as rodctl array set */
+#define JOB_WORKERS_MAX 16
+#define LIMIT_MAX (1ull << 40)
+
+const char rod_conf_limit_keys[] = "max_volumes, recovery_window, gc_rate, gc_threshold, job_workers, "
+				   "http_require_token, metrics_interval";
+
+/* A count: a number, or "unlimited" (0). */
+static int limit_count(const char *v, uint64_t min, uint64_t max, uint64_t *out)
+{
+	if (!strcmp(v, "unlimited")) {
+		*out = 0;
+		return 0;
+	}
+	char *end;
+	errno = 0;
+	unsigned long long n = strtoull(v, &end, 10);
+	if (errno || *end || end == v || v[0] == '-' || n < min || n > max)
+		return -EINVAL;
+	*out = n;
+	return 0;
+}
+
+/* A duration: N with s, m, h or d (a bare number is seconds), at most 30 days. */
+static int limit_duration(const char *v, uint64_t *out)
+{
+	char *end;
+	errno = 0;
+	unsigned long long n = strtoull(v, &end, 10);
+	if (errno || end == v || v[0] == '-')
+		return -EINVAL;
+	uint64_t mul = 1;
+	if (*end == 'm')
+		mul = 60;
+	else if (*end == 'h')
+		mul = 3600;
+	else if (*end == 'd')
+		mul = 86400;
+	else if (*end && *end != 's')
+		return -EINVAL;
+	if (*end && end[1])
+		return -EINVAL;
+	if (n > RECOVERY_WINDOW_MAX_S / mul)
+		return -EINVAL;
+	*out = n * mul;
+	return 0;
+}
+
+int rod_conf_limit_set(struct rod_conf_limits *l, const char *key, const char *v, char *err, size_t errlen)
+{
+	const char *what = NULL;
+	if (!strcmp(key, "max_volumes")) {
+		if (limit_count(v, 1, LIMIT_MAX, &l->max_volumes))
+			what = "a number of volumes and snapshots (at least 1) or unlimited";
+	} else if (!strcmp(key, "recovery_window")) {
+		if (limit_duration(v, &l->recovery_window_s))
+			what = "a duration up to 30d (e.g. 24h, 90m, 2d, 0 for none)";
+		else
+			l->has_recovery_window = true;
+	} else if (!strcmp(key, "gc_rate")) {
+		if (!strcmp(v, "unlimited"))
+			l->gc_rate = 0;
+		else if (rod_parse_size(v, &l->gc_rate) || l->gc_rate < (1u << 20))
+			what = "a rate in bytes per second of at least 1M (e.g. 64M), or unlimited";
+	} else if (!strcmp(key, "gc_threshold")) {
+		size_t n = strlen(v);
+		char num[16];
+		if (n && v[n - 1] == '%')
+			n--;
+		snprintf(num, sizeof(num), "%.*s", (int)(n < sizeof(num) ? n : sizeof(num) - 1), v);
+		if (!strcmp(v, "off"))
+			l->gc_threshold_pct = 0;
+		else if (n >= sizeof(num) || limit_count(num, 1, 99, &l->gc_threshold_pct) || !l->gc_threshold_pct)
+			what = "a used-space percentage from 1 to 99 (e.g. 70%), or off";
+	} else if (!strcmp(key, "job_workers")) {
+		if (limit_count(v, 1, JOB_WORKERS_MAX, &l->job_workers) || !l->job_workers)
+			what = "a number of jobs run at once, from 1 to 16";
+	} else if (!strcmp(key, "metrics_interval")) {
+		if (limit_duration(v, &l->metrics_interval_s) || l->metrics_interval_s < 1 || l->metrics_interval_s > 3600)
+			what = "a duration from 1s to 1h (e.g. 10s)";
+	} else if (!strcmp(key, "http_require_token")) {
+		if (!strcmp(v, "yes") || !strcmp(v, "true"))
+			l->http_require_token = 1;
+		else if (!strcmp(v, "no") || !strcmp(v, "false"))
+			l->http_require_token = 2;
+		else
+			what = "yes or no";
+	} else {
+		return -ENOENT;
+	}
+	if (what) {
+		if (err && errlen)
+			snprintf(err, errlen, "%s \"%s\": expected %s", key, v, what);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+void rod_conf_limits_merge(struct rod_conf_limits *d, const struct rod_conf_limits *s)
+{
+	if (s->max_volumes)
+		d->max_volumes = s->max_volumes;
+	if (s->has_recovery_window) {
+		d->recovery_window_s = s->recovery_window_s;
+		d->has_recovery_window = true;
+	}
+	if (s->gc_rate)
+		d->gc_rate = s->gc_rate;
+	if (s->gc_threshold_pct)
+		d->gc_threshold_pct = s->gc_threshold_pct;
+	if (s->job_workers)
+		d->job_workers = s->job_workers;
+	if (s->http_require_token)
+		d->http_require_token = s->http_require_token;
+	if (s->metrics_interval_s)
+		d->metrics_interval_s = s->metrics_interval_s;
+}
+
+static void print_count(FILE *f, const char *key, uint64_t v)
+{
+	if (v)
+		fprintf(f, "%s = %llu\n", key, (unsigned long long)v);
+	else
+		fprintf(f, "%s = unlimited\n", key);
+}
+
+void rod_conf_limits_print(FILE *f, const struct rod_conf_limits *l)
+{
+	print_count(f, "max_volumes", l->max_volumes);
+	if (l->has_recovery_window)
+		fprintf(f, "recovery_window = %llus\n", (unsigned long long)l->recovery_window_s);
+	else
+		fprintf(f, "recovery_window = default (24h unless rodctl array set stored one)\n");
+	if (l->gc_rate)
+		fprintf(f, "gc_rate = %llu\n", (unsigned long long)l->gc_rate);
+	else
+		fprintf(f, "gc_rate = unlimited\n");
+	if (l->gc_threshold_pct)
+		fprintf(f, "gc_threshold = %llu%%\n", (unsigned long long)l->gc_threshold_pct);
+	else
+		fprintf(f, "gc_threshold = off\n");
+	fprintf(f, "job_workers = %llu\n", (unsigned long long)(l->job_workers ? l->job_workers : 1));
+	fprintf(f, "http_require_token = %s\n", l->http_require_token == 2 ? "no" : "yes");
+	fprintf(f, "metrics_interval = %llus\n", (unsigned long long)(l->metrics_interval_s ? l->metrics_interval_s : 10));
+}
+
 struct conf_ctx {
 	struct rod_conf *c;
 	char err[512];          /* first error, reported with the line ini_parse returns */
@@ -164,10 +312,19 @@ static int conf_handler(void *arg, const char *section, const char *name, const 
 		free(copy);
 		return 1;
 	}
+	char lerr[sizeof(x->err)];
+	int lrc = rod_conf_limit_set(&st->limits, name, value, lerr, sizeof(lerr));
+	if (lrc == 0)
+		return 1;
+	if (lrc == -EINVAL) {
+		if (!x->err[0])
+			snprintf(x->err, sizeof(x->err), "%s", lerr);
+		return 0;
+	}
 	if (!x->err[0])
 		snprintf(x->err, sizeof(x->err),
 			 "unknown key \"%s\" (known: data, listen, socket, pidfile, key_file, array_name, http, "
-			 "http_allow_remote, capacity, log_level)", name);
+			 "http_allow_remote, capacity, log_level, %s)", name, rod_conf_limit_keys);
 	return 0;
 }
 

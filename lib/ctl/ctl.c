@@ -40,6 +40,12 @@
 #define RECOVERY_WINDOW_MAX_S (30 * 24 * 3600)
 /* How often the reaper looks for destroyed items whose window has passed. */
 #define REAP_PERIOD_S 2
+/* /metrics space figures are recomputed at most this often unless rod.conf says. */
+#define DEFAULT_METRICS_INTERVAL_S 10
+/* Background GC jobs (rod.conf gc_threshold) start at most this often. */
+#define GC_AUTO_MIN_S 30
+/* How often it looks for volumes whose clone/copy chains need flattening. */
+#define FLATTEN_CHECK_S 10
 /* Finished jobs kept for rodctl job list/show. */
 #define JOBS_KEPT 64
 /* Audit events kept in the store (the oldest are dropped beyond). */
@@ -88,7 +94,14 @@ struct rod_ctl {
 	pthread_cond_t reap_cv;
 	bool reap_stop;
 	struct rod_jobs *jobs;          /* own lock */
-	uint64_t gc_rate;               /* op_lock: default rate of GC jobs (bytes read/s, 0: any) */
+	/* rod.conf limits (rod_ctl_set_limits), op_lock */
+	uint64_t gc_rate;               /* default rate of GC jobs (bytes read/s, 0: any) */
+	uint64_t max_volumes;           /* volumes + snapshots, 0: unlimited */
+	uint64_t gc_threshold_pct;      /* used % starting a background GC job, 0: off */
+	uint64_t gc_auto_last_ns;       /* when the last background GC job was started */
+	bool recovery_window_stored;    /* rodctl array set chose it: rod.conf's is the default only */
+	atomic_bool http_no_token;      /* http_require_token = no: loopback clients need no token */
+	_Atomic uint64_t metrics_interval_s;  /* /metrics space figures: recomputed at most this often */
 	/* The running GC pass of a job, for /metrics: written by the job, read by scrapes. */
 	_Atomic uint64_t gc_done, gc_total, gc_read, gc_moved;
 	atomic_bool gc_running;
@@ -404,12 +417,17 @@ static void load_settings(struct rod_ctl *c)
 	json_t *o = json_loadb(val, len, 0, NULL);
 	free(val);
 	json_t *w = json_object_get(o, "recovery_window_s");
-	if (json_is_integer(w) && json_integer_value(w) >= 0 && json_integer_value(w) <= RECOVERY_WINDOW_MAX_S)
+	if (json_is_integer(w) && json_integer_value(w) >= 0 && json_integer_value(w) <= RECOVERY_WINDOW_MAX_S) {
 		c->recovery_window_s = (uint64_t)json_integer_value(w);
+		c->recovery_window_stored = true;
+	}
 	json_decref(o);
 }
 
 static int gc_submit(struct rod_ctl *c, bool full, uint64_t rate, json_t *names, const char *target, uint64_t *id);
+static void flatten_auto(struct rod_ctl *c);
+static void gc_auto(struct rod_ctl *c);
+static int check_vol_limit(struct rod_ctl *c, char **msg);
 
 /* Eradicate destroyed items older than the recovery window (op_lock held); one
  * eradicate job then reclaims their space. */
@@ -481,6 +499,7 @@ static void *reaper_main(void *arg)
 {
 	struct rod_ctl *c = arg;
 	rod_thread_name("rod-ctl-reap");
+	unsigned ticks = 0;
 	pthread_mutex_lock(&c->reap_lock);
 	while (!c->reap_stop) {
 		struct timespec ts;
@@ -492,6 +511,9 @@ static void *reaper_main(void *arg)
 		pthread_mutex_unlock(&c->reap_lock);
 		pthread_mutex_lock(&c->op_lock);
 		reap_expired(c);
+		gc_auto(c);
+		if (++ticks % (FLATTEN_CHECK_S / REAP_PERIOD_S) == 0)
+			flatten_auto(c);
 		pthread_mutex_unlock(&c->op_lock);
 		pthread_mutex_lock(&c->reap_lock);
 	}
@@ -516,6 +538,7 @@ int rod_ctl_new(const struct rod_ctl_opts *o, struct rod_ctl **out)
 	pthread_cond_init(&c->reap_cv, NULL);
 	c->next_host_id = 1;
 	c->recovery_window_s = DEFAULT_RECOVERY_WINDOW_S;
+	c->metrics_interval_s = DEFAULT_METRICS_INTERVAL_S;
 
 	rc = rod_ctl_set_portals(c, o->portals);
 	if (rc == 0)
@@ -568,6 +591,58 @@ int rod_ctl_new(const struct rod_ctl_opts *o, struct rod_ctl **out)
 	rod_info("ctl: %zu hosts loaded", c->n_hosts);
 	*out = c;
 	return 0;
+}
+
+int rod_ctl_set_limits(struct rod_ctl *c, const struct rod_conf_limits *l)
+{
+	int rc = rod_jobs_set_workers(c->jobs, l->job_workers ? (unsigned)l->job_workers : 1);
+	pthread_mutex_lock(&c->op_lock);
+	c->max_volumes = l->max_volumes;
+	c->gc_rate = l->gc_rate;
+	c->gc_threshold_pct = l->gc_threshold_pct;
+	if (!c->recovery_window_stored)
+		c->recovery_window_s = l->has_recovery_window ? l->recovery_window_s : DEFAULT_RECOVERY_WINDOW_S;
+	atomic_store(&c->http_no_token, l->http_require_token == 2);
+	atomic_store(&c->metrics_interval_s, l->metrics_interval_s ? l->metrics_interval_s : DEFAULT_METRICS_INTERVAL_S);
+	pthread_mutex_unlock(&c->op_lock);
+	if (rc == -EBUSY)
+		rod_warn("ctl: fewer job workers take effect at the next start of rodd");
+	return rc == -EBUSY ? 0 : rc;
+}
+
+bool rod_ctl_http_token_required(struct rod_ctl *c)
+{
+	return !atomic_load(&c->http_no_token);
+}
+
+void rod_ctl_status_get(struct rod_ctl *c, struct rod_ctl_status *out)
+{
+	memset(out, 0, sizeof(*out));
+	out->gc_running = atomic_load(&c->gc_running);
+	out->gc_done = atomic_load(&c->gc_done);
+	out->gc_total = atomic_load(&c->gc_total);
+	out->gc_read = atomic_load(&c->gc_read);
+	out->gc_moved = atomic_load(&c->gc_moved);
+	out->metrics_interval_s = atomic_load(&c->metrics_interval_s);
+	rod_jobs_count(c->jobs, &out->jobs_queued, &out->jobs_running);
+}
+
+/* rod.conf gc_threshold: a background GC job when used space is above it, at most one
+ * every GC_AUTO_MIN_S (reaper thread, op_lock held). */
+static void gc_auto(struct rod_ctl *c)
+{
+	struct rod_space sp;
+	uint64_t now = rod_now_ns(), id;
+	if (!c->gc_threshold_pct || (c->gc_auto_last_ns && now - c->gc_auto_last_ns < GC_AUTO_MIN_S * 1000000000ull))
+		return;
+	if (rod_store_space(c->store, &sp) || !sp.capacity || sp.used * 100 < sp.capacity * c->gc_threshold_pct)
+		return;
+	if (rod_jobs_active(c->jobs, "gc", "array (background)"))
+		return;
+	c->gc_auto_last_ns = now;
+	if (gc_submit(c, false, c->gc_rate, NULL, "array (background)", &id) == 0)
+		rod_info("ctl: used space above %" PRIu64 "%% (gc_threshold): GC job %" PRIu64 " started", c->gc_threshold_pct,
+			 id);
 }
 
 int rod_ctl_set_portals(struct rod_ctl *c, const char *const *portals)
@@ -804,6 +879,8 @@ static int m_vol_create(struct rod_ctl *c, json_t *params, json_t **res, char **
 		return ctl_fail(msg, ROD_CTL_EINVAL, "size %" PRIu64 " must be a positive multiple of the block size %" PRIu64,
 			    size, bs);
 	struct rod_vol_info vi;
+	if ((rc = check_vol_limit(c, msg)))
+		return rc;
 	rc = rod_vol_create(c->store, name, size, (uint32_t)bs, &vi);
 	if (rc == -EEXIST && destroyed_name_taken(c, name, msg))
 		return ROD_CTL_EEXIST;
@@ -1123,6 +1200,8 @@ static int m_vol_snap(struct rod_ctl *c, json_t *params, json_t **res, char **ms
 	if (!rod_name_valid(suffix))
 		return ctl_fail(msg, ROD_CTL_EINVAL,
 			    "\"%s\" is not a valid snapshot suffix (letters, digits, '-' and '_', 1-63 characters)", suffix);
+	if ((rc = check_vol_limit(c, msg)))
+		return rc;
 	rc = rod_vol_snapshot(c->store, name, suffix, &vi);
 	if (rc == -EEXIST)
 		return ctl_fail(msg, ROD_CTL_EEXIST, "snapshot \"%s.%s\" already exists (choose another --suffix)", name,
@@ -1160,6 +1239,24 @@ static int m_vol_snap_list(struct rod_ctl *c, json_t *params, json_t **res, char
 	return 0;
 }
 
+/* rod.conf max_volumes: volumes and snapshots that are not destroyed (op_lock held). */
+static int check_vol_limit(struct rod_ctl *c, char **msg)
+{
+	struct rod_vol_info *vols = NULL;
+	size_t n = 0, live = 0;
+	if (!c->max_volumes || rod_vol_list(c->store, &vols, &n))
+		return 0;
+	for (size_t i = 0; i < n; i++)
+		live += !vols[i].destroyed;
+	free(vols);
+	if (live < c->max_volumes)
+		return 0;
+	return ctl_fail(msg, ROD_CTL_EEXIST,
+		    "the array holds %zu volumes and snapshots, the most rod.conf allows (max_volumes = %" PRIu64
+		    "); destroy some (rodctl vol destroy) or raise max_volumes and reload rodd (SIGHUP)",
+		    live, c->max_volumes);
+}
+
 static int check_new_name(struct rod_ctl *c, const char *name, char **msg)
 {
 	struct rod_vol_info vi;
@@ -1182,6 +1279,8 @@ static int m_vol_clone(struct rod_ctl *c, json_t *params, json_t **res, char **m
 	if (strchr(src, ':') && !vi.is_snapshot) /* a staging volume changes under a transfer */
 		return ctl_fail(msg, ROD_CTL_EINVAL, "\"%s\" is a replica being received; clone one of its snapshots "
 			    "(rodctl vol snap list %s)", src, src);
+	if ((rc = check_vol_limit(c, msg)))
+		return rc;
 	rc = rod_vol_clone(c->store, src, name, &vi);
 	if (rc) {
 		char what[200];
@@ -1206,7 +1305,7 @@ static int m_vol_copy(struct rod_ctl *c, json_t *params, json_t **res, char **ms
 		return rc;
 	rc = rod_vol_info_get(c->store, dst, &di);
 	if (rc == -ENOENT || (rc == 0 && di.destroyed)) {
-		if ((rc = check_new_name(c, dst, msg)))
+		if ((rc = check_new_name(c, dst, msg)) || (rc = check_vol_limit(c, msg)))
 			return rc;
 		rc = rod_vol_clone(c->store, src, dst, &di);
 		if (rc) {
@@ -1375,6 +1474,7 @@ static int m_array_set(struct rod_ctl *c, json_t *params, json_t **res, char **m
 		c->recovery_window_s = old;
 		return store_fail(msg, rc, "saving the array settings");
 	}
+	c->recovery_window_stored = true;
 	rod_info("ctl: recovery window set to %" PRIu64 " s", c->recovery_window_s);
 	*res = settings_json(c);
 	return 0;
@@ -1898,6 +1998,8 @@ static int gc_job_run(struct rod_job *j, void *arg, json_t **result, char **err)
 			    (json_int_t)(sb.used > sa.used ? sb.used - sa.used : 0));
 	if (*result && g->names)
 		json_object_set(*result, "eradicated", g->names);
+	if (*result)
+		json_object_set_new(*result, "rate_limit", json_integer((json_int_t)g->rate));
 	return rc;
 }
 
@@ -2126,6 +2228,90 @@ static int m_array_fault(struct rod_ctl *c, json_t *params, json_t **res, char *
 	return *res ? 0 : ctl_fail(msg, ROD_CTL_EOTHER, "out of memory");
 }
 
+/* Flatten (rod_vol_flatten): rewrites a volume's deep range entries; progress in bytes
+ * of range entries, cancellable between batches (the volume reads the same throughout,
+ * partly flattened when stopped). */
+struct flatten_job {
+	struct rod_store *store;
+	struct rod_job *job;
+	char name[ROD_SNAP_NAME_MAX];
+	unsigned flags;
+	bool automatic;
+};
+
+static int flatten_progress(void *arg, uint64_t done, uint64_t total)
+{
+	struct flatten_job *f = arg;
+	rod_job_progress(f->job, done, total);
+	return rod_job_cancelled(f->job);
+}
+
+static int flatten_job_run(struct rod_job *j, void *arg, json_t **result, char **err)
+{
+	struct flatten_job *f = arg;
+	uint32_t before = 0, after = 0;
+	f->job = j;
+	if (f->automatic && !rod_vol_needs_flatten(f->store, f->name))
+		return 0;   /* flattened (or gone) since it was queued */
+	rod_vol_depth(f->store, f->name, &before);
+	int rc = rod_vol_flatten(f->store, f->name, f->flags, flatten_progress, f);
+	if (rc == -ENOENT && asprintf(err, "volume \"%s\" no longer exists", f->name) < 0)
+		*err = NULL;
+	if (rc && rc != -ECANCELED)
+		return rc;
+	rod_vol_depth(f->store, f->name, &after);
+	*result = json_pack("{s:s, s:b, s:b, s:i, s:i}", "name", f->name, "all", (f->flags & ROD_FLATTEN_ALL) != 0,
+			    "automatic", f->automatic, "depth_before", (int)before, "depth_after", (int)after);
+	return rc;
+}
+
+static int flatten_submit(struct rod_ctl *c, const char *name, unsigned flags, bool automatic, uint64_t *id)
+{
+	struct flatten_job *f = calloc(1, sizeof(*f));
+	if (!f)
+		return -ENOMEM;
+	f->store = c->store;
+	snprintf(f->name, sizeof(f->name), "%s", name);
+	f->flags = flags;
+	f->automatic = automatic;
+	int rc = rod_jobs_submit(c->jobs, "flatten", name, "bytes", true, flatten_job_run, f, free, id);
+	if (rc)
+		free(f);
+	return rc;
+}
+
+static int m_vol_flatten(struct rod_ctl *c, json_t *params, json_t **res, char **msg)
+{
+	const char *name;
+	bool all;
+	uint64_t id;
+	struct rod_vol_info vi;
+	int rc;
+	if ((rc = param_str(params, "name", true, &name, msg)) || (rc = param_bool(params, "all", &all, msg)) ||
+	    (rc = need_vol(c, name, &vi, msg)))
+		return rc;
+	if ((rc = flatten_submit(c, name, all ? ROD_FLATTEN_ALL : 0, false, &id)))
+		return store_fail(msg, rc, "starting the flatten");
+	return job_started(c, id, res, msg);
+}
+
+/* Automatic flatten (reaper thread, op_lock held): a job for each volume past the soft
+ * depth that has none queued or running. */
+static void flatten_auto(struct rod_ctl *c)
+{
+	char **names = NULL;
+	size_t n = 0;
+	if (rod_store_flatten_list(c->store, &names, &n))
+		return;
+	for (size_t i = 0; i < n; i++) {
+		uint64_t id;
+		if (!rod_jobs_active(c->jobs, "flatten", names[i]) && flatten_submit(c, names[i], 0, true, &id) == 0)
+			rod_info("ctl: %s has deep clone/copy chains; flatten job %" PRIu64 " started", names[i], id);
+		free(names[i]);
+	}
+	free(names);
+}
+
 static int param_job_id(json_t *params, uint64_t *id, char **msg)
 {
 	json_t *v = json_object_get(params, "id");
@@ -2227,6 +2413,7 @@ static const struct {
 	{ "vol.scrub", m_vol_scrub },
 	{ "array.scrub", m_array_scrub },
 	{ "array.fault", m_array_fault },
+	{ "vol.flatten", m_vol_flatten },
 	{ "job.list", m_job_list },
 	{ "job.show", m_job_show },
 	{ "job.cancel", m_job_cancel },

@@ -42,7 +42,19 @@ struct rod_http_server {
 	bool started;
 	int wake_fd;                    /* eventfd: stop */
 	atomic_bool stopping;
+	/* Space figures for /metrics: the "rod-http-space" thread recomputes them every
+	 * metrics_interval while scrapes come (one in the last SPACE_IDLE_S), so a scrape
+	 * never scans the maps. sp_lock guards space, last_scrape_ns, sp_stop (sp_cv). */
+	pthread_mutex_t sp_lock;
+	pthread_cond_t sp_cv;
+	struct rod_metrics_space space;
+	uint64_t last_scrape_ns;
+	bool sp_stop, sp_started;
+	pthread_t sp_thread;
 };
+
+/* Scrapers stopped for this long: the space figures are no longer refreshed. */
+#define SPACE_IDLE_S 300
 
 /* Per-request state (con_cls): the body gathered so far. */
 struct req {
@@ -94,11 +106,32 @@ static const struct route routes[] = {
 	{ "POST", "/api/v1/volumes/*/recover", "vol.recover", { "name" }, 200 },
 	{ "POST", "/api/v1/volumes/*/eradicate", "vol.eradicate", { "name" }, 200 },
 	{ "POST", "/api/v1/volumes/*/scrub", "vol.scrub", { "name" }, 202 },
+	{ "POST", "/api/v1/volumes/*/flatten", "vol.flatten", { "name" }, 202 },
 	{ "PATCH", "/api/v1/hosts/*", "host.set", { "name" }, 200 },
 	{ "GET", "/api/v1/jobs", "job.list", { NULL }, 200 },
 	{ "GET", "/api/v1/jobs/*", "job.show", { "id" }, 200 },
 	{ "DELETE", "/api/v1/jobs/*", "job.cancel", { "id" }, 200 },
 	{ "GET", "/api/v1/events", "events.list", { NULL }, 200 },
+	/* protection groups (pg.c) */
+	{ "GET", "/api/v1/pgs", "pg.list", { NULL }, 200 },
+	{ "POST", "/api/v1/pgs", "pg.create", { NULL }, 201 },
+	{ "GET", "/api/v1/pgs/*", "pg.show", { "name" }, 200 },
+	{ "DELETE", "/api/v1/pgs/*", "pg.destroy", { "name" }, 200 },
+	{ "POST", "/api/v1/pgs/*/members", "pg.add", { "name" }, 200 },
+	{ "DELETE", "/api/v1/pgs/*/members", "pg.remove", { "name" }, 200 },
+	{ "DELETE", "/api/v1/pgs/*/members/*", "pg.remove", { "name", "volume" }, 200 },
+	{ "POST", "/api/v1/pgs/*/snapshots", "pg.snap", { "name" }, 201 },
+	{ "DELETE", "/api/v1/pgs/*/snapshots/*", "pg.snap.destroy", { "name", "snapshot" }, 200 },
+	{ "POST", "/api/v1/pgs/*/snapshots/*/restore", "pg.restore", { "name", "snapshot" }, 201 },
+	{ "POST", "/api/v1/pgs/*/snapshots/*/revert", "pg.revert", { "name", "snapshot" }, 200 },
+	{ "PUT", "/api/v1/pgs/*/schedule", "pg.schedule", { "name" }, 200 },
+	{ "PUT", "/api/v1/pgs/*/retention", "pg.retention", { "name" }, 200 },
+	/* replication (repl.c) */
+	{ "POST", "/api/v1/pgs/*/replicate", "pg.replicate", { "name" }, 202 },
+	{ "GET", "/api/v1/replicas", "replica.list", { NULL }, 200 },
+	{ "GET", "/api/v1/replication-keys", "array.replication_key.list", { NULL }, 200 },
+	{ "POST", "/api/v1/replication-keys", "array.replication_key.create", { NULL }, 201 },
+	{ "DELETE", "/api/v1/replication-keys/*", "array.replication_key.delete", { "id" }, 200 },
 	/* any JSON-RPC method by name, params as the body: REST reaches every method */
 	{ "POST", "/api/v1/rpc/*", NULL, { NULL }, 200 },
 };
@@ -200,11 +233,21 @@ static enum MHD_Result send_error(struct MHD_Connection *conn, int code, const c
 
 /* ---- request handling --------------------------------------------------------------- */
 
+static bool is_loopback(const struct sockaddr *sa);
+
 /* true when the request carries a live token; its id (the public part) goes to
  * who[17] for the log. */
 static bool authorized(struct rod_http_server *s, struct MHD_Connection *conn, char who[17])
 {
 	const char *h = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+	if (!h && !rod_ctl_http_token_required(s->ctl)) {
+		/* rod.conf http_require_token = no: clients on this machine need none */
+		const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+		if (ci && ci->client_addr && is_loopback(ci->client_addr)) {
+			snprintf(who, 17, "loopback");
+			return true;
+		}
+	}
 	if (!h || strncasecmp(h, "Bearer ", 7))
 		return false;
 	h += 7;
@@ -221,7 +264,21 @@ static enum MHD_Result serve_metrics(struct rod_http_server *s, struct MHD_Conne
 {
 	char *text = NULL;
 	size_t len = 0;
-	int rc = rod_metrics_render(&s->metrics, &text, &len);
+	int rc;
+	pthread_mutex_lock(&s->sp_lock);
+	if (!s->space.computed_ns) {
+		/* the first scrape computes them (the thread takes over from there) */
+		struct rod_metrics_space sp;
+		if (rod_metrics_space_compute(s->store, &sp) == 0)
+			s->space = sp;
+	}
+	s->last_scrape_ns = rod_now_ns();
+	pthread_cond_broadcast(&s->sp_cv);
+	struct rod_metrics_src m = s->metrics;
+	m.ctl = s->ctl;
+	m.space = s->space.computed_ns ? &s->space : NULL;
+	rc = rod_metrics_render(&m, &text, &len);
+	pthread_mutex_unlock(&s->sp_lock);
 	if (rc)
 		return send_error_status(conn, 500, ROD_CTL_EOTHER, "other", "cannot render the metrics", NULL, NULL);
 	return send_text(conn, 200, text, len, "text/plain; version=0.0.4; charset=utf-8", NULL, NULL);
@@ -486,11 +543,15 @@ int rod_http_server_new(const struct rod_http_opts *o, struct rod_http_server **
 	s->ctl = o->ctl;
 	s->store = o->store;
 	s->metrics = o->metrics;
+	pthread_mutex_init(&s->sp_lock, NULL);
+	pthread_cond_init(&s->sp_cv, NULL);
 	if (!s->metrics.store)
 		s->metrics.store = o->store;
 	s->wake_fd = -1;
 	int rc = bind_listen(o->listen, o->allow_remote, &s->listen_fd, s->address, sizeof(s->address));
 	if (rc) {
+		pthread_mutex_destroy(&s->sp_lock);
+		pthread_cond_destroy(&s->sp_cv);
 		free(s);
 		return rc;
 	}
@@ -537,6 +598,39 @@ static void *http_thread(void *arg)
 	return NULL;
 }
 
+static void *space_thread(void *arg)
+{
+	struct rod_http_server *s = arg;
+	pthread_setname_np(pthread_self(), "rod-http-space");
+	pthread_mutex_lock(&s->sp_lock);
+	while (!s->sp_stop) {
+		struct rod_ctl_status st;
+		rod_ctl_status_get(s->ctl, &st);
+		uint64_t now = rod_now_ns(), interval = (st.metrics_interval_s ? st.metrics_interval_s : 10) * 1000000000ull;
+		bool scraped = s->last_scrape_ns && now - s->last_scrape_ns < SPACE_IDLE_S * 1000000000ull;
+		if (!scraped || !s->space.computed_ns || now - s->space.computed_ns < interval) {
+			/* wait for a scrape or the next refresh (re-read the interval each second) */
+			struct timespec ts;
+			clock_gettime(CLOCK_REALTIME, &ts);
+			ts.tv_sec += 1;
+			pthread_cond_timedwait(&s->sp_cv, &s->sp_lock, &ts);
+			continue;
+		}
+		pthread_mutex_unlock(&s->sp_lock);
+		struct rod_metrics_space sp;
+		int rc = rod_metrics_space_compute(s->store, &sp);
+		pthread_mutex_lock(&s->sp_lock);
+		if (rc == 0) {
+			rod_metrics_space_release(&s->space);
+			s->space = sp;
+		} else {
+			s->space.computed_ns = rod_now_ns();   /* try again an interval later */
+		}
+	}
+	pthread_mutex_unlock(&s->sp_lock);
+	return NULL;
+}
+
 int rod_http_server_start(struct rod_http_server *s)
 {
 	s->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -556,6 +650,10 @@ int rod_http_server_start(struct rod_http_server *s)
 	if (rc)
 		return -rc;
 	s->started = true;
+	if (pthread_create(&s->sp_thread, NULL, space_thread, s) == 0)
+		s->sp_started = true;
+	else
+		rod_warn("http: cannot start the space-figures thread; /metrics shows them as first computed");
 	return 0;
 }
 
@@ -572,6 +670,16 @@ void rod_http_server_free(struct rod_http_server *s)
 	}
 	if (s->mhd)
 		MHD_stop_daemon(s->mhd);
+	if (s->sp_started) {
+		pthread_mutex_lock(&s->sp_lock);
+		s->sp_stop = true;
+		pthread_cond_broadcast(&s->sp_cv);
+		pthread_mutex_unlock(&s->sp_lock);
+		pthread_join(s->sp_thread, NULL);
+	}
+	rod_metrics_space_release(&s->space);
+	pthread_mutex_destroy(&s->sp_lock);
+	pthread_cond_destroy(&s->sp_cv);
 	if (s->listen_fd >= 0)
 		close(s->listen_fd);
 	if (s->wake_fd >= 0)

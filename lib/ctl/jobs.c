@@ -1,7 +1,7 @@
-/* The job runner (see jobs.h). One worker thread runs queued jobs in order: long work
- * of an array (GC, scrubs) competes for the same disks, so running two at once would
- * only make both slower. Job records are in memory; finished ones are kept, bounded,
- * for job list/show. */
+/* The job runner (see jobs.h). One worker thread runs queued jobs in order by default:
+ * long work of an array (GC, scrubs) competes for the same disks, so running two at
+ * once would only make both slower (rod.conf job_workers adds workers). Job records
+ * are in memory; finished ones are kept, bounded, for job list/show. */
 #include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -44,7 +44,8 @@ struct rod_jobs {
 	uint64_t next_id;
 	unsigned keep_finished;
 	bool stop;
-	pthread_t worker;
+	pthread_t workers[ROD_JOBS_WORKERS_MAX];
+	unsigned nworkers;
 	void (*persist)(void *arg, uint64_t id, json_t *rec);
 	void *persist_arg;
 };
@@ -178,7 +179,8 @@ int rod_jobs_new(unsigned keep_finished, struct rod_jobs **out)
 	pthread_cond_init(&js->cv, NULL);
 	js->next_id = 1;
 	js->keep_finished = keep_finished ? keep_finished : 1;
-	int rc = pthread_create(&js->worker, NULL, worker_main, js);
+	int rc = pthread_create(&js->workers[0], NULL, worker_main, js);
+	js->nworkers = rc ? 0 : 1;
 	if (rc) {
 		pthread_mutex_destroy(&js->lock);
 		pthread_cond_destroy(&js->cv);
@@ -199,7 +201,8 @@ void rod_jobs_free(struct rod_jobs *js)
 		atomic_store(&js->jobs[i]->cancel, true);
 	pthread_cond_broadcast(&js->cv);
 	pthread_mutex_unlock(&js->lock);
-	pthread_join(js->worker, NULL);
+	for (unsigned i = 0; i < js->nworkers; i++)
+		pthread_join(js->workers[i], NULL);
 	for (size_t i = 0; i < js->n; i++)
 		job_free(js->jobs[i]);
 	free(js->jobs);
@@ -239,6 +242,26 @@ int rod_jobs_submit(struct rod_jobs *js, const char *kind, const char *target, c
 	return 0;
 }
 
+int rod_jobs_set_workers(struct rod_jobs *js, unsigned n)
+{
+	int rc = 0;
+	if (n < 1 || n > ROD_JOBS_WORKERS_MAX)
+		return -EINVAL;
+	pthread_mutex_lock(&js->lock);
+	if (n < js->nworkers)
+		rc = -EBUSY;
+	while (js->nworkers < n && !js->stop) {
+		int e = pthread_create(&js->workers[js->nworkers], NULL, worker_main, js);
+		if (e) {
+			rc = -e;
+			break;
+		}
+		js->nworkers++;
+	}
+	pthread_mutex_unlock(&js->lock);
+	return rc;
+}
+
 int rod_jobs_add_done(struct rod_jobs *js, const char *kind, const char *target, const char *unit,
 		      json_t *result, uint64_t *id)
 {
@@ -276,6 +299,28 @@ int rod_jobs_add_done(struct rod_jobs *js, const char *kind, const char *target,
 	pthread_cond_broadcast(&js->cv);
 	pthread_mutex_unlock(&js->lock);
 	return 0;
+}
+
+void rod_jobs_count(struct rod_jobs *js, uint64_t *queued, uint64_t *running)
+{
+	*queued = *running = 0;
+	pthread_mutex_lock(&js->lock);
+	for (size_t i = 0; i < js->n; i++) {
+		*queued += js->jobs[i]->state == ROD_JOB_QUEUED;
+		*running += js->jobs[i]->state == ROD_JOB_RUNNING;
+	}
+	pthread_mutex_unlock(&js->lock);
+}
+
+bool rod_jobs_active(struct rod_jobs *js, const char *kind, const char *target)
+{
+	bool found = false;
+	pthread_mutex_lock(&js->lock);
+	for (size_t i = 0; i < js->n && !found; i++)
+		found = !finished(js->jobs[i]) && !strcmp(js->jobs[i]->kind, kind) &&
+			!strcmp(js->jobs[i]->target, target ? target : "");
+	pthread_mutex_unlock(&js->lock);
+	return found;
 }
 
 void rod_job_progress(struct rod_job *j, uint64_t done, uint64_t total)

@@ -20,10 +20,16 @@ struct rod_job;
  * is a JSON object shown with the finished job (reference passed). */
 typedef int (*rod_job_fn)(struct rod_job *j, void *arg, json_t **result, char **err);
 
+#define ROD_JOBS_WORKERS_MAX 16
+
 /* keep_finished: finished jobs kept for job list/show (oldest dropped first). */
 int rod_jobs_new(unsigned keep_finished, struct rod_jobs **out);
 /* Cancel what can be cancelled, wait for the running job, free. */
 void rod_jobs_free(struct rod_jobs *js);
+
+/* Run up to n jobs at once (1..ROD_JOBS_WORKERS_MAX; one worker thread each). More
+ * workers start at once; -EBUSY for fewer than running (they stay until free). */
+int rod_jobs_set_workers(struct rod_jobs *js, unsigned n);
 
 /* Queue a job. cancellable: whether the work checks rod_job_cancelled while running
  * (a queued job can always be cancelled). arg is passed to fn and then to free_arg
@@ -36,6 +42,11 @@ int rod_jobs_submit(struct rod_jobs *js, const char *kind, const char *target, c
  * result (reference passed, may be NULL). Persisted like any finished job. */
 int rod_jobs_add_done(struct rod_jobs *js, const char *kind, const char *target, const char *unit,
 		      json_t *result, uint64_t *id);
+
+/* Jobs queued and running now. */
+void rod_jobs_count(struct rod_jobs *js, uint64_t *queued, uint64_t *running);
+/* Is a job of this kind and target queued or running? */
+bool rod_jobs_active(struct rod_jobs *js, const char *kind, const char *target);
 
 /* For the work: report progress (total 0: unknown), and ask whether to stop. */
 void rod_job_progress(struct rod_job *j, uint64_t done, uint64_t total);

@@ -2,7 +2,10 @@
  * figures. Names follow the Prometheus conventions: a rodstore_ prefix, base units
  * (bytes, seconds) in the name, _total on counters, one HELP and one TYPE line per
  * family. Counters come from the SCSI core (per-volume I/O, sense keys, copy offload),
- * the iSCSI server and the engine; space figures are computed at scrape time. */
+ * the iSCSI server and the engine. Space figures need scans of the maps: they come
+ * from a cache (struct rod_metrics_space) the HTTP server refreshes at most every
+ * metrics_interval, so a scrape costs O(volumes); rodstore_space_figures_age_seconds
+ * says how old they are. */
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -130,11 +133,20 @@ static void volume_families(FILE *f, const struct rod_metrics_src *src, const st
 	family(f, "rodstore_volume_size_bytes", "gauge", "Provisioned size of the volume.");
 	for (size_t i = 0; i < n; i++)
 		sample_u(f, "rodstore_volume_size_bytes", "volume", rows[i].info.name, rows[i].info.size);
-	/* per-volume space needs a scan of the volume's map: one per volume per scrape */
+	/* per-volume space: from the cache (a scan of the volume's map otherwise) */
 	struct rod_space *sp = calloc(n ? n : 1, sizeof(*sp));
 	bool *have = calloc(n ? n : 1, sizeof(*have));
-	for (size_t i = 0; sp && have && i < n; i++)
-		have[i] = rod_vol_space(src->store, rows[i].info.name, &sp[i]) == 0;
+	for (size_t i = 0; sp && have && i < n; i++) {
+		if (!src->space) {
+			have[i] = rod_vol_space(src->store, rows[i].info.name, &sp[i]) == 0;
+			continue;
+		}
+		for (size_t k = 0; k < src->space->n_vols && !have[i]; k++)
+			if (src->space->vols[k].vol_id == rows[i].info.id) {
+				sp[i] = src->space->vols[k].sp;
+				have[i] = true;
+			}
+	}
 	if (sp && have) {
 		family(f, "rodstore_volume_logical_bytes", "gauge", "Host-written bytes currently mapped in the volume.");
 		for (size_t i = 0; i < n; i++)
@@ -153,11 +165,16 @@ static void volume_families(FILE *f, const struct rod_metrics_src *src, const st
 	free(rows);
 }
 
-static void space_families(FILE *f, struct rod_store *store)
+static void space_families(FILE *f, const struct rod_metrics_src *src)
 {
 	struct rod_space s;
-	if (rod_store_space(store, &s))
+	if (src->space) {
+		if (!src->space->have_array)
+			return;
+		s = src->space->array;
+	} else if (rod_store_space(src->store, &s)) {
 		return;
+	}
 	static const struct {
 		const char *name, *help;
 		size_t off;
@@ -257,6 +274,69 @@ static void iscsi_families(FILE *f, const struct rod_iscsi_stats *is)
 	sample_u(f, "rodstore_iscsi_bad_pdus_total", NULL, NULL, is->bad_pdus);
 }
 
+static void ctl_families(FILE *f, const struct rod_metrics_src *src)
+{
+	if (src->space) {
+		family(f, "rodstore_space_figures_age_seconds", "gauge",
+		       "Age of the space figures shown (recomputed at most every rod.conf metrics_interval).");
+		fprintf(f, "rodstore_space_figures_age_seconds %.3f\n",
+			src->space->computed_ns ? (double)(rod_now_ns() - src->space->computed_ns) / 1e9 : 0.0);
+		family(f, "rodstore_space_figures_compute_seconds", "gauge", "What computing the space figures took.");
+		fprintf(f, "rodstore_space_figures_compute_seconds %.6f\n", (double)src->space->cost_ns / 1e9);
+	}
+	if (!src->ctl)
+		return;
+	struct rod_ctl_status st;
+	rod_ctl_status_get(src->ctl, &st);
+	family(f, "rodstore_gc_running", "gauge", "1 while a garbage-collection pass of a job (gc, eradicate) runs.");
+	sample_u(f, "rodstore_gc_running", NULL, NULL, st.gc_running);
+	family(f, "rodstore_gc_pass_segments", "gauge",
+	       "Segments of the running (or last) GC pass: examined or moved so far (state=done) and in all "
+	       "(state=total; grows once the segments worth moving are known).");
+	fprintf(f, "rodstore_gc_pass_segments{state=\"done\"} %" PRIu64 "\n", st.gc_done);
+	fprintf(f, "rodstore_gc_pass_segments{state=\"total\"} %" PRIu64 "\n", st.gc_total);
+	family(f, "rodstore_gc_pass_read_bytes", "gauge", "Segment bytes the running (or last) GC pass read.");
+	sample_u(f, "rodstore_gc_pass_read_bytes", NULL, NULL, st.gc_read);
+	family(f, "rodstore_gc_pass_moved_bytes", "gauge", "Live bytes the running (or last) GC pass moved.");
+	sample_u(f, "rodstore_gc_pass_moved_bytes", NULL, NULL, st.gc_moved);
+	family(f, "rodstore_jobs", "gauge", "Jobs of the control plane, by state.");
+	fprintf(f, "rodstore_jobs{state=\"queued\"} %" PRIu64 "\n", st.jobs_queued);
+	fprintf(f, "rodstore_jobs{state=\"running\"} %" PRIu64 "\n", st.jobs_running);
+}
+
+int rod_metrics_space_compute(struct rod_store *s, struct rod_metrics_space *out)
+{
+	uint64_t t0 = rod_now_ns();
+	struct rod_vol_info *vols = NULL;
+	size_t nv = 0;
+	memset(out, 0, sizeof(*out));
+	int rc = rod_vol_list(s, &vols, &nv);
+	if (rc)
+		return rc;
+	out->vols = calloc(nv ? nv : 1, sizeof(*out->vols));
+	if (!out->vols) {
+		free(vols);
+		return -ENOMEM;
+	}
+	for (size_t i = 0; i < nv; i++) {
+		if (vols[i].destroyed || vols[i].is_snapshot)
+			continue;
+		if (rod_vol_space(s, vols[i].name, &out->vols[out->n_vols].sp) == 0)
+			out->vols[out->n_vols++].vol_id = vols[i].id;
+	}
+	free(vols);
+	out->have_array = rod_store_space(s, &out->array) == 0;
+	out->computed_ns = rod_now_ns();
+	out->cost_ns = out->computed_ns - t0;
+	return 0;
+}
+
+void rod_metrics_space_release(struct rod_metrics_space *sp)
+{
+	free(sp->vols);
+	memset(sp, 0, sizeof(*sp));
+}
+
 int rod_metrics_render(const struct rod_metrics_src *src, char **text, size_t *len)
 {
 	char *buf = NULL;
@@ -268,13 +348,14 @@ int rod_metrics_render(const struct rod_metrics_src *src, char **text, size_t *l
 	bool have_ss = src->scsi_stats && src->scsi_stats(src->scsi_arg, &ss) == 0;
 	if (src->store) {
 		volume_families(f, src, have_ss ? &ss : NULL);
-		space_families(f, src->store);
+		space_families(f, src);
 		store_families(f, src->store);
 	}
 	if (have_ss) {
 		scsi_families(f, &ss);
 		free(ss.vols);
 	}
+	ctl_families(f, src);
 	if (src->iscsi_stats) {
 		struct rod_iscsi_stats is;
 		memset(&is, 0, sizeof(is));

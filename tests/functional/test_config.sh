@@ -125,4 +125,107 @@ kill -TERM "$pid"
 for _ in $(seq 300); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
 kill -0 "$pid" 2>/dev/null && fail "daemon did not stop on SIGTERM"
 [ -e "$ROD_TMP/rodd.pid" ] && fail "pid file left behind"
+# Limits (rod.conf(5) LIMITS): each value checked with file:line, --limit KEY=VALUE over
+# the file, --check-config shows the effective ones.
+for bad in 'max_volumes = -3:max_volumes "-3": expected a number' 'gc_rate = fast:gc_rate "fast": expected a rate' \
+	'gc_threshold = 150%:gc_threshold "150%": expected a used-space percentage' \
+	'job_workers = 0:job_workers "0": expected a number of jobs' \
+	'http_require_token = maybe:http_require_token "maybe": expected yes or no' \
+	'recovery_window = 40d:recovery_window "40d": expected a duration'; do
+	printf '[rodd]\n# limits\n%s\n' "${bad%%:*}" >"$cfg"
+	expect_rc 1 "$RODD" --config "$cfg" --check-config
+	expect_stderr "rod.conf:3: ${bad#*:}"
+done
+out=$("$RODD" --check-config)
+for l in 'max_volumes = unlimited' 'gc_rate = unlimited' 'gc_threshold = off' 'job_workers = 1' \
+	'http_require_token = yes'; do
+	grep -qx "$l" <<<"$out" || fail "default limit '$l' not in: $out"
+done
+printf 'max_volumes = 10\ngc_rate = 64M\ngc_threshold = 70%%\nrecovery_window = 2h\njob_workers = 2\n' >"$cfg"
+out=$("$RODD" --config "$cfg" --check-config --limit max_volumes=20)
+for l in 'max_volumes = 20' "gc_rate = $((64 << 20))" 'gc_threshold = 70%' 'recovery_window = 7200s' 'job_workers = 2'; do
+	grep -qx "$l" <<<"$out" || fail "limit '$l' not in: $out"
+done
+expect_rc 1 "$RODD" --check-config --limit bogus=1
+expect_stderr 'expected KEY=VALUE with a limit key'
+expect_rc 1 "$RODD" --check-config --limit job_workers=99
+expect_stderr 'job_workers "99"'
+
+# Their effect, and SIGHUP applies them.
+export ROD_SOCKET=$ROD_TMP/lim.sock
+ROD_DATA=$ROD_TMP/limdata
+printf '[rodd]\nmax_volumes = 2\nrecovery_window = 1h\ngc_rate = 8M\n' >"$cfg"
+start_rodd --config "$cfg" --http 127.0.0.1:0
+hup() { # hup CONFIG-TEXT: write the config, SIGHUP, wait until the limits are applied
+	local n
+	n=$(grep -c 'SIGHUP: limits applied' "$ROD_LOG" || true)
+	printf "$1" >"$cfg"
+	kill -HUP "$RODD_PID"
+	for _ in $(seq 50); do [ "$(grep -c 'SIGHUP: limits applied' "$ROD_LOG")" -gt "$n" ] && return 0; sleep 0.1; done
+	fail "SIGHUP did not apply the limits"
+}
+# max_volumes: volumes and snapshots count; refused with a message naming the key
+rodctl vol create l1 --size 1M >/dev/null
+rodctl vol snap l1 --suffix s1 >/dev/null
+expect_rc 3 rodctl vol create l2 --size 1M
+expect_stderr 'holds 2 volumes and snapshots, the most rod.conf allows \(max_volumes = 2\)'
+expect_rc 3 rodctl vol clone l1 l2
+expect_stderr 'max_volumes = 2'
+expect_rc 3 rodctl vol snap l1
+expect_rc 3 rodctl vol copy l1 l2
+# recovery_window from the file
+expect_eq 3600 "$(rodctl --json array show | jq .recovery_window_s)" "recovery window from rod.conf"
+# gc_rate: the rate of GC jobs unless --rate is given
+expect_eq $((8 << 20)) "$(rodctl --json array gc --wait | jq .result.rate_limit)" "gc_rate"
+expect_eq $((16 << 20)) "$(rodctl --json array gc --rate 16M --wait | jq .result.rate_limit)" "gc --rate over gc_rate"
+# http_require_token (default yes): no token, no answer
+HTTP=$(grep -o 'HTTP API and /metrics on [^ ]*' "$ROD_LOG" | tail -1 | awk '{print $NF}')
+expect_eq 401 "$(curl -s -o /dev/null -w '%{http_code}' "http://$HTTP/api/v1/array")" "REST without a token"
+
+# reload: more volumes, a shorter window, loopback clients without a token, 2 job workers
+hup '[rodd]\nmax_volumes = 3\nrecovery_window = 0\nhttp_require_token = no\njob_workers = 2\n'
+rodctl vol create l2 --size 64M >/dev/null || fail "max_volumes raised by SIGHUP not applied"
+expect_rc 3 rodctl vol create l3 --size 1M
+expect_eq 0 "$(rodctl --json array show | jq .recovery_window_s)" "recovery window after SIGHUP"
+rodctl vol destroy l1.s1 >/dev/null
+for _ in $(seq 50); do
+	rodctl --json vol list --destroyed | jq -e '[.volumes[]? // .[]? | select(.name == "l1.s1")] | length == 0' \
+		>/dev/null 2>&1 && break
+	sleep 0.1
+done
+rodctl --json job list | jq -e '[.jobs[] | select(.kind == "eradicate" and .result.eradicated == ["l1.s1"])] | length == 1' \
+	>/dev/null || fail "recovery_window = 0 did not eradicate l1.s1: $(rodctl --json job list)"
+expect_eq 200 "$(curl -s -o /dev/null -w '%{http_code}' "http://$HTTP/api/v1/array")" "REST without a token, loopback"
+# two jobs run at once with job_workers = 2
+a=$(rodctl --json vol scrub l2 --rate 4M | jq .id)
+b=$(rodctl --json vol scrub l2 --rate 4M | jq .id)
+for _ in $(seq 50); do
+	[ "$(rodctl --json job show "$b" | jq -r .state)" = running ] && break
+	sleep 0.1
+done
+expect_eq "running running" "$(rodctl --json job show "$a" | jq -r .state) $(rodctl --json job show "$b" | jq -r .state)" \
+	"two jobs with job_workers = 2"
+rodctl job cancel "$a" >/dev/null
+rodctl job cancel "$b" >/dev/null
+# back to one worker: a restart applies it; a third scrub waits for the second
+stop_rodd
+printf '[rodd]\nmax_volumes = 3\n' >"$cfg"
+start_rodd --config "$cfg"
+a=$(rodctl --json vol scrub l2 --rate 4M | jq .id)
+b=$(rodctl --json vol scrub l2 --rate 4M | jq .id)
+sleep 0.3
+expect_eq "queued" "$(rodctl --json job show "$b" | jq -r .state)" "second job waits with one worker"
+rodctl job cancel "$a" >/dev/null
+rodctl job cancel "$b" >/dev/null
+# gc_threshold: used space above it starts a background GC job
+stop_rodd
+start_rodd --config "$cfg" --capacity 512M --limit gc_threshold=1%
+rodtest_iscsi write "$(rod_quick_lun g3 16M)" 0 32768 3
+for _ in $(seq 100); do
+	rodctl --json job list | jq -e '[.jobs[] | select(.target == "array (background)")] | length >= 1' >/dev/null && break
+	sleep 0.1
+done
+rodctl --json job list | jq -e '[.jobs[] | select(.kind == "gc" and .target == "array (background)")] | length >= 1' \
+	>/dev/null || fail "no background GC job above gc_threshold: $(rodctl --json job list)"
+stop_rodd
 note "ok"

@@ -119,6 +119,36 @@ expect_eq '1 expired item(s) done ["g2"]' "$(jq -r -c '"\(.target) \(.state) \(.
 	"automatic eradicate job"
 rodctl array set --recovery-window 24h >/dev/null
 
+# flatten: a chain of array-side copies, each written a little after its copy (so the
+# next copy is one range entry deeper), is flattened by a job rodd starts by itself
+# (past depth 4) and by hand; the data reads back
+url3=$(rod_quick_lun f0 8M)
+rodtest_iscsi write "$url3" 0 16384 21
+prev=f0
+for i in 1 2 3 4 5 6 7; do
+	rodctl vol copy "$prev" "f$i" >/dev/null
+	prev=f$i
+	lun=$(rodctl --json host connect all "f$i" | jq -r .lun)
+	rodtest_iscsi write "$(rod_url "$lun")" $((i * 64)) 8 $((30 + i))
+done
+for _ in $(seq 200); do
+	fj=$(rodctl --json job list | jq -c '[.jobs[] | select(.kind == "flatten" and .target == "f7")][-1]')
+	[ "$(jq -r .state <<<"$fj")" = done ] && break
+	sleep 0.1
+done
+jq -e '.state == "done" and .unit == "bytes" and .result.automatic and .result.depth_before > 4 and
+	.result.depth_after <= 4 and .done == .total and .total > 0' <<<"$fj" >/dev/null || fail "automatic flatten: $fj"
+fj=$(rodctl --json vol flatten f7 --all --wait)
+jq -e '.kind == "flatten" and .state == "done" and .cancellable and .result.all and .result.depth_after == 0' \
+	<<<"$fj" >/dev/null || fail "vol flatten --all: $fj"
+u7=$(rod_url "$lun")
+for i in 0 1 2 3 4 5 6 7; do
+	lo=$((i == 0 ? 0 : i * 64 + 8)) hi=$((i == 7 ? 16384 : (i + 1) * 64))
+	rodtest_iscsi verify "$u7" "$lo" $((hi - lo)) 21 || fail "data of a flattened copy (blocks $lo-$hi)"
+	[ "$i" -gt 0 ] && { rodtest_iscsi verify "$u7" $((i * 64)) 8 $((30 + i)) || fail "block $((i * 64)) of f7"; }
+done
+expect_rc 2 rodctl vol flatten nosuch
+
 # finished jobs are listed after a restart, and new ids continue after them
 last=$(rodctl --json job list | jq '.jobs[-1].id')
 for _ in $(seq 50); do [ "$(rodctl --json job list | jq -r '.jobs[-1].state')" = done ] && break; sleep 0.1; done

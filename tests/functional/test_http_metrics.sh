@@ -3,12 +3,13 @@
 # family's samples, or a well-formed sample; counters end in _total; histogram buckets
 # cumulative with +Inf = _count), and the values move with I/O done through iSCSI:
 # per-volume ops/bytes/latency, errors by sense key, copy offload (ODX and zero token),
-# live ROD tokens, iSCSI sessions, space figures.
+# live ROD tokens, iSCSI sessions, space figures (cached: they move within
+# metrics_interval, 1 s here, and say their age), GC passes and jobs.
 . "$(dirname "$0")/lib.sh"
 RODTEST_COPY=${RODTEST_COPY:-$(dirname "$RODTEST_ISCSI")/rodtest-copy}
 [ -x "$RODTEST_COPY" ] || fail "rodtest-copy not found next to rodtest-iscsi (set RODTEST_COPY)"
 
-start_rodd --http 127.0.0.1:0
+start_rodd --http 127.0.0.1:0 --limit metrics_interval=1s
 HTTP=$(grep -o 'HTTP API and /metrics on [^ ]*' "$ROD_LOG" | tail -1 | awk '{print $NF}')
 [ -n "$HTTP" ] || fail "rodd did not log its HTTP address"
 
@@ -84,9 +85,18 @@ histogram_ok "$ROD_TMP/m1" rodstore_volume_read_latency_seconds a
 expect_eq "$w_ops" "$(val "$ROD_TMP/m1" 'rodstore_volume_write_latency_seconds_count{volume="a"}')" "latency count vs ops"
 sum=$(val "$ROD_TMP/m1" 'rodstore_volume_write_latency_seconds_sum{volume="a"}')
 awk -v s="$sum" 'BEGIN { exit !(s > 0) }' || fail "write latency sum $sum"
-logical=$(val "$ROD_TMP/m1" rodstore_space_logical_bytes)
+# space figures come from a cache recomputed every metrics_interval (1 s) while scraped
+for _ in $(seq 50); do
+	scrape "$ROD_TMP/ms"
+	[ "$(val "$ROD_TMP/ms" rodstore_space_logical_bytes)" -ge 32768 ] &&
+		[ "$(val "$ROD_TMP/ms" 'rodstore_volume_logical_bytes{volume="a"}')" -ge 32768 ] && break
+	sleep 0.2
+done
+logical=$(val "$ROD_TMP/ms" rodstore_space_logical_bytes)
 [ "$logical" -ge 32768 ] || fail "array logical bytes $logical after writing 32 KiB"
-[ "$(val "$ROD_TMP/m1" 'rodstore_volume_logical_bytes{volume="a"}')" -ge 32768 ] || fail "volume logical bytes"
+[ "$(val "$ROD_TMP/ms" 'rodstore_volume_logical_bytes{volume="a"}')" -ge 32768 ] || fail "volume logical bytes"
+age=$(val "$ROD_TMP/ms" rodstore_space_figures_age_seconds)
+awk -v a="$age" 'BEGIN { exit !(a >= 0 && a < 3) }' || fail "space figures $age s old with metrics_interval 1 s"
 rodtest_iscsi write "$A" 64 128 8 || fail "second write"
 scrape "$ROD_TMP/m2"
 expect_eq 98304 "$(val "$ROD_TMP/m2" 'rodstore_volume_write_bytes_total{volume="a"}')" "write bytes after 192 blocks"
@@ -136,6 +146,16 @@ expect_eq 1 "$(val "$ROD_TMP/m7" rodstore_iscsi_sessions)" "sessions with one cl
 [ "$(val "$ROD_TMP/m7" rodstore_iscsi_pdus_received_total)" -gt 0 ] || fail "no PDUs counted"
 exec 7>&-
 wait "$SPID" || true
+
+note "GC pass and jobs"
+expect_eq 0 "$(val "$ROD_TMP/m7" rodstore_gc_running)" "no GC running"
+expect_eq 0 "$(val "$ROD_TMP/m7" 'rodstore_jobs{state="running"}')" "no job running"
+j=$(rodctl --json array gc --full --wait)
+scrape "$ROD_TMP/m8"
+expect_eq "$(jq .done <<<"$j")" "$(val "$ROD_TMP/m8" 'rodstore_gc_pass_segments{state="done"}')" "GC pass segments done"
+expect_eq "$(jq .total <<<"$j")" "$(val "$ROD_TMP/m8" 'rodstore_gc_pass_segments{state="total"}')" "GC pass segments total"
+expect_eq "$(jq .result.bytes_read <<<"$j")" "$(val "$ROD_TMP/m8" rodstore_gc_pass_read_bytes)" "GC pass bytes read"
+[ "$(val "$ROD_TMP/m8" rodstore_gc_runs_total)" -ge 1 ] || fail "gc runs did not move"
 
 note "the exposition does not need a token, /api does"
 code=$(curl -s -o /dev/null -w '%{http_code}' "http://$HTTP/api/v1/volumes")
