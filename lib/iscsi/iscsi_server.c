@@ -1182,8 +1182,18 @@ int rod_iscsi_serve_fd(struct rod_iscsi_server *s, int in_fd, int out_fd)
 	}
 	/* The connection frees itself when done; hold a reference to see that. */
 	atomic_fetch_add(&c->refs, 1);
+	uint64_t stop_since = 0;
 	while (c->state != CONN_DEAD) {
 		t.now_ns = rod_now_ns();
+		/* rod_iscsi_server_stop (rodd --stdin got SIGTERM): the same orderly stop as
+		 * a listener thread's (logout request, then close). */
+		if (atomic_load(&s->stopping)) {
+			if (!stop_since)
+				stop_since = t.now_ns;
+			thread_stop_conns(&t, stop_since);
+			if (c->state == CONN_DEAD)
+				break;
+		}
 		bool reading = c->state == CONN_LOGIN || c->state == CONN_FFP;
 		if (!c->pollable && reading)
 			conn_readable(c);   /* blocking reads until the end of the input */
@@ -1199,7 +1209,7 @@ int rod_iscsi_serve_fd(struct rod_iscsi_server *s, int in_fd, int out_fd)
 		if (!c->pollable && (c->state == CONN_LOGIN || c->state == CONN_FFP))
 			continue;
 		/* wait for the socket (when pollable) and for completions on the eventfd */
-		thread_loop_once(&t, 1000);
+		thread_loop_once(&t, stop_since ? 50 : 1000);
 		if (c->state != CONN_DEAD)
 			rod_iscsi_conn_timer(c, t.now_ns);
 	}
