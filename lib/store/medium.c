@@ -2,6 +2,7 @@
 #include "medium.h"
 
 #include <errno.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -107,7 +108,8 @@ void media_drop(struct media *md, uint64_t id)
 	if (i >= md->n || md->lins[i]->id != id)
 		return;
 	free(md->lins[i]->rng);
-	free(md->lins[i]->maxend);
+	free(md->lins[i]->tmax);
+	free(md->lins[i]->tmin);
 	free(md->lins[i]->chg.pages);
 	free(md->lins[i]->chg_extra);
 	free(md->lins[i]);
@@ -119,7 +121,8 @@ void media_free(struct media *md)
 {
 	for (size_t i = 0; i < md->n; i++) {
 		free(md->lins[i]->rng);
-		free(md->lins[i]->maxend);
+		free(md->lins[i]->tmax);
+		free(md->lins[i]->tmin);
 		free(md->lins[i]->chg.pages);
 		free(md->lins[i]->chg_extra);
 		free(md->lins[i]);
@@ -179,16 +182,37 @@ static int rng_cmp(const void *a, const void *b)
 	return x->seq < y->seq ? -1 : x->seq > y->seq;
 }
 
-/* Recompute the prefix maxima after a change (O(n); changes are metadata operations). */
-static void rng_reindex(struct lineage *l)
+/* Rebuild the lookup index after a change (O(n); changes are metadata operations).
+ * Only rng_insert grows it; on failure the lineage keeps its old index size and
+ * rng_insert undoes the insertion. */
+static int rng_reindex(struct lineage *l)
 {
-	uint64_t m = 0;
+	size_t p = 1;
 
-	for (size_t j = 0; j < l->nrng; j++) {
-		if (l->rng[j].end > m)
-			m = l->rng[j].end;
-		l->maxend[j] = m;
+	while (p < l->nrng)
+		p <<= 1;
+	if (2 * p > l->tcap) {
+		uint64_t *a = realloc(l->tmax, 2 * p * sizeof(*a)), *b;
+
+		if (!a)
+			return -ENOMEM;
+		l->tmax = a;
+		b = realloc(l->tmin, 2 * p * sizeof(*b));
+		if (!b)
+			return -ENOMEM;
+		l->tmin = b;
+		l->tcap = 2 * p;
 	}
+	l->tp = p;
+	for (size_t i = 0; i < p; i++) {
+		l->tmax[p + i] = i < l->nrng ? l->rng[i].end : 0;
+		l->tmin[p + i] = i < l->nrng ? l->rng[i].epoch : UINT64_MAX;
+	}
+	for (size_t i = p; i-- > 1;) {
+		l->tmax[i] = ROD_MAX(l->tmax[2 * i], l->tmax[2 * i + 1]);
+		l->tmin[i] = ROD_MIN(l->tmin[2 * i], l->tmin[2 * i + 1]);
+	}
+	return 0;
 }
 
 static int rng_insert(struct lineage *l, const struct rng_ent *r)
@@ -198,15 +222,10 @@ static int rng_insert(struct lineage *l, const struct rng_ent *r)
 	if (l->nrng == l->cap) {
 		size_t cap = l->cap ? l->cap * 2 : 8;
 		struct rng_ent *n = realloc(l->rng, cap * sizeof(*n));
-		uint64_t *me;
 
 		if (!n)
 			return -ENOMEM;
 		l->rng = n;
-		me = realloc(l->maxend, cap * sizeof(*me));
-		if (!me)
-			return -ENOMEM;
-		l->maxend = me;
 		l->cap = cap;
 	}
 	while (lo < hi) {
@@ -220,7 +239,11 @@ static int rng_insert(struct lineage *l, const struct rng_ent *r)
 	memmove(l->rng + lo + 1, l->rng + lo, (l->nrng - lo) * sizeof(*r));
 	l->rng[lo] = *r;
 	l->nrng++;
-	rng_reindex(l);
+	if (rng_reindex(l)) {
+		l->nrng--;
+		memmove(l->rng + lo, l->rng + lo + 1, (l->nrng - lo) * sizeof(*r));
+		return -ENOMEM;
+	}
 	return 0;
 }
 
@@ -542,6 +565,40 @@ static bool rng_newer(const struct rng_ent *a, const struct rng_ent *b)
 	return a->epoch > b->epoch || (a->epoch == b->epoch && a->seq > b->seq);
 }
 
+/* Entries j < lo of the subtree node (leaves [nlo, nhi)) that cover lba and are visible
+ * at e; the newest goes to *best. Subtrees whose ends all stop at or before lba, or whose
+ * entries are all newer than e, are skipped: the cost follows the entries covering lba,
+ * not all the entries starting before it (a clone that received thousands of copies). */
+static void tree_cover(const struct lineage *l, size_t node, size_t nlo, size_t nhi, size_t lo,
+		       uint64_t lba, uint64_t e, const struct rng_ent **best)
+{
+	if (nlo >= lo || l->tmax[node] <= lba || l->tmin[node] > e)
+		return;
+	if (nhi - nlo == 1) {
+		const struct rng_ent *r = &l->rng[nlo];
+
+		if (!*best || rng_newer(r, *best))
+			*best = r;
+		return;
+	}
+	tree_cover(l, 2 * node, nlo, (nlo + nhi) / 2, lo, lba, e, best);
+	tree_cover(l, 2 * node + 1, (nlo + nhi) / 2, nhi, lo, lba, e, best);
+}
+
+/* First index >= lo of the subtree with an entry visible at e; SIZE_MAX when none. */
+static size_t tree_first(const struct lineage *l, size_t node, size_t nlo, size_t nhi, size_t lo,
+			 uint64_t e)
+{
+	size_t r;
+
+	if (nhi <= lo || nlo >= l->nrng || l->tmin[node] > e)
+		return SIZE_MAX;
+	if (nhi - nlo == 1)
+		return nlo;
+	r = tree_first(l, 2 * node, nlo, (nlo + nhi) / 2, lo, e);
+	return r != SIZE_MAX ? r : tree_first(l, 2 * node + 1, (nlo + nhi) / 2, nhi, lo, e);
+}
+
 /* Newest range entry of l covering lba with epoch <= e; *nstart: the lowest start above
  * lba of an entry visible at e (where the answer may change). */
 static const struct rng_ent *rng_find(const struct lineage *l, uint64_t lba, uint64_t e,
@@ -558,20 +615,14 @@ static const struct rng_ent *rng_find(const struct lineage *l, uint64_t lba, uin
 		else
 			hi = mid;
 	}
-	for (size_t j = lo; j-- > 0;) {
-		const struct rng_ent *r = &l->rng[j];
+	if (l->nrng) {
+		size_t f;
 
-		if (l->maxend[j] <= lba)
-			break; /* nothing at or before j reaches lba */
-		if (r->end > lba && r->epoch <= e && (!best || rng_newer(r, best)))
-			best = r;
-	}
-	*nstart = UINT64_MAX;
-	for (size_t j = lo; j < l->nrng; j++) {
-		if (l->rng[j].epoch <= e) {
-			*nstart = l->rng[j].start;
-			break;
-		}
+		tree_cover(l, 1, 0, l->tp, lo, lba, e, &best);
+		f = tree_first(l, 1, 0, l->tp, lo, e);
+		*nstart = f < l->nrng ? l->rng[f].start : UINT64_MAX;
+	} else {
+		*nstart = UINT64_MAX;
 	}
 	return best;
 }

@@ -72,7 +72,12 @@ struct lineage {
 	bool cur_used;        /* something was written at cur (pinning it needs a bump) */
 	uint64_t box_lo, box_hi; /* grains with block entries at cur (bounding box) */
 	struct rng_ent *rng;  /* sorted by start */
-	uint64_t *maxend;     /* maxend[j] = max end of rng[0..j]: lookups stop early */
+	/* Index over rng (rng_reindex): an implicit segment tree with tp leaves (tp a power
+	 * of two >= nrng, leaf j = rng[j]); node i holds the max end (tmax) and the min
+	 * epoch (tmin) of its leaves, so a lookup visits only subtrees that may hold an
+	 * entry covering the grain and visible at the epoch. */
+	uint64_t *tmax, *tmin;
+	size_t tp, tcap;
 	size_t nrng, cap;
 	uint64_t last_seq;    /* newest range entry (adjacent copies merge into it) */
 	struct chgset chg;    /* regions with block entries at cur */

@@ -199,6 +199,56 @@ static void test_epochs(void **state)
 	mutbuf_free(&mb);
 }
 
+/* The range lookup index (segment tree over the entries) against a brute-force search:
+ * random overlapping entries of random epochs (one spanning everything first, like a
+ * clone that then received copies), random removals, lookups at random grains/epochs. */
+static void test_lookup_index(void **state)
+{
+	struct lineage *l = media_add(&MD, 16);
+	struct mutbuf mb = { 0 };
+	uint64_t x = 12345;
+
+	(void)state;
+	assert_int_equal(lin_rng_add_at(l, 0, 100000, 1, LIN_ZERO, &mb), 0);
+	for (int i = 0; i < 3000; i++) {
+		x = x * 6364136223846793005ull + 1442695040888963407ull;
+		uint64_t a = (x >> 20) % 100000, len = 1 + (x >> 40) % 300, ep = 1 + (x >> 8) % 50;
+
+		assert_int_equal(lin_rng_add_at(l, a, a + len, ep, (x >> 3) & 1 ? LIN_ZERO : LIN_UNMAP,
+						&mb), 0);
+		if (i % 7 == 0 && l->nrng > 10) /* drop one */
+			assert_int_equal(lin_rng_remove(l, l->rng[(x >> 12) % l->nrng].seq, &mb), 0);
+	}
+	for (int q = 0; q < 20000; q++) {
+		x = x * 6364136223846793005ull + 1442695040888963407ull;
+		uint64_t g = (x >> 20) % 100500, e = (x >> 4) % 64 ? 1 + (x >> 8) % 52 : EPOCH_MAX;
+		const struct rng_ent *best = NULL;
+		uint64_t nstart = UINT64_MAX, run;
+
+		for (size_t j = 0; j < l->nrng; j++) {
+			const struct rng_ent *r = &l->rng[j];
+
+			if (r->epoch > e)
+				continue;
+			if (r->start <= g && r->end > g &&
+			    (!best || r->epoch > best->epoch || (r->epoch == best->epoch && r->seq > best->seq)))
+				best = r;
+			if (r->start > g && r->start < nstart)
+				nstart = r->start;
+		}
+		run = 1000;
+		if (nstart - g < run)
+			run = nstart - g;
+		if (best && best->end - g < run)
+			run = best->end - g;
+		struct resolved r = resolve(16, e, g, 1000);
+
+		assert_int_equal(r.kind, !best ? RES_UNMAP : best->tlin == LIN_ZERO ? RES_ZERO : RES_UNMAP);
+		assert_int_equal(r.run, run ? run : 1);
+	}
+	mutbuf_free(&mb);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -207,6 +257,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_composition_keeps_depth, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_depth_limit, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_epochs, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_lookup_index, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
