@@ -75,6 +75,7 @@ struct rod_store_stats {
 	/* new chunks compressed/encrypted on the submitting threads, and on the commit
 	 * thread (no chunk id could be reserved, or the segment changed meanwhile) */
 	uint64_t sealed_submit, sealed_commit;
+	bool read_only;             /* a commit failed: writes refused until the store reopens */
 };
 void rod_store_stats(struct rod_store *s, struct rod_store_stats *out);
 

@@ -847,14 +847,21 @@ static int m_array_show(struct rod_ctl *c, json_t *params, json_t **res, char **
 		json_array_append_new(warnings, json_string("the key file is inside the data directory: whoever "
 							    "gets a copy of the data gets the key too; keep it "
 							    "elsewhere (e.g. /etc/rodstore/rod.key)"));
+	struct rod_store_stats sst;
+	rod_store_stats(c->store, &sst);
+	if (sst.read_only)
+		json_array_append_new(warnings, json_string("a write to the disk failed: the array refuses writes "
+							    "(reads work) until rodd is restarted; see the log"));
 	*res = json_pack("{s:s, s:s, s:s, s:o, s:i, s:o, s:o, s:o, s:I, s:I, s:o}", "name", id->name, "id",
 			 hex, "target_iqn", c->target_iqn, "portals", portals, "format_version",
 			 (int)id->format_version, "created", json_time(id->created_ns), "key_file",
 			 c->key_file ? json_string(c->key_file) : json_null(), "data_dir",
 			 c->data_dir ? json_string(c->data_dir) : json_null(), "volumes",
 			 (json_int_t)live, "hosts", (json_int_t)c->n_hosts, "warnings", warnings);
-	if (*res)
+	if (*res) {
 		json_object_set_new(*res, "recovery_window_s", json_integer((json_int_t)c->recovery_window_s));
+		json_object_set_new(*res, "read_only", json_boolean(sst.read_only));
+	}
 	return 0;
 }
 

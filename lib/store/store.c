@@ -664,6 +664,7 @@ void rod_store_stats(struct rod_store *s, struct rod_store_stats *out)
 	out->gc_runs = atomic_load(&s->st_gc_runs);
 	out->gc_segments_freed = atomic_load(&s->st_gc_freed);
 	out->gc_bytes_moved = atomic_load(&s->st_gc_moved);
+	out->read_only = atomic_load(&s->failed);
 	if (s->red) {
 		out->sealed_submit = atomic_load(&s->red->st_seal_early);
 		out->sealed_commit = atomic_load(&s->red->st_seal_late);

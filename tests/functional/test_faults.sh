@@ -72,6 +72,7 @@ arm enospc
 expect_rc 4 rodtest_iscsi write "$url" 256 8 2
 expect_stderr 'CHECK CONDITION 7/27/07'
 zeros 256 8 || fail "a write refused with ENOSPC left data"
+expect_eq false "$(rodctl --json array show | jq .read_only)" "read-only after ENOSPC"
 rodtest_iscsi write "$url" 256 8 3 || fail "writes did not resume after one ENOSPC"
 rodtest_iscsi verify "$url" 256 8 3 || fail "write after ENOSPC"
 rodtest_iscsi verify "$url" 0 256 1 || fail "data before ENOSPC"
@@ -92,6 +93,8 @@ for point in segment_pwrite_fail segment_pwrite_short fdatasync_fail rocksdb_wri
 	rodtest_iscsi verify "$url" "$lba" 16 "$((100 + n))" || fail "$point: acknowledged data while read-only"
 	rodtest_iscsi verify "$url" 0 256 1 || fail "$point: earlier data while read-only"
 	grep -q "group commit failed" "$ROD_LOG" || fail "$point: no log line for the failed commit"
+	expect_eq true "$(rodctl --json array show | jq .read_only)" "$point: array show says read-only"
+	rodctl --json array show | jq -r '.warnings[]' | grep -q "refuses writes" || fail "$point: no warning"
 	kill_rodd
 	start_rodd
 	url=$(rod_url 0)
@@ -103,6 +106,7 @@ for point in segment_pwrite_fail segment_pwrite_short fdatasync_fail rocksdb_wri
 	rodtest_iscsi verify "$url" 0 256 1 || fail "$point: earlier data after restart"
 	rodtest_iscsi verify "$url" 256 8 3 || fail "$point: data after ENOSPC, after restart"
 	zeros $((lba + 128)) 8 || fail "$point: a write refused while read-only left data"
+	expect_eq false "$(rodctl --json array show | jq .read_only)" "$point: read-only after the restart"
 	rodtest_iscsi write "$url" $((lba + 128)) 8 "$((300 + n))" || fail "$point: writes after restart"
 	rodtest_iscsi verify "$url" $((lba + 128)) 8 "$((300 + n))" || fail "$point: write after restart"
 	note "$point: 03/0C/00, then 07/27/00 until restart; nothing acknowledged lost"
