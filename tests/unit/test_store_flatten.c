@@ -4,6 +4,7 @@
  * snapshots, after a reopen, a metadata rebuild and a GC that drops the intermediate
  * volumes; a crash (SIGKILL) or a cancel in the middle leaves the volume correct. */
 #include <errno.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -350,6 +351,86 @@ static void test_crash_in_the_middle(void **state)
 	free(snap.data);
 }
 
+/* Writes, reads and a snapshot while the flatten runs: the writer knows what every grain
+ * must hold (it is the only writer), so the volume and the snapshot are checked after. */
+struct busy {
+	struct rod_store *s;
+	struct image *want;     /* updated by the writer */
+	struct image snap;      /* what the snapshot must read */
+	volatile int stop;
+	int writes, snapped, errors;
+};
+
+static void *busy_main(void *arg)
+{
+	struct busy *b = arg;
+	struct rod_vol *v;
+	uint32_t seed = 4711;
+	uint8_t buf[ROD_GRAIN], rb[ROD_GRAIN];
+
+	if (rod_vol_open(b->s, "c7", &v))
+		return NULL;
+	while (!b->stop || b->writes < 100) {
+		uint64_t g = rnd(&seed) % GRAINS;
+
+		for (size_t j = 0; j < sizeof(buf); j += 4) {
+			uint32_t x = rnd(&seed);
+			memcpy(buf + j, &x, 4);
+		}
+		if (rod_vol_write(v, g * ROD_GRAIN, buf, sizeof(buf), 0)) {
+			b->errors++;
+			break;
+		}
+		memcpy(b->want->data + g * ROD_GRAIN, buf, ROD_GRAIN);
+		b->want->mapped[g] = true;
+		b->writes++;
+		g = rnd(&seed) % GRAINS;
+		if (rod_vol_read(v, g * ROD_GRAIN, rb, sizeof(rb)) ||
+		    memcmp(rb, b->want->data + g * ROD_GRAIN, ROD_GRAIN))
+			b->errors++;
+		if (b->writes == 50) {
+			b->snap.data = malloc(VOL_SIZE);
+			memcpy(b->snap.data, b->want->data, VOL_SIZE);
+			memcpy(b->snap.mapped, b->want->mapped, sizeof(b->snap.mapped));
+			if (rod_vol_snapshot(b->s, "c7", "busy", NULL))
+				b->errors++;
+			b->snapped = 1;
+		}
+	}
+	rod_vol_close(v);
+	return NULL;
+}
+
+static void test_flatten_while_busy(void **state)
+{
+	struct rod_store *s = *state;
+	struct image want;
+	struct busy b = { .s = s, .want = &want };
+	pthread_t th;
+	uint32_t d;
+
+	build_chain(s);
+	take(s, "c7", &want);
+	assert_int_equal(pthread_create(&th, NULL, busy_main, &b), 0);
+	assert_int_equal(rod_vol_flatten(s, "c7", 0, NULL, NULL), 0);
+	int during = b.writes;
+	b.stop = 1;
+	pthread_join(th, NULL);
+	print_message("%d writes during the flatten, %d in all\n", during, b.writes);
+	assert_int_equal(b.errors, 0);
+	assert_true(b.snapped);
+	assert_int_equal(rod_vol_depth(s, "c7", &d), 0);
+	assert_true(d <= 1);
+	same(s, "c7", &want);
+	same(s, "c7.busy", &b.snap);
+	rod_store_close(s);
+	*state = s = open_store(false);
+	same(s, "c7", &want);
+	same(s, "c7.busy", &b.snap);
+	free(want.data);
+	free(b.snap.data);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -358,6 +439,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_flatten_all, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_cancel, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_crash_in_the_middle, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_flatten_while_busy, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
