@@ -267,6 +267,9 @@ static bool set_has(const struct u64set *st, uint64_t v)
 	return false;
 }
 
+struct gc_mark;
+static bool mark_live(void *arg, uint64_t chunk);
+
 struct gc_mark {
 	struct u64set live;
 	uint64_t *dead_lins;
@@ -366,6 +369,13 @@ static int relog_build(struct rod_store *s, struct citem *ci, struct mutbuf *mb)
 }
 
 /* Live bytes of a segment; with move, copy them forward and relog its metadata. */
+static bool mark_live(void *arg, uint64_t chunk)
+{
+	struct gc_mark *g = arg;
+
+	return set_has(&g->live, chunk);
+}
+
 static int seg_process(struct rod_store *s, struct gc_mark *g, struct seg_scan *ss, bool move,
 		       uint64_t *moved, struct relog *rl)
 {
@@ -575,7 +585,8 @@ static int gc_pass(struct rod_store *s, bool full, bool only_if_worth, struct gc
 	ckseg = s->ckpt_seg;
 	pthread_mutex_unlock(&s->bg_m);
 
-	/* From here on dedupe must not reference chunks this pass may delete. */
+	/* From here on dedupe must not reference chunks this pass may delete
+	 * (red_entry_dedup, red_gc_doom). */
 	red_gc_begin(s);
 	gc_begun = true;
 	readers_collect(s, &rs);
@@ -659,6 +670,11 @@ static int gc_pass(struct rod_store *s, bool full, bool only_if_worth, struct gc
 		uint64_t before = moved;
 		struct relog rl = { 0 };
 
+		/* Dedupe goes on during the pass: not onto this segment from now on, and the
+		 * segment stays when a dedupe entry already references a chunk of it that the
+		 * mark found dead (it would not be moved). */
+		if (!red_gc_doom(s, ss[i].id, mark_live, &g))
+			continue;
 		rc = seg_process(s, &g, &ss[i], true, &moved, &rl);
 		mutbuf_free(&rl.keys);
 		if (rc)

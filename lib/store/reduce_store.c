@@ -89,6 +89,7 @@ int red_store_open(struct rod_store *s)
 
 	if (!r)
 		return -ENOMEM;
+	pthread_mutex_init(&r->gc_m, NULL);
 	r->dedupe = !s->opts.no_dedupe;
 	r->compress = !s->opts.no_compress;
 	r->encrypt = !s->opts.no_encrypt;
@@ -137,25 +138,31 @@ void red_store_close(struct rod_store *s)
 	memset(&r->dek, 0, sizeof(r->dek));
 	free(r->key_file);
 	free(r->buf);
+	free(r->doomed);
+	free(r->refs);
+	pthread_mutex_destroy(&r->gc_m);
 	free(r);
 	s->red = NULL;
 }
 
-/* Does the chunk still exist (its home segment, or where GC moved it)? */
-static bool chunk_alive(struct rod_store *s, uint64_t chunk)
+/* Does the chunk still exist (its home segment, or where GC moved it)? *seg: there. */
+static bool chunk_alive(struct rod_store *s, uint64_t chunk, uint64_t *seg)
 {
 	uint8_t k[8];
 	void *v;
 	size_t vl;
 	bool ok = false;
 
-	if (seglog_has(s->log, CHUNK_SEG(chunk)))
+	*seg = CHUNK_SEG(chunk);
+	if (seglog_has(s->log, *seg))
 		return true;
 	rod_put_be64(k, chunk);
 	if (meta_get(s->meta, CF_CHUNK, k, 8, &v, &vl))
 		return false;
-	if (vl >= 24)
-		ok = seglog_has(s->log, rod_get_be64(v));
+	if (vl >= 24) {
+		*seg = rod_get_be64(v);
+		ok = seglog_has(s->log, *seg);
+	}
 	free(v);
 	return ok;
 }
@@ -172,10 +179,12 @@ void red_grain_prepare(struct rod_store *s, unsigned vol_off, const void *data,
 	if (!r->dedupe || vol_off & RED_VOL_NO_DEDUPE || red_fingerprint(r->fpk, data, ROD_GRAIN, rg->fp))
 		return;
 	rg->has_fp = true;
-	/* Read the generation before looking: a GC pass starting after this point changes
-	 * it, and the commit thread then stores the grain instead of referencing. */
+	/* Read the generation before looking: a GC pass starting or ending after this
+	 * point changes it, and the commit thread then stores the grain instead of
+	 * referencing. During a pass, red_entry_dedup and red_gc_doom keep the pass from
+	 * deleting what a dedupe entry references. */
 	rg->gc_gen = atomic_load(&r->gc_gen);
-	if (rg->gc_gen & 1 || !red_fpidx_maybe(&r->idx, rg->fp))
+	if (!red_fpidx_maybe(&r->idx, rg->fp))
 		return;
 	if (meta_get(s->meta, CF_FP, rg->fp, RED_FP_LEN, &v, &vl)) {
 		atomic_fetch_add(&r->st_fp_false, 1);
@@ -185,7 +194,7 @@ void red_grain_prepare(struct rod_store *s, unsigned vol_off, const void *data,
 		struct map_val mv;
 
 		map_val_decode(&mv, v);
-		if (mv.chunk > CHUNK_UNMAP && chunk_alive(s, mv.chunk)) {
+		if (mv.chunk > CHUNK_UNMAP && chunk_alive(s, mv.chunk, &rg->seg)) {
 			rg->dup = true;
 			rg->chunk = mv.chunk;
 			rg->off = mv.off;
@@ -275,7 +284,31 @@ bool red_entry_dedup(struct rod_store *s, const struct red_grain *rg, struct bat
 
 	if (rg->has_fp)
 		memcpy(e->fp, rg->fp, RED_FP_LEN);
-	if (!rg->dup || rg->gc_gen != atomic_load(&r->gc_gen))
+	if (!rg->dup)
+		return false;
+	pthread_mutex_lock(&r->gc_m);
+	bool ok = rg->gc_gen == atomic_load(&r->gc_gen);
+	if (ok && rg->gc_gen & 1) {
+		/* A GC pass runs: not to a segment it deletes (or has deleted), and noted so
+		 * that it keeps the segment of a chunk its mark found dead. */
+		for (size_t i = 0; ok && i < r->ndoomed; i++)
+			ok = r->doomed[i] != rg->seg;
+		if (ok && r->nrefs == r->caprefs) {
+			size_t nc = r->caprefs ? 2 * r->caprefs : 1024;
+			void *p = nc <= RED_GC_REFS_MAX ? realloc(r->refs, nc * sizeof(*r->refs)) : NULL;
+
+			if (p) {
+				r->refs = p;
+				r->caprefs = nc;
+			} else {
+				ok = false;
+			}
+		}
+		if (ok)
+			r->refs[r->nrefs++] = (struct red_ref){ rg->seg, rg->chunk };
+	}
+	pthread_mutex_unlock(&r->gc_m);
+	if (!ok)
 		return false;
 	e->kind = ENT_DEDUP;
 	e->chunk_id = rg->chunk;
@@ -455,18 +488,59 @@ bool red_recompress(struct rod_store *s, const struct batch_entry *e, const void
 
 void red_gc_begin(struct rod_store *s)
 {
+	struct red_store *r = s->red;
 	struct citem ci = { .kind = CI_FLUSH };
 
-	atomic_fetch_add(&s->red->gc_gen, 1);
+	pthread_mutex_lock(&r->gc_m);
+	r->ndoomed = r->nrefs = 0;
+	atomic_fetch_add(&r->gc_gen, 1);
+	pthread_mutex_unlock(&r->gc_m);
 	/* Every batch the commit thread has taken before the increment is applied once this
 	 * item completes, so the mark that follows sees its dedupe entries; later ones see
-	 * the odd generation and store their data. */
+	 * the odd generation (dedupe entries through red_gc_doom's rules, the rest as
+	 * stored data). */
 	commit_run(s, &ci);
+}
+
+bool red_gc_doom(struct rod_store *s, uint64_t seg, bool (*live)(void *arg, uint64_t chunk),
+		 void *arg)
+{
+	struct red_store *r = s->red;
+	bool ok = true;
+
+	pthread_mutex_lock(&r->gc_m);
+	/* A dedupe entry committed since the mark to a chunk of seg the mark found dead
+	 * (nothing referenced it then): the pass would not move that chunk. Keep seg. */
+	for (size_t i = 0; ok && i < r->nrefs; i++)
+		ok = r->refs[i].seg != seg || live(arg, r->refs[i].chunk);
+	if (ok && r->ndoomed == r->capdoomed) {
+		size_t nc = r->capdoomed ? 2 * r->capdoomed : 64;
+		uint64_t *p = realloc(r->doomed, nc * sizeof(*p));
+
+		if (p) {
+			r->doomed = p;
+			r->capdoomed = nc;
+		} else {
+			ok = false;
+		}
+	}
+	if (ok)
+		r->doomed[r->ndoomed++] = seg;
+	pthread_mutex_unlock(&r->gc_m);
+	if (!ok)
+		rod_debug("store: GC keeps segment %llu: deduplicated against during the pass",
+			  (unsigned long long)seg);
+	return ok;
 }
 
 void red_gc_end(struct rod_store *s)
 {
-	atomic_fetch_add(&s->red->gc_gen, 1);
+	struct red_store *r = s->red;
+
+	pthread_mutex_lock(&r->gc_m);
+	atomic_fetch_add(&r->gc_gen, 1);
+	r->ndoomed = r->nrefs = 0;
+	pthread_mutex_unlock(&r->gc_m);
 }
 
 int rod_store_rekey(struct rod_store *s, const char *new_key_file)

@@ -29,6 +29,7 @@ struct red_grain {
 	uint32_t off, len, crc;
 	uint64_t chunk;
 	uint64_t gc_gen;         /* red_store.gc_gen when it was looked up */
+	uint64_t seg;            /* dup: the segment the chunk was in then */
 	bool no_compress;        /* the volume has compression off */
 	/* red_grain_seal (submitting thread): the stored form, ready to append. */
 	const uint8_t *sealed;   /* NULL: the commit thread compresses/encrypts the grain */
@@ -52,6 +53,13 @@ struct red_store {
 	/* Odd while a GC pass may delete segments. A duplicate found under one value and
 	 * committed under another is stored again instead (its chunk may be gone). */
 	atomic_uint_fast64_t gc_gen;
+	/* During a pass (gc_m; changes of gc_gen too): the segments it deletes or has
+	 * deleted, and the chunks (with their segment) dedupe entries referenced. */
+	pthread_mutex_t gc_m;
+	uint64_t *doomed;
+	size_t ndoomed, capdoomed;
+	struct red_ref { uint64_t seg, chunk; } *refs;
+	size_t nrefs, caprefs;
 	/* Next chunk id of the open segment (segment << 20 | index; segment 0: none yet).
 	 * Submitting threads reserve ids from it to encrypt before the commit thread sees
 	 * the grain; the commit thread allocates the rest and moves it to each new segment
@@ -109,8 +117,17 @@ int red_chunk_decode(struct rod_store *s, const struct map_val *mv, const void *
 bool red_recompress(struct rod_store *s, const struct batch_entry *e, const void *stored,
 		    uint8_t *out, uint32_t *len, uint32_t *crc, uint8_t *comp, uint16_t *enc_gen);
 
+/* At most this many dedupe references are noted per GC pass; beyond, duplicates are
+ * stored again until the pass ends. */
+#define RED_GC_REFS_MAX (1u << 22)
+
 /* GC: a pass that may delete segments starts / ends. */
 void red_gc_begin(struct rod_store *s);
 void red_gc_end(struct rod_store *s);
+/* GC, before moving the live chunks of segment seg and deleting it: false when a dedupe
+ * entry of this pass references a chunk of seg that live(arg, chunk) (the mark) says is
+ * dead, so seg must stay; else from now on no dedupe entry may reference seg. */
+bool red_gc_doom(struct rod_store *s, uint64_t seg, bool (*live)(void *arg, uint64_t chunk),
+		 void *arg);
 
 #endif

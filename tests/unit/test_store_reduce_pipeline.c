@@ -477,6 +477,86 @@ static void test_dedupe_after_gc_and_rebuild(void **state)
 	free(back);
 }
 
+/* ---- dedupe goes on while GC runs ---- */
+
+struct gcw {
+	struct rod_store *s;
+	struct rod_vol *v;
+	const uint8_t *buf;
+	bool written;
+	uint64_t disk;           /* segment bytes the write added */
+	int rc;
+};
+
+static int gc_progress(void *arg, uint64_t done, uint64_t total, uint64_t rd, uint64_t mv)
+{
+	struct gcw *w = arg;
+	struct rod_store_stats a, b;
+
+	(void)done; (void)rd; (void)mv;
+	if (w->written || !total) /* total 0: still marking */
+		return 0;
+	/* between two segments of the pass, after its mark: the data of volume a, which
+	 * nothing references any more (the mark found it dead), written to volume c */
+	w->written = true;
+	rod_store_stats(w->s, &a);
+	w->rc = rod_vol_write(w->v, 0, w->buf, 4 * MiB, 0);
+	rod_store_stats(w->s, &b);
+	w->disk = b.bytes_written_disk - a.bytes_written_disk;
+	return 0;
+}
+
+static void test_dedupe_during_gc(void **state)
+{
+	struct rod_store *s = open_store();
+	struct rod_vol *a, *c;
+	struct gcw w = { 0 };
+	uint8_t *x = malloc(4 * MiB), *y = malloc(4 * MiB), *back = malloc(4 * MiB);
+
+	(void)state;
+	assert_non_null(x);
+	assert_non_null(y);
+	assert_non_null(back);
+	random_fill(x, 4 * MiB, 500);
+	random_fill(y, 4 * MiB, 501);
+	assert_int_equal(rod_vol_create(s, "a", 64 * MiB, 512, NULL), 0);
+	assert_int_equal(rod_vol_create(s, "c", 64 * MiB, 512, NULL), 0);
+	assert_int_equal(rod_vol_open(s, "a", &a), 0);
+	assert_int_equal(rod_vol_open(s, "c", &c), 0);
+	assert_int_equal(rod_vol_write(a, 0, x, 4 * MiB, 0), 0);
+	assert_int_equal(rod_vol_write(a, 0, y, 4 * MiB, 0), 0); /* x: garbage now */
+	w = (struct gcw){ .s = s, .v = c, .buf = x };
+	assert_int_equal(rod_store_gc_ex(s, true, gc_progress, &w), 0);
+	assert_true(w.written);
+	assert_int_equal(w.rc, 0);
+	print_message("4 MiB written during the GC pass added %llu segment bytes\n",
+		      (unsigned long long)w.disk);
+	assert_true(w.disk < MiB); /* deduplicated: dedupe entries, no payload */
+	/* the pass kept the segment of those chunks: c reads its data */
+	assert_int_equal(rod_vol_read(c, 0, back, 4 * MiB), 0);
+	assert_memory_equal(x, back, 4 * MiB);
+	/* a later pass moves them (c references them now) and frees the rest */
+	assert_int_equal(rod_store_gc(s, true), 0);
+	assert_int_equal(rod_vol_read(c, 0, back, 4 * MiB), 0);
+	assert_memory_equal(x, back, 4 * MiB);
+	rod_vol_close(a);
+	rod_vol_close(c);
+	rod_store_close(s);
+	s = open_store();
+	assert_int_equal(rod_vol_open(s, "c", &c), 0);
+	assert_int_equal(rod_vol_read(c, 0, back, 4 * MiB), 0);
+	assert_memory_equal(x, back, 4 * MiB);
+	assert_int_equal(rod_vol_open(s, "a", &a), 0);
+	assert_int_equal(rod_vol_read(a, 0, back, 4 * MiB), 0);
+	assert_memory_equal(y, back, 4 * MiB);
+	rod_vol_close(a);
+	rod_vol_close(c);
+	rod_store_close(s);
+	free(x);
+	free(y);
+	free(back);
+}
+
 int main(void)
 {
 	const struct CMUnitTest t[] = {
@@ -484,6 +564,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_vol_switches, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_space_unique_shared, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_dedupe_after_gc_and_rebuild, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_dedupe_during_gc, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(t, NULL, NULL);
