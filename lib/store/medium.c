@@ -45,7 +45,7 @@ void map_val_decode(struct map_val *v, const uint8_t *b)
 }
 
 static void chg_load_marker(struct media *md, struct meta *m);
-static void chg_add(struct lineage *l, uint64_t region);
+static void chg_add(struct lineage *l, uint64_t g);
 static void chg_seal(struct lineage *l, struct mutbuf *mb);
 static int chg_extra_add(struct lineage *l, uint64_t epoch, uint64_t start, uint64_t end);
 
@@ -324,10 +324,10 @@ void lin_chg_key(uint8_t k[16], uint64_t lin, uint64_t epoch)
 	rod_put_be64(k + 8, epoch);
 }
 
-static void chg_add(struct lineage *l, uint64_t region)
+static void chg_add(struct lineage *l, uint64_t g)
 {
 	struct chgset *c = &l->chg;
-	uint32_t page = (uint32_t)(region >> 12);
+	uint64_t page = g >> 12;
 	size_t lo = 0, hi = c->n;
 
 	if (l->chg_unknown)
@@ -344,12 +344,18 @@ static void chg_add(struct lineage *l, uint64_t region)
 				hi = mid;
 		}
 		if (lo == c->n || c->pages[lo].page != page) {
+			struct chg_page *np = c->pages;
+
 			if (c->n == c->cap) {
 				size_t cap = c->cap ? 2 * c->cap : 4;
-				struct chg_page *np = realloc(c->pages, cap * sizeof(*np));
 
+				np = c->n < CHG_MAX_PAGES ? realloc(c->pages, cap * sizeof(*np)) : NULL;
 				if (!np) {
-					l->chg_unknown = true; /* the summary then says "anything" */
+					/* Too much written in one epoch to track (or no memory): the
+					 * summary then says "anything". */
+					l->chg_unknown = true;
+					free(c->pages);
+					memset(c, 0, sizeof(*c));
 					return;
 				}
 				c->pages = np;
@@ -362,64 +368,95 @@ static void chg_add(struct lineage *l, uint64_t region)
 		}
 		c->last = lo;
 	}
-	c->pages[lo].bits[(region >> 6) & 63] |= 1ull << (region & 63);
+	c->pages[lo].bits[(g >> 6) & 63] |= 1ull << (g & 63);
 }
 
-/* Log the summary of epoch e (all: "anything"; else the regions of l->chg, as runs). */
-static void chg_log(struct lineage *l, uint64_t e, bool all, struct mutbuf *mb)
+/* Runs of units (grains >> shift) holding a marked grain, as (a, b) pairs into v (room
+ * for max); false when there are more than max. */
+static bool chg_runs(const struct chgset *c, unsigned shift, uint64_t *v, size_t max,
+		     size_t *nout)
 {
-	struct chgset *c = &l->chg;
-	uint8_t k[16], z[5] = { 0 }, *v = NULL;
-	uint32_t n = 0;
+	size_t n = 0;
 	uint64_t ra = 0, rb = 0;
 	bool in = false;
 
-	if (!all && c->n && !(v = malloc(5 + (size_t)CHG_MAX_INTERVALS * 8)))
-		all = true;
-	for (size_t i = 0; !all && i < c->n; i++) {
-		for (unsigned b = 0; b < 4096 && !all; b++) {
-			uint64_t r = (uint64_t)c->pages[i].page << 12 | b;
+	for (size_t i = 0; i < c->n; i++) {
+		for (unsigned w = 0; w < 64; w++) {
+			uint64_t bits = c->pages[i].bits[w];
 
-			if (!(c->pages[i].bits[b >> 6] >> (b & 63) & 1))
-				continue;
-			if (in && r == rb) {
-				rb++;
-				continue;
-			}
-			if (in) {
-				if (n == CHG_MAX_INTERVALS) {
-					all = true;
-					break;
+			while (bits) {
+				unsigned b = (unsigned)__builtin_ctzll(bits);
+				uint64_t u = (c->pages[i].page << 12 | (uint64_t)w << 6 | b) >> shift;
+
+				bits &= bits - 1;
+				if (in && u < rb)
+					continue; /* same unit */
+				if (in && u == rb) {
+					rb++;
+					continue;
 				}
-				rod_put_be32(v + 5 + 8 * n, (uint32_t)ra);
-				rod_put_be32(v + 9 + 8 * n, (uint32_t)rb);
-				n++;
+				if (in) {
+					if (n == max)
+						return false;
+					v[2 * n] = ra;
+					v[2 * n + 1] = rb;
+					n++;
+				}
+				ra = u;
+				rb = u + 1;
+				in = true;
 			}
-			ra = r;
-			rb = r + 1;
-			in = true;
 		}
 	}
-	if (!all && in) {
-		if (n == CHG_MAX_INTERVALS) {
+	if (in) {
+		if (n == max)
+			return false;
+		v[2 * n] = ra;
+		v[2 * n + 1] = rb;
+		n++;
+	}
+	*nout = n;
+	return true;
+}
+
+/* Log the summary of epoch e: "anything" (all), or the marked grains as runs of grains,
+ * or, when there are too many runs, of CHG_REGION_SHIFT regions. Value: byte 0 = CHG_*,
+ * u32 count, count pairs of u64 [a, b). */
+enum { CHG_REGIONS = 0, CHG_ALL = 1, CHG_GRAINS = 2 };
+static void chg_log(struct lineage *l, uint64_t e, bool all, struct mutbuf *mb)
+{
+	uint8_t k[16], *v = NULL;
+	uint64_t *runs = NULL;
+	size_t n = 0, vl = 5;
+	uint8_t kind = CHG_GRAINS;
+
+	if (!all && l->chg.n) {
+		runs = malloc(2 * CHG_MAX_INTERVALS * sizeof(*runs));
+		v = malloc(5 + 16 * (size_t)CHG_MAX_INTERVALS);
+		if (!runs || !v)
 			all = true;
-		} else {
-			rod_put_be32(v + 5 + 8 * n, (uint32_t)ra);
-			rod_put_be32(v + 9 + 8 * n, (uint32_t)rb);
-			n++;
+		else if (!chg_runs(&l->chg, 0, runs, CHG_MAX_INTERVALS, &n)) {
+			kind = CHG_REGIONS;
+			if (!chg_runs(&l->chg, CHG_REGION_SHIFT, runs, CHG_MAX_INTERVALS, &n))
+				all = true;
 		}
 	}
+	if (!v && !(v = malloc(5)))
+		all = true; /* then the 1-byte value below */
 	lin_chg_key(k, l->id, e);
 	if (all) {
-		z[0] = 1;
-		mutbuf_put(mb, CF_LIN, k, 16, z, 1);
-	} else if (!v) {
-		mutbuf_put(mb, CF_LIN, k, 16, z, 5);
+		uint8_t one = CHG_ALL;
+
+		mutbuf_put(mb, CF_LIN, k, 16, &one, 1);
 	} else {
-		v[0] = 0;
-		rod_put_be32(v + 1, n);
-		mutbuf_put(mb, CF_LIN, k, 16, v, 5 + (size_t)n * 8);
+		v[0] = kind;
+		rod_put_be32(v + 1, (uint32_t)n);
+		for (size_t i = 0; i < 2 * n; i++)
+			rod_put_be64(v + 5 + 8 * i, runs[i]);
+		vl += 16 * n;
+		mutbuf_put(mb, CF_LIN, k, 16, v, vl);
 	}
+	free(runs);
 	free(v);
 }
 
@@ -454,28 +491,28 @@ void lin_chg_unknown(struct lineage *l, uint64_t e, struct mutbuf *mb)
 int lin_chg_decode(const uint8_t *v, size_t vl, bool *all, uint64_t **iv, size_t *n)
 {
 	uint32_t cnt;
+	unsigned shift;
 
 	*iv = NULL;
 	*n = 0;
 	*all = false;
-	if (vl >= 1 && v[0] == 1) {
+	if (vl >= 1 && v[0] == CHG_ALL) {
 		*all = true;
 		return 0;
 	}
-	if (vl < 5 || v[0] != 0)
+	if (vl < 5 || (v[0] != CHG_GRAINS && v[0] != CHG_REGIONS))
 		return -EINVAL;
+	shift = v[0] == CHG_REGIONS ? CHG_REGION_SHIFT : 0;
 	cnt = rod_get_be32(v + 1);
-	if (vl != 5 + (size_t)cnt * 8)
+	if (vl != 5 + (size_t)cnt * 16)
 		return -EINVAL;
 	if (!cnt)
 		return 0;
 	*iv = malloc((size_t)cnt * 2 * sizeof(**iv));
 	if (!*iv)
 		return -ENOMEM;
-	for (uint32_t i = 0; i < cnt; i++) {
-		(*iv)[2 * i] = rod_get_be32(v + 5 + 8 * i);
-		(*iv)[2 * i + 1] = rod_get_be32(v + 5 + 8 * i + 4);
-	}
+	for (uint32_t i = 0; i < 2 * cnt; i++)
+		(*iv)[i] = rod_get_be64(v + 5 + 8 * i) << shift;
 	*n = cnt;
 	return 0;
 }
@@ -549,8 +586,8 @@ uint64_t lin_pin(struct lineage *l, struct mutbuf *mb)
 
 void lin_note_write(struct lineage *l, uint64_t g0, uint64_t n)
 {
-	for (uint64_t r = g0 >> CHG_REGION_SHIFT; n && r <= (g0 + n - 1) >> CHG_REGION_SHIFT; r++)
-		chg_add(l, r);
+	for (uint64_t g = g0; g < g0 + n; g++)
+		chg_add(l, g);
 	l->cur_used = true;
 	if (g0 < l->box_lo)
 		l->box_lo = g0;

@@ -47,17 +47,20 @@ struct rng_ent {
 	uint32_t depth;       /* bound on the recursion a read through this entry makes */
 };
 
-/* Change summary (rod_vol_diff, repl.c): the regions of CHG_REGION grains that got
- * block entries at an epoch. Kept in RAM for the current epoch; when the epoch is
- * sealed (pinned by a snapshot, or left for a new one by a range entry) it is logged in
- * the same batch as CF_LIN key lineage|epoch (16 bytes; lineage headers are 8), so the
- * block entries of a window of epochs are found without reading every map key of the
- * lineage. Whatever writes block entries at an epoch other than cur must call
- * lin_chg_unknown for that epoch first (its summary then says "anything"). */
+/* Change summary (rod_vol_diff, repl.c): the grains that got block entries at an
+ * epoch. Kept in RAM for the current epoch (a bitmap in pages of 4096 grains); when the
+ * epoch is sealed (pinned by a snapshot, or left for a new one by a range entry) it is
+ * logged in the same batch as CF_LIN key lineage|epoch (16 bytes; lineage headers are 8)
+ * as runs of grains, or of CHG_REGION grains when there are more than CHG_MAX_INTERVALS
+ * runs, or as "anything" when even those are too many. So the block entries of a window
+ * of epochs are found without reading every map key of the lineage. Whatever writes
+ * block entries at an epoch other than cur must call lin_chg_unknown for that epoch
+ * first (its summary then says "anything"). */
 #define CHG_REGION_SHIFT 6          /* 64 grains: 256 KiB */
-#define CHG_MAX_INTERVALS 32768u    /* more region runs in one epoch: "anything" */
+#define CHG_MAX_INTERVALS 16384u    /* runs per record (256 KiB) */
+#define CHG_MAX_PAGES 65536u        /* 1 TiB written in one epoch: "anything" */
 struct chg_page {
-	uint32_t page;                  /* regions page << 12 .. + 4095 */
+	uint64_t page;                  /* grains page << 12 .. + 4095 */
 	uint64_t bits[64];
 };
 struct chgset {
@@ -119,7 +122,7 @@ void lin_note_write(struct lineage *l, uint64_t g0, uint64_t n);
 
 /* Mark the change summary of epoch e of l as "anything" (logged now when e < cur). */
 void lin_chg_unknown(struct lineage *l, uint64_t e, struct mutbuf *mb);
-/* Decode a change-summary value: *all when it says "anything", else n region runs
+/* Decode a change-summary value: *all when it says "anything", else n runs of grains
  * [a, b) into iv (2 * n uint64_t, caller frees). -EINVAL when malformed. */
 int lin_chg_decode(const uint8_t *v, size_t vl, bool *all, uint64_t **iv, size_t *n);
 void lin_chg_key(uint8_t k[16], uint64_t lin, uint64_t epoch);

@@ -265,7 +265,7 @@ static int window_dirty(struct rod_store *s, uint64_t lin, uint64_t eb, uint64_t
 			cap = nc;
 		}
 		for (size_t i = 0; i < nr; i++)
-			v[n++] = (struct iv){ r[2 * i] << CHG_REGION_SHIFT, r[2 * i + 1] << CHG_REGION_SHIFT };
+			v[n++] = (struct iv){ r[2 * i], r[2 * i + 1] };
 		free(r);
 	}
 	meta_iter_free(it);
@@ -358,8 +358,10 @@ static uint64_t block_next(struct blockscan *bs, uint64_t pos)
 				jump = true;
 				break;
 			}
-			if (kep > bs->eb && kep <= bs->es)
+			if (kep > bs->eb && kep <= bs->es) {
+				meta_iter_next(bs->it); /* the next call starts after this key */
 				return klba;
+			}
 		}
 		if (!jump)
 			return UINT64_MAX;
