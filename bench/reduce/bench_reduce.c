@@ -64,8 +64,10 @@ static int allzero(const uint8_t *b)
 	return 1;
 }
 
-/* --dedupe MIB: the same MIB of random data into 10 volumes of a fresh store (the
- * first copy also at a second offset of volume 0): array physical vs logical. */
+/* --dedupe MIB: the same MIB of random data into 10 volumes of a fresh store, and into
+ * the first one a second time at an offset that is not a multiple of 1 MiB (len + 7
+ * grains): array logical vs physical, how much physical and segment space the copies
+ * after the first one added, and the write rate. */
 static int dedupe_run(uint64_t mib)
 {
 	char dir[] = "/tmp/rodbench-dedupe.XXXXXX";
@@ -73,8 +75,8 @@ static int dedupe_run(uint64_t mib)
 		return 1;
 	struct rod_store_opts o = { .dir = dir, .create = true, .array_name = "dedupe", .no_gc_thread = true };
 	struct rod_store *s;
-	struct rod_space sp;
-	uint64_t len = mib << 20;
+	struct rod_space sp, sp1;
+	uint64_t len = mib << 20, shift = len + 7 * G;
 	uint8_t *buf = malloc(len);
 	int rc = rod_store_open(&o, &s);
 	if (rc || !buf)
@@ -83,29 +85,38 @@ static int dedupe_run(uint64_t mib)
 	if (!r || fread(buf, 1, len, r) != len)
 		return 1;
 	fclose(r);
-	double t0 = now();
+	double t0 = now(), t1 = 0;
 	for (int i = 0; i < 10; i++) {
 		char name[16];
 		struct rod_vol *v;
 		snprintf(name, sizeof(name), "copy%d", i);
-		if (rod_vol_create(s, name, 2 * len, 512, NULL) || rod_vol_open(s, name, &v))
+		if (rod_vol_create(s, name, 2 * len + (1 << 20), 512, NULL) || rod_vol_open(s, name, &v))
 			return 1;
 		for (uint64_t off = 0; off < len; off += 1 << 20)
 			if (rod_vol_write(v, off, buf + off, 1 << 20, 0))
 				return 1;
-		if (i == 0)
+		if (i == 0) {
+			t1 = now() - t0;
+			if (rod_store_space(s, &sp1))
+				return 1;
 			for (uint64_t off = 0; off < len; off += 1 << 20)
-				if (rod_vol_write(v, len + off, buf + off, 1 << 20, 0))
+				if (rod_vol_write(v, shift + off, buf + off, 1 << 20, 0))
 					return 1;
+		}
 		rod_vol_close(v);
 	}
 	double t = now() - t0;
 	if (rod_store_space(s, &sp))
 		return 1;
-	printf("{\n  \"dedupe_copies\": 11, \"mib_each\": %llu, \"logical\": %llu, \"physical\": %llu, "
-	       "\"reduction\": %.2f, \"write_mbps\": %.0f\n}\n",
+	printf("{\n  \"dedupe\": {\"copies\": 11, \"volumes\": 10, \"mib_each\": %llu, \"logical\": %llu, "
+	       "\"physical\": %llu, \"reduction\": %.2f,\n"
+	       "    \"physical_after_first_copy\": %llu, \"physical_added_by_10_more\": %llu, "
+	       "\"segment_bytes_after_first_copy\": %llu, \"segment_bytes_added_by_10_more\": %llu,\n"
+	       "    \"first_copy_mbps\": %.0f, \"duplicate_copies_mbps\": %.0f}\n}\n",
 	       (unsigned long long)mib, (unsigned long long)sp.logical, (unsigned long long)sp.physical,
-	       sp.reduction, 11.0 * mib / t);
+	       sp.reduction, (unsigned long long)sp1.physical,
+	       (unsigned long long)(sp.physical - sp1.physical), (unsigned long long)sp1.used,
+	       (unsigned long long)(sp.used - sp1.used), mib / t1, 10.0 * mib / (t - t1));
 	rod_store_close(s);
 	char cmd[128];
 	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);

@@ -7,7 +7,10 @@
  *  - a volume with compression off stores 4096-byte payloads while another compresses,
  *    and dedupe off stores a repeated write again; the switches survive a reopen;
  *  - dedupe across two volumes: each volume's shared part, its unique part, and the
- *    array total (the sum of the volumes' unique parts plus what they share). */
+ *    array total (the sum of the volumes' unique parts plus what they share);
+ *  - dedupe finds chunks GC moved (also after a metadata rebuild) and goes on during a
+ *    GC pass without the pass deleting what it references;
+ *  - 64 MiB written 11 times (10 volumes, twice in one) is stored once. */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -557,6 +560,51 @@ static void test_dedupe_during_gc(void **state)
 	free(back);
 }
 
+/* ---- the 10-copy dedupe check, CI size (bench_reduce --dedupe 1024 is the full one) ---- */
+
+static void test_dedupe_ten_copies(void **state)
+{
+	struct rod_store *s = open_store();
+	struct rod_space sp1, sp;
+	uint64_t len = 64 * MiB, shift = len + 7 * GR;
+	uint8_t *buf = malloc(len), *back = malloc(MiB);
+
+	(void)state;
+	assert_non_null(buf);
+	assert_non_null(back);
+	random_fill(buf, len, 1010);
+	for (int i = 0; i < 10; i++) {
+		char name[16];
+		struct rod_vol *v;
+
+		snprintf(name, sizeof(name), "copy%d", i);
+		assert_int_equal(rod_vol_create(s, name, 2 * len + MiB, 512, NULL), 0);
+		assert_int_equal(rod_vol_open(s, name, &v), 0);
+		for (uint64_t off = 0; off < len; off += MiB)
+			assert_int_equal(rod_vol_write(v, off, buf + off, MiB, 0), 0);
+		if (i == 0) {
+			assert_int_equal(rod_store_space(s, &sp1), 0);
+			/* again inside the same volume, at an offset 7 grains past a MiB */
+			for (uint64_t off = 0; off < len; off += MiB)
+				assert_int_equal(rod_vol_write(v, shift + off, buf + off, MiB, 0), 0);
+		}
+		assert_int_equal(rod_vol_read(v, len - MiB, back, MiB), 0);
+		assert_memory_equal(buf + len - MiB, back, MiB);
+		rod_vol_close(v);
+	}
+	assert_int_equal(rod_store_space(s, &sp), 0);
+	print_message("11 copies of 64 MiB: logical %llu physical %llu (after the first %llu), reduction %.2f\n",
+		      (unsigned long long)sp.logical, (unsigned long long)sp.physical,
+		      (unsigned long long)sp1.physical, sp.reduction);
+	assert_int_equal(sp.logical, 11 * len);
+	assert_int_equal(sp1.physical, len);
+	assert_int_equal(sp.physical, len); /* the 10 other copies add no chunk */
+	assert_true(sp.reduction >= 9.5);
+	rod_store_close(s);
+	free(buf);
+	free(back);
+}
+
 int main(void)
 {
 	const struct CMUnitTest t[] = {
@@ -565,6 +613,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_space_unique_shared, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_dedupe_after_gc_and_rebuild, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_dedupe_during_gc, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_dedupe_ten_copies, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(t, NULL, NULL);
