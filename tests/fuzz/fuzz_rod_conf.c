@@ -63,6 +63,15 @@ static void check_same(const struct rod_conf *a, const struct rod_conf *b)
 	      "buffer and file parse differ (values)");
 	for (int i = 0; i < a->n_listen; i++)
 		check(str_eq(a->listen[i], b->listen[i]), "buffer and file parse differ (listen)");
+	/* the limit keys (scalars only): field by field, padding aside */
+	const struct rod_conf_limits *la = &a->limits, *lb = &b->limits;
+	check(la->max_volumes == lb->max_volumes && la->max_sessions == lb->max_sessions &&
+		      la->max_odx_tokens == lb->max_odx_tokens && la->recovery_window_s == lb->recovery_window_s &&
+		      la->has_recovery_window == lb->has_recovery_window && la->gc_rate == lb->gc_rate &&
+		      la->gc_threshold_pct == lb->gc_threshold_pct && la->job_workers == lb->job_workers &&
+		      la->http_require_token == lb->http_require_token &&
+		      la->metrics_interval_s == lb->metrics_interval_s,
+	      "buffer and file parse differ (limits)");
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

@@ -338,6 +338,9 @@ log_level = info
     put("fuzz_rod_conf", b"[other]\ndata = /x\n")
     put("fuzz_rod_conf", b"data =\nbogus = 1\nthis is not ini\n")
     put("fuzz_rod_conf", b"\xef\xbb\xbflisten = [::1:3260\narray_name = bad name\ncapacity = 0\n")
+    put("fuzz_rod_conf", b"[rodd]\nmax_volumes = 100\nmax_sessions = 64\nmax_odx_tokens = 512\n"
+        b"recovery_window = 2d\ngc_rate = 10M\ngc_threshold = 80\njob_workers = 2\n"
+        b"http_require_token = no\nmetrics_interval = 30\n")
 
 
 def main():
