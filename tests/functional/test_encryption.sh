@@ -3,8 +3,9 @@
 # host through iSCSI is nowhere in the data directory (segments, RocksDB) with
 # encryption on, and is found there with encryption off (so the grep works); the key
 # file is created 0600; a missing or wrong key file stops rodd at start saying so;
-# rekey re-wraps the data key; the same data in two volumes is stored once; text-like
-# data takes less physical than logical space.
+# rekey re-wraps the data key; the same data in two volumes is stored once (shared, not
+# unique, per volume); text-like data takes less physical than logical space, except on
+# a volume with compression switched off (rodctl vol set --compress off).
 . "$(dirname "$0")/lib.sh"
 command -v qemu-img >/dev/null || fail "qemu-img is not installed (scripts/deps.sh: qemu-utils)"
 qemu-img --help | grep -qw iscsi || fail "qemu-img has no iscsi driver"
@@ -59,6 +60,9 @@ same 0 "$ROD_TMP/random.img" || fail "LUN 0 (deduplicated) does not read back th
 same 1 "$ROD_TMP/random.img" || fail "LUN 1 does not read back the random data"
 ratio=$(rodctl --json array space | jq -r .reduction)
 awk -v r="$ratio" 'BEGIN { exit !(r > 1.9) }' || fail "reduction ratio $ratio with two identical volumes"
+# Per volume, that data is shared (the other volume references it too), not unique.
+expect_eq "$((4 << 20))" "$(space e1 shared)" "e1 shared bytes"
+expect_eq 0 "$(space e1 unique)" "e1 unique bytes"
 # Put the marker back on e1 for the plaintext check.
 put 0 "$ROD_TMP/marker.img"
 stop_rodd
@@ -84,6 +88,22 @@ expect_rc 1 "$RODD" --foreground --data "$ROD_DATA" --listen 127.0.0.1:0 --socke
 expect_stderr "not this store's key"
 ROD_KEY_FILE=$ROD_TMP/new.key start_rodd
 same 0 "$ROD_TMP/marker.img" || fail "data unreadable after rekey"
+
+# Per-volume switch (benchmarking): e2 with compression off stores the marker data as
+# 4096-byte chunks while e1 holds it compressed; the switch survives a restart.
+rodctl vol set e2 --compress off >/dev/null
+expect_eq "false" "$(rodctl --json vol show e2 | jq -r .compress)" "e2 compress after vol set"
+expect_eq "true" "$(rodctl --json vol show e2 | jq -r .dedupe)" "e2 dedupe untouched"
+expect_rc 1 rodctl vol set e2 --compress maybe   # usage error
+# (numbered lines: no two grains alike, so nothing is only a dedupe reference)
+{ seq -f "%08g $MARK e2 copy, compression off" 1 200000 || true; } | head -c $((4 << 20)) >"$ROD_TMP/marker2.img"
+put 1 "$ROD_TMP/marker2.img"
+same 1 "$ROD_TMP/marker2.img" || fail "LUN 1 (compression off) does not read back"
+expect_eq "$((4 << 20))" "$(space e2 physical)" "e2 physical with compression off"
+[ "$(space e1 physical)" -lt $((2 << 20)) ] || fail "e1 (compression on) is no longer compressed"
+stop_rodd
+ROD_KEY_FILE=$ROD_TMP/new.key start_rodd
+expect_eq "false" "$(rodctl --json vol show e2 | jq -r .compress)" "e2 compress after restart"
 stop_rodd
 
 # Encryption off (benchmark switch): the same marker is then found, so the grep above
