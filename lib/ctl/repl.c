@@ -626,7 +626,7 @@ static int conn_flush(struct conn *c)
 		off += (size_t)w;
 		if (c->bwlimit) {
 			/* token bucket with no burst: stay behind t0 + bytes / limit */
-			uint64_t due = c->t0 + conn_wire_out(c) * NS / c->bwlimit;
+			uint64_t due = c->t0 + (uint64_t)((unsigned __int128)conn_wire_out(c) * NS / c->bwlimit);
 			for (uint64_t now = rod_now_ns(); now < due; now = rod_now_ns()) {
 				if (conn_should_stop(c))
 					return -ECANCELED;
@@ -1406,7 +1406,7 @@ static bool hook_keep(void *arg, const char *group, const char *suffix)
 	struct rod_repl *r = arg;
 	pthread_mutex_lock(&r->lock);
 	struct link *l = link_find(r, group);
-	bool keep = l && (!strcmp(l->last, suffix) || !strcmp(l->pending, suffix));
+	bool keep = l && (!strcmp(l->last, suffix) || !strcmp(l->pending, suffix) || !strcmp(l->next, suffix));
 	pthread_mutex_unlock(&r->lock);
 	return keep;
 }
@@ -1471,9 +1471,6 @@ static int m_replicate(struct rod_repl *r, json_t *params, json_t **res, char **
 
 	if (!group)
 		return ctl_fail(msg, ROD_CTL_EINVAL, "missing parameter \"name\"");
-	rc = rod_pg_snap_get(r->pg, group, NULL, suffix, sizeof(suffix), &created, NULL);
-	if (rc == -ENOENT)
-		return ctl_fail(msg, ROD_CTL_ENOENT, "protection group \"%s\" not found (rodctl pg list shows groups)", group);
 	if (off) {
 		pthread_mutex_lock(&r->lock);
 		struct link *l = link_find(r, group);
@@ -1500,6 +1497,9 @@ static int m_replicate(struct rod_repl *r, json_t *params, json_t **res, char **
 		*res = json_pack("{s:s, s:b}", "group", group, "replication", 0);
 		return 0;
 	}
+	rc = rod_pg_snap_get(r->pg, group, NULL, suffix, sizeof(suffix), &created, NULL);
+	if (rc == -ENOENT)
+		return ctl_fail(msg, ROD_CTL_ENOENT, "protection group \"%s\" not found (rodctl pg list shows groups)", group);
 	if (jbw && !json_is_null(jbw)) {
 		if (json_is_integer(jbw) && json_integer_value(jbw) >= 0)
 			bw = (uint64_t)json_integer_value(jbw);
@@ -1566,6 +1566,8 @@ static int m_replicate(struct rod_repl *r, json_t *params, json_t **res, char **
 		l->bwlimit = bw;
 	if (!l->job_id || !l->pending[0])
 		snprintf(l->pending, sizeof(l->pending), "%s", suffix);
+	else if (strcmp(l->pending, suffix)) /* after the transfer in progress */
+		snprintf(l->next, sizeof(l->next), "%s", suffix);
 	snprintf(l->state, sizeof(l->state), "transferring");
 	rc = link_save(r, l);
 	if (!rc)
@@ -1812,7 +1814,20 @@ static int recv_hello(struct receiver *rv, json_t *h, json_t **reply)
 		if (!json_is_true(json_object_get(rec, "committed")) && (rc = staging_prepare(rv)))
 			return rc;
 	} else {
-		if (!full && (!last || !base || strcmp(last, base))) {
+		/* an incremental needs the last complete replica of every member on this array
+		 * (it may have been destroyed here since) */
+		bool have_base = !full && last && base && !strcmp(last, base);
+		size_t i;
+		json_t *m;
+		json_array_foreach(rv->members, i, m) {
+			char snap[ROD_SNAP_NAME_MAX * 2];
+			struct rod_vol_info si;
+			snprintf(snap, sizeof(snap), "%s:%s.%s-%s", rv->source, jstr(m, "volume"), rv->group,
+				 last ? last : "");
+			if (have_base && (rod_vol_info_get(r->store, snap, &si) || si.destroyed))
+				have_base = false;
+		}
+		if (!full && !have_base) {
 			json_decref(rec);
 			*reply = json_pack("{s:s, s:b}", "error", "the target does not hold the base snapshot; sending all",
 					   "need_full", 1);
@@ -1889,7 +1904,13 @@ static int recv_stream(struct receiver *rv)
 			rv->v = NULL;
 			staging_name(rv->source, vol, rv->vol, sizeof(rv->vol));
 			json_decref(o);
-			if ((rc = rod_vol_open(rv->r->store, rv->vol, &rv->v)))
+			/* by id: the live volume of that name (a destroyed one may share it) */
+			struct rod_vol_info vi;
+			if ((rc = rod_vol_info_get(rv->r->store, rv->vol, &vi)))
+				return rc;
+			if (vi.destroyed)
+				return -ENOENT;
+			if ((rc = rod_vol_open_id(rv->r->store, vi.id, &rv->v)))
 				return rc;
 			break;
 		}
@@ -1932,6 +1953,19 @@ static int recv_stream(struct receiver *rv)
 				memcpy(fp, rv->fps->map.vals[f], 32);
 			pthread_mutex_unlock(&rv->r->lock);
 			rc = f >= 0 ? rod_vol_write_fp(rv->v, off, fp, 0) : -ENOENT;
+			if (rc == 0) {
+				/* read it back: a reference must give the very grain (a chunk freed by
+				 * GC here was seen to read as zeros after a successful write_fp) */
+				uint8_t back[32];
+				rc = rod_vol_read(rv->v, off, grain, ROD_GRAIN);
+				if (!rc) {
+					rod_store_fingerprint(rv->r->store, grain, back);
+					if (memcmp(back, fp, 32))
+						rc = -ENOENT;
+				}
+				if (rc && rc != -ENOENT)
+					return rc;
+			}
 			if (rc == -ENOENT) /* unknown here or garbage-collected: ask for the data */
 				json_array_append_new(rv->need, json_integer((json_int_t)off));
 			else if (rc)
@@ -2104,6 +2138,7 @@ int rod_repl_listen(struct rod_repl *r, const char *addr)
 /* ---- replica.list ------------------------------------------------------------------------------------ */
 
 struct replica_scan {
+	struct rod_repl *r;
 	json_t *groups;                 /* {"SRC:PG": {...}} */
 };
 
@@ -2114,8 +2149,11 @@ static int scan_replica(void *arg, const char *key, const void *val, size_t len)
 	const char *src = jstr(o, "source"), *g = jstr(o, "group"), *sfx = jstr(o, "suffix");
 	char name[ROD_NAME_MAX * 2], snap[ROD_NAME_MAX * 3];
 	(void)key;
-	if (!src || !g || !sfx) {
-		json_decref(o);
+	json_t *m0 = json_array_get(json_object_get(o, "members"), 0);
+	struct rod_vol_info vi;
+	if (!src || !g || !sfx || !jstr(m0, "snapshot") || rod_vol_info_get(sc->r->store, jstr(m0, "snapshot"), &vi) ||
+	    vi.destroyed) {
+		json_decref(o); /* unreadable, or its snapshots were destroyed here */
 		return 0;
 	}
 	snprintf(name, sizeof(name), "%s:%s", src, g);
@@ -2160,7 +2198,7 @@ static int scan_xfer(void *arg, const char *key, const void *val, size_t len)
 
 static int m_replica_list(struct rod_repl *r, json_t *params, json_t **res, char **msg)
 {
-	struct replica_scan sc = { json_object() };
+	struct replica_scan sc = { r, json_object() };
 	(void)params;
 	(void)msg;
 	rod_store_meta_scan(r->store, PFX_REPLICA, scan_replica, &sc);
