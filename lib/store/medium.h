@@ -58,7 +58,7 @@ struct rng_ent {
  * first (its summary then says "anything"). */
 #define CHG_REGION_SHIFT 6          /* 64 grains: 256 KiB */
 #define CHG_MAX_INTERVALS 16384u    /* runs per record (256 KiB) */
-#define CHG_MAX_PAGES 65536u        /* 1 TiB written in one epoch: "anything" */
+#define CHG_MAX_PAGES 16384u        /* 256 GiB written in one epoch (8.5 MB of RAM): "anything" */
 struct chg_page {
 	uint64_t page;                  /* grains page << 12 .. + 4095 */
 	uint64_t bits[64];

@@ -171,14 +171,21 @@ void red_grain_prepare(struct rod_store *s, unsigned vol_off, const void *data,
 		       struct red_grain *rg)
 {
 	struct red_store *r = s->red;
-	void *v;
-	size_t vl;
 
 	memset(rg, 0, sizeof(*rg));
 	rg->no_compress = vol_off & RED_VOL_NO_COMPRESS;
 	if (!r->dedupe || vol_off & RED_VOL_NO_DEDUPE || red_fingerprint(r->fpk, data, ROD_GRAIN, rg->fp))
 		return;
 	rg->has_fp = true;
+	red_fp_lookup(s, rg);
+}
+
+void red_fp_lookup(struct rod_store *s, struct red_grain *rg)
+{
+	struct red_store *r = s->red;
+	void *v;
+	size_t vl;
+
 	/* Read the generation before looking: a GC pass starting or ending after this
 	 * point changes it, and the commit thread then stores the grain instead of
 	 * referencing. During a pass, red_entry_dedup and red_gc_doom keep the pass from

@@ -81,6 +81,11 @@ void red_store_close(struct rod_store *s);
 void red_grain_prepare(struct rod_store *s, unsigned vol_off, const void *data,
 		       struct red_grain *rg);
 
+/* The lookup half of red_grain_prepare, for rg->fp (and has_fp) already set (also
+ * rod_vol_write_fp): sets rg->gc_gen, and rg->dup with the chunk's location and
+ * segment when a live chunk has it. */
+void red_fp_lookup(struct rod_store *s, struct red_grain *rg);
+
 /* Submitting thread, after red_grain_prepare, for a grain that is not a duplicate:
  * compress it and encrypt it (under a chunk id reserved from next_chunk) into out
  * (ROD_GRAIN bytes that stay valid until the write completes). Returns the CRC32C of

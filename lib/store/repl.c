@@ -773,57 +773,6 @@ void rod_store_fingerprint(struct rod_store *s, const void *grain, uint8_t fp[32
 
 /* ---- write by fingerprint ---- */
 
-/* Does the chunk still exist (its home segment, or where GC moved it)? As
- * reduce_store.c's check before a dedupe hit. */
-static bool chunk_alive(struct rod_store *s, uint64_t chunk)
-{
-	uint8_t k[8];
-	void *v;
-	size_t vl;
-	bool ok = false;
-
-	if (seglog_has(s->log, CHUNK_SEG(chunk)))
-		return true;
-	rod_put_be64(k, chunk);
-	if (meta_get(s->meta, CF_CHUNK, k, 8, &v, &vl))
-		return false;
-	if (vl >= 24)
-		ok = seglog_has(s->log, rod_get_be64(v));
-	free(v);
-	return ok;
-}
-
-/* The dedupe lookup of the write path for a given fingerprint (rg->fp): the generation
- * first (a GC pass starting later makes the commit thread store the data instead), then
- * the full 32 bytes in the fp column family. Unlike the write path it also looks while
- * a GC pass runs (odd generation): the caller has the data to store then. */
-static void fp_lookup(struct rod_store *s, struct red_grain *rg)
-{
-	void *v;
-	size_t vl;
-
-	rg->gc_gen = atomic_load(&s->red->gc_gen);
-	if (!red_fpidx_maybe(&s->red->idx, rg->fp))
-		return;
-	if (meta_get(s->meta, CF_FP, rg->fp, RED_FP_LEN, &v, &vl))
-		return;
-	if (vl == MAP_VAL_LEN) {
-		struct map_val mv;
-
-		map_val_decode(&mv, v);
-		if (mv.chunk > CHUNK_UNMAP && chunk_alive(s, mv.chunk)) {
-			rg->dup = true;
-			rg->chunk = mv.chunk;
-			rg->off = mv.off;
-			rg->len = mv.len;
-			rg->crc = mv.crc;
-			rg->comp = mv.comp;
-			rg->enc_gen = mv.enc_gen;
-		}
-	}
-	free(v);
-}
-
 int rod_vol_write_fp(struct rod_vol *v, uint64_t off, const uint8_t fp[32], unsigned flags)
 {
 	struct rod_store *s;
@@ -862,7 +811,7 @@ int rod_vol_write_fp(struct rod_vol *v, uint64_t off, const uint8_t fp[32], unsi
 	memset(&cg, 0, sizeof(cg));
 	memcpy(cg.red.fp, fp, RED_FP_LEN);
 	cg.red.has_fp = true;
-	fp_lookup(s, &cg.red);
+	red_fp_lookup(s, &cg.red); /* the write path's own lookup (GC rules included) */
 	if (!cg.red.dup)
 		return -ENOENT;
 	/* The chunk's clear bytes, checked: should a GC pass start before the commit, the

@@ -2,6 +2,7 @@
  * fingerprints, replica names). Diffs are checked against a brute-force comparison of
  * the two snapshots' contents, and by applying them to a copy of the base. */
 #include <errno.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -741,6 +742,86 @@ static void test_write_fp(void **state)
 	rod_vol_close(w);
 }
 
+/* write_fp racing GC passes: the chunks it references are dead (their grains were
+ * overwritten), so a pass wants to delete their segments. Every write_fp that returns 0
+ * must read back its data after the passes, another full pass and a restart. */
+struct gc_loop {
+	struct rod_store *s;
+	volatile int stop;
+	int passes;
+};
+
+static void *gc_thread(void *arg)
+{
+	struct gc_loop *g = arg;
+
+	while (!g->stop) {
+		assert_int_equal(rod_store_gc(g->s, true), 0);
+		g->passes++;
+	}
+	return NULL;
+}
+
+static void test_write_fp_vs_gc(void **state)
+{
+	struct rod_store *s = *state;
+	enum { N = 512 };
+	struct rod_vol *a = mkvol(s, "a", 4 * MiB), *b = mkvol(s, "b", 4 * MiB);
+	uint8_t *data = malloc(N * G), back[G], (*fps)[32] = malloc(N * 32);
+	bool *ok = calloc(N, 1);
+	struct gc_loop g = { .s = s };
+	pthread_t th;
+	int nok = 0;
+
+	fill(data, N * G, 99);
+	assert_int_equal(rod_vol_write(a, 0, data, N * G, 0), 0);
+	for (int i = 0; i < N; i++)
+		rod_store_fingerprint(s, data + (size_t)i * G, fps[i]);
+	{
+		uint8_t *other = malloc(N * G);
+
+		fill(other, N * G, 100);
+		assert_int_equal(rod_vol_write(a, 0, other, N * G, 0), 0); /* chunks now dead */
+		free(other);
+	}
+	assert_int_equal(pthread_create(&th, NULL, gc_thread, &g), 0);
+	for (int round = 0; round < 4; round++)
+		for (int i = 0; i < N; i++) {
+			int rc = rod_vol_write_fp(b, (uint64_t)i * G, fps[i], 0);
+
+			assert_true(rc == 0 || rc == -ENOENT);
+			if (!rc && !ok[i]) {
+				ok[i] = true;
+				nok++;
+			}
+		}
+	g.stop = 1;
+	pthread_join(th, NULL);
+	print_message("write_fp vs GC: %d of %d grains referenced, %d GC passes\n", nok, N, g.passes);
+	assert_int_equal(rod_store_gc(s, true), 0);
+	for (int pass = 0; pass < 2; pass++) {
+		for (int i = 0; i < N; i++) {
+			if (!ok[i])
+				continue;
+			assert_int_equal(rod_vol_read(b, (uint64_t)i * G, back, G), 0);
+			assert_memory_equal(back, data + (size_t)i * G, G);
+		}
+		if (pass == 0) {
+			rod_vol_close(a);
+			rod_vol_close(b);
+			rod_store_close(s);
+			s = *state = open_store(false, false);
+			assert_int_equal(rod_vol_open(s, "a", &a), 0);
+			assert_int_equal(rod_vol_open(s, "b", &b), 0);
+		}
+	}
+	rod_vol_close(a);
+	rod_vol_close(b);
+	free(data);
+	free(fps);
+	free(ok);
+}
+
 /* ---- replica names ---- */
 
 static void test_replica_names(void **state)
@@ -788,6 +869,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_summaries_dropped, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_read_raw, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_write_fp, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_write_fp_vs_gc, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_replica_names, setup, teardown),
 	};
 
