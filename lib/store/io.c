@@ -239,7 +239,8 @@ struct wreq {
 	struct cgrain *grains;    /* preallocated for every grain of the io */
 	size_t ngr;
 	uint8_t *bounce;          /* merged partial grains (at most 2) */
-	uint8_t *sealed;          /* stored forms of the grains (compressed, encrypted) */
+	uint8_t *sealed[2];       /* stored forms (compressed, encrypted): one buffer per
+				     build_data call that has data grains (at most 2) */
 	size_t nb;
 	/* range op */
 	uint64_t r_g0, r_g1, r_tlin, r_tepoch;
@@ -253,7 +254,8 @@ static void wreq_free(struct wreq *w)
 	free(w->items);
 	free(w->grains);
 	free(w->bounce);
-	free(w->sealed);
+	free(w->sealed[0]);
+	free(w->sealed[1]);
 	free(w);
 }
 
@@ -319,6 +321,7 @@ static int build_data(struct wreq *w, const struct view *vw, uint64_t off, uint6
 	struct rod_store *s = w->s;
 	uint64_t g0 = off / ROD_GRAIN, g1 = (off + len + ROD_GRAIN - 1) / ROD_GRAIN, n = g1 - g0;
 	struct cgrain *base = &w->grains[w->ngr];
+	uint8_t *sb = NULL;
 	int rc;
 
 	for (uint64_t g = g0; g < g1; g++) {
@@ -355,10 +358,14 @@ static int build_data(struct wreq *w, const struct view *vw, uint64_t off, uint6
 		/* Fingerprint and duplicate lookup, then compression and encryption, here on
 		 * the submitting thread: the commit thread only packs, writes and syncs. */
 		red_grain_prepare(s, vw->rec->reduce_off, data, &cg->red);
-		if (red_seals(s) && !w->sealed && !(w->sealed = malloc(w->ng * ROD_GRAIN)))
-			return -ENOMEM;
-		cg->crc = red_grain_seal(s, data, &cg->red,
-					 w->sealed ? w->sealed + (g - w->g0) * ROD_GRAIN : NULL);
+		if (red_seals(s) && !sb) {
+			/* sized for this call's grains (a large unmap's edges are 1 each) */
+			size_t k = w->sealed[0] ? 1 : 0;
+
+			if (w->sealed[k] || !(sb = w->sealed[k] = malloc(n * ROD_GRAIN)))
+				return -ENOMEM;
+		}
+		cg->crc = red_grain_seal(s, data, &cg->red, sb ? sb + (g - g0) * ROD_GRAIN : NULL);
 	}
 	for (uint64_t i = 0; i < n; i += ITEM_GRAINS) {
 		struct citem *ci = &w->items[(*nitems)++];

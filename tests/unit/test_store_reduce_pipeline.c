@@ -605,6 +605,36 @@ static void test_dedupe_ten_copies(void **state)
 	free(back);
 }
 
+/* ---- a large unaligned unmap: the merged edge grains are data, sealed in buffers of
+ * their own (not one per grain of the whole range) ---- */
+
+static void test_unaligned_large_unmap(void **state)
+{
+	struct rod_store *s = open_store();
+	uint64_t size = 4ull << 30; /* thin */
+	uint8_t a[GR], r[GR];
+	struct rod_vol *v;
+
+	(void)state;
+	text(a, 7);
+	assert_int_equal(rod_vol_create(s, "huge", size, 512, NULL), 0);
+	assert_int_equal(rod_vol_open(s, "huge", &v), 0);
+	assert_int_equal(rod_vol_write(v, 0, a, GR, 0), 0);
+	assert_int_equal(rod_vol_write(v, size - GR, a, GR, 0), 0);
+	/* keeps 512 bytes at each end: both edge grains are merged data grains */
+	assert_int_equal(rod_vol_unmap(v, 512, size - 1024), 0);
+	assert_int_equal(rod_vol_read(v, 0, r, GR), 0);
+	assert_memory_equal(r, a, 512);
+	for (unsigned i = 512; i < GR; i++)
+		assert_int_equal(r[i], 0);
+	assert_int_equal(rod_vol_read(v, size - GR, r, GR), 0);
+	assert_memory_equal(r + GR - 512, a + GR - 512, 512);
+	for (unsigned i = 0; i < GR - 512; i++)
+		assert_int_equal(r[i], 0);
+	rod_vol_close(v);
+	rod_store_close(s);
+}
+
 int main(void)
 {
 	const struct CMUnitTest t[] = {
@@ -614,6 +644,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_dedupe_after_gc_and_rebuild, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_dedupe_during_gc, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_dedupe_ten_copies, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_unaligned_large_unmap, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(t, NULL, NULL);
