@@ -376,6 +376,8 @@ static void chg_add(struct lineage *l, uint64_t g)
 static bool chg_runs(const struct chgset *c, unsigned shift, uint64_t *v, size_t max,
 		     size_t *nout)
 {
+	if (!v) /* only: do the runs fit in CHG_MAX_INTERVALS? */
+		max = CHG_MAX_INTERVALS;
 	size_t n = 0;
 	uint64_t ra = 0, rb = 0;
 	bool in = false;
@@ -398,8 +400,10 @@ static bool chg_runs(const struct chgset *c, unsigned shift, uint64_t *v, size_t
 				if (in) {
 					if (n == max)
 						return false;
-					v[2 * n] = ra;
-					v[2 * n + 1] = rb;
+					if (v) {
+						v[2 * n] = ra;
+						v[2 * n + 1] = rb;
+					}
 					n++;
 				}
 				ra = u;
@@ -411,8 +415,10 @@ static bool chg_runs(const struct chgset *c, unsigned shift, uint64_t *v, size_t
 	if (in) {
 		if (n == max)
 			return false;
-		v[2 * n] = ra;
-		v[2 * n + 1] = rb;
+		if (v) {
+			v[2 * n] = ra;
+			v[2 * n + 1] = rb;
+		}
 		n++;
 	}
 	*nout = n;
@@ -422,7 +428,8 @@ static bool chg_runs(const struct chgset *c, unsigned shift, uint64_t *v, size_t
 /* Log the summary of epoch e: "anything" (all), or the marked grains as runs of grains,
  * or, when there are too many runs, of CHG_REGION_SHIFT regions. Value: byte 0 = CHG_*,
  * u32 count, count pairs of u64 [a, b). */
-enum { CHG_REGIONS = 0, CHG_ALL = 1, CHG_GRAINS = 2 };
+enum { CHG_REGIONS = 0, CHG_ALL = 1, CHG_GRAINS = 2, CHG_PAGES = 3 };
+#define CHG_PAGE_BYTES (8 + 64 * 8)
 static void chg_log(struct lineage *l, uint64_t e, bool all, struct mutbuf *mb)
 {
 	uint8_t k[16], *v = NULL;
@@ -430,6 +437,24 @@ static void chg_log(struct lineage *l, uint64_t e, bool all, struct mutbuf *mb)
 	size_t n = 0, vl = 5;
 	uint8_t kind = CHG_GRAINS;
 
+	if (!all && l->chg.n && l->chg.n <= CHG_MAX_BITMAP_PAGES &&
+	    !chg_runs(&l->chg, 0, NULL, 0, &n) && (v = malloc(5 + CHG_PAGE_BYTES * l->chg.n))) {
+		/* Many scattered grains over a bounded span: the bitmap pages themselves
+		 * (u32 count, then per page u64 page and 64 u64 words). */
+		lin_chg_key(k, l->id, e);
+		v[0] = CHG_PAGES;
+		rod_put_be32(v + 1, (uint32_t)l->chg.n);
+		for (size_t i = 0; i < l->chg.n; i++) {
+			uint8_t *p = v + 5 + CHG_PAGE_BYTES * i;
+
+			rod_put_be64(p, l->chg.pages[i].page);
+			for (unsigned w = 0; w < 64; w++)
+				rod_put_be64(p + 8 + 8 * w, l->chg.pages[i].bits[w]);
+		}
+		mutbuf_put(mb, CF_LIN, k, 16, v, 5 + CHG_PAGE_BYTES * l->chg.n);
+		free(v);
+		return;
+	}
 	if (!all && l->chg.n) {
 		runs = malloc(2 * CHG_MAX_INTERVALS * sizeof(*runs));
 		v = malloc(5 + 16 * (size_t)CHG_MAX_INTERVALS);
@@ -488,6 +513,75 @@ void lin_chg_unknown(struct lineage *l, uint64_t e, struct mutbuf *mb)
 		chg_log(l, e, true, mb);
 }
 
+/* Bitmap pages to runs of grains; gaps of CHG_GAP grains or fewer are bridged (a
+ * superset of the marked grains is still a correct summary) to bound the list. */
+#define CHG_GAP 8u
+static int chg_decode_pages(const uint8_t *v, size_t vl, uint64_t **iv, size_t *nout)
+{
+	uint32_t np = rod_get_be32(v + 1);
+	size_t n = 0, cap = 0;
+	uint64_t *r = NULL, ra = 0, rb = 0;
+	bool in = false;
+
+	if (vl != 5 + (size_t)np * CHG_PAGE_BYTES)
+		return -EINVAL;
+	for (uint32_t i = 0; i < np; i++) {
+		const uint8_t *p = v + 5 + (size_t)CHG_PAGE_BYTES * i;
+		uint64_t page = rod_get_be64(p);
+
+		for (unsigned w = 0; w < 64; w++) {
+			uint64_t bits = rod_get_be64(p + 8 + 8 * w);
+
+			while (bits) {
+				unsigned b = (unsigned)__builtin_ctzll(bits);
+				uint64_t g = page << 12 | (uint64_t)w << 6 | b;
+
+				bits &= bits - 1;
+				if (in && g <= rb + CHG_GAP) {
+					rb = g + 1;
+					continue;
+				}
+				if (in) {
+					if (n == cap) {
+						size_t nc = cap ? 2 * cap : 1024;
+						uint64_t *nr = realloc(r, 2 * nc * sizeof(*nr));
+
+						if (!nr) {
+							free(r);
+							return -ENOMEM;
+						}
+						r = nr;
+						cap = nc;
+					}
+					r[2 * n] = ra;
+					r[2 * n + 1] = rb;
+					n++;
+				}
+				ra = g;
+				rb = g + 1;
+				in = true;
+			}
+		}
+	}
+	if (in) {
+		if (n == cap) {
+			uint64_t *nr = realloc(r, 2 * (cap + 1) * sizeof(*nr));
+
+			if (!nr) {
+				free(r);
+				return -ENOMEM;
+			}
+			r = nr;
+		}
+		r[2 * n] = ra;
+		r[2 * n + 1] = rb;
+		n++;
+	}
+	*iv = r;
+	*nout = n;
+	return 0;
+}
+
 int lin_chg_decode(const uint8_t *v, size_t vl, bool *all, uint64_t **iv, size_t *n)
 {
 	uint32_t cnt;
@@ -500,6 +594,8 @@ int lin_chg_decode(const uint8_t *v, size_t vl, bool *all, uint64_t **iv, size_t
 		*all = true;
 		return 0;
 	}
+	if (vl >= 5 && v[0] == CHG_PAGES)
+		return chg_decode_pages(v, vl, iv, n);
 	if (vl < 5 || (v[0] != CHG_GRAINS && v[0] != CHG_REGIONS))
 		return -EINVAL;
 	shift = v[0] == CHG_REGIONS ? CHG_REGION_SHIFT : 0;

@@ -51,14 +51,17 @@ struct rng_ent {
  * epoch. Kept in RAM for the current epoch (a bitmap in pages of 4096 grains); when the
  * epoch is sealed (pinned by a snapshot, or left for a new one by a range entry) it is
  * logged in the same batch as CF_LIN key lineage|epoch (16 bytes; lineage headers are 8)
- * as runs of grains, or of CHG_REGION grains when there are more than CHG_MAX_INTERVALS
- * runs, or as "anything" when even those are too many. So the block entries of a window
+ * as runs of grains, or, when there are more than CHG_MAX_INTERVALS runs, as the bitmap
+ * pages (up to CHG_MAX_BITMAP_PAGES), or as runs of CHG_REGION grains, or as "anything"
+ * when even those are too many. So the block entries of a window
  * of epochs are found without reading every map key of the lineage. Whatever writes
  * block entries at an epoch other than cur must call lin_chg_unknown for that epoch
  * first (its summary then says "anything"). */
 #define CHG_REGION_SHIFT 6          /* 64 grains: 256 KiB */
 #define CHG_MAX_INTERVALS 16384u    /* runs per record (256 KiB) */
 #define CHG_MAX_PAGES 16384u        /* 256 GiB written in one epoch (8.5 MB of RAM): "anything" */
+#define CHG_MAX_BITMAP_PAGES 2016u  /* more runs than a record holds, within 31.5 GiB: the
+				     * bitmap pages themselves (about 1 MiB) */
 struct chg_page {
 	uint64_t page;                  /* grains page << 12 .. + 4095 */
 	uint64_t bits[64];
