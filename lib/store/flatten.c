@@ -35,22 +35,45 @@
 static pthread_mutex_t flatten_lock = PTHREAD_MUTEX_INITIALIZER;
 
 struct fl_put {
-	uint64_t lba;
+	uint64_t lba, epoch;
 	struct map_val v;
 };
 
 struct fl_piece {
-	uint64_t start, end, tlin;
+	uint64_t start, end, epoch, tlin;
 };
 
+struct u64v {
+	uint64_t *v;
+	size_t n, cap;
+};
+
+static int u64v_push(struct u64v *a, uint64_t x)
+{
+	if (a->n == a->cap) {
+		size_t cap = a->cap ? 2 * a->cap : 64;
+		uint64_t *v = realloc(a->v, cap * sizeof(*v));
+
+		if (!v)
+			return -ENOMEM;
+		a->v = v;
+		a->cap = cap;
+	}
+	a->v[a->n++] = x;
+	return 0;
+}
+
+/* One commit item: map entries and range entries standing in for parts of some entries
+ * (need: those must still exist), and the removal of entries whose every grain was
+ * covered by earlier items (rm). */
 struct fl_step {
-	uint64_t lin, seq, epoch;   /* the entry being flattened */
+	uint64_t lin;
 	uint64_t gc_gen;
 	struct fl_put *put;
 	size_t nput;
 	struct fl_piece piece[FL_PIECES];
 	size_t npiece;
-	bool remove;
+	struct u64v need, rm;
 };
 
 static uint64_t gc_gen_now(struct rod_store *s)
@@ -76,15 +99,14 @@ static int step_build(struct rod_store *s, struct citem *ci, struct mutbuf *mb)
 	struct lineage *l = media_find(&s->media, st->lin);
 	int rc;
 
-	if (!l || !lin_rng_by_seq(l, st->seq))
+	if (!l)
 		return -ENOENT;
-	if (st->remove) {
-		rc = lin_rng_remove(l, st->seq, mb);
-		/* Readers holding an iterator from before our map entries were applied must
-		 * renew it before they can miss the entry just dropped. */
-		meta_iter_gen_bump(s->meta);
-		return rc;
-	}
+	for (size_t i = 0; i < st->need.n; i++)
+		if (!lin_rng_by_seq(l, st->need.v[i]))
+			return -ENOENT;
+	for (size_t i = 0; i < st->rm.n; i++)
+		if (!lin_rng_by_seq(l, st->rm.v[i]))
+			return -ENOENT;
 	/* The chunks were resolved under gc_gen: a GC pass since may have deleted one
 	 * (their other references may be gone). Resolve again. */
 	if (st->nput && gc_gen_now(s) != st->gc_gen)
@@ -92,16 +114,22 @@ static int step_build(struct rod_store *s, struct citem *ci, struct mutbuf *mb)
 	for (size_t i = 0; i < st->nput; i++) {
 		uint8_t k[MAP_KEY_LEN], v[MAP_VAL_LEN];
 
-		map_key(k, st->lin, st->put[i].lba, st->epoch);
+		map_key(k, st->lin, st->put[i].lba, st->put[i].epoch);
 		map_val_encode(&st->put[i].v, v);
 		mutbuf_put(mb, CF_MAP, k, sizeof(k), v, sizeof(v));
 	}
 	for (size_t i = 0; i < st->npiece; i++) {
-		rc = lin_rng_add_at(l, st->piece[i].start, st->piece[i].end, st->epoch,
+		rc = lin_rng_add_at(l, st->piece[i].start, st->piece[i].end, st->piece[i].epoch,
 				    st->piece[i].tlin, mb);
 		if (rc)
 			return rc;
 	}
+	for (size_t i = 0; i < st->rm.n; i++)
+		lin_rng_remove(l, st->rm.v[i], mb);
+	/* Readers holding an iterator from before our map entries were applied must renew it
+	 * before they can miss an entry dropped here. */
+	if (st->rm.n)
+		meta_iter_gen_bump(s->meta);
 	return 0;
 }
 
@@ -110,38 +138,6 @@ static int run_step(struct rod_store *s, struct fl_step *st)
 	struct citem ci = { .kind = CI_OP, .durable = true, .build = step_build, .arg = st };
 
 	return commit_run(s, &ci);
-}
-
-/* Is grain x of g hidden at epoch g->epoch by a newer entry of the same epoch? Returns
- * the end of the hiding stretch from x (x when not hidden); *next: the lowest start > x
- * of such an entry. */
-static uint64_t hidden_until(const struct lineage *l, const struct rng_ent *g, uint64_t x,
-			     uint64_t *next)
-{
-	uint64_t hu = x;
-	bool again = true;
-
-	*next = UINT64_MAX;
-	while (again) {
-		again = false;
-		for (size_t j = 0; j < l->nrng; j++) {
-			const struct rng_ent *h = &l->rng[j];
-
-			if (h->epoch != g->epoch || h->seq <= g->seq)
-				continue;
-			if (h->start <= hu && h->end > hu) {
-				hu = h->end;
-				again = true;
-			}
-		}
-	}
-	for (size_t j = 0; j < l->nrng; j++) {
-		const struct rng_ent *h = &l->rng[j];
-
-		if (h->epoch == g->epoch && h->seq > g->seq && h->start > hu && h->start < *next)
-			*next = h->start;
-	}
-	return hu;
 }
 
 /* Does L have a block entry at exactly (x, e)? */
@@ -159,42 +155,97 @@ static bool block_at(struct meta_iter *it, uint64_t lin, uint64_t x, uint64_t e)
 	return kl == MAP_KEY_LEN && !memcmp(kk, k, sizeof(k));
 }
 
-static void add_piece(struct fl_step *st, uint64_t a, uint64_t b, uint64_t tlin)
+static void add_piece(struct fl_step *st, uint64_t a, uint64_t b, uint64_t epoch, uint64_t tlin)
 {
 	struct fl_piece *p = st->npiece ? &st->piece[st->npiece - 1] : NULL;
 
-	if (p && p->end == a && p->tlin == tlin) {
+	if (p && p->end == a && p->tlin == tlin && p->epoch == epoch) {
 		p->end = b;
 		return;
 	}
-	st->piece[st->npiece++] = (struct fl_piece){ a, b, tlin };
+	st->piece[st->npiece++] = (struct fl_piece){ a, b, epoch, tlin };
 }
 
-/* Fill st with the next batch of grains of g from *x on; advances *x. Takes the state
- * lock per grain or run, as reads do, so the commit thread is never held up for long. */
-static int fill_step(struct rod_store *s, struct meta_iter *it, const struct rng_ent *g,
-		     struct fl_step *st, uint64_t *x)
+/* Entries of the same epoch as g with a higher sequence (they win over g where they
+ * cover it), overlapping [x, g->end), sorted by start (as l->rng is). */
+struct hide {
+	uint64_t *start, *end;
+	size_t n, cap, p;
+};
+
+static int hide_collect(struct rod_store *s, uint64_t lin, const struct rng_ent *g, uint64_t x,
+			struct hide *h)
 {
+	struct lineage *l;
 	int rc = 0;
 
+	h->n = h->p = 0;
+	pthread_rwlock_rdlock(&s->state);
+	l = media_find(&s->media, lin);
+	if (!l || !lin_rng_by_seq(l, g->seq))
+		rc = -ENOENT;
+	for (size_t j = 0; !rc && j < l->nrng; j++) {
+		const struct rng_ent *r = &l->rng[j];
+
+		if (r->epoch != g->epoch || r->seq <= g->seq || r->end <= x || r->start >= g->end)
+			continue;
+		if (h->n == h->cap) {
+			size_t cap = h->cap ? 2 * h->cap : 64;
+			uint64_t *a = realloc(h->start, cap * sizeof(*a)), *b;
+
+			if (!a) {
+				rc = -ENOMEM;
+				break;
+			}
+			h->start = a;
+			b = realloc(h->end, cap * sizeof(*b));
+			if (!b) {
+				rc = -ENOMEM;
+				break;
+			}
+			h->end = b;
+			h->cap = cap;
+		}
+		h->start[h->n] = r->start;
+		h->end[h->n++] = r->end;
+	}
+	pthread_rwlock_unlock(&s->state);
+	return rc;
+}
+
+/* End of the stretch from x hidden by h (x when none); *next: the lowest start above it.
+ * x only grows between calls. */
+static uint64_t hidden_until(struct hide *h, uint64_t x, uint64_t *next)
+{
+	uint64_t hu = x;
+	size_t k;
+
+	while (h->p < h->n && h->end[h->p] <= x)
+		h->p++;
+	for (k = h->p; k < h->n && h->start[k] <= hu; k++)
+		if (h->end[k] > hu)
+			hu = h->end[k];
+	*next = k < h->n ? h->start[k] : UINT64_MAX;
+	return hu;
+}
+
+/* Fill st with grains of g from *x on, until g ends or st is full; advances *x. The state
+ * lock is taken per grain or run, as reads do, so the commit thread is never held up. */
+static int fill_step(struct rod_store *s, struct meta_iter *it, const struct rng_ent *g,
+		     struct fl_step *st, struct hide *h, uint64_t *x)
+{
+	int rc = hide_collect(s, st->lin, g, *x, h);
+
 	while (!rc && *x < g->end && st->nput < FL_BATCH && st->npiece < FL_PIECES) {
-		struct lineage *l;
-		uint64_t next, hu, lim;
+		uint64_t next, hu = hidden_until(h, *x, &next), lim;
 		struct resolved r;
 
-		pthread_rwlock_rdlock(&s->state);
-		l = media_find(&s->media, st->lin);
-		if (!l || !lin_rng_by_seq(l, g->seq)) {
-			pthread_rwlock_unlock(&s->state);
-			return -ENOENT;
-		}
-		hu = hidden_until(l, g, *x, &next);
 		if (hu > *x) {
-			pthread_rwlock_unlock(&s->state);
 			*x = ROD_MIN(hu, g->end);
 			continue;
 		}
 		lim = ROD_MIN(g->end, next);
+		pthread_rwlock_rdlock(&s->state);
 		rc = medium_resolve(&s->media, it, g->tlin, g->tepoch,
 				    (uint64_t)((int64_t)*x + g->delta), lim - *x, &r);
 		pthread_rwlock_unlock(&s->state);
@@ -204,7 +255,7 @@ static int fill_step(struct rod_store *s, struct meta_iter *it, const struct rng
 			r.run = 1;
 		if (r.kind == RES_CHUNK) {
 			if (!block_at(it, st->lin, *x, g->epoch))
-				st->put[st->nput++] = (struct fl_put){ *x, r.v };
+				st->put[st->nput++] = (struct fl_put){ *x, g->epoch, r.v };
 			(*x)++;
 			continue;
 		}
@@ -227,7 +278,7 @@ static int fill_step(struct rod_store *s, struct meta_iter *it, const struct rng
 		if (rc)
 			break;
 		if (b - *x >= FL_RANGE_MIN) {
-			add_piece(st, *x, b, kind == RES_ZERO ? LIN_ZERO : LIN_UNMAP);
+			add_piece(st, *x, b, g->epoch, kind == RES_ZERO ? LIN_ZERO : LIN_UNMAP);
 			*x = b;
 			continue;
 		}
@@ -237,7 +288,7 @@ static int fill_step(struct rod_store *s, struct meta_iter *it, const struct rng
 			if (block_at(it, st->lin, *x + i, g->epoch))
 				continue;
 			st->put[st->nput++] = (struct fl_put){
-				*x + i, { .chunk = kind == RES_ZERO ? CHUNK_ZERO : CHUNK_UNMAP } };
+				*x + i, g->epoch, { .chunk = kind == RES_ZERO ? CHUNK_ZERO : CHUNK_UNMAP } };
 		}
 		*x += n;
 	}
@@ -277,9 +328,11 @@ int rod_vol_flatten(struct rod_store *s, const char *name, unsigned flags,
 		    int (*progress)(void *arg, uint64_t done, uint64_t total), void *arg)
 {
 	struct rng_ent *cand = NULL;
-	size_t ncand = 0;
-	uint64_t lin = 0, total = 0, done = 0, maxep = 0;
+	size_t ncand = 0, c = 0;
+	uint64_t lin = 0, total = 0, done = 0, maxep = 0, x = 0;
 	struct fl_step st = { 0 };
+	struct u64v done_rm = { 0 };
+	struct hide h = { 0 };
 	struct meta_iter *it = NULL;
 	int rc = 0;
 
@@ -312,8 +365,7 @@ int rod_vol_flatten(struct rod_store *s, const char *name, unsigned flags,
 		goto out;
 	st.lin = lin;
 	st.put = malloc(FL_BATCH * sizeof(*st.put));
-	it = meta_iter_new(s->meta, CF_MAP);
-	if (!st.put || !it) {
+	if (!st.put) {
 		rc = -ENOMEM;
 		goto out;
 	}
@@ -329,47 +381,66 @@ int rod_vol_flatten(struct rod_store *s, const char *name, unsigned flags,
 		rc = -ECANCELED;
 		goto out;
 	}
-	for (size_t c = 0; c < ncand && !rc; c++) {
-		const struct rng_ent *g = &cand[c];
-		uint64_t x = g->start;
+	x = cand[0].start;
+	/* Each step: grains of one or more entries, and the removal of the entries finished
+	 * by earlier steps (whose map entries are applied by then). */
+	while (!rc && (c < ncand || st.rm.n)) {
+		size_t c0 = c, rm0 = st.rm.n;
+		uint64_t x0 = x, d0 = done;
 
-		st.seq = g->seq;
-		st.epoch = g->epoch;
-		while (x < g->end && !rc) {
-			uint64_t x0 = x;
-
-			st.nput = st.npiece = 0;
-			st.remove = false;
-			st.gc_gen = gc_gen_even(s);
-			meta_iter_free(it);
-			it = meta_iter_new(s->meta, CF_MAP); /* sees every step applied so far */
-			if (!it) {
-				rc = -ENOMEM;
-				break;
-			}
-			rc = fill_step(s, it, g, &st, &x);
-			if (!rc && (st.nput || st.npiece))
-				rc = run_step(s, &st);
-			if (rc == -EAGAIN) {
-				x = x0; /* a GC pass began: resolve this batch again */
-				rc = 0;
-				continue;
-			}
-			done += (x - x0) * ROD_GRAIN;
-			if (!rc && progress && progress(arg, done, total))
-				rc = -ECANCELED;
+		st.nput = st.npiece = st.need.n = 0;
+		st.gc_gen = gc_gen_even(s);
+		meta_iter_free(it);
+		it = meta_iter_new(s->meta, CF_MAP); /* sees every step applied so far */
+		if (!it) {
+			rc = -ENOMEM;
+			break;
 		}
-		if (!rc) {
-			st.nput = st.npiece = 0;
-			st.remove = true;
+		done_rm.n = 0;
+		while (!rc && c < ncand && st.nput < FL_BATCH && st.npiece < FL_PIECES) {
+			const struct rng_ent *g = &cand[c];
+			uint64_t xs = x;
+
+			rc = u64v_push(&st.need, g->seq);
+			if (!rc)
+				rc = fill_step(s, it, g, &st, &h, &x);
+			done += (x - xs) * ROD_GRAIN;
+			if (!rc && x >= g->end) {
+				rc = u64v_push(&done_rm, g->seq);
+				if (++c < ncand)
+					x = cand[c].start;
+			}
+		}
+		if (!rc)
 			rc = run_step(s, &st);
+		if (rc == -EAGAIN) {
+			/* a GC pass began: resolve these grains again */
+			c = c0;
+			x = x0;
+			done = d0;
+			st.rm.n = rm0;
+			rc = 0;
+			continue;
 		}
+		if (rc)
+			break;
+		/* Entries finished in this step go in the next one. */
+		st.rm.n = 0;
+		for (size_t i = 0; !rc && i < done_rm.n; i++)
+			rc = u64v_push(&st.rm, done_rm.v[i]);
+		if (!rc && progress && progress(arg, done, total))
+			rc = -ECANCELED;
 	}
 	if (!rc && progress)
 		progress(arg, total, total);
 out:
 	meta_iter_free(it);
 	free(st.put);
+	free(st.need.v);
+	free(st.rm.v);
+	free(done_rm.v);
+	free(h.start);
+	free(h.end);
 	free(cand);
 	pthread_mutex_unlock(&flatten_lock);
 	if (rc && rc != -ENOENT && rc != -ECANCELED)
