@@ -338,7 +338,9 @@ enum rod_diff_kind {
  * be reported although its grains hold the same data in both (a rewrite of the same
  * bytes): receivers must apply extents idempotently. fn returning non-zero stops the
  * walk, and rod_vol_diff returns that value. -ENOENT unknown name, -EINVAL base newer
- * than snap or not of the same volume. */
+ * than snap, or either not a snapshot. A base of another volume (e.g. the snapshot a
+ * clone was made from) is accepted: grains are then compared by chunk id (the
+ * "otherwise" case above). Costs: docs/engine.md "Replication support". */
 int rod_vol_diff(struct rod_store *s, const char *base, const char *snap, uint64_t start_off,
 		 int (*fn)(void *arg, uint64_t off, uint64_t len, enum rod_diff_kind kind),
 		 void *arg);
@@ -370,7 +372,9 @@ uint32_t rod_grain_compress_zstd(const void *grain, void *dst);
 void rod_store_fingerprint(struct rod_store *s, const void *grain, uint8_t fp[32]);
 /* Write the grain at off (4 KiB aligned) as a reference to the stored chunk with this
  * fingerprint, exactly like a dedupe hit: no data is written. -ENOENT when no live chunk
- * has it (the caller then writes the data). Durable like rod_vol_write with flags. */
+ * has it (the caller then writes the data), also whenever dedupe is off (store option,
+ * or the volume's switch): the fingerprint table is not kept then. Durable like
+ * rod_vol_write with flags. */
 int rod_vol_write_fp(struct rod_vol *v, uint64_t off, const uint8_t fp[32], unsigned flags);
 
 /* Names of replica volumes on a replication target are "ARRAY:NAME" (both parts valid
