@@ -71,8 +71,9 @@ static void usage(FILE *f)
 		"  --stdin              serve one iSCSI connection on stdin/stdout instead of listening\n"
 		"                       (inetd style, or a fuzzer feeding recorded PDUs), then exit;\n"
 		"                       implies --foreground, logs go to stderr\n"
-		"  --limit KEY=VALUE    a limit of rod.conf(5) (max_volumes, recovery_window, gc_rate,\n"
-		"                       gc_threshold, job_workers, http_require_token), over the file's\n"
+		"  --limit KEY=VALUE    a limit of rod.conf(5) (max_volumes, max_sessions, max_odx_tokens,\n"
+		"                       recovery_window, gc_rate, gc_threshold, job_workers,\n"
+		"                       http_require_token, metrics_interval), over the file's\n"
 		"  --check-config       print the effective settings (defaults < config < flags)\n"
 		"                       and exit 0, or report the first error and exit 1\n"
 		"  --version            print the version\n"
@@ -103,7 +104,7 @@ static bool str_differs(const char *file_val, const char *running)
  * need a restart (listeners, data directory, socket, key file are bound or open), which
  * the log says. A file with an error changes nothing. */
 static void reload_config(const char *path, const struct rod_conf *run, const struct rod_conf_limits *cli,
-			  struct rod_ctl *ctl)
+			  struct rod_ctl *ctl, struct rod_iscsi_server *isrv)
 {
 	struct rod_conf ns = { 0 };
 	char err[1024 + PATH_MAX];
@@ -139,6 +140,10 @@ static void reload_config(const char *path, const struct rod_conf *run, const st
 	}
 	/* limits apply at once (flags still override the file) */
 	rod_conf_limits_merge(&ns.limits, cli);
+	rod_iscsi_server_set_max_sessions(isrv, (unsigned)ns.limits.max_sessions);
+	if (ns.limits.max_odx_tokens != run->limits.max_odx_tokens)
+		rod_warn("rodd: SIGHUP: max_odx_tokens changed in %s; the token table is sized at start: restart rodd "
+			 "to use it", path);
 	if (rod_ctl_set_limits(ctl, &ns.limits) == 0)
 		rod_info("rodd: SIGHUP: limits applied (max_volumes %llu, gc_rate %llu, gc_threshold %llu%%, job_workers "
 			 "%llu)", (unsigned long long)ns.limits.max_volumes, (unsigned long long)ns.limits.gc_rate,
@@ -563,7 +568,8 @@ int main(int argc, char **argv)
 	char iqn[ROD_IQN_MAX];
 	rod_target_iqn(ident->name, iqn, sizeof(iqn));
 
-	struct rod_scsi_target_opts to = { .store = store, .target_name = iqn };
+	struct rod_scsi_target_opts to = { .store = store, .target_name = iqn,
+					   .max_tokens = (uint32_t)st.limits.max_odx_tokens };
 	struct rod_scsi_target *target = NULL;
 	rc = rod_scsi_target_new(&to, &target);
 	if (rc) {
@@ -595,6 +601,7 @@ int main(int argc, char **argv)
 		.scsi = target,
 		.auth_lookup = rod_ctl_auth_lookup,
 		.auth_arg = ctl,
+		.max_sessions = (unsigned)st.limits.max_sessions,
 	};
 	struct rod_iscsi_server *isrv = NULL;
 	struct rod_ctl_server *csrv = NULL;
@@ -662,7 +669,7 @@ int main(int argc, char **argv)
 			break;
 		}
 		if (sig == SIGHUP) {
-			reload_config(g_config_abs, &st, &cli.limits, ctl);
+			reload_config(g_config_abs, &st, &cli.limits, ctl, isrv);
 			continue;
 		}
 		rod_info("rodd: signal %d, shutting down", sig);

@@ -15,6 +15,8 @@
  * Command line: rodd --limit KEY=VALUE. */
 struct rod_conf_limits {
 	uint64_t max_volumes;           /* volumes + snapshots (not destroyed); default unlimited */
+	uint64_t max_sessions;          /* logged-in iSCSI sessions; default unlimited */
+	uint64_t max_odx_tokens;        /* ROD token table size (restart); default the SCSI layer's */
 	uint64_t recovery_window_s;     /* destroyed items kept; valid when has_recovery_window */
 	bool has_recovery_window;
 	uint64_t gc_rate;               /* GC job reading, bytes/s; default unlimited */

@@ -33,6 +33,9 @@ struct rod_iscsi_server_opts {
 	/* Discovery sessions: CHAP settings (empty user: none). */
 	char discovery_chap_user[256];
 	char discovery_chap_secret[256];
+	/* Normal sessions logged in at most (rod.conf max_sessions); 0: unlimited. A login
+	 * beyond it is refused with 03/02 (out of resources). */
+	unsigned max_sessions;
 };
 
 /* Bind every listen address (fails with -errno and a log line if one cannot be bound). */
@@ -56,5 +59,7 @@ struct rod_iscsi_stats {
 	uint64_t bad_pdus;           /* connections dropped for malformed PDUs */
 };
 void rod_iscsi_server_stats(struct rod_iscsi_server *s, struct rod_iscsi_stats *out);
+/* Change max_sessions while running (SIGHUP); sessions beyond a lowered limit stay. */
+void rod_iscsi_server_set_max_sessions(struct rod_iscsi_server *s, unsigned n);
 
 #endif

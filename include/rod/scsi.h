@@ -30,6 +30,7 @@ struct rod_scsi_target_opts {
 	const char *vendor;           /* INQUIRY vendor (8 chars), default "RODSTORE" */
 	const char *product;          /* INQUIRY product (16 chars), default "rodstore" */
 	const char *revision;         /* 4 chars */
+	uint32_t max_tokens;          /* ROD tokens kept at most (rod.conf max_odx_tokens); 0: default */
 };
 
 int rod_scsi_target_new(const struct rod_scsi_target_opts *o, struct rod_scsi_target **out);

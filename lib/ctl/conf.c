@@ -80,7 +80,8 @@ int rod_conf_add_listen(struct rod_conf *c, const char *v, const char **why)
 #define JOB_WORKERS_MAX 16
 #define LIMIT_MAX (1ull << 40)
 
-const char rod_conf_limit_keys[] = "max_volumes, recovery_window, gc_rate, gc_threshold, job_workers, "
+const char rod_conf_limit_keys[] = "max_volumes, max_sessions, max_odx_tokens, recovery_window, gc_rate, "
+				   "gc_threshold, job_workers, "
 				   "http_require_token, metrics_interval";
 
 /* A count: a number, or "unlimited" (0). */
@@ -130,6 +131,12 @@ int rod_conf_limit_set(struct rod_conf_limits *l, const char *key, const char *v
 	if (!strcmp(key, "max_volumes")) {
 		if (limit_count(v, 1, LIMIT_MAX, &l->max_volumes))
 			what = "a number of volumes and snapshots (at least 1) or unlimited";
+	} else if (!strcmp(key, "max_sessions")) {
+		if (limit_count(v, 1, 65535, &l->max_sessions))
+			what = "a number of iSCSI sessions from 1 to 65535, or unlimited";
+	} else if (!strcmp(key, "max_odx_tokens")) {
+		if (limit_count(v, 16, 1u << 20, &l->max_odx_tokens) || !l->max_odx_tokens)
+			what = "a number of ROD tokens from 16 to 1048576";
 	} else if (!strcmp(key, "recovery_window")) {
 		if (limit_duration(v, &l->recovery_window_s))
 			what = "a duration up to 30d (e.g. 24h, 90m, 2d, 0 for none)";
@@ -178,6 +185,10 @@ void rod_conf_limits_merge(struct rod_conf_limits *d, const struct rod_conf_limi
 {
 	if (s->max_volumes)
 		d->max_volumes = s->max_volumes;
+	if (s->max_sessions)
+		d->max_sessions = s->max_sessions;
+	if (s->max_odx_tokens)
+		d->max_odx_tokens = s->max_odx_tokens;
 	if (s->has_recovery_window) {
 		d->recovery_window_s = s->recovery_window_s;
 		d->has_recovery_window = true;
@@ -205,6 +216,11 @@ static void print_count(FILE *f, const char *key, uint64_t v)
 void rod_conf_limits_print(FILE *f, const struct rod_conf_limits *l)
 {
 	print_count(f, "max_volumes", l->max_volumes);
+	print_count(f, "max_sessions", l->max_sessions);
+	if (l->max_odx_tokens)
+		fprintf(f, "max_odx_tokens = %llu\n", (unsigned long long)l->max_odx_tokens);
+	else
+		fprintf(f, "max_odx_tokens = default\n");
 	if (l->has_recovery_window)
 		fprintf(f, "recovery_window = %llus\n", (unsigned long long)l->recovery_window_s);
 	else

@@ -1122,6 +1122,12 @@ static int login_first(struct iscsi_conn *c, const struct iscsi_kv *kv, size_t n
 		login_fail(c, ISCSI_LOGIN_NO_SESSION, "adding a connection to a session");
 		return -1;
 	}
+	unsigned max = atomic_load(&s->max_sessions);
+	if (!c->discovery && max && atomic_load(&s->st_sessions) >= max) {
+		/* RFC 7143 11.13.5: 0302, the target lacks the resources (rod.conf max_sessions) */
+		login_fail(c, ISCSI_LOGIN_OUT_OF_RESOURCES, "the target holds its maximum of sessions (max_sessions)");
+		return -1;
+	}
 	memset(&c->auth, 0, sizeof(c->auth));
 	if (c->discovery) {
 		snprintf(c->auth.chap_user, sizeof(c->auth.chap_user), "%s", s->discovery_chap_user);

@@ -275,6 +275,7 @@ struct rod_iscsi_server {
 	uint16_t next_tsih;
 
 	atomic_uint_fast64_t st_sessions, st_connections, st_pdus_in, st_pdus_out, st_bad_pdus;
+	atomic_uint max_sessions;       /* normal sessions at most, 0: unlimited */
 };
 
 /* server side (iscsi_server.c) */

@@ -959,6 +959,7 @@ int rod_iscsi_server_new(const struct rod_iscsi_server_opts *o, struct rod_iscsi
 	s->scsi = o->scsi;
 	s->auth_lookup = o->auth_lookup;
 	s->auth_arg = o->auth_arg;
+	atomic_store(&s->max_sessions, o->max_sessions);
 	memcpy(s->discovery_chap_user, o->discovery_chap_user, sizeof(s->discovery_chap_user));
 	memcpy(s->discovery_chap_secret, o->discovery_chap_secret,
 	       sizeof(s->discovery_chap_secret));
@@ -1128,6 +1129,11 @@ void rod_iscsi_server_free(struct rod_iscsi_server *s)
 	free(s->target_name);
 	free(s->target_alias);
 	free(s);
+}
+
+void rod_iscsi_server_set_max_sessions(struct rod_iscsi_server *s, unsigned n)
+{
+	atomic_store(&s->max_sessions, n);
 }
 
 void rod_iscsi_server_stats(struct rod_iscsi_server *s, struct rod_iscsi_stats *out)

@@ -64,6 +64,7 @@ int rod_scsi_target_new(const struct rod_scsi_target_opts *o, struct rod_scsi_ta
 	pthread_mutex_init(&t->wq_lock, NULL);
 	pthread_cond_init(&t->wq_cond, NULL);
 	t->offload_min = 256u << 10;
+	t->max_tokens = o->max_tokens;
 	const char *off = getenv("ROD_SCSI_WRITE_OFFLOAD_MIN");   /* bytes; 0 = off */
 	if (off && *off)
 		t->offload_min = (uint32_t)strtoul(off, NULL, 10);
@@ -125,6 +126,7 @@ void rod_scsi_target_free(struct rod_scsi_target *t)
 struct rod_store *rod_scsi_target_store(struct rod_scsi_target *t) { return t->store; }
 const char *rod_scsi_target_name(struct rod_scsi_target *t) { return t->name; }
 void *rod_scsi_target_tpc_state(struct rod_scsi_target *t) { return t->tpc_state; }
+uint32_t rod_scsi_target_max_tokens(struct rod_scsi_target *t) { return t->max_tokens; }
 
 void rod_target_task_begin(struct rod_scsi_target *t)
 {

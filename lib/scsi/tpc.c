@@ -1309,7 +1309,7 @@ int rod_tpc_target_init(struct rod_scsi_target *t, void **tpc_state)
 	pthread_cond_init(&st->qcond, NULL);
 	pthread_cond_init(&st->dcond, NULL);
 	if (id) {
-		struct rod_token_table_opts o = { .max_tokens = ROD_TOKEN_DEFAULT_MAX,
+		struct rod_token_table_opts o = { .max_tokens = rod_scsi_target_max_tokens(t) ?: ROD_TOKEN_DEFAULT_MAX,
 						  .release_pin = release_pin, .clock = store_clock };
 		int rc;
 

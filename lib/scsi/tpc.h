@@ -59,6 +59,7 @@ void rod_tpc_lu_changed(struct rod_scsi_target *t, struct rod_scsi_lu *lu);
 void rod_tpc_nexus_gone(struct rod_scsi_target *t, struct rod_scsi_nexus *n);
 /* The state rod_tpc_target_init stored. */
 void *rod_scsi_target_tpc_state(struct rod_scsi_target *t);
+uint32_t rod_scsi_target_max_tokens(struct rod_scsi_target *t);   /* 0: default */
 /* ROD tokens in the target's table now (0 without copy state). */
 uint32_t rod_tpc_tokens_live(struct rod_scsi_target *t);
 

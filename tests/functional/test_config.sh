@@ -228,4 +228,30 @@ done
 rodctl --json job list | jq -e '[.jobs[] | select(.kind == "gc" and .target == "array (background)")] | length >= 1' \
 	>/dev/null || fail "no background GC job above gc_threshold: $(rodctl --json job list)"
 stop_rodd
+# max_sessions (refused with 03/02 at login, raised by SIGHUP) and max_odx_tokens (the
+# token table: POPULATE TOKEN beyond it gets 05/55/0D)
+RODTEST_COPY=${RODTEST_COPY:-$(dirname "$RODTEST_ISCSI")/rodtest-copy}
+printf '[rodd]\nmax_sessions = 1\nmax_odx_tokens = 16\n' >"$cfg"
+"$RODD" --config "$cfg" --check-config | grep -qx 'max_odx_tokens = 16' || fail "--check-config max_odx_tokens"
+start_rodd --config "$cfg"
+u=$(rod_quick_lun s1 8M)
+mkfifo "$ROD_TMP/sin"
+rodtest_iscsi session "$u" <"$ROD_TMP/sin" >"$ROD_TMP/sout" 2>&1 &
+SPID=$!
+exec 7>"$ROD_TMP/sin"
+echo "tur 0" >&7
+for _ in $(seq 100); do grep -q . "$ROD_TMP/sout" && break; sleep 0.1; done
+expect_rc 3 rodtest_iscsi login "$u"
+grep -q 'refused: the target holds its maximum of sessions' "$ROD_LOG" || fail "no log line for the refused session"
+hup '[rodd]\nmax_sessions = 2\nmax_odx_tokens = 16\n'
+rodtest_iscsi login "$u" || fail "a second session refused after max_sessions = 2"
+exec 7>&-
+wait "$SPID" || true
+for i in $(seq 16); do
+	"$RODTEST_COPY" pt "$u" 0:8 "$ROD_TMP/tok$i" >/dev/null || fail "POPULATE TOKEN $i of 16"
+done
+expect_rc 4 "$RODTEST_COPY" pt "$u" 0:8 "$ROD_TMP/tok17"
+grep -qi 'sense=5/55/d\|sense=05/55/0d' "$ROD_TMP/stdout" "$ROD_TMP/stderr" ||
+	fail "17th token: $(cat "$ROD_TMP/stdout" "$ROD_TMP/stderr")"
+stop_rodd
 note "ok"
