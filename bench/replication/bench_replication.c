@@ -133,7 +133,7 @@ int main(int argc, char **argv)
 	json_decref(call(src, "pg.create", json_pack("{s:s}", "name", "g")));
 	json_decref(call(src, "pg.add", json_pack("{s:s, s:s}", "name", "g", "volume", "v1")));
 	/* baseline of the empty volume */
-	json_t *r = call(src, "pg.replicate", json_pack("{s:s, s:s, s:O}", "name", "g", "to", to, "key",
+	json_t *r = call(src, "pg.replicate", json_pack("{s:s, s:s, s:O}", "name", "g", "to", to, "key_secret",
 							 json_object_get(key, "key")));
 	json_decref(wait_job(src, json_integer_value(json_object_get(r, "job"))));
 	json_decref(r);

@@ -1628,7 +1628,7 @@ static int c_pg_replicate(int argc, char **argv, const char *usage)
 		key[n] = 0;
 		key[strcspn(key, "\r\n")] = 0;
 		json_object_set_new(p, "to", json_string(o[0].value));
-		json_object_set_new(p, "key", json_string(key));
+		json_object_set_new(p, "key_secret", json_string(key)); /* masked in the audit log */
 	}
 	if (o[2].seen)
 		json_object_set_new(p, "bwlimit", json_string(o[2].value));
@@ -1656,6 +1656,20 @@ static void human_replicas(json_t *r)
 		json_array_foreach(json_object_get(g, "snapshots"), k, s)
 			printf("  %-48s created %s, received %s\n", jstr(s, "name"), jstr(s, "created"), jstr(s, "received"));
 	}
+}
+
+static int c_replica_restore(int argc, char **argv, const char *usage)
+{
+	struct opt o[] = { { "--clone-prefix", true } };
+	const char *pos[2];
+	size_t np;
+	if (parse_args(argc, argv, o, 1, pos, 2, &np, usage))
+		return EX_USAGE;
+	if (!o[0].seen)
+		return die(EX_USAGE, "replica restore needs --clone-prefix PREFIX (clones are named PREFIX<volume>)\nusage: %s",
+			   usage);
+	return call_print("replica.restore", json_pack("{s:s, s:s, s:s}", "name", pos[0], "snapshot", pos[1],
+						       "clone_prefix", o[0].value), human_pg_restore);
 }
 
 static int c_replica_list(int argc, char **argv, const char *usage)
@@ -1724,6 +1738,7 @@ static const struct {
 	{ "pg", "replicate", c_pg_replicate,
 	  "rodctl pg replicate NAME [--to HOST:PORT --key-file F] [--bwlimit RATE] [--wait] | pg replicate NAME --off" },
 	{ "replica", "list", c_replica_list, "rodctl replica list  (on a replication target)" },
+	{ "replica", "restore", c_replica_restore, "rodctl replica restore SRC:PG SUFFIX --clone-prefix PREFIX" },
 	{ "array", "replication-key", c_array_replication_key,
 	  "rodctl array replication-key create [--out FILE] | replication-key list | replication-key delete ID" },
 	{ "pg", "tick", c_pg_tick, "rodctl pg tick [--advance DURATION]  (tests: rodd with ROD_TEST_TIME_OFFSET)" },

@@ -2455,7 +2455,7 @@ int rod_ctl_call(struct rod_ctl *c, const char *method, json_t *params, json_t *
 			rod_debug("ctl: %s failed: %s", method, *errmsg ? *errmsg : "?");
 		return rc;
 	}
-	if (!strcmp(method, "pg.replicate") || !strcmp(method, "replica.list") ||
+	if (!strcmp(method, "pg.replicate") || !strncmp(method, "replica.", 8) ||
 	    !strncmp(method, "array.replication_key.", 22)) { /* replication: table in repl.c */
 		pthread_mutex_lock(&c->op_lock);
 		int rc = rod_repl_call(c->repl, method, params, result, errmsg);

@@ -1461,7 +1461,7 @@ static int parse_rate(const char *s, uint64_t *out)
 
 static int m_replicate(struct rod_repl *r, json_t *params, json_t **res, char **msg)
 {
-	const char *group = jstr(params, "name"), *to = jstr(params, "to"), *keytext = jstr(params, "key");
+	const char *group = jstr(params, "name"), *to = jstr(params, "to"), *keytext = jstr(params, "key_secret");
 	json_t *jbw = json_object_get(params, "bwlimit");
 	bool off = json_is_true(json_object_get(params, "off"));
 	char suffix[ROD_NAME_MAX], id[17], host[256], port[16];
@@ -2214,6 +2214,70 @@ static int m_replica_list(struct rod_repl *r, json_t *params, json_t **res, char
 	return 0;
 }
 
+/* replica.restore {name: "SRC:PG", snapshot: SUFFIX, clone_prefix}: clone every member
+ * snapshot of a replica group snapshot into PREFIX<volume> (the source's volume name),
+ * as pg restore does on the source. Names are checked first; a failure half way
+ * removes the clones made. */
+static int m_replica_restore(struct rod_repl *r, json_t *params, json_t **res, char **msg)
+{
+	const char *name = jstr(params, "name"), *sfx = jstr(params, "snapshot"), *prefix = jstr(params, "clone_prefix");
+	char src[ROD_NAME_MAX], key[384], clone[ROD_SNAP_NAME_MAX];
+	const char *colon = name ? strchr(name, ':') : NULL;
+	size_t i;
+	json_t *m;
+	int rc = 0;
+	if (!name || !sfx || !prefix)
+		return ctl_fail(msg, ROD_CTL_EINVAL, "replica restore needs a replica group (SRC:PG), a snapshot suffix "
+				"and --clone-prefix");
+	if (!colon || (size_t)(colon - name) >= sizeof(src))
+		return ctl_fail(msg, ROD_CTL_EINVAL, "\"%s\" is not a replica group name SRC:PG (rodctl replica list)", name);
+	snprintf(src, sizeof(src), "%.*s", (int)(colon - name), name);
+	snprintf(key, sizeof(key), PFX_REPLICA "%s/%s/%s", src, colon + 1, sfx);
+	json_t *rec = get_json(r->store, key);
+	if (!rec)
+		return ctl_fail(msg, ROD_CTL_ENOENT, "replica %s has no snapshot \"%s\" (rodctl replica list)", name, sfx);
+	json_t *members = json_object_get(rec, "members");
+	json_array_foreach(members, i, m) {
+		const char *vol = jstr(m, "volume"), *snap = jstr(m, "snapshot");
+		const char *base = vol && strchr(vol, ':') ? strchr(vol, ':') + 1 : vol;
+		struct rod_vol_info vi;
+		if (!base || snprintf(clone, sizeof(clone), "%s%s", prefix, base) >= ROD_NAME_MAX || !rod_name_valid(clone))
+			rc = ctl_fail(msg, ROD_CTL_EINVAL, "clone name \"%s%s\" is not a valid volume name", prefix,
+				      base ? base : "?");
+		else if (rod_vol_info_get(r->store, clone, &vi) == 0)
+			rc = ctl_fail(msg, ROD_CTL_EEXIST, "volume \"%s\" already exists; choose another --clone-prefix",
+				      clone);
+		else if (!snap || rod_vol_info_get(r->store, snap, &vi) || vi.destroyed)
+			rc = ctl_fail(msg, ROD_CTL_ENOENT, "member snapshot \"%s\" is gone", snap ? snap : "?");
+		if (rc) {
+			json_decref(rec);
+			return rc;
+		}
+	}
+	json_t *out = json_array();
+	json_array_foreach(members, i, m) {
+		const char *vol = jstr(m, "volume"), *snap = jstr(m, "snapshot");
+		snprintf(clone, sizeof(clone), "%s%s", prefix, strchr(vol, ':') ? strchr(vol, ':') + 1 : vol);
+		if ((rc = rod_vol_clone(r->store, snap, clone, NULL)))
+			break;
+		json_array_append_new(out, json_pack("{s:s, s:s}", "snapshot", snap, "volume", clone));
+	}
+	if (rc) {
+		json_array_foreach(out, i, m) {
+			const char *v = jstr(m, "volume");
+			if (rod_vol_destroy(r->store, v) == 0)
+				rod_vol_eradicate(r->store, v);
+		}
+		json_decref(out);
+		json_decref(rec);
+		return ctl_fail(msg, ROD_CTL_EOTHER, "cloning the replica snapshot: %s", strerror(-rc));
+	}
+	rod_info("replication: replica %s.%s cloned into %zu volumes (prefix %s)", name, sfx, json_array_size(out), prefix);
+	*res = json_pack("{s:s, s:s, s:o}", "group", name, "snapshot", sfx, "clones", out);
+	json_decref(rec);
+	return 0;
+}
+
 /* ---- lifecycle and dispatch -------------------------------------------------------------------------- */
 
 int rod_repl_new(struct rod_store *s, struct rod_jobs *jobs, struct rod_pg *pg, struct rod_repl **out)
@@ -2310,6 +2374,7 @@ static const struct {
 	{ "array.replication_key.delete", m_key_delete },
 	{ "pg.replicate", m_replicate },
 	{ "replica.list", m_replica_list },
+	{ "replica.restore", m_replica_restore },
 };
 
 int rod_repl_call(struct rod_repl *r, const char *method, json_t *params, json_t **res, char **msg)

@@ -22,7 +22,7 @@ void rod_repl_stop(struct rod_repl *r);
 void rod_repl_free(struct rod_repl *r);
 /* Listen for replication connections on "ADDR:PORT" (port 0: any free port). */
 int rod_repl_listen(struct rod_repl *r, const char *addr);
-/* Methods "array.replication_key.create|list|delete", "pg.replicate", "replica.list";
+/* Methods "array.replication_key.create|list|delete", "pg.replicate", "replica.list|restore";
  * same contract as rod_ctl_call. */
 int rod_repl_call(struct rod_repl *r, const char *method, json_t *params, json_t **res, char **msg);
 

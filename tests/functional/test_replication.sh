@@ -169,6 +169,8 @@ src_put "$L2" $((4 * MiB)) "$ROD_TMP/base2"
 res=$(replicate prod --to "$T_REPL" --key-file "$T/key")
 note "baseline: $res"
 check_replica prod db1 db2
+rodctl events --limit 1000 | grep -q "$(cut -d: -f3 "$T/key")" && fail "the replication key is in the audit log"
+rodctl --json events --limit 1000 | grep -q '"pg.replicate"' || fail "pg replicate is not in the audit log"
 wire=$(jq .wire_bytes <<<"$res")
 [ "$wire" -lt $((9 * MiB)) ] || fail "baseline of 9 MiB written sent $wire bytes (compression?)"
 expect_eq 1 "$(replica_snaps prod)" "replica snapshots after the baseline"
@@ -297,6 +299,11 @@ job=$(rodctl --json pg show big | jq -r .replication.job)
 # failover test while the transfer goes on: the previous replica, cloned and read on the target
 expect_eq "$BIG_MD5" "$(clone_md5 tgt "$T_PORTAL" "$T_IQN" "functest:big1.big-$BIG_SFX1" failover1)" \
 	"md5 of a replica cloned during a transfer"
+# replica restore: every member of a replica group snapshot cloned at once
+tgt replica restore functest:big "$BIG_SFX1" --clone-prefix fo- >/dev/null
+lun=$(tgt --json host connect all fo-big1 | jq -r .lun)
+expect_eq "$BIG_MD5" "$(lun_md5 "$T_PORTAL" "$T_IQN" "$lun")" "md5 of replica restore's clone"
+expect_rc 3 tgt replica restore functest:big "$BIG_SFX1" --clone-prefix fo-
 rodctl --json job show "$job" | jq -e '.state == "running" or .state == "queued" or .state == "done"' >/dev/null
 res=$(wait_job "$job")
 note "after the source's restart: $res"
