@@ -184,6 +184,45 @@ static void persist_cb(void *arg, uint64_t id, json_t *rec)
 	json_object_set(all, k, rec);
 }
 
+/* job_workers: a second worker runs the queued job at once; active/count see both;
+ * fewer workers is refused (-EBUSY); add_done records a finished job. */
+static void test_workers_active_done(void **st)
+{
+	(void)st;
+	struct rod_jobs *js;
+	struct gate a = { .steps = 1 }, b = { .steps = 1 };
+	uint64_t ia, ib, ic, q, r;
+	assert_int_equal(rod_jobs_new(8, &js), 0);
+	assert_int_equal(rod_jobs_submit(js, "gc", "array", "segments", true, gated, &a, NULL, &ia), 0);
+	assert_int_equal(rod_jobs_submit(js, "flatten", "v1", "bytes", true, gated, &b, NULL, &ib), 0);
+	wait_state(js, ia, "running");
+	assert_string_equal(state(js, ib), "queued");
+	rod_jobs_count(js, &q, &r);
+	assert_true(q == 1 && r == 1);
+	assert_true(rod_jobs_active(js, "flatten", "v1"));
+	assert_false(rod_jobs_active(js, "flatten", "v2"));
+	assert_int_equal(rod_jobs_set_workers(js, 2), 0);
+	wait_state(js, ib, "running");
+	assert_string_equal(state(js, ia), "running");
+	assert_int_equal(rod_jobs_set_workers(js, 1), -EBUSY);
+	assert_int_equal(rod_jobs_set_workers(js, 17), -EINVAL);
+	atomic_store(&a.allowed, 1);
+	atomic_store(&b.allowed, 1);
+	assert_int_equal(rod_jobs_wait(js, ia, 5000), 0);
+	assert_int_equal(rod_jobs_wait(js, ib, 5000), 0);
+	assert_false(rod_jobs_active(js, "flatten", "v1"));
+	assert_int_equal(rod_jobs_add_done(js, "recover", "v1", "items", json_pack("{s:s}", "name", "v1"), &ic), 0);
+	assert_true(ic > ib);
+	bool found;
+	json_t *o = rod_jobs_show_json(js, ic, &found);
+	assert_true(found);
+	assert_string_equal(json_string_value(json_object_get(o, "state")), "done");
+	assert_int_equal(json_integer_value(json_object_get(o, "done")), 1);
+	assert_string_equal(json_string_value(json_object_get(json_object_get(o, "result"), "name")), "v1");
+	json_decref(o);
+	rod_jobs_free(js);
+}
+
 static void test_restore(void **st)
 {
 	(void)st;
@@ -227,6 +266,7 @@ int main(void)
 		cmocka_unit_test(test_failure_and_bound),
 		cmocka_unit_test(test_free_while_running),
 		cmocka_unit_test(test_restore),
+		cmocka_unit_test(test_workers_active_done),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
