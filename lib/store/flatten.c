@@ -307,13 +307,8 @@ static int bump_build(struct rod_store *s, struct citem *ci, struct mutbuf *mb)
 
 	if (!l)
 		return -ENOENT;
-	if (l->cur <= b->max_epoch) {
-		l->cur = b->max_epoch + 1;
-		l->cur_used = false;
-		l->box_lo = UINT64_MAX;
-		l->box_hi = 0;
-		lin_log(mb, l);
-	}
+	while (l->cur <= b->max_epoch)
+		lin_bump(l, mb);
 	return 0;
 }
 

@@ -680,6 +680,16 @@ uint64_t lin_pin(struct lineage *l, struct mutbuf *mb)
 	return p;
 }
 
+void lin_bump(struct lineage *l, struct mutbuf *mb)
+{
+	chg_seal(l, mb);
+	l->cur++;
+	l->cur_used = false;
+	l->box_lo = UINT64_MAX;
+	l->box_hi = 0;
+	lin_log(mb, l);
+}
+
 void lin_note_write(struct lineage *l, uint64_t g0, uint64_t n)
 {
 	for (uint64_t g = g0; g < g0 + n; g++)

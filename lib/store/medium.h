@@ -120,6 +120,8 @@ void rng_log(struct mutbuf *mb, uint64_t lin, const struct rng_ent *r);
 
 /* Pin the current view of l: returns an epoch nothing will ever be written at again. */
 uint64_t lin_pin(struct lineage *l, struct mutbuf *mb);
+/* Leave the current epoch for a new one (its change summary is sealed). */
+void lin_bump(struct lineage *l, struct mutbuf *mb);
 /* A block entry is being written at l->cur for grains [g0, g0+n). */
 void lin_note_write(struct lineage *l, uint64_t g0, uint64_t n);
 
