@@ -55,6 +55,8 @@ struct rod_http_server {
 
 /* Scrapers stopped for this long: the space figures are no longer refreshed. */
 #define SPACE_IDLE_S 300
+/* The first scrape waits this long for the first figures. */
+#define SPACE_FIRST_WAIT_S 2
 
 /* Per-request state (con_cls): the body gathered so far. */
 struct req {
@@ -266,17 +268,22 @@ static enum MHD_Result serve_metrics(struct rod_http_server *s, struct MHD_Conne
 	size_t len = 0;
 	int rc;
 	pthread_mutex_lock(&s->sp_lock);
-	if (!s->space.computed_ns) {
-		/* the first scrape computes them (the thread takes over from there) */
-		struct rod_metrics_space sp;
-		if (rod_metrics_space_compute(s->store, &sp) == 0)
-			s->space = sp;
-	}
 	s->last_scrape_ns = rod_now_ns();
 	pthread_cond_broadcast(&s->sp_cv);
+	if (!s->space.computed_ns && s->sp_started) {
+		/* the first scrape wakes the thread and waits a little for its figures; on a
+		 * large array it answers without them (the next scrapes have them) */
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_sec += SPACE_FIRST_WAIT_S;
+		while (!s->space.computed_ns)
+			if (pthread_cond_timedwait(&s->sp_cv, &s->sp_lock, &ts) == ETIMEDOUT)
+				break;
+	}
 	struct rod_metrics_src m = s->metrics;
 	m.ctl = s->ctl;
-	m.space = s->space.computed_ns ? &s->space : NULL;
+	/* no thread: computed here, as before; else the cache (empty until first computed) */
+	m.space = s->sp_started ? &s->space : NULL;
 	rc = rod_metrics_render(&m, &text, &len);
 	pthread_mutex_unlock(&s->sp_lock);
 	if (rc)
@@ -608,7 +615,7 @@ static void *space_thread(void *arg)
 		rod_ctl_status_get(s->ctl, &st);
 		uint64_t now = rod_now_ns(), interval = (st.metrics_interval_s ? st.metrics_interval_s : 10) * 1000000000ull;
 		bool scraped = s->last_scrape_ns && now - s->last_scrape_ns < SPACE_IDLE_S * 1000000000ull;
-		if (!scraped || !s->space.computed_ns || now - s->space.computed_ns < interval) {
+		if (!scraped || (s->space.computed_ns && now - s->space.computed_ns < interval)) {
 			/* wait for a scrape or the next refresh (re-read the interval each second) */
 			struct timespec ts;
 			clock_gettime(CLOCK_REALTIME, &ts);
@@ -626,6 +633,7 @@ static void *space_thread(void *arg)
 		} else {
 			s->space.computed_ns = rod_now_ns();   /* try again an interval later */
 		}
+		pthread_cond_broadcast(&s->sp_cv);      /* a first scrape may be waiting */
 	}
 	pthread_mutex_unlock(&s->sp_lock);
 	return NULL;

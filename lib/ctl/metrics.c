@@ -276,11 +276,11 @@ static void iscsi_families(FILE *f, const struct rod_iscsi_stats *is)
 
 static void ctl_families(FILE *f, const struct rod_metrics_src *src)
 {
-	if (src->space) {
+	if (src->space && src->space->computed_ns) {
 		family(f, "rodstore_space_figures_age_seconds", "gauge",
 		       "Age of the space figures shown (recomputed at most every rod.conf metrics_interval).");
 		fprintf(f, "rodstore_space_figures_age_seconds %.3f\n",
-			src->space->computed_ns ? (double)(rod_now_ns() - src->space->computed_ns) / 1e9 : 0.0);
+			(double)(rod_now_ns() - src->space->computed_ns) / 1e9);
 		family(f, "rodstore_space_figures_compute_seconds", "gauge", "What computing the space figures took.");
 		fprintf(f, "rodstore_space_figures_compute_seconds %.6f\n", (double)src->space->cost_ns / 1e9);
 	}
