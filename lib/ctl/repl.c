@@ -2206,7 +2206,7 @@ static int m_replica_list(struct rod_repl *r, json_t *params, json_t **res, char
 	json_t *arr = json_array(), *g;
 	const char *k;
 	json_object_foreach(sc.groups, k, g) {
-		json_object_set(g, "snapshot_count", json_integer((json_int_t)json_array_size(json_object_get(g, "snapshots"))));
+		json_object_set_new(g, "snapshot_count", json_integer((json_int_t)json_array_size(json_object_get(g, "snapshots"))));
 		json_array_append(arr, g);
 	}
 	json_decref(sc.groups);

@@ -10,7 +10,7 @@
 # ever listed; a replica snapshot is cloned and read on the target while a transfer runs.
 . "$(dirname "$0")/lib.sh"
 command -v qemu-img >/dev/null || fail "qemu-img is not installed (scripts/deps.sh: qemu-utils)"
-qemu-img --help | grep -qw iscsi || fail "qemu-img has no iscsi driver"
+grep -qw iscsi <<<"$(qemu-img --help)" || fail "qemu-img has no iscsi driver"
 
 I=iqn.2008-11.org.linux-kvm
 MiB=$((1 << 20))
@@ -169,15 +169,17 @@ src_put "$L2" $((4 * MiB)) "$ROD_TMP/base2"
 res=$(replicate prod --to "$T_REPL" --key-file "$T/key")
 note "baseline: $res"
 check_replica prod db1 db2
-rodctl events --limit 1000 | grep -q "$(cut -d: -f3 "$T/key")" && fail "the replication key is in the audit log"
-rodctl --json events --limit 1000 | grep -q '"pg.replicate"' || fail "pg replicate is not in the audit log"
+ev=$(rodctl --json events --limit 1000)
+grep -q "$(cut -d: -f3 "$T/key")" <<<"$ev" && fail "the replication key is in the audit log"
+grep -q '"pg.replicate"' <<<"$ev" || fail "pg replicate is not in the audit log"
 wire=$(jq .wire_bytes <<<"$res")
 [ "$wire" -lt $((9 * MiB)) ] || fail "baseline of 9 MiB written sent $wire bytes (compression?)"
 expect_eq 1 "$(replica_snaps prod)" "replica snapshots after the baseline"
 # staging volumes are neither connectable nor clonable; their snapshots are
 expect_rc 1 tgt vol clone functest:db1 nope
 expect_rc 1 tgt host connect all functest:db1
-rodctl pg show prod | grep -q "replication: to $T_REPL (tgt), idle" || fail "pg show: $(rodctl pg show prod)"
+out=$(rodctl pg show prod)
+grep -q "replication: to $T_REPL (tgt), idle" <<<"$out" || fail "pg show: $out"
 
 # ---- incremental 1: 20 random 64 KiB writes ------------------------------------------------------------
 changed=0
@@ -309,7 +311,8 @@ res=$(wait_job "$job")
 note "after the source's restart: $res"
 expect_eq 2 "$(replica_snaps big)" "replica snapshots of big after the resumed transfer"
 check_replica big big1
-rodctl pg show big | grep -q "lag" || fail "pg show big has no lag: $(rodctl pg show big)"
+out=$(rodctl pg show big)
+grep -q "lag" <<<"$out" || fail "pg show big has no lag: $out"
 
 rodctl pg replicate big --off >/dev/null
 stop_rodd
