@@ -1196,9 +1196,7 @@ int rod_iscsi_serve_fd(struct rod_iscsi_server *s, int in_fd, int out_fd)
 		if (atomic_load(&s->stopping)) {
 			if (!stop_since)
 				stop_since = t.now_ns;
-			thread_stop_conns(&t, stop_since);
-			if (c->state == CONN_DEAD)
-				break;
+			thread_stop_conns(&t, stop_since);     /* reaped below, as at EOF */
 		}
 		bool reading = c->state == CONN_LOGIN || c->state == CONN_FFP;
 		if (!c->pollable && reading)
