@@ -72,7 +72,11 @@ clone_md5() { # CTL PORTAL IQN SNAPSHOT CLONE
 	local ctl=$1 portal=$2 iqn=$3 snap=$4 clone=$5 lun
 	$ctl vol clone "$snap" "$clone" >/dev/null || fail "clone of $snap"
 	$ctl host show all >/dev/null 2>&1 || $ctl host create all --iqn '*' >/dev/null
-	lun=$($ctl --json host connect all "$clone" | jq -r .lun)
+	# a LUN number never used before on either array (a LUN of a destroyed volume may be
+	# reused otherwise)
+	lun=$(( $(cat "$ROD_TMP/lunseq" 2>/dev/null || echo 100) + 1 ))
+	echo "$lun" >"$ROD_TMP/lunseq"
+	$ctl host connect all "$clone" --lun "$lun" >/dev/null
 	lun_md5 "$portal" "$iqn" "$lun"
 }
 N=0
