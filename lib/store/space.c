@@ -63,6 +63,7 @@ struct acct_ref {
 struct acct {
 	struct rod_store *s;
 	uint64_t lin;            /* 0: the array; else the volume's lineage */
+	bool foreign;            /* foreign_scan running */
 	uint64_t physical, unique, shared, snapshots;
 	struct acct_ref *ref;
 	size_t nref, cap;
@@ -88,7 +89,8 @@ static void acct_fn(void *arg, uint64_t lin, uint64_t lba, uint64_t epoch,
 		a->ref = r;
 		a->cap = nc;
 	}
-	a->ref[a->nref++] = (struct acct_ref){ v->chunk, lin, v->len, n, cur };
+	/* the foreign pass (foreign_scan) tags what other lineages read: lineage 0 */
+	a->ref[a->nref++] = (struct acct_ref){ v->chunk, a->foreign ? 0 : lin, v->len, n, cur };
 }
 
 static int ref_cmp(const void *x, const void *y)
@@ -242,6 +244,8 @@ static void cache_put(struct rod_store *s, uint64_t id, uint64_t gen, uint64_t t
 }
 
 static int store_space_scan(struct rod_store *s, struct rod_space *out);
+static int foreign_scan(struct rod_store *s, struct reader_set *rs, uint64_t lin,
+			struct acct *a);
 
 int rod_store_space(struct rod_store *s, struct rod_space *out)
 {
@@ -295,6 +299,9 @@ static int store_space_scan(struct rod_store *s, struct rod_space *out)
 	free(vols);
 	readers_collect(s, &rs);
 	rc = mark_scan(s, &rs, 0, acct_fn, &a);
+	/* what other lineages read through range entries is not unique either */
+	for (size_t i = 0; !rc && i < rs.n; i++)
+		rc = foreign_scan(s, &rs, rs.r[i].lin, &a);
 	readers_free(&rs);
 	if (acct_finish(&a) && !rc)
 		rc = -ENOMEM;
@@ -308,6 +315,65 @@ static int store_space_scan(struct rod_store *s, struct rod_space *out)
 
 static int vol_space_scan(struct rod_store *s, const struct rod_vol_info *infop,
 			  struct rod_space *out);
+
+/* The entries of lineage lin that other lineages read through range entries (a clone,
+ * an XCOPY/ODX copy from this volume): a scan of lin with only those readers, whose
+ * chunks are then shared too. (A range reader sees the whole lineage at its epoch, as
+ * for GC, so a partial copy makes all the data visible at that epoch shared.) */
+static int foreign_scan(struct rod_store *s, struct reader_set *rs, uint64_t lin,
+			struct acct *a)
+{
+	struct readers *r = readers_find(rs, lin);
+	uint64_t *f, *own;
+	size_t nf = 0, nown;
+	int rc;
+
+	if (!r || !r->n)
+		return 0;
+	f = malloc(r->n * sizeof(*f));
+	if (!f)
+		return -ENOMEM;
+	pthread_rwlock_rdlock(&s->state);
+	for (size_t i = 0; i < s->media.n; i++) {
+		const struct lineage *l = s->media.lins[i];
+
+		if (l->id == lin || !readers_find(rs, l->id))
+			continue;
+		for (size_t j = 0; j < l->nrng; j++) {
+			bool have = false;
+
+			if (l->rng[j].tlin != lin)
+				continue;
+			for (size_t k = 0; k < nf && !have; k++)
+				have = f[k] == l->rng[j].tepoch;
+			for (size_t k = 0; k < r->n && !have && nf < r->n; k++)
+				if (r->ep[k] == l->rng[j].tepoch)
+					f[nf++] = l->rng[j].tepoch;
+		}
+	}
+	pthread_rwlock_unlock(&s->state);
+	if (!nf) {
+		free(f);
+		return 0;
+	}
+	for (size_t i = 1; i < nf; i++) /* sorted, as readers_collect leaves them */
+		for (size_t j = i; j > 0 && f[j] < f[j - 1]; j--) {
+			uint64_t x = f[j];
+			f[j] = f[j - 1];
+			f[j - 1] = x;
+		}
+	own = r->ep;
+	nown = r->n;
+	r->ep = f;
+	r->n = nf;
+	a->foreign = true;
+	rc = mark_scan(s, rs, lin, acct_fn, a);
+	a->foreign = false;
+	r->ep = own;
+	r->n = nown;
+	free(f);
+	return rc;
+}
 
 int rod_vol_space(struct rod_store *s, const char *name, struct rod_space *out)
 {
@@ -354,10 +420,12 @@ static int vol_space_scan(struct rod_store *s, const struct rod_vol_info *infop,
 	if (rc)
 		return rc;
 	/* Chunks its own lineage references; the whole map is scanned to see which of them
-	 * other lineages reference too. */
+	 * other lineages reference too (dedupe), then what other lineages read of it. */
 	a.lin = lin;
 	readers_collect(s, &rs);
 	rc = mark_scan(s, &rs, 0, acct_fn, &a);
+	if (!rc)
+		rc = foreign_scan(s, &rs, lin, &a);
 	readers_free(&rs);
 	if (acct_finish(&a) && !rc)
 		rc = -ENOMEM;
