@@ -45,7 +45,8 @@ static void usage(FILE *f)
 		"  --pidfile FILE       write the daemon's pid here\n"
 		"  --foreground         do not daemonise; log to stderr\n"
 		"  --config FILE        INI file with keys data, listen, socket, pidfile, key_file,\n"
-		"                       array_name, http, http_allow_remote, capacity, log_level\n"
+		"                       array_name, http, http_allow_remote, replication, capacity,\n"
+		"                       log_level\n"
 		"                       (flags override it; SIGHUP re-reads it, see rod.conf(5))\n"
 		"  --key-file FILE      key-encryption key file wrapping the data key (default\n"
 		"                       $ROD_KEY_FILE, else " DEFAULT_KEY_FILE "); created\n"
@@ -121,6 +122,7 @@ static void reload_config(const char *path, const struct rod_conf *run, const st
 		{ "data", ns.data, run->data }, { "socket", ns.socket, run->socket },
 		{ "pidfile", ns.pidfile, run->pidfile }, { "key_file", ns.key_file, run->key_file },
 		{ "array_name", ns.array_name, run->array_name }, { "http", ns.http, run->http },
+		{ "replication", ns.replication, run->replication },
 	};
 	for (size_t i = 0; i < ROD_ARRAY_SIZE(keys); i++)
 		if (str_differs(keys[i].file, keys[i].running))
@@ -338,7 +340,6 @@ int main(int argc, char **argv)
 	const char *config = NULL, *why = NULL;
 	bool foreground = false, check_only = false, rebuild_meta = false;
 	bool stdin_mode = false;        /* --stdin: one iSCSI connection on fds 0/1 */
-	const char *repl_listen = NULL; /* --replication ADDR:PORT */
 	bool no_dedupe = false, no_compress = false, no_encrypt = false; /* benchmarking only */
 	int opt;
 
@@ -391,7 +392,7 @@ int main(int argc, char **argv)
 				fprintf(stderr, "rodd: --replication %s: %s\n", optarg, why);
 				goto early_fail;
 			}
-			repl_listen = optarg;
+			rod_conf_set_str(&cli.replication, optarg);
 			break;
 		case 'N': {
 			/* --no-reduction dedupe,compress,encrypt: switch parts off for benchmarks */
@@ -438,6 +439,7 @@ int main(int argc, char **argv)
 		       DEFAULT_KEY_FILE);
 	PICK(array_name, (const char *)NULL);
 	PICK(http, (const char *)NULL);
+	PICK(replication, (const char *)NULL);
 #undef PICK
 	st.http_allow_remote = st.http_allow_remote || cli.http_allow_remote;
 	if (cli.capacity)
@@ -465,6 +467,8 @@ int main(int argc, char **argv)
 			printf("array_name = %s\n", st.array_name);
 		if (st.http)
 			printf("http = %s\nhttp_allow_remote = %s\n", st.http, st.http_allow_remote ? "yes" : "no");
+		if (st.replication)
+			printf("replication = %s\n", st.replication);
 		if (st.capacity)
 			printf("capacity = %llu\n", (unsigned long long)st.capacity);
 		if (st.log_level)
@@ -624,8 +628,8 @@ int main(int argc, char **argv)
 		rod_err("cannot start the iSCSI threads: %s", strerror(-rc));
 		goto fail;
 	}
-	if (repl_listen && (rc = rod_ctl_replication_listen(ctl, repl_listen))) {
-		rod_err("cannot listen for replication on %s: %s", repl_listen, strerror(-rc));
+	if (st.replication && (rc = rod_ctl_replication_listen(ctl, st.replication))) {
+		rod_err("cannot listen for replication on %s: %s", st.replication, strerror(-rc));
 		goto fail;
 	}
 	if ((rc = rod_ctl_server_new(ctl, sock, &csrv)) || (rc = rod_ctl_server_start(csrv)))

@@ -31,6 +31,7 @@ struct rod_conf_limits {
 struct rod_conf {
 	char *data, *socket, *pidfile, *key_file, *array_name;
 	char *http;                     /* HTTP API + /metrics address */
+	char *replication;              /* replication listener (docs/protection.md) */
 	bool http_allow_remote;
 	uint64_t capacity;              /* store size limit in bytes; 0 = the file system's size */
 	char *listen[ROD_CONF_LISTEN_MAX + 1];  /* NULL-terminated once rodd adds a default */

@@ -25,6 +25,7 @@ void rod_conf_release(struct rod_conf *c)
 	free(c->key_file);
 	free(c->array_name);
 	free(c->http);
+	free(c->replication);
 	for (int i = 0; i < c->n_listen; i++)
 		free(c->listen[i]);
 	memset(c, 0, sizeof(*c));
@@ -284,6 +285,14 @@ static int conf_handler(void *arg, const char *section, const char *name, const 
 		}
 		return rod_conf_set_str(&st->http, value) == 0;
 	}
+	if (!strcmp(name, "replication")) {
+		if (!rod_conf_listen_valid(value, &why)) {
+			if (!x->err[0])
+				snprintf(x->err, sizeof(x->err), "replication \"%s\": %s", value, why);
+			return 0;
+		}
+		return rod_conf_set_str(&st->replication, value) == 0;
+	}
 	if (!strcmp(name, "http_allow_remote")) {
 		if (strcmp(value, "yes") && strcmp(value, "no") && strcmp(value, "true") && strcmp(value, "false")) {
 			if (!x->err[0])
@@ -340,7 +349,7 @@ static int conf_handler(void *arg, const char *section, const char *name, const 
 	if (!x->err[0])
 		snprintf(x->err, sizeof(x->err),
 			 "unknown key \"%s\" (known: data, listen, socket, pidfile, key_file, array_name, http, "
-			 "http_allow_remote, capacity, log_level, %s)", name, rod_conf_limit_keys);
+			 "http_allow_remote, replication, capacity, log_level, %s)", name, rod_conf_limit_keys);
 	return 0;
 }
 

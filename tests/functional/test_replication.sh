@@ -127,6 +127,15 @@ unset ROD_TEST_TIME_OFFSET
 start_target
 note "source $ROD_PORTAL, target $T_PORTAL, replication on $T_REPL"
 
+# ---- rod.conf key and --check-config ----
+printf 'replication = 127.0.0.1:7450\n' >"$ROD_TMP/repl.conf"
+grep -qx "replication = 127.0.0.1:7450" <<<"$("$RODD" --check-config --config "$ROD_TMP/repl.conf")" \
+	|| fail "rod.conf replication key not taken"
+grep -qx "replication = 127.0.0.1:7451" <<<"$("$RODD" --check-config --config "$ROD_TMP/repl.conf" --replication 127.0.0.1:7451)" \
+	|| fail "--replication does not override rod.conf"
+printf 'replication = nowhere\n' >"$ROD_TMP/bad.conf"
+expect_rc 1 "$RODD" --check-config --config "$ROD_TMP/bad.conf"
+
 # ---- keys -------------------------------------------------------------------------------
 tgt array replication-key create --out "$T/key" >/dev/null
 expect_eq 600 "$(stat -c %a "$T/key")" "key file mode"

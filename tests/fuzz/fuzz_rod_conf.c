@@ -46,6 +46,7 @@ static void check_valid(const struct rod_conf *c)
 		check(c->listen[i] && rod_conf_listen_valid(c->listen[i], &why), "invalid listen accepted");
 	check(!c->array_name || rod_name_valid(c->array_name), "invalid array_name accepted");
 	check(!c->http || rod_conf_listen_valid(c->http, &why), "invalid http accepted");
+	check(!c->replication || rod_conf_listen_valid(c->replication, &why), "invalid replication accepted");
 	check(c->log_level >= 0 && c->log_level <= 4, "log_level out of range");
 	const char *strs[] = { c->data, c->socket, c->pidfile, c->key_file };
 	for (size_t i = 0; i < ROD_ARRAY_SIZE(strs); i++)
@@ -56,7 +57,7 @@ static void check_same(const struct rod_conf *a, const struct rod_conf *b)
 {
 	check(str_eq(a->data, b->data) && str_eq(a->socket, b->socket) && str_eq(a->pidfile, b->pidfile) &&
 		      str_eq(a->key_file, b->key_file) && str_eq(a->array_name, b->array_name) &&
-		      str_eq(a->http, b->http),
+		      str_eq(a->http, b->http) && str_eq(a->replication, b->replication),
 	      "buffer and file parse differ (strings)");
 	check(a->http_allow_remote == b->http_allow_remote && a->capacity == b->capacity &&
 		      a->log_level == b->log_level && a->n_listen == b->n_listen,
