@@ -33,6 +33,7 @@ struct commit {
 	struct mutbuf mb;
 	struct meta_batch *mbatch;
 	uint64_t mem_est;         /* estimated memtable bytes applied since the last switch */
+	uint64_t mem_limit;       /* MEM_SYNC_ALL (tests: ROD_TEST_MEMTABLE_GUARD) */
 };
 
 /* Write-back batches are applied to RocksDB before their log bytes are synced; RocksDB
@@ -289,7 +290,7 @@ static void process(struct rod_store *s, struct commit *c, struct citem *items)
 	}
 	pthread_rwlock_unlock(&s->state);
 	est = (uint64_t)n * MEM_PER_ENTRY + 2 * (uint64_t)c->mb.len + 1024;
-	if (c->mem_est + est > MEM_SYNC_ALL)
+	if (c->mem_est + est > c->mem_limit)
 		need_sync = true;
 
 	if (need_roll && s->log->cur_off) {
@@ -470,6 +471,9 @@ int commit_start(struct rod_store *s)
 	pthread_mutex_init(&c->m, NULL);
 	pthread_cond_init(&c->c, NULL);
 	c->tail = &c->head;
+	c->mem_limit = MEM_SYNC_ALL;
+	if (getenv("ROD_TEST_MEMTABLE_GUARD")) /* tests: a lower guard (bytes of estimate) */
+		c->mem_limit = strtoull(getenv("ROD_TEST_MEMTABLE_GUARD"), NULL, 0);
 	c->mbatch = meta_batch_new();
 	s->commit = c;
 	if (pthread_create(&c->th, NULL, commit_main, s)) {
