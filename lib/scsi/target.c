@@ -68,6 +68,10 @@ int rod_scsi_target_new(const struct rod_scsi_target_opts *o, struct rod_scsi_ta
 	const char *off = getenv("ROD_SCSI_WRITE_OFFLOAD_MIN");   /* bytes; 0 = off */
 	if (off && *off)
 		t->offload_min = (uint32_t)strtoul(off, NULL, 10);
+	t->offload_busy = 4;
+	const char *busy = getenv("ROD_SCSI_WRITE_OFFLOAD_BUSY");  /* commands; 0 = off */
+	if (busy && *busy)
+		t->offload_busy = (uint32_t)strtoul(busy, NULL, 10);
 	const char *delay = getenv("ROD_SCSI_TEST_DELAY_MS");
 	if (delay && *delay) {
 		t->delay_ms = (uint32_t)strtoul(delay, NULL, 10);
@@ -632,6 +636,7 @@ unsigned rod_lu_abort_tasks(struct rod_scsi_lu *lu, int only, int except,
 	uint64_t gen = atomic_fetch_add(&tgt->tmf_gen, 1);
 	unsigned n = 0;
 	bool wake_delay = false;
+	struct rod_scsi_task *cancel = NULL, *run = NULL;
 	pthread_mutex_lock(&lu->lock);
 	for (uint32_t i = 0; i < lu->ua_cap; i++)
 		if (abort_matches(i, only, except))
@@ -649,9 +654,11 @@ unsigned rod_lu_abort_tasks(struct rod_scsi_lu *lu, int only, int except,
 			lu->ua[t->nexus->index] |= ua;
 		if (t->delay_resume)
 			wake_delay = true;
+		rod_ta_cancel_locked(lu, t, &cancel, &run);   /* dormant: never runs */
 		n++;
 	}
 	pthread_mutex_unlock(&lu->lock);
+	rod_ta_dispatch(cancel, run);
 	if (wake_delay) {
 		pthread_mutex_lock(&tgt->delay_lock);
 		pthread_cond_broadcast(&tgt->delay_cond);
@@ -763,6 +770,34 @@ int rod_scsi_tmf(struct rod_scsi_target *t, struct rod_scsi_nexus *n, enum rod_s
 	return rod_scsi_tmf_async(t, n, fn, lun, NULL, NULL);
 }
 
+void rod_scsi_cmd_abort(struct rod_scsi_target *tgt, struct rod_scsi_cmd *cmd)
+{
+	if (!cmd->nexus || !cmd->nexus->host_id)
+		return;
+	struct rod_scsi_lu *lu = rod_lu_lookup(tgt, cmd->nexus->host_id, cmd->lun);
+	if (!lu)
+		return;
+	struct rod_scsi_task *cancel = NULL, *run = NULL;
+	bool wake_delay = false;
+	pthread_mutex_lock(&lu->lock);
+	for (struct rod_scsi_task *t = lu->tasks; t; t = t->lu_next) {
+		if (t->cmd != cmd || t->aborted)
+			continue;
+		t->aborted = true;
+		wake_delay = t->delay_resume != NULL;
+		rod_ta_cancel_locked(lu, t, &cancel, &run);
+		break;
+	}
+	pthread_mutex_unlock(&lu->lock);
+	rod_ta_dispatch(cancel, run);
+	if (wake_delay) {
+		pthread_mutex_lock(&tgt->delay_lock);
+		pthread_cond_broadcast(&tgt->delay_cond);
+		pthread_mutex_unlock(&tgt->delay_lock);
+	}
+	rod_lu_put(lu);
+}
+
 void rod_scsi_cmd_received(struct rod_scsi_target *t, struct rod_scsi_cmd *cmd)
 {
 	cmd->arrival = atomic_load_explicit(&t->tmf_gen, memory_order_acquire);
@@ -798,7 +833,15 @@ bool rod_task_offload(struct rod_scsi_task *t, uint64_t len,
 		      void (*resume)(struct rod_scsi_task *t))
 {
 	struct rod_scsi_target *tgt = t->tgt;
-	if (!tgt->offload_min || len < tgt->offload_min)
+	if (!tgt->offload_min)
+		return false;
+	/* Small writes too when the target is busy: several sessions' or one deep queue's
+	 * writes then prepare on every core; alone (QD1) they keep the direct path, which
+	 * saves the hand-off (a thread wake-up) on their latency. */
+	if (len < tgt->offload_min &&
+	    (!tgt->offload_busy ||
+	     (uint32_t)atomic_load_explicit(&tgt->inflight, memory_order_relaxed) <
+		     tgt->offload_busy))
 		return false;
 	t->wq_next = NULL;
 	t->wq_resume = resume;
@@ -823,6 +866,14 @@ bool rod_task_offload(struct rod_scsi_task *t, uint64_t len,
 	pthread_cond_signal(&tgt->wq_cond);
 	pthread_mutex_unlock(&tgt->wq_lock);
 	return true;
+}
+
+/* The task set's dormant commands start here (and aborted dormant ones finish): on
+ * a write worker, or inline when the workers are off (ROD_SCSI_WRITE_OFFLOAD_MIN=0). */
+void rod_task_defer(struct rod_scsi_task *t, void (*resume)(struct rod_scsi_task *t))
+{
+	if (!rod_task_offload(t, UINT64_MAX, resume))
+		resume(t);
 }
 
 /* ---- test hook: hold some WRITEs (ROD_SCSI_TEST_DELAY_MS) ------------------------- */

@@ -53,6 +53,8 @@ struct rod_scsi_target {
 	 * compresses and encrypts on the submitting thread, and a network thread doing
 	 * that cannot read the next Data-Out meanwhile. wq_lock guards the queue. */
 	uint32_t offload_min;              /* bytes; 0: off (immutable after new) */
+	uint32_t offload_busy;             /* also smaller writes once this many commands
+	                                      are in flight (0: never; immutable) */
 	uint32_t max_tokens;               /* ROD token table size, 0: default (immutable after new) */
 	pthread_mutex_t wq_lock;
 	pthread_cond_t wq_cond;
