@@ -2,6 +2,12 @@
  *
  *   bench_reduce [FILE...]
  *   bench_reduce --dedupe MIB
+ *   bench_reduce --pipeline SECS [--no-reduction]
+ *
+ * --pipeline: unique 4 KiB random writes, write-through, 2 threads x 32 in flight, on a
+ * fresh store, for SECS: IOPS and CPU time per write of the whole process and of the
+ * commit thread alone (/proc/self/task/N/stat of "rod-commit"), which on a shared
+ * machine say more than IOPS: CPU time does not count the time other processes ran.
  *
  * Per 4 KiB block: fingerprint (HMAC-SHA-256), LZ4 as the engine keeps it (only when it
  * saves >= 1/8), AES-256-XTS, zstd level 1 as GC recompression would; times per block
@@ -11,8 +17,11 @@
  * it saves), the engine's inline rule, plain zstd -1 and zstd -1 with the engine's rule.
  * Without FILEs the corpus is /usr/share/doc + /usr/lib/x86_64-linux-gnu read via
  * `tar cf -` (give files explicitly for a repeatable corpus). */
+#include <dirent.h>
 #include <fcntl.h>
 #include <lz4.h>
+#include <pthread.h>
+#include <sys/resource.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -124,8 +133,193 @@ static int dedupe_run(uint64_t mib)
 	return system(cmd) ? 1 : 0;
 }
 
+/* ---- --pipeline ---- */
+
+struct pl_slot {
+	struct rod_io io;
+	struct pl_thr *t;
+	struct pl_slot *next;
+	uint8_t buf[G] __attribute__((aligned(64)));
+};
+struct pl_thr {
+	pthread_mutex_t m;
+	pthread_cond_t c;
+	struct pl_slot *done;
+	struct rod_vol *v;
+	uint64_t rng, ctr, ops, span;
+	double until;
+	int errors;
+};
+
+static uint64_t pl_rnd(uint64_t *s)
+{
+	*s ^= *s << 13;
+	*s ^= *s >> 7;
+	*s ^= *s << 17;
+	return *s;
+}
+
+static void pl_done(struct rod_io *io)
+{
+	struct pl_slot *sl = io->priv;
+	struct pl_thr *t = sl->t;
+
+	pthread_mutex_lock(&t->m);
+	sl->next = t->done;
+	t->done = sl;
+	pthread_cond_signal(&t->c);
+	pthread_mutex_unlock(&t->m);
+}
+
+static void pl_submit(struct pl_thr *t, struct pl_slot *sl)
+{
+	/* unique, half-compressible content: a counter and random words, then text */
+	uint64_t x = ++t->ctr * 0x9e3779b97f4a7c15ull ^ t->rng;
+	for (size_t i = 0; i < G / 2; i += 8) {
+		uint64_t v = pl_rnd(&x);
+		memcpy(sl->buf + i, &v, 8);
+	}
+	for (size_t i = G / 2; i < G; i++)
+		sl->buf[i] = (uint8_t)"the storage array commit "[i % 25];
+	sl->io = (struct rod_io){ .op = ROD_IO_WRITE, .vol = t->v,
+				  .off = (pl_rnd(&t->rng) % t->span) * G, .len = G,
+				  .buf = sl->buf, .done = pl_done, .priv = sl };
+	rod_io_submit(&sl->io);
+}
+
+static void *pl_main(void *arg)
+{
+	struct pl_thr *t = arg;
+	struct pl_slot *sl = calloc(32, sizeof(*sl));
+	int inflight = 32;
+
+	if (!sl)
+		exit(1);
+	for (int i = 0; i < 32; i++) {
+		sl[i].t = t;
+		pl_submit(t, &sl[i]);
+	}
+	while (inflight) {
+		pthread_mutex_lock(&t->m);
+		while (!t->done)
+			pthread_cond_wait(&t->c, &t->m);
+		struct pl_slot *d = t->done;
+		t->done = NULL;
+		pthread_mutex_unlock(&t->m);
+		bool stop = now() >= t->until;
+		while (d) {
+			struct pl_slot *n = d->next;
+			if (d->io.result)
+				t->errors++;
+			t->ops++;
+			if (stop)
+				inflight--;
+			else
+				pl_submit(t, d);
+			d = n;
+		}
+	}
+	free(sl);
+	return NULL;
+}
+
+/* CPU seconds of the threads named name (0 when none). */
+static double thread_cpu(const char *name)
+{
+	DIR *d = opendir("/proc/self/task");
+	struct dirent *e;
+	double sum = 0;
+	long hz = sysconf(_SC_CLK_TCK);
+
+	if (!d)
+		return 0;
+	while ((e = readdir(d))) {
+		char p[300], b[1024], comm[64];
+		if (e->d_name[0] == '.')
+			continue;
+		snprintf(p, sizeof(p), "/proc/self/task/%s/stat", e->d_name);
+		FILE *f = fopen(p, "r");
+		if (!f)
+			continue;
+		size_t n = fread(b, 1, sizeof(b) - 1, f);
+		fclose(f);
+		b[n] = 0;
+		char *l = strchr(b, '('), *r = strrchr(b, ')');
+		if (!l || !r || r - l - 1 >= (long)sizeof(comm))
+			continue;
+		memcpy(comm, l + 1, r - l - 1);
+		comm[r - l - 1] = 0;
+		if (strcmp(comm, name))
+			continue;
+		unsigned long ut = 0, st = 0;
+		/* after ") ": state(3) ... utime(14) stime(15) */
+		if (sscanf(r + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st) == 2)
+			sum += (double)(ut + st) / hz;
+	}
+	closedir(d);
+	return sum;
+}
+
+static double proc_cpu(void)
+{
+	struct rusage u;
+	getrusage(RUSAGE_SELF, &u);
+	return u.ru_utime.tv_sec + u.ru_utime.tv_usec / 1e6 + u.ru_stime.tv_sec + u.ru_stime.tv_usec / 1e6;
+}
+
+static int pipeline_run(double secs, bool noreduce)
+{
+	char dir[] = "/tmp/rodbench-pipe.XXXXXX";
+	if (!mkdtemp(dir))
+		return 1;
+	struct rod_store_opts o = { .dir = dir, .create = true, .array_name = "pipe", .no_gc_thread = true,
+				    .no_dedupe = noreduce, .no_compress = noreduce, .no_encrypt = noreduce };
+	struct rod_store *s;
+	struct rod_vol *v;
+	struct pl_thr t[2];
+	pthread_t th[2];
+	double la[3] = { 0 };
+
+	if (rod_store_open(&o, &s) || rod_vol_create(s, "p", 4ull << 30, 512, NULL) ||
+	    rod_vol_open(s, "p", &v))
+		return 1;
+	double c0 = thread_cpu("rod-commit"), p0 = proc_cpu(), t0 = now();
+	for (int i = 0; i < 2; i++) {
+		memset(&t[i], 0, sizeof(t[i]));
+		pthread_mutex_init(&t[i].m, NULL);
+		pthread_cond_init(&t[i].c, NULL);
+		t[i].v = v;
+		t[i].span = (4ull << 30) / G;
+		t[i].rng = 0x1234567ull * (i + 1) + (uint64_t)(t0 * 1e6);
+		t[i].until = t0 + secs;
+		pthread_create(&th[i], NULL, pl_main, &t[i]);
+	}
+	uint64_t ops = 0;
+	int errors = 0;
+	for (int i = 0; i < 2; i++) {
+		pthread_join(th[i], NULL);
+		ops += t[i].ops;
+		errors += t[i].errors;
+	}
+	double el = now() - t0, cc = thread_cpu("rod-commit") - c0, pc = proc_cpu() - p0;
+	getloadavg(la, 3);
+	printf("{\n  \"pipeline\": {\"reduction\": %s, \"threads\": 2, \"qd\": 32, \"seconds\": %.1f, "
+	       "\"writes\": %llu, \"errors\": %d, \"iops\": %.0f,\n"
+	       "    \"commit_thread_cpu_us_per_write\": %.1f, \"process_cpu_us_per_write\": %.1f, "
+	       "\"commit_thread_busy\": %.2f, \"loadavg\": [%.2f, %.2f, %.2f]}\n}\n",
+	       noreduce ? "false" : "true", el, (unsigned long long)ops, errors, ops / el,
+	       ops ? cc * 1e6 / ops : 0, ops ? pc * 1e6 / ops : 0, cc / el, la[0], la[1], la[2]);
+	rod_vol_close(v);
+	rod_store_close(s);
+	char cmd[128];
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	return system(cmd) ? 1 : 0;
+}
+
 int main(int argc, char **argv)
 {
+	if (argc >= 3 && !strcmp(argv[1], "--pipeline"))
+		return pipeline_run(atof(argv[2]), argc >= 4 && !strcmp(argv[3], "--no-reduction"));
 	const size_t limit = 256u << 20;
 	if (argc == 3 && !strcmp(argv[1], "--dedupe"))
 		return dedupe_run(strtoull(argv[2], NULL, 0));
