@@ -302,13 +302,18 @@ static int pipeline_run(double secs, bool noreduce)
 		errors += t[i].errors;
 	}
 	double el = now() - t0, cc = thread_cpu("rod-commit") - c0, pc = proc_cpu() - p0;
+	struct rod_store_stats st;
+	rod_store_stats(s, &st);
 	getloadavg(la, 3);
 	printf("{\n  \"pipeline\": {\"reduction\": %s, \"threads\": 2, \"qd\": 32, \"seconds\": %.1f, "
 	       "\"writes\": %llu, \"errors\": %d, \"iops\": %.0f,\n"
 	       "    \"commit_thread_cpu_us_per_write\": %.1f, \"process_cpu_us_per_write\": %.1f, "
-	       "\"commit_thread_busy\": %.2f, \"loadavg\": [%.2f, %.2f, %.2f]}\n}\n",
+	       "\"commit_thread_busy\": %.2f,\n    \"sealed_on_submit\": %llu, \"sealed_on_commit\": %llu, "
+	       "\"loadavg\": [%.2f, %.2f, %.2f]}\n}\n",
 	       noreduce ? "false" : "true", el, (unsigned long long)ops, errors, ops / el,
-	       ops ? cc * 1e6 / ops : 0, ops ? pc * 1e6 / ops : 0, cc / el, la[0], la[1], la[2]);
+	       ops ? cc * 1e6 / ops : 0, ops ? pc * 1e6 / ops : 0, cc / el,
+	       (unsigned long long)st.sealed_submit, (unsigned long long)st.sealed_commit, la[0], la[1],
+	       la[2]);
 	rod_vol_close(v);
 	rod_store_close(s);
 	char cmd[128];
