@@ -113,7 +113,15 @@ struct rod_scsi_cmd {
  * SET from another nexus between arrival and rod_scsi_exec then aborts it at exec. */
 void rod_scsi_cmd_received(struct rod_scsi_target *t, struct rod_scsi_cmd *cmd);
 
-/* Execute one command. cmd->done runs when it is finished. */
+/* ABORT TASK of a command already given to rod_scsi_exec (the transport's own task):
+ * one still dormant in the task set (behind an ORDERED command) completes at once with
+ * cmd->aborted set, unrun; a held one (test hook) is released unrun; a running one
+ * runs to its end. cmd->done still comes exactly once. */
+void rod_scsi_cmd_abort(struct rod_scsi_target *t, struct rod_scsi_cmd *cmd);
+
+/* Execute one command. cmd->done runs when it is finished. A command whose task
+ * attribute (cmd->attr) makes it dormant (SAM-5 task set, see lib/scsi/README.md)
+ * runs later; ACA is refused with 05/24/00 (NormACA=0). */
 void rod_scsi_exec(struct rod_scsi_target *t, struct rod_scsi_cmd *cmd);
 
 /* Task management side effects inside the SCSI core. The transport owns the task list

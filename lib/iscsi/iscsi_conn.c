@@ -904,6 +904,8 @@ static void task_abort(struct iscsi_task *t, struct iscsi_tmf *m)
 		t->aborted = true;
 		t->tmf = m;
 		m->waiting++;
+		/* dormant behind an ORDERED command: finish it now, unrun */
+		rod_scsi_cmd_abort(t->conn->srv->scsi, &t->cmd);
 	}
 	/* TASK_RESPONDED: already answered, nothing to abort. */
 }

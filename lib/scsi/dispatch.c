@@ -200,6 +200,7 @@ void rod_task_done(struct rod_scsi_task *t)
 	struct rod_scsi_target *tgt = t->tgt;
 	struct rod_scsi_cmd *c = t->cmd;
 	struct rod_tmf_wait *w = NULL;
+	struct rod_scsi_task *run = NULL;
 	if (t->on_lu) {
 		struct rod_scsi_lu *lu = t->lu;
 		pthread_mutex_lock(&lu->lock);
@@ -211,6 +212,16 @@ void rod_task_done(struct rod_scsi_task *t)
 			t->lu_next->lu_prev = t->lu_prev;
 		c->aborted = t->aborted;
 		w = t->wait;
+		if (t->ta_state == ROD_TA_ENABLED) {
+			lu->ta_active--;
+			if (t->ta_ordered) {
+				lu->ta_ordered--;
+				lu->ta_ordered_run--;
+			}
+			t->ta_state = ROD_TA_NONE;
+			if (lu->ta_head)
+				rod_ta_release_locked(lu, &run);
+		}
 		pthread_mutex_unlock(&lu->lock);
 	}
 	rod_stats_task_done(t);
@@ -219,6 +230,8 @@ void rod_task_done(struct rod_scsi_task *t)
 	free(t->buf);
 	free(t);
 	c->done(c);
+	if (run)
+		rod_ta_dispatch(NULL, run);
 	/* The task is gone from the LU: a TMF waiting for it may answer now (its own
 	 * response follows this one's suppression, which c->done has queued). */
 	if (w && atomic_fetch_sub(&w->count, 1) == 1) {
@@ -310,6 +323,113 @@ void rod_task_data_in(struct rod_scsi_task *t, const void *data, size_t len, siz
 	c->in_len = (uint32_t)n;
 }
 
+/* ---- the task set (SAM-5 8.6, control mode page TST=000, QAM=1) -------------------
+ * One task set per LU shared by every I_T nexus. A SIMPLE command is dormant while an
+ * earlier ORDERED one has not completed; an ORDERED one while any earlier command has
+ * not completed (and it holds back every later SIMPLE/ORDERED one); HEAD OF QUEUE runs
+ * at once (and an ORDERED one received after it waits for it). Dormant commands wait
+ * in lu->ta_head (FIFO, arrival order at rod_scsi_exec) and are started on the write
+ * workers when the blocking command completes or is aborted. SIMPLE commands with no
+ * ORDERED one pending cost nothing beyond the LU lock rod_scsi_exec already takes. */
+
+/* Caller holds lu->lock. True: t is enabled now; false: t is dormant (queued). */
+static bool ta_admit(struct rod_scsi_lu *lu, struct rod_scsi_task *t)
+{
+	bool run;
+	switch (t->cmd->attr) {
+	case ROD_TASK_HEAD_OF_QUEUE:
+	case ROD_TASK_ACA:                 /* refused when it runs: enabled at once */
+		run = true;
+		break;
+	case ROD_TASK_ORDERED:
+		t->ta_ordered = true;
+		lu->ta_ordered++;
+		run = lu->ta_active == 0 && !lu->ta_head;
+		if (run)
+			lu->ta_ordered_run++;
+		break;
+	default:
+		run = lu->ta_ordered == 0;
+		break;
+	}
+	if (run) {
+		t->ta_state = ROD_TA_ENABLED;
+		lu->ta_active++;
+		return true;
+	}
+	t->ta_state = ROD_TA_DORMANT;
+	t->ta_next = NULL;
+	if (lu->ta_tail)
+		lu->ta_tail->ta_next = t;
+	else
+		lu->ta_head = t;
+	lu->ta_tail = t;
+	return false;
+}
+
+void rod_ta_release_locked(struct rod_scsi_lu *lu, struct rod_scsi_task **run)
+{
+	struct rod_scsi_task **tail = run;
+	while (*tail)
+		tail = &(*tail)->ta_next;
+	struct rod_scsi_task *k;
+	while ((k = lu->ta_head)) {
+		if (k->ta_ordered ? lu->ta_active > 0 : lu->ta_ordered_run > 0)
+			break;
+		lu->ta_head = k->ta_next;
+		if (!lu->ta_head)
+			lu->ta_tail = NULL;
+		k->ta_state = ROD_TA_ENABLED;
+		k->ta_next = NULL;
+		lu->ta_active++;
+		*tail = k;
+		tail = &k->ta_next;
+		if (k->ta_ordered) {
+			lu->ta_ordered_run++;
+			break;             /* everything after it waits for it */
+		}
+	}
+}
+
+void rod_ta_cancel_aborted_locked(struct rod_scsi_lu *lu, struct rod_scsi_task **cancel,
+				  struct rod_scsi_task **run)
+{
+	struct rod_scsi_task **pp = &lu->ta_head, *prev = NULL;
+	while (*pp) {
+		struct rod_scsi_task *k = *pp;
+		if (!k->aborted) {
+			prev = k;
+			pp = &k->ta_next;
+			continue;
+		}
+		*pp = k->ta_next;
+		if (lu->ta_tail == k)
+			lu->ta_tail = prev;
+		if (k->ta_ordered)
+			lu->ta_ordered--;
+		k->ta_state = ROD_TA_NONE;
+		k->ta_next = *cancel;
+		*cancel = k;
+	}
+	rod_ta_release_locked(lu, run);
+}
+
+static void exec_enabled(struct rod_scsi_task *t);
+
+void rod_ta_dispatch(struct rod_scsi_task *cancel, struct rod_scsi_task *run)
+{
+	while (cancel) {
+		struct rod_scsi_task *k = cancel;
+		cancel = k->ta_next;
+		rod_task_defer(k, rod_task_done);   /* never started: nothing done */
+	}
+	while (run) {
+		struct rod_scsi_task *k = run;
+		run = k->ta_next;
+		rod_task_defer(k, exec_enabled);
+	}
+}
+
 /* ---- the command path ------------------------------------------------------------ */
 
 /* CDB usage-mask check (SPC-4 6.35.3 CDB USAGE DATA): a bit set where the mask has 0
@@ -374,7 +494,6 @@ void rod_scsi_exec(struct rod_scsi_target *tgt, struct rod_scsi_cmd *cmd)
 	t->nexus = cmd->nexus;
 	t->io.priv = t;
 
-	uint8_t opcode = cmd->cdb[0];
 	bool wlun = cmd->lun == ROD_WLUN_REPORT_LUNS;
 	if (!wlun && cmd->nexus && cmd->nexus->host_id)
 		t->lu = rod_lu_lookup(tgt, cmd->nexus->host_id, cmd->lun);
@@ -401,9 +520,28 @@ void rod_scsi_exec(struct rod_scsi_target *tgt, struct rod_scsi_cmd *cmd)
 			lu->tasks->lu_prev = t;
 		lu->tasks = t;
 		t->on_lu = true;
+		bool enabled = ta_admit(lu, t);
 		pthread_mutex_unlock(&lu->lock);
+		if (!enabled)
+			return;   /* dormant: exec_enabled runs when the task set allows */
 	}
+	exec_enabled(t);
+	return;
+finish:
+	rod_task_done(t);
+}
 
+/* The rest of the command path, once the task set lets t run. */
+static void exec_enabled(struct rod_scsi_task *t)
+{
+	struct rod_scsi_cmd *cmd = t->cmd;
+	uint8_t opcode = cmd->cdb[0];
+	bool wlun = cmd->lun == ROD_WLUN_REPORT_LUNS;
+	if (cmd->attr == ROD_TASK_ACA) {
+		/* NormACA=0: no ACA condition is ever established (SAM-5 5.9) */
+		rod_sense(t, SENSE_ILLEGAL_REQUEST, ASC_INVALID_FIELD_IN_CDB);
+		goto finish;
+	}
 	unsigned glen = cdb_group_len(opcode);
 	const struct rod_scsi_op *op = NULL;
 	if (glen && cmd->cdb_len >= glen)

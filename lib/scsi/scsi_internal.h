@@ -217,6 +217,12 @@ struct rod_scsi_lu {
 	 * below it was received before the abort and is aborted when it reaches exec. */
 	uint64_t *abort_gen;
 	struct rod_scsi_task *tasks;       /* commands between exec and done (TMF sweeps) */
+	/* Task set (SAM-5 8.6, TST=000: one per LU for every nexus; dispatch.c): commands
+	 * enabled and not done, ORDERED ones received and not done, ORDERED ones enabled,
+	 * and the FIFO of dormant commands (waiting for an ORDERED one, or ORDERED ones
+	 * waiting for every earlier command). ta_head is non-NULL only while ta_ordered>0. */
+	uint32_t ta_active, ta_ordered, ta_ordered_run;
+	struct rod_scsi_task *ta_head, *ta_tail;
 	bool d_sense;                      /* control mode page D_SENSE (descriptor sense) */
 	/* SPC-2 RESERVE(6)/(10): holder's nexus index + 1; 0 = not reserved. */
 	uint32_t spc2_holder;
@@ -286,6 +292,10 @@ struct rod_scsi_task {
 	bool aborted;                      /* aborted by another nexus's TMF (TAS=0): the
 	                                      transport gets cmd->aborted, sends nothing */
 	struct rod_tmf_wait *wait;         /* the TMF waiting for this task to finish */
+	/* task set state (lu->lock): ROD_TA_* and the dormant FIFO link */
+	uint8_t ta_state;
+	bool ta_ordered;                   /* cmd->attr was ORDERED */
+	struct rod_scsi_task *ta_next;
 	/* test hook (ROD_SCSI_TEST_DELAY_MS): resume after the delay */
 	struct rod_scsi_task *delay_next;
 	uint64_t delay_due_ns;
@@ -309,6 +319,22 @@ struct rod_tmf_wait {
 unsigned rod_lu_abort_tasks(struct rod_scsi_lu *lu, int only, int except,
 			    struct rod_scsi_task *except_task, struct rod_tmf_wait *w,
 			    uint32_t ua);
+/* Task set state of a task (ta_state). */
+enum { ROD_TA_NONE = 0, ROD_TA_ENABLED, ROD_TA_DORMANT };
+/* Task set (dispatch.c), caller holds lu->lock. rod_ta_cancel_aborted_locked takes
+ * the dormant tasks marked aborted out of the FIFO (they will never run) and puts them
+ * on *cancel; both move dormant tasks that may now run to *run (linked by ta_next, in
+ * order). */
+void rod_ta_cancel_aborted_locked(struct rod_scsi_lu *lu, struct rod_scsi_task **cancel,
+				  struct rod_scsi_task **run);
+void rod_ta_release_locked(struct rod_scsi_lu *lu, struct rod_scsi_task **run);
+/* After lu->lock is dropped: finish the cancelled tasks (aborted, never started) and
+ * start the released ones, both on the write workers (never inline: the caller may be
+ * a store completion or a TMF). */
+void rod_ta_dispatch(struct rod_scsi_task *cancel, struct rod_scsi_task *run);
+/* Run resume(t) on a write worker (inline if none can be started). */
+void rod_task_defer(struct rod_scsi_task *t, void (*resume)(struct rod_scsi_task *t));
+
 /* Test hook: when ROD_SCSI_TEST_DELAY_MS is set, WRITE commands with GROUP NUMBER 0x15
  * are held that long before they run (aborts release them at once). Returns true when
  * the task was taken (resume is called later), false to run it now. */

@@ -654,9 +654,10 @@ unsigned rod_lu_abort_tasks(struct rod_scsi_lu *lu, int only, int except,
 			lu->ua[t->nexus->index] |= ua;
 		if (t->delay_resume)
 			wake_delay = true;
-		rod_ta_cancel_locked(lu, t, &cancel, &run);   /* dormant: never runs */
 		n++;
 	}
+	if (n && lu->ta_head)
+		rod_ta_cancel_aborted_locked(lu, &cancel, &run);   /* dormant: never run */
 	pthread_mutex_unlock(&lu->lock);
 	rod_ta_dispatch(cancel, run);
 	if (wake_delay) {
@@ -785,7 +786,8 @@ void rod_scsi_cmd_abort(struct rod_scsi_target *tgt, struct rod_scsi_cmd *cmd)
 			continue;
 		t->aborted = true;
 		wake_delay = t->delay_resume != NULL;
-		rod_ta_cancel_locked(lu, t, &cancel, &run);
+		if (t->ta_state == ROD_TA_DORMANT)
+			rod_ta_cancel_aborted_locked(lu, &cancel, &run);
 		break;
 	}
 	pthread_mutex_unlock(&lu->lock);
