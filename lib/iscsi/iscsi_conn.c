@@ -152,6 +152,11 @@ void rod_iscsi_task_free(struct iscsi_task *t)
 		c->active--;
 		t->counted = false;
 	}
+	if (t->exec_held)
+		c->nheld--;
+	if (t->ord_pre)
+		c->ord_pre--;
+	t->exec_held = t->ord_pre = false;
 	if (t->buf)
 		rod_iscsi_buf_put(th, t->buf, t->buf_class);
 	t->buf = NULL;
@@ -199,6 +204,10 @@ void rod_iscsi_conn_input_ended(struct iscsi_conn *c)
 static void task_exec(struct iscsi_task *t)
 {
 	struct iscsi_conn *c = t->conn;
+	if (t->ord_pre) {
+		t->ord_pre = false;
+		c->ord_pre--;
+	}
 	t->state = TASK_EXEC;
 	c->nexec++;
 	struct rod_scsi_cmd *cmd = &t->cmd;
@@ -246,11 +255,56 @@ static void task_solicit(struct iscsi_task *t)
 	}
 }
 
+/* Task attributes across Data-Out: an ORDERED command goes to the SCSI core only
+ * after every earlier command of this connection on its LUN has (none still collecting
+ * Data-Out), and a SIMPLE one only after every earlier ORDERED one has; HEAD OF QUEUE
+ * and ACA never wait. Without an ORDERED command about, SIMPLE ones pay one test. */
+static bool exec_must_wait(struct iscsi_task *t)
+{
+	enum rod_scsi_task_attr a = t->cmd.attr;
+	if (a == ROD_TASK_HEAD_OF_QUEUE || a == ROD_TASK_ACA)
+		return false;
+	bool ordered = a == ROD_TASK_ORDERED;
+	if (!ordered && !t->conn->ord_pre)
+		return false;
+	for (struct iscsi_task *k = t->next; k; k = k->next) {   /* earlier commands */
+		if (k->state != TASK_DATA_OUT || k->refused || k->cmd.lun != t->cmd.lun)
+			continue;
+		if (ordered || k->cmd.attr == ROD_TASK_ORDERED)
+			return true;
+	}
+	return false;
+}
+
+/* Pass on held commands that may go now, oldest first. */
+static void exec_hold_release(struct iscsi_conn *c)
+{
+	while (c->nheld) {
+		struct iscsi_task *go = NULL;
+		for (struct iscsi_task *k = c->tasks; k; k = k->next)
+			if (k->exec_held && !exec_must_wait(k))
+				go = k;    /* the list is newest first: keep the oldest */
+		if (!go)
+			return;
+		go->exec_held = false;
+		c->nheld--;
+		task_exec(go);
+	}
+}
+
 /* After data arrived: run the command once all of it is in, else solicit more. */
 static void task_advance(struct iscsi_task *t)
 {
 	if (t->received == t->exp_len || t->cmd.dir != ROD_SCSI_DIR_OUT) {
+		struct iscsi_conn *c = t->conn;
+		if (exec_must_wait(t)) {
+			t->exec_held = true;
+			c->nheld++;
+			return;
+		}
 		task_exec(t);
+		if (c->nheld)
+			exec_hold_release(c);
 		return;
 	}
 	if (t->received >= t->unsol_end)
@@ -471,6 +525,10 @@ static int rx_scsi_cmd_header(struct iscsi_conn *c)
 	cmd->lun = rod_scsi_lun_decode(h + 8);
 	cmd->tag = itt;
 	cmd->attr = attr_map[fl & ISCSI_CMD_ATTR_MASK];
+	if (cmd->attr == ROD_TASK_ORDERED) {
+		t->ord_pre = true;
+		c->ord_pre++;
+	}
 	cmd->dir = wr ? ROD_SCSI_DIR_OUT : rd ? ROD_SCSI_DIR_IN : ROD_SCSI_DIR_NONE;
 	cmd->exp_len = edtl;
 	t->exp_len = edtl;
@@ -552,9 +610,12 @@ static void rx_scsi_cmd_done(struct iscsi_conn *c)
 
 static int data_out_error(struct iscsi_task *t, uint8_t asc, uint8_t ascq)
 {
+	struct iscsi_conn *c = t->conn;
 	task_fail(t, 0x0b, asc, ascq);   /* ABORTED COMMAND */
 	t->cmd.dir = ROD_SCSI_DIR_NONE;
 	task_respond(t);                  /* later Data-Out for it is discarded */
+	if (c->nheld)
+		exec_hold_release(c);      /* it no longer holds later commands back */
 	return 0;
 }
 
@@ -994,6 +1055,8 @@ static int rx_tmf(struct iscsi_conn *c)
 			t = n;
 		}
 	}
+	if (c->nheld)
+		exec_hold_release(c);   /* an aborted command may have held later ones */
 	m->next = NULL;
 	if (c->tmfs_tail)
 		c->tmfs_tail->next = m;

@@ -89,6 +89,11 @@ struct iscsi_task {
 	bool counted;                     /* holds a slot of the CmdSN window */
 	bool final_seen;                  /* SCSI Command F bit */
 	bool refused;                     /* answered by the transport, data discarded */
+	/* Task attributes (SAM-5): the SCSI core orders commands as rod_scsi_exec sees
+	 * them, so exec waits here while the attribute says an earlier command of this
+	 * connection, still collecting Data-Out, must come first (exec_hold_*). */
+	bool exec_held;                   /* all data in, waiting for earlier commands */
+	bool ord_pre;                     /* ORDERED, not yet passed to the SCSI core */
 	uint8_t sense_seg[2 + ROD_SCSI_SENSE_MAX]; /* SCSI Response data: length + sense */
 };
 
@@ -191,6 +196,7 @@ struct iscsi_conn {
 	uint32_t exp_cmd_sn;
 	uint32_t active;                  /* non-immediate tasks not yet answered */
 	uint32_t nexec;                   /* tasks inside the SCSI core */
+	uint32_t nheld, ord_pre;          /* tasks exec_held / ord_pre */
 	bool in_close;                    /* rod_iscsi_conn_close is tearing down */
 	bool counted_session;             /* counted in st_sessions */
 	char *text;                       /* FFP Text request accumulated over C bits */

@@ -775,6 +775,119 @@ static void test_raw_bad_datasn_fails_command_only(void **state)
 	close(r.fd);
 }
 
+/* ---- task attributes over the wire (ATTR bits of the SCSI Command PDU) ---------- */
+
+static void raw_scsi_attr(struct raw *r, uint32_t itt, const uint8_t *cdb, bool write,
+			  uint32_t edtl, uint8_t attr)
+{
+	uint8_t bhs[48] = { 0x01, (uint8_t)(0x80 | (write ? 0x20 : 0x40) | attr) };
+	rod_put_be32(bhs + 16, itt);
+	rod_put_be32(bhs + 20, edtl);
+	rod_put_be32(bhs + 24, r->cmd_sn++);
+	rod_put_be32(bhs + 28, r->exp_stat_sn);
+	memcpy(bhs + 32, cdb, 16);
+	raw_send(r, bhs, NULL, 0, false);
+}
+
+static void rw10(uint8_t *cdb, uint8_t op, uint32_t lba)
+{
+	memset(cdb, 0, 16);
+	cdb[0] = op;
+	rod_put_be32(cdb + 2, lba);
+	rod_put_be16(cdb + 7, 8);
+}
+
+/* A 4 KiB WRITE without immediate data: returns the R2T's TTT. */
+static uint32_t raw_write_r2t(struct raw *r, uint32_t itt, uint32_t lba, uint8_t attr)
+{
+	uint8_t cdb[16], rb[48], data[64];
+	rw10(cdb, 0x2a, lba);
+	raw_scsi_attr(r, itt, cdb, true, 4096, attr);
+	assert_int_equal(raw_recv(r, rb, data, sizeof(data)), 0);
+	assert_int_equal(rb[0], 0x31);   /* R2T */
+	assert_int_equal(rod_get_be32(rb + 16), itt);
+	return rod_get_be32(rb + 20);
+}
+
+static void raw_data_out(struct raw *r, uint32_t itt, uint32_t ttt, const uint8_t *w)
+{
+	uint8_t dout[48] = { 0x05, 0x80 };
+	rod_put_be32(dout + 16, itt);
+	rod_put_be32(dout + 20, ttt);
+	rod_put_be32(dout + 28, r->exp_stat_sn);
+	raw_send(r, dout, w, 4096, false);
+}
+
+/* The next PDU is the SCSI Response of itt, GOOD. */
+static void raw_expect_good(struct raw *r, uint32_t itt)
+{
+	uint8_t rb[48], data[300];
+	assert_true(raw_recv(r, rb, data, sizeof(data)) >= 0);
+	assert_int_equal(rb[0], 0x21);
+	assert_int_equal(rod_get_be32(rb + 16), itt);
+	assert_int_equal(rb[3], SAM_STAT_GOOD);
+}
+
+/* The next PDU is the Data-In (with status) of READ itt: 4 KiB equal to want. */
+static void raw_expect_read(struct raw *r, uint32_t itt, const uint8_t *want)
+{
+	static uint8_t rb[48], data[70000];
+	assert_int_equal(raw_recv(r, rb, data, sizeof(data)), 4096);
+	assert_int_equal(rb[0], 0x25);
+	assert_int_equal(rod_get_be32(rb + 16), itt);
+	assert_int_equal(rb[1] & 0x81, 0x81);
+	assert_int_equal(rb[3], SAM_STAT_GOOD);
+	assert_memory_equal(data, want, 4096);
+}
+
+/* A WRITE still collecting Data-Out (R2T) is in the task set: an ORDERED READ after it
+ * waits for it and reads the new data; a SIMPLE READ after an ORDERED WRITE waits too;
+ * HEAD OF QUEUE does not wait; ACA is refused (NormACA=0) with 05/24/00. */
+static void test_raw_task_attributes(void **state)
+{
+	struct raw r;
+	raw_login(&r, "None");
+	raw_clear_ua(&r);
+	uint8_t zero[4096] = { 0 }, a[4096], b[4096], cdb[16];
+	fill(a, sizeof(a), 31);
+	fill(b, sizeof(b), 32);
+
+	/* SIMPLE WRITE (waiting for its data), then ORDERED READ of the same blocks */
+	uint32_t ttt = raw_write_r2t(&r, 40, 1200, 1);
+	rw10(cdb, 0x28, 1200);
+	raw_scsi_attr(&r, 41, cdb, false, 4096, 2);
+	raw_data_out(&r, 40, ttt, a);
+	raw_expect_good(&r, 40);
+	raw_expect_read(&r, 41, a);
+
+	/* ORDERED WRITE (waiting for its data), then a SIMPLE READ */
+	ttt = raw_write_r2t(&r, 42, 1300, 2);
+	rw10(cdb, 0x28, 1300);
+	raw_scsi_attr(&r, 43, cdb, false, 4096, 1);
+	raw_data_out(&r, 42, ttt, b);
+	raw_expect_good(&r, 42);
+	raw_expect_read(&r, 43, b);
+
+	/* HEAD OF QUEUE READ while a WRITE waits for its data: answered first, old data */
+	ttt = raw_write_r2t(&r, 44, 1400, 1);
+	rw10(cdb, 0x28, 1400);
+	raw_scsi_attr(&r, 45, cdb, false, 4096, 3);
+	raw_expect_read(&r, 45, zero);
+	raw_data_out(&r, 44, ttt, a);
+	raw_expect_good(&r, 44);
+
+	/* ACA */
+	uint8_t tur[16] = { 0 }, rb[48], data[300];
+	raw_scsi_attr(&r, 46, tur, false, 0, 4);
+	assert_true(raw_recv(&r, rb, data, sizeof(data)) > 0);
+	assert_int_equal(rb[0], 0x21);
+	assert_int_equal(rb[3], SAM_STAT_CHECK_CONDITION);
+	assert_int_equal(data[2 + 2] & 0xf, 0x05);
+	assert_int_equal(data[2 + 12], 0x24);
+	assert_int_equal(data[2 + 13], 0x00);
+	close(r.fd);
+}
+
 struct serve_arg {
 	int in, out, rc;
 };
@@ -874,6 +987,7 @@ int main(void)
 		cmocka_unit_test(test_raw_data_digest_and_nop),
 		cmocka_unit_test(test_raw_malformed_drops_only_that_connection),
 		cmocka_unit_test(test_raw_bad_datasn_fails_command_only),
+		cmocka_unit_test(test_raw_task_attributes),
 		cmocka_unit_test(test_serve_fd_socketpair),
 		cmocka_unit_test(test_serve_fd_file),
 	};
