@@ -46,6 +46,7 @@ void map_val_decode(struct map_val *v, const uint8_t *b)
 
 static void chg_load_marker(struct media *md, struct meta *m);
 static void chg_add(struct lineage *l, uint64_t g);
+static void chg_free(struct chgset *c);
 static void chg_seal(struct lineage *l, struct mutbuf *mb);
 static int chg_extra_add(struct lineage *l, uint64_t epoch, uint64_t start, uint64_t end);
 
@@ -110,7 +111,7 @@ void media_drop(struct media *md, uint64_t id)
 	free(md->lins[i]->rng);
 	free(md->lins[i]->tmax);
 	free(md->lins[i]->tmin);
-	free(md->lins[i]->chg.pages);
+	chg_free(&md->lins[i]->chg);
 	free(md->lins[i]->chg_extra);
 	free(md->lins[i]);
 	memmove(md->lins + i, md->lins + i + 1, (md->n - i - 1) * sizeof(*md->lins));
@@ -123,7 +124,7 @@ void media_free(struct media *md)
 		free(md->lins[i]->rng);
 		free(md->lins[i]->tmax);
 		free(md->lins[i]->tmin);
-		free(md->lins[i]->chg.pages);
+		chg_free(&md->lins[i]->chg);
 		free(md->lins[i]->chg_extra);
 		free(md->lins[i]);
 	}
@@ -324,6 +325,14 @@ void lin_chg_key(uint8_t k[16], uint64_t lin, uint64_t epoch)
 	rod_put_be64(k + 8, epoch);
 }
 
+static void chg_free(struct chgset *c)
+{
+	for (size_t i = 0; i < c->n; i++)
+		free(c->pages[i]);
+	free(c->pages);
+	memset(c, 0, sizeof(*c));
+}
+
 static void chg_add(struct lineage *l, uint64_t g)
 {
 	struct chgset *c = &l->chg;
@@ -332,43 +341,49 @@ static void chg_add(struct lineage *l, uint64_t g)
 
 	if (l->chg_unknown)
 		return;
-	if (c->last < c->n && c->pages[c->last].page == page) {
+	if (c->last < c->n && c->pages[c->last]->page == page) {
 		lo = c->last;
 	} else {
 		while (lo < hi) {
 			size_t mid = (lo + hi) / 2;
 
-			if (c->pages[mid].page < page)
+			if (c->pages[mid]->page < page)
 				lo = mid + 1;
 			else
 				hi = mid;
 		}
-		if (lo == c->n || c->pages[lo].page != page) {
-			struct chg_page *np = c->pages;
+		if (lo == c->n || c->pages[lo]->page != page) {
+			/* Pointers are moved, not the pages: inserting into 16384 pages moves at
+			 * most 128 KiB. */
+			struct chg_page *pg = c->n < CHG_MAX_PAGES ? calloc(1, sizeof(*pg)) : NULL;
 
-			if (c->n == c->cap) {
+			if (pg && c->n == c->cap) {
 				size_t cap = c->cap ? 2 * c->cap : 4;
+				struct chg_page **np = realloc(c->pages, cap * sizeof(*np));
 
-				np = c->n < CHG_MAX_PAGES ? realloc(c->pages, cap * sizeof(*np)) : NULL;
-				if (!np) {
-					/* Too much written in one epoch to track (or no memory): the
-					 * summary then says "anything". */
-					l->chg_unknown = true;
-					free(c->pages);
-					memset(c, 0, sizeof(*c));
-					return;
+				if (np) {
+					c->pages = np;
+					c->cap = cap;
+				} else {
+					free(pg);
+					pg = NULL;
 				}
-				c->pages = np;
-				c->cap = cap;
+			}
+			if (!pg) {
+				/* Too much written in one epoch to track (or no memory): the
+				 * summary then says "anything". */
+				l->chg_unknown = true;
+				chg_free(c);
+				return;
 			}
 			memmove(c->pages + lo + 1, c->pages + lo, (c->n - lo) * sizeof(*c->pages));
-			memset(&c->pages[lo], 0, sizeof(c->pages[lo]));
-			c->pages[lo].page = page;
+			pg->page = page;
+			c->pages[lo] = pg;
 			c->n++;
 		}
 		c->last = lo;
 	}
-	c->pages[lo].bits[(g >> 6) & 63] |= 1ull << (g & 63);
+	c->pages[lo]->bits[(g >> 6) & 63] |= 1ull << (g & 63);
 }
 
 /* Runs of units (grains >> shift) holding a marked grain, as (a, b) pairs into v (room
@@ -384,11 +399,11 @@ static bool chg_runs(const struct chgset *c, unsigned shift, uint64_t *v, size_t
 
 	for (size_t i = 0; i < c->n; i++) {
 		for (unsigned w = 0; w < 64; w++) {
-			uint64_t bits = c->pages[i].bits[w];
+			uint64_t bits = c->pages[i]->bits[w];
 
 			while (bits) {
 				unsigned b = (unsigned)__builtin_ctzll(bits);
-				uint64_t u = (c->pages[i].page << 12 | (uint64_t)w << 6 | b) >> shift;
+				uint64_t u = (c->pages[i]->page << 12 | (uint64_t)w << 6 | b) >> shift;
 
 				bits &= bits - 1;
 				if (in && u < rb)
@@ -447,9 +462,9 @@ static void chg_log(struct lineage *l, uint64_t e, bool all, struct mutbuf *mb)
 		for (size_t i = 0; i < l->chg.n; i++) {
 			uint8_t *p = v + 5 + CHG_PAGE_BYTES * i;
 
-			rod_put_be64(p, l->chg.pages[i].page);
+			rod_put_be64(p, l->chg.pages[i]->page);
 			for (unsigned w = 0; w < 64; w++)
-				rod_put_be64(p + 8 + 8 * w, l->chg.pages[i].bits[w]);
+				rod_put_be64(p + 8 + 8 * w, l->chg.pages[i]->bits[w]);
 		}
 		mutbuf_put(mb, CF_LIN, k, 16, v, 5 + CHG_PAGE_BYTES * l->chg.n);
 		free(v);
@@ -500,8 +515,7 @@ static int chg_extra_add(struct lineage *l, uint64_t epoch, uint64_t start, uint
 static void chg_seal(struct lineage *l, struct mutbuf *mb)
 {
 	chg_log(l, l->cur, l->chg_unknown, mb);
-	free(l->chg.pages);
-	memset(&l->chg, 0, sizeof(l->chg));
+	chg_free(&l->chg);
 	l->chg_unknown = false;
 }
 

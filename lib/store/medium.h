@@ -67,7 +67,7 @@ struct chg_page {
 	uint64_t bits[64];
 };
 struct chgset {
-	struct chg_page *pages;         /* sorted by page */
+	struct chg_page **pages;        /* sorted by page */
 	size_t n, cap, last;
 };
 
