@@ -82,7 +82,8 @@ static void run_diff(struct rod_store *s, const char *base, const char *snap, bo
 	       ", \"resolves\": %" PRIu64 ", \"load1\": %.2f}%s\n",
 	       base ? base : "", snap, rc, t,
 	       st.method == REPL_DIFF_WINDOW ? "window" : st.method == REPL_DIFF_WINDOW_SCAN ?
-	       "window_scan" : st.method == REPL_DIFF_FULL ? "full" : "compare",
+	       "window_scan" : st.method == REPL_DIFF_FULL ? "full" :
+	       st.method == REPL_DIFF_FULL_SCAN ? "full_scan" : "compare",
 	       c.extents, c.data_bytes, st.map_keys, st.chg_keys, st.rng_entries, st.resolves,
 	       load[0], last ? "" : ",");
 	fflush(stdout);

@@ -430,6 +430,59 @@ static int diff_window(struct rod_store *s, struct resolver *r, struct emitter *
 	return rc;
 }
 
+/* base NULL for a lineage with no range entry visible at epoch: every grain reads its
+ * newest block entry with epoch <= epoch (medium.h), so one pass over the lineage's keys
+ * in order says what snap holds, without a resolve per grain. -EAGAIN: the lineage has
+ * range entries, resolve instead. */
+static int full_scan(struct rod_store *s, struct resolver *r, struct emitter *e, uint64_t g0,
+		     uint64_t g1)
+{
+	struct lineage *l;
+	struct meta_iter *it;
+	uint8_t k[MAP_KEY_LEN];
+	uint64_t last = UINT64_MAX;
+	bool ranges = false;
+	int rc = 0;
+
+	pthread_rwlock_rdlock(&s->state);
+	l = media_find(&s->media, r->lin);
+	for (size_t j = 0; l && j < l->nrng && !ranges; j++)
+		ranges = l->rng[j].epoch <= r->epoch;
+	pthread_rwlock_unlock(&s->state);
+	if (!l || ranges)
+		return -EAGAIN;
+	it = meta_iter_new(s->meta, CF_MAP);
+	if (!it)
+		return -ENOMEM;
+	map_key(k, r->lin, g0, EPOCH_MAX);
+	for (meta_iter_seek(it, k, sizeof(k)); meta_iter_valid(it) && !rc; meta_iter_next(it)) {
+		size_t kl, vl;
+		const uint8_t *kk = meta_iter_key(it, &kl), *vv;
+		uint64_t klin, klba, kep;
+		struct map_val mv;
+
+		if (kl != MAP_KEY_LEN)
+			continue;
+		map_key_decode(kk, &klin, &klba, &kep);
+		r->st->map_keys++;
+		if (klin != r->lin || klba >= g1)
+			break;
+		/* keys of one grain come newest first: the first with epoch <= es answers */
+		if (klba == last || kep > r->epoch)
+			continue;
+		last = klba;
+		vv = meta_iter_val(it, &vl);
+		if (vl < MAP_VAL_LEN)
+			continue;
+		map_val_decode(&mv, vv);
+		if (mv.chunk == CHUNK_UNMAP)
+			continue;
+		rc = emit(e, klba, 1, mv.chunk == CHUNK_ZERO ? ROD_DIFF_ZERO : ROD_DIFF_DATA);
+	}
+	meta_iter_free(it);
+	return rc;
+}
+
 /* Different lineages: resolve both, report where kind or chunk differ. */
 static int diff_compare(struct resolver *rb, struct resolver *rs, struct emitter *e,
 			uint64_t g0, uint64_t g1)
@@ -526,8 +579,12 @@ int repl_vol_diff(struct rod_store *s, const char *base, const char *snap, uint6
 		goto out;
 	}
 	if (!base) {
-		st->method = REPL_DIFF_FULL;
-		rc = report_range(&rs, &e, g0, sg, true);
+		st->method = REPL_DIFF_FULL_SCAN;
+		rc = full_scan(s, &rs, &e, g0, sg);
+		if (rc == -EAGAIN) {
+			st->method = REPL_DIFF_FULL;
+			rc = report_range(&rs, &e, g0, sg, true);
+		}
 	} else if (b.lin == sn.lin) {
 		bg = (b.size + ROD_GRAIN - 1) / ROD_GRAIN;
 		st->method = REPL_DIFF_WINDOW;

@@ -17,7 +17,8 @@ struct repl_diff_stats {
 	uint64_t extents;       /* extents reported */
 	int method;             /* REPL_DIFF_* the walk used */
 };
-enum { REPL_DIFF_WINDOW = 1, REPL_DIFF_WINDOW_SCAN, REPL_DIFF_FULL, REPL_DIFF_COMPARE };
+enum { REPL_DIFF_WINDOW = 1, REPL_DIFF_WINDOW_SCAN, REPL_DIFF_FULL, REPL_DIFF_COMPARE,
+       REPL_DIFF_FULL_SCAN /* base NULL, lineage without range entries: one key scan */ };
 
 /* rod_vol_diff with its cost figures (st may be NULL). */
 int repl_vol_diff(struct rod_store *s, const char *base, const char *snap, uint64_t start_off,

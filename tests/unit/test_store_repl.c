@@ -334,7 +334,20 @@ static void test_diff_random(void **state)
 	assert_int_equal(rod_vol_write(v, 0, buf, 4 * MiB, 0), 0);
 	/* The first snapshot against nothing: every mapped grain. */
 	assert_int_equal(rod_vol_snapshot(s, "src", "p0", NULL), 0);
-	check_diff(s, NULL, "src.p0", NULL);
+	check_diff(s, NULL, "src.p0", &st);
+	assert_int_equal(st.method, REPL_DIFF_FULL_SCAN); /* no range entry yet: one key scan */
+	/* and with zeros (block entries) and unmapped grains among the data */
+	{
+		uint8_t z[3 * G] = { 0 };
+
+		assert_int_equal(rod_vol_write(o, 8 * G, z, sizeof(z), 0), 0);
+		assert_int_equal(rod_vol_unmap(o, 20 * G, 5 * G), 0);
+		assert_int_equal(rod_vol_snapshot(s, "other", "z", NULL), 0);
+		fill(buf, 2 * G, 79);
+		assert_int_equal(rod_vol_write(o, 8 * G, buf, G, 0), 0); /* after the snapshot */
+		check_diff(s, NULL, "other.z", &st);
+		assert_int_equal(st.method, REPL_DIFF_FULL_SCAN);
+	}
 	snprintf(prev, sizeof(prev), "src.p0");
 	for (int phase = 1; phase <= 12; phase++) {
 		random_phase(s, v, o, 40);
