@@ -1986,8 +1986,10 @@ static int recv_stream(struct receiver *rv)
 				return -EPROTO;
 			json_t *reply;
 			if (json_array_size(rv->need)) {
-				reply = json_pack("{s:O}", "need", rv->need);
-				json_array_clear(rv->need);
+				/* "o" hands the list over ("O" would share it, and clearing it
+				 * afterwards sent an empty list: nothing was ever resent) */
+				reply = json_pack("{s:o}", "need", rv->need);
+				rv->need = json_array();
 			} else {
 				uint64_t cur = rod_get_be64(p);
 				if ((rc = recv_flush_cursor(rv, cur)))

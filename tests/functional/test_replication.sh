@@ -225,11 +225,6 @@ check_replica prod db1 db2
 
 # ---- the target lost the replica (destroyed, eradicated, garbage-collected): the next transfer is
 # full, and the references the source sends for chunks the target no longer has are resent as data.
-# Off by default (ROD_TEST_REPL_GC=1 runs it): it fails today, not isolated yet (engine or
-# receiver): rod_vol_write_fp returns 0 for every reference and the grain reads back right
-# after the write, yet the new staging volume shows nothing written and the replica reads as
-# zeros (so nothing is resent); see docs/protection.md "Limits". ----
-if [ "${ROD_TEST_REPL_GC:-0}" = 1 ]; then
 for n in $(tgt --json vol list | jq -r '.volumes[].name | select(startswith("chk"))') \
 	$(tgt --json vol snap list | jq -r '.snapshots[].name | select(startswith("functest:db"))') \
 	functest:db1 functest:db2; do
@@ -243,7 +238,6 @@ note "after the target lost the replica: $res"
 check_replica prod db1 db2
 [ "$(jq .resent_grains <<<"$res")" -gt 0 ] || fail "expected references answered with a resend: $res"
 expect_eq 1 "$(replica_snaps prod)" "replica snapshots after the full transfer"
-fi
 
 # ---- scheduled snapshots are replicated; retention keeps the replication base ------------------------------
 rodctl pg schedule prod --every 1h >/dev/null
@@ -254,7 +248,7 @@ for _ in $(seq 100); do
 	sleep 0.1
 done
 expect_eq "$s1" "$(rodctl --json pg show prod | jq -r .replication.last_snapshot)" "scheduled snapshot replicated"
-expect_eq $([ "${ROD_TEST_REPL_GC:-0}" = 1 ] && echo 2 || echo 4) "$(replica_snaps prod)" "replica snapshots after the scheduled one"
+expect_eq 2 "$(replica_snaps prod)" "replica snapshots after the scheduled one"
 rodctl pg retention prod --keep-all 1h >/dev/null
 # s1 is the last replicated snapshot: retention keeps it although it expired
 t=$(rodctl --json pg tick --advance 3h)
