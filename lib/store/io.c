@@ -109,6 +109,21 @@ static int view_get(struct rod_vol *v, struct view *vw)
 	return rc;
 }
 
+/* A handle's frozen or live view, for the other files of the store (repl.c). */
+int io_vol_view(struct rod_vol *v, uint64_t *lin, uint64_t *epoch, uint64_t *size, bool *ro)
+{
+	struct view vw;
+	int rc = view_get(v, &vw);
+
+	if (rc)
+		return rc;
+	*lin = vw.lin;
+	*epoch = vw.epoch;
+	*size = vw.size;
+	*ro = vw.ro;
+	return 0;
+}
+
 static int range_check(const struct view *vw, uint64_t off, uint64_t len)
 {
 	if (off % ROD_SECTOR || len % ROD_SECTOR)
@@ -120,14 +135,18 @@ static int range_check(const struct view *vw, uint64_t off, uint64_t len)
 
 /* ---- reads ---- */
 
-static int chunk_read(struct rod_store *s, const struct map_val *mvp, void *dst)
+/* The stored bytes of a chunk, checksum-verified, not decoded: at the map value's
+ * place, or, once GC moved the chunk (its home segment is gone, or a map entry rebuilt
+ * from a relocation record points at a home whose bytes differ), where the chunk table
+ * says, in the format recorded there. Read into dst when a whole grain, else into tmp;
+ * *storedp says which, *mp the format (the chunk table overrides the map value once GC
+ * moved the chunk, and maybe recompressed it). */
+int io_chunk_fetch(struct rod_store *s, const struct map_val *mvp, uint8_t *dst, uint8_t *tmp,
+		   struct map_val *mp, uint8_t **storedp)
 {
-	/* m: where and in which format the chunk is; the chunk table overrides the map
-	 * value once GC moved it (and maybe recompressed it). */
 	struct map_val m = *mvp;
 	uint64_t seg = CHUNK_SEG(m.chunk), off = m.off;
-	uint8_t tmp[ROD_GRAIN];
-	uint8_t *stored;
+	uint8_t *stored = dst;
 	bool moved = false;
 	int rc = -ENOENT;
 
@@ -179,6 +198,22 @@ static int chunk_read(struct rod_store *s, const struct map_val *mvp, void *dst)
 		rod_err("store: chunk %llx failed its checksum", (unsigned long long)m.chunk);
 		return -EBADMSG;
 	}
+	*mp = m;
+	*storedp = stored;
+	return 0;
+}
+
+/* A chunk's clear grain into dst (fetch, then decrypt/decompress as recorded). */
+int io_chunk_read(struct rod_store *s, const struct map_val *mvp, void *dst)
+{
+	uint8_t tmp[ROD_GRAIN];
+	uint8_t *stored;
+	struct map_val m;
+	int rc;
+
+	rc = io_chunk_fetch(s, mvp, dst, tmp, &m, &stored);
+	if (rc)
+		return rc;
 	if (m.comp != COMP_NONE || m.enc_gen || m.len != ROD_GRAIN)
 		return red_chunk_decode(s, &m, stored, dst);
 	return 0;
@@ -212,9 +247,9 @@ int io_read_view(struct rod_store *s, uint64_t lin, uint64_t epoch, uint64_t off
 		}
 		uint64_t in = pos % ROD_GRAIN, n = ROD_MIN(ROD_GRAIN - in, end - pos);
 		if (n == ROD_GRAIN) {
-			rc = chunk_read(s, &r.v, out + (pos - off));
+			rc = io_chunk_read(s, &r.v, out + (pos - off));
 		} else {
-			rc = chunk_read(s, &r.v, tmp);
+			rc = io_chunk_read(s, &r.v, tmp);
 			if (!rc)
 				memcpy(out + (pos - off), tmp + in, n);
 		}
@@ -1133,5 +1168,5 @@ int store_chunk_check(struct rod_store *s, const struct map_val *mv)
 {
 	uint8_t buf[ROD_GRAIN];
 
-	return chunk_read(s, mv, buf);
+	return io_chunk_read(s, mv, buf);
 }

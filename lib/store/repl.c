@@ -149,6 +149,25 @@ static int iv_cmp(const void *x, const void *y)
 	return p->a < q->a ? -1 : p->a > q->a;
 }
 
+/* Sorts v[0..n) and merges overlapping or touching intervals in place; returns how
+ * many disjoint intervals remain. */
+static size_t iv_merge(struct iv *v, size_t n)
+{
+	size_t m = 0;
+
+	if (n)
+		qsort(v, n, sizeof(*v), iv_cmp);
+	for (size_t i = 0; i < n; i++) {
+		if (m && v[i].a <= v[m - 1].b) {
+			if (v[i].b > v[m - 1].b)
+				v[m - 1].b = v[i].b;
+		} else {
+			v[m++] = v[i];
+		}
+	}
+	return m;
+}
+
 /* Range entries of lin with epoch in (eb, es] (and spans of such entries flatten turned
  * into block entries), clipped to [g0, g1), merged into sorted disjoint intervals. */
 static int window_ranges(struct rod_store *s, uint64_t lin, uint64_t eb, uint64_t es,
@@ -157,7 +176,7 @@ static int window_ranges(struct rod_store *s, uint64_t lin, uint64_t eb, uint64_
 {
 	struct lineage *l;
 	struct iv *v = NULL;
-	size_t n = 0, m = 0;
+	size_t n = 0;
 
 	pthread_rwlock_rdlock(&s->state);
 	l = media_find(&s->media, lin);
@@ -190,18 +209,8 @@ static int window_ranges(struct rod_store *s, uint64_t lin, uint64_t eb, uint64_
 		}
 	}
 	pthread_rwlock_unlock(&s->state);
-	if (n)
-		qsort(v, n, sizeof(*v), iv_cmp);
-	for (size_t i = 0; i < n; i++) {
-		if (m && v[i].a <= v[m - 1].b) {
-			if (v[i].b > v[m - 1].b)
-				v[m - 1].b = v[i].b;
-		} else {
-			v[m++] = v[i];
-		}
-	}
 	*out = v;
-	*nout = m;
+	*nout = iv_merge(v, n);
 	return 0;
 }
 
@@ -215,7 +224,7 @@ static int window_dirty(struct rod_store *s, uint64_t lin, uint64_t eb, uint64_t
 	struct lineage *l;
 	struct meta_iter *it;
 	struct iv *v = NULL;
-	size_t n = 0, cap = 0, m = 0;
+	size_t n = 0, cap = 0;
 	uint64_t after, found = 0;
 	uint8_t k[16];
 	int rc = 0;
@@ -273,18 +282,8 @@ static int window_dirty(struct rod_store *s, uint64_t lin, uint64_t eb, uint64_t
 		free(v);
 		return rc;
 	}
-	if (n)
-		qsort(v, n, sizeof(*v), iv_cmp);
-	for (size_t i = 0; i < n; i++) {
-		if (m && v[i].a <= v[m - 1].b) {
-			if (v[i].b > v[m - 1].b)
-				v[m - 1].b = v[i].b;
-		} else {
-			v[m++] = v[i];
-		}
-	}
 	*out = v;
-	*nout = m;
+	*nout = iv_merge(v, n);
 	*all = false;
 	return 0;
 }
@@ -650,93 +649,6 @@ int rod_vol_diff(struct rod_store *s, const char *base, const char *snap, uint64
 
 /* ---- grains as stored ---- */
 
-/* The stored bytes of a chunk, checksum-verified, not decoded, exactly as the read path
- * finds them (io.c chunk_read, whose GC safety this keeps): at the map value's place,
- * or, once GC moved the chunk (its home segment is gone, or a map entry rebuilt from a
- * relocation record points at a home whose bytes differ), where the chunk table says,
- * in the format recorded there. Read into dst when a whole grain, else into tmp;
- * *storedp says which, *mp the format. */
-static int repl_chunk_fetch(struct rod_store *s, const struct map_val *mvp, uint8_t *dst,
-			    uint8_t *tmp, struct map_val *mp, uint8_t **storedp)
-{
-	struct map_val m = *mvp;
-	uint64_t seg = CHUNK_SEG(m.chunk), off = m.off;
-	uint8_t *stored = dst;
-	bool moved = false;
-	int rc = -ENOENT;
-
-	for (int tries = 0; tries < 4; tries++) {
-		uint8_t k[8];
-		void *v;
-		size_t vl;
-
-		if (!m.len || m.len > ROD_GRAIN)
-			return -EBADMSG;
-		stored = m.len == ROD_GRAIN ? dst : tmp;
-		rc = seglog_read(s->log, seg, off, stored, m.len);
-		if (!rc && (moved || rod_crc32c(0, stored, m.len) == m.crc))
-			break;
-		if (rc && rc != -ENOENT)
-			break;
-		rc = -ENOENT;
-		rod_put_be64(k, m.chunk);
-		if (meta_get(s->meta, CF_CHUNK, k, 8, &v, &vl)) {
-			if (tries || !seglog_has(s->log, seg))
-				return -EIO;
-			rod_err("store: chunk %llx failed its checksum", (unsigned long long)m.chunk);
-			return -EBADMSG;
-		}
-		moved = true;
-		if (vl >= 24) {
-			const uint8_t *b = v;
-
-			seg = rod_get_be64(b);
-			off = rod_get_be64(b + 8);
-			if (vl >= 28) {
-				m.len = rod_get_be32(b + 16);
-				m.crc = rod_get_be32(b + 20);
-				m.comp = b[24];
-				m.enc_gen = rod_get_be16(b + 25);
-			}
-		}
-		free(v);
-	}
-	if (rc)
-		return rc == -ENOENT ? -EIO : rc;
-	if (rod_crc32c(0, stored, m.len) != m.crc) {
-		rod_err("store: chunk %llx failed its checksum", (unsigned long long)m.chunk);
-		return -EBADMSG;
-	}
-	*mp = m;
-	*storedp = stored;
-	return 0;
-}
-
-/* Frozen or live view of a handle (as io.c's view_get). */
-static int handle_view(struct rod_vol *v, uint64_t *lin, uint64_t *epoch, uint64_t *size,
-		       bool *ro)
-{
-	struct rod_store *s = v->s;
-	int rc = 0;
-
-	pthread_rwlock_rdlock(&s->state);
-	if (v->rec->destroyed || v->rec->eradicated) {
-		rc = -ENOENT;
-	} else if (v->is_pin) {
-		*lin = v->pin_lineage;
-		*epoch = v->pin_epoch;
-		*size = v->pin_size;
-		*ro = true;
-	} else {
-		*lin = v->rec->lineage;
-		*epoch = v->rec->is_snapshot ? v->rec->epoch : EPOCH_MAX;
-		*size = v->rec->size;
-		*ro = v->rec->is_snapshot;
-	}
-	pthread_rwlock_unlock(&s->state);
-	return rc;
-}
-
 int rod_vol_read_raw(struct rod_vol *v, uint64_t off, struct rod_grain_raw *out)
 {
 	struct rod_store *s;
@@ -753,7 +665,7 @@ int rod_vol_read_raw(struct rod_vol *v, uint64_t off, struct rod_grain_raw *out)
 	s = v->s;
 	if (off % ROD_GRAIN)
 		return -EINVAL;
-	rc = handle_view(v, &lin, &epoch, &size, &ro);
+	rc = io_vol_view(v, &lin, &epoch, &size, &ro);
 	if (rc)
 		return rc;
 	if (off >= size)
@@ -773,7 +685,7 @@ int rod_vol_read_raw(struct rod_vol *v, uint64_t off, struct rod_grain_raw *out)
 		return 0;
 	}
 	/* The read path's own fetch: follows the chunk table when GC moved the chunk. */
-	rc = repl_chunk_fetch(s, &res.v, out->data, tmp, &m, &stored);
+	rc = io_chunk_fetch(s, &res.v, out->data, tmp, &m, &stored);
 	if (rc)
 		return rc;
 	if (m.len > ROD_GRAIN || !m.len || (m.comp == COMP_NONE && m.len != ROD_GRAIN) ||
@@ -837,8 +749,7 @@ int rod_vol_write_fp(struct rod_vol *v, uint64_t off, const uint8_t fp[32], unsi
 	struct citem ci;
 	struct map_val mv;
 	uint64_t lin, epoch, size, g;
-	uint8_t *data, tmp[ROD_GRAIN], *stored;
-	struct map_val m;
+	uint8_t *data;
 	bool ro, no_dedupe;
 	int rc;
 
@@ -847,7 +758,7 @@ int rod_vol_write_fp(struct rod_vol *v, uint64_t off, const uint8_t fp[32], unsi
 	s = v->s;
 	if (off % ROD_GRAIN)
 		return -EINVAL;
-	rc = handle_view(v, &lin, &epoch, &size, &ro);
+	rc = io_vol_view(v, &lin, &epoch, &size, &ro);
 	if (rc)
 		return rc;
 	if (ro)
@@ -878,9 +789,7 @@ int rod_vol_write_fp(struct rod_vol *v, uint64_t off, const uint8_t fp[32], unsi
 		return -ENOMEM;
 	mv = (struct map_val){ .chunk = cg.red.chunk, .off = cg.red.off, .len = cg.red.len,
 			       .crc = cg.red.crc, .comp = cg.red.comp, .enc_gen = cg.red.enc_gen };
-	rc = repl_chunk_fetch(s, &mv, data, tmp, &m, &stored);
-	if (!rc && (m.comp != COMP_NONE || m.enc_gen || m.len != ROD_GRAIN))
-		rc = red_chunk_decode(s, &m, stored, data);
+	rc = io_chunk_read(s, &mv, data);
 	if (rc) {
 		free(data);
 		/* Freed between the lookup and the read: as if it were not there. */

@@ -130,6 +130,11 @@ int copy_workers_start(struct rod_store *s);
 void copy_workers_stop(struct rod_store *s);
 int io_read_view(struct rod_store *s, uint64_t lin, uint64_t epoch, uint64_t off,
 		 void *buf, uint64_t len);
+/* Stored bytes of a chunk, verified, not decoded (into dst if a whole grain, else tmp). */
+int io_chunk_fetch(struct rod_store *s, const struct map_val *mvp, uint8_t *dst, uint8_t *tmp,
+		   struct map_val *mp, uint8_t **storedp);
+int io_chunk_read(struct rod_store *s, const struct map_val *mvp, void *dst);
+int io_vol_view(struct rod_vol *v, uint64_t *lin, uint64_t *epoch, uint64_t *size, bool *ro);
 void stripe_lock_range(struct rod_store *s, uint64_t lin, uint64_t g0, uint64_t n, bool excl);
 void stripe_unlock_range(struct rod_store *s, uint64_t lin, uint64_t g0, uint64_t n, bool excl);
 
