@@ -10,6 +10,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "ctl_json.h"
 #include "jobs.h"
 #include "rod/log.h"
 #include "rod/util.h"
@@ -111,6 +112,20 @@ static json_t *job_record(const struct rod_job *j)
 			 j->error ? json_string(j->error) : json_null(), "result", j->result ? j->result : json_null());
 }
 
+/* A job was added or changed state (lock held): persist its record, trim the finished
+ * ones, wake the waiters. */
+static void job_changed(struct rod_jobs *js, const struct rod_job *j)
+{
+	if (js->persist) {
+		json_t *rec = job_record(j);
+		if (rec)
+			js->persist(js->persist_arg, j->id, rec);
+		json_decref(rec);
+	}
+	trim(js);
+	pthread_cond_broadcast(&js->cv);
+}
+
 static void *worker_main(void *arg)
 {
 	struct rod_jobs *js = arg;
@@ -157,14 +172,7 @@ static void *worker_main(void *arg)
 		}
 		rod_info("job %llu (%s %s) %s%s%s", (unsigned long long)j->id, j->kind, j->target,
 			 rod_job_state_name(j->state), j->error ? ": " : "", j->error ? j->error : "");
-		if (js->persist) {
-			json_t *rec = job_record(j);
-			if (rec)
-				js->persist(js->persist_arg, j->id, rec);
-			json_decref(rec);
-		}
-		trim(js);
-		pthread_cond_broadcast(&js->cv);
+		job_changed(js, j);
 	}
 	pthread_mutex_unlock(&js->lock);
 	return NULL;
@@ -289,14 +297,7 @@ int rod_jobs_add_done(struct rod_jobs *js, const char *kind, const char *target,
 	j->id = js->next_id++;
 	js->jobs[js->n++] = j;
 	*id = j->id;
-	if (js->persist) {
-		json_t *rec = job_record(j);
-		if (rec)
-			js->persist(js->persist_arg, j->id, rec);
-		json_decref(rec);
-	}
-	trim(js);
-	pthread_cond_broadcast(&js->cv);
+	job_changed(js, j);
 	pthread_mutex_unlock(&js->lock);
 	return 0;
 }
@@ -334,18 +335,6 @@ bool rod_job_cancelled(struct rod_job *j)
 	return atomic_load(&j->cancel);
 }
 
-static json_t *time_or_null(uint64_t ns)
-{
-	if (!ns)
-		return json_null();
-	char buf[32];
-	time_t t = (time_t)(ns / 1000000000ull);
-	struct tm tm;
-	gmtime_r(&t, &tm);
-	strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
-	return json_string(buf);
-}
-
 /* lock held */
 static json_t *job_json(const struct rod_job *j)
 {
@@ -373,8 +362,8 @@ static json_t *job_json(const struct rod_job *j)
 			      rod_job_state_name(j->state), "done", (json_int_t)done, "total", (json_int_t)total,
 			      "unit", j->unit, "percent", pct, "rate", rate, "eta_s", eta, "cancellable",
 			      j->cancellable, "cancel_requested", (int)atomic_load(&j->cancel), "created",
-			      time_or_null(j->created_ns), "started", time_or_null(j->started_ns), "finished",
-			      time_or_null(j->finished_ns), "error", j->error ? json_string(j->error) : json_null(),
+			      ctl_json_time(j->created_ns), "started", ctl_json_time(j->started_ns), "finished",
+			      ctl_json_time(j->finished_ns), "error", j->error ? json_string(j->error) : json_null(),
 			      "result", j->result ? j->result : json_null());
 	return o;
 }

@@ -17,6 +17,7 @@
  * destroyed snapshot). A group whose run was missed while rodd was down gets one
  * catch-up snapshot: the next run is always the first slot after "now". */
 #include "ctl_err.h"
+#include "ctl_json.h"
 #include "pg.h"
 
 #include <errno.h>
@@ -100,18 +101,6 @@ static int store_fail(char **msg, int err, const char *what)
 static uint64_t pg_now(struct rod_pg *p)
 {
 	return (uint64_t)((int64_t)rod_wall_ns() + p->offset_ns);
-}
-
-static json_t *json_time(uint64_t ns)
-{
-	char buf[32];
-	time_t t = (time_t)(ns / NS);
-	struct tm tm;
-	if (!ns)
-		return json_null();
-	gmtime_r(&t, &tm);
-	strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
-	return json_string(buf);
 }
 
 /* "90", "30s", "15m", "1h", "7d", "2w" -> seconds */
@@ -237,17 +226,6 @@ static int full_suffix(const struct pg *g, const char *suffix, char *out, size_t
 
 /* ---- persistence ---------------------------------------------------------------------- */
 
-static int put_json(struct rod_pg *p, const char *key, json_t *j)
-{
-	char *txt = json_dumps(j, JSON_COMPACT);
-	int rc;
-	if (!txt)
-		return -ENOMEM;
-	rc = rod_store_meta_put(p->store, key, txt, strlen(txt));
-	free(txt);
-	return rc;
-}
-
 static int pg_save(struct rod_pg *p, const struct pg *g)
 {
 	char key[128];
@@ -261,7 +239,7 @@ static int pg_save(struct rod_pg *p, const struct pg *g)
 	if (!o)
 		return -ENOMEM;
 	snprintf(key, sizeof(key), PFX_PG "%s", g->name);
-	rc = put_json(p, key, o);
+	rc = ctl_put_json(p->store, key, o);
 	json_decref(o);
 	return rc;
 }
@@ -281,7 +259,7 @@ static int snap_save(struct rod_pg *p, const struct pg *g, const struct pg_snap 
 	if (!o)
 		return -ENOMEM;
 	snap_key(g, sn->suffix, key, sizeof(key));
-	rc = put_json(p, key, o);
+	rc = ctl_put_json(p->store, key, o);
 	json_decref(o);
 	return rc;
 }
@@ -301,11 +279,6 @@ static int snap_add_mem(struct pg *g, const struct pg_snap *sn)
 	return 0;
 }
 
-static uint64_t jint(json_t *o, const char *k)
-{
-	return (uint64_t)json_integer_value(json_object_get(o, k));
-}
-
 static int load_pg(void *arg, const char *key, const void *val, size_t len)
 {
 	struct rod_pg *p = arg;
@@ -320,7 +293,7 @@ static int load_pg(void *arg, const char *key, const void *val, size_t len)
 		return 0;
 	}
 	snprintf(g->name, sizeof(g->name), "%s", name);
-	g->created_ns = jint(o, "created_ns");
+	g->created_ns = ctl_jint(o, "created_ns");
 	g->volumes = json_incref(json_object_get(o, "volumes"));
 	g->patterns = json_incref(json_object_get(o, "patterns"));
 	if (!json_is_array(g->volumes)) {
@@ -331,13 +304,13 @@ static int load_pg(void *arg, const char *key, const void *val, size_t len)
 		json_decref(g->patterns);
 		g->patterns = json_array();
 	}
-	g->every_s = jint(o, "every_s");
-	g->at_s = jint(o, "at_s");
-	g->next_ns = jint(o, "next_ns");
+	g->every_s = ctl_jint(o, "every_s");
+	g->at_s = ctl_jint(o, "at_s");
+	g->next_ns = ctl_jint(o, "next_ns");
 	g->has_retention = json_is_true(json_object_get(o, "has_retention"));
-	g->keep_all_s = jint(o, "keep_all_s");
-	g->per_day = jint(o, "per_day");
-	g->for_s = jint(o, "for_s");
+	g->keep_all_s = ctl_jint(o, "keep_all_s");
+	g->per_day = ctl_jint(o, "per_day");
+	g->for_s = ctl_jint(o, "for_s");
 	json_decref(o);
 	ng = realloc(p->groups, (p->n_groups + 1) * sizeof(*ng));
 	if (!ng) {
@@ -373,7 +346,7 @@ static int load_snap(void *arg, const char *key, const void *val, size_t len)
 		return 0;
 	}
 	snprintf(sn.suffix, sizeof(sn.suffix), "%s", suffix);
-	sn.created_ns = jint(o, "created_ns");
+	sn.created_ns = ctl_jint(o, "created_ns");
 	for (size_t k = 0; k < ROD_ARRAY_SIZE(kind_names); k++)
 		if (kind && !strcmp(kind, kind_names[k]))
 			sn.kind = (enum pgsnap_kind)k;
@@ -734,7 +707,7 @@ static json_t *snap_json(const struct pg *g, const struct pg_snap *sn)
 	char full[ROD_SNAP_NAME_MAX];
 	snprintf(full, sizeof(full), "%s-%s", g->name, sn->suffix);
 	return json_pack("{s:s, s:s, s:o, s:I, s:s, s:O}", "suffix", sn->suffix, "snapshot_suffix", full,
-			 "created", json_time(sn->created_ns), "created_s", (json_int_t)(sn->created_ns / NS), "kind",
+			 "created", ctl_json_time(sn->created_ns), "created_s", (json_int_t)(sn->created_ns / NS), "kind",
 			 kind_names[sn->kind], "members", sn->members);
 }
 
@@ -765,14 +738,14 @@ static json_t *pg_json(struct rod_pg *p, const struct pg *g, bool detail)
 			jat = json_string(at);
 		}
 		schedule = json_pack("{s:o, s:I, s:o, s:o}", "every", dur_json(g->every_s), "every_s",
-				     (json_int_t)g->every_s, "at", jat, "next_run", json_time(g->next_ns));
+				     (json_int_t)g->every_s, "at", jat, "next_run", ctl_json_time(g->next_ns));
 	}
 	if (g->has_retention)
 		retention = json_pack("{s:o, s:I, s:o}", "keep_all", dur_json(g->keep_all_s), "per_day",
 				      (json_int_t)g->per_day, "for", dur_json(g->for_s));
 	json_t *last = g->n_snaps ? snap_json(g, &g->snaps[g->n_snaps - 1]) : json_null();
 	json_t *o = json_pack("{s:s, s:o, s:O, s:O, s:o, s:o, s:o, s:o, s:I}", "name", g->name, "created",
-			      json_time(g->created_ns), "volumes", g->volumes, "patterns", g->patterns, "members",
+			      ctl_json_time(g->created_ns), "volumes", g->volumes, "patterns", g->patterns, "members",
 			      members, "schedule", schedule, "retention", retention, "last_snapshot", last,
 			      "snapshot_count", (json_int_t)g->n_snaps);
 	if (detail) {
@@ -1234,7 +1207,7 @@ static int m_tick(struct rod_pg *p, json_t *params, json_t **res, char **msg)
 	p->offset_ns += (int64_t)(adv * NS);
 	struct run_report rep = { json_array(), json_array() };
 	run_due(p, &rep);
-	*res = json_pack("{s:o, s:I, s:I, s:o, s:o}", "now", json_time(pg_now(p)), "now_s",
+	*res = json_pack("{s:o, s:I, s:I, s:o, s:o}", "now", ctl_json_time(pg_now(p)), "now_s",
 			 (json_int_t)(pg_now(p) / NS), "offset_s",
 			 (json_int_t)(p->offset_ns / (int64_t)NS), "taken", rep.taken, "pruned", rep.pruned);
 	return 0;

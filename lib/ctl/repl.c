@@ -36,6 +36,7 @@
 #include <openssl/ssl.h>
 
 #include "ctl_err.h"
+#include "ctl_json.h"
 #include "rod/ctl.h"
 #include "rod/log.h"
 #include "rod/util.h"
@@ -220,17 +221,6 @@ struct xfer_arg {
 
 /* ---- helpers ----------------------------------------------------------------------------- */
 
-static int put_json(struct rod_store *s, const char *key, json_t *j)
-{
-	char *txt = json_dumps(j, JSON_COMPACT);
-	int rc;
-	if (!txt)
-		return -ENOMEM;
-	rc = rod_store_meta_put(s, key, txt, strlen(txt));
-	free(txt);
-	return rc;
-}
-
 static json_t *get_json(struct rod_store *s, const char *key)
 {
 	void *val;
@@ -242,26 +232,9 @@ static json_t *get_json(struct rod_store *s, const char *key)
 	return o;
 }
 
-static uint64_t jint(json_t *o, const char *k)
-{
-	return (uint64_t)json_integer_value(json_object_get(o, k));
-}
-
 static const char *jstr(json_t *o, const char *k)
 {
 	return json_string_value(json_object_get(o, k));
-}
-
-static json_t *json_time(uint64_t ns)
-{
-	char buf[32];
-	time_t t = (time_t)(ns / NS);
-	struct tm tm;
-	if (!ns)
-		return json_null();
-	gmtime_r(&t, &tm);
-	strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
-	return json_string(buf);
 }
 
 static void sleep_ms(unsigned ms)
@@ -382,7 +355,7 @@ static int load_key(void *arg, const char *key, const void *val, size_t len)
 		return 0;
 	}
 	snprintf(k.id, sizeof(k.id), "%s", id);
-	k.created_ns = jint(o, "created_ns");
+	k.created_ns = ctl_jint(o, "created_ns");
 	json_decref(o);
 	struct repl_key *nk = realloc(r->keys, (r->n_keys + 1) * sizeof(*nk));
 	if (!nk)
@@ -430,7 +403,7 @@ static int m_key_create(struct rod_repl *r, json_t *params, json_t **res, char *
 	k.created_ns = rod_wall_ns();
 	json_t *o = json_pack("{s:s, s:s, s:I}", "id", k.id, "secret", hex, "created_ns", (json_int_t)k.created_ns);
 	snprintf(key, sizeof(key), PFX_KEY "%s", k.id);
-	rc = o ? put_json(r->store, key, o) : -ENOMEM;
+	rc = o ? ctl_put_json(r->store, key, o) : -ENOMEM;
 	json_decref(o);
 	if (rc)
 		return ctl_fail(msg, ROD_CTL_EOTHER, "saving the replication key: %s", strerror(-rc));
@@ -445,7 +418,7 @@ static int m_key_create(struct rod_repl *r, json_t *params, json_t **res, char *
 		return ctl_fail(msg, ROD_CTL_EOTHER, "out of memory");
 	snprintf(text, sizeof(text), KEY_PREFIX ":%s:%s", k.id, hex);
 	rod_info("replication: key %s created", k.id);
-	*res = json_pack("{s:s, s:s, s:o}", "id", k.id, "key", text, "created", json_time(k.created_ns));
+	*res = json_pack("{s:s, s:s, s:o}", "id", k.id, "key", text, "created", ctl_json_time(k.created_ns));
 	return 0;
 }
 
@@ -457,7 +430,7 @@ static int m_key_list(struct rod_repl *r, json_t *params, json_t **res, char **m
 	pthread_mutex_lock(&r->lock);
 	for (size_t i = 0; i < r->n_keys; i++)
 		json_array_append_new(arr, json_pack("{s:s, s:o}", "id", r->keys[i].id, "created",
-						     json_time(r->keys[i].created_ns)));
+						     ctl_json_time(r->keys[i].created_ns)));
 	pthread_mutex_unlock(&r->lock);
 	*res = json_pack("{s:o}", "keys", arr);
 	return 0;
@@ -843,7 +816,7 @@ static int link_save(struct rod_repl *r, const struct link *l)
 	if (o)
 		json_object_set_new(o, "next", json_string(l->next));
 	snprintf(key, sizeof(key), PFX_LINK "%s", l->group);
-	int rc = o ? put_json(r->store, key, o) : -ENOMEM;
+	int rc = o ? ctl_put_json(r->store, key, o) : -ENOMEM;
 	json_decref(o);
 	if (rc)
 		rod_warn("replication: cannot save the link of %s: %s", l->group, strerror(-rc));
@@ -869,10 +842,10 @@ static int load_link(void *arg, const char *key, const void *val, size_t len)
 	snprintf(l->pending, sizeof(l->pending), "%s", jstr(o, "pending") ? jstr(o, "pending") : "");
 	snprintf(l->next, sizeof(l->next), "%s", jstr(o, "next") ? jstr(o, "next") : "");
 	snprintf(l->target_name, sizeof(l->target_name), "%s", jstr(o, "target_name") ? jstr(o, "target_name") : "");
-	l->bwlimit = jint(o, "bwlimit");
-	l->last_ns = jint(o, "last_ns");
-	l->last_bytes = jint(o, "last_bytes");
-	l->last_done_ns = jint(o, "last_done_ns");
+	l->bwlimit = ctl_jint(o, "bwlimit");
+	l->last_ns = ctl_jint(o, "last_ns");
+	l->last_bytes = ctl_jint(o, "last_bytes");
+	l->last_done_ns = ctl_jint(o, "last_done_ns");
 	l->force_full = json_is_true(json_object_get(o, "force_full"));
 	l->last_members = json_incref(json_object_get(o, "last_members"));
 	if (!json_is_object(l->last_members)) {
@@ -1435,8 +1408,8 @@ static json_t *link_json_locked(const struct link *l)
 				 : json_null();
 	return json_pack("{s:s, s:s, s:s, s:I, s:s?, s:o, s:o, s:I, s:o, s:s?, s:s, s:s?, s:I}", "target", l->to,
 			 "target_array", l->target_name, "key_id", l->key_id, "bwlimit", (json_int_t)l->bwlimit,
-			 "last_snapshot", l->last[0] ? l->last : NULL, "last_snapshot_created", json_time(l->last_ns),
-			 "lag_s", lag, "last_bytes", (json_int_t)l->last_bytes, "last_done", json_time(l->last_done_ns),
+			 "last_snapshot", l->last[0] ? l->last : NULL, "last_snapshot_created", ctl_json_time(l->last_ns),
+			 "lag_s", lag, "last_bytes", (json_int_t)l->last_bytes, "last_done", ctl_json_time(l->last_done_ns),
 			 "pending", l->pending[0] ? l->pending : NULL, "state", l->state, "error",
 			 l->error[0] ? l->error : NULL, "job", (json_int_t)l->job_id);
 }
@@ -1652,8 +1625,8 @@ static int staging_prepare(struct receiver *rv)
 		char name[ROD_SNAP_NAME_MAX];
 		struct rod_vol_info vi;
 		const char *vol = jstr(m, "volume");
-		uint64_t size = jint(m, "size");
-		uint32_t bs = (uint32_t)jint(m, "block_size");
+		uint64_t size = ctl_jint(m, "size");
+		uint32_t bs = (uint32_t)ctl_jint(m, "block_size");
 		int rc;
 		staging_name(rv->source, vol, name, sizeof(name));
 		rc = rod_vol_info_get(rv->r->store, name, &vi);
@@ -1682,8 +1655,8 @@ static bool hello_valid(json_t *h)
 		return false;
 	json_array_foreach(json_object_get(h, "members"), i, m) {
 		const char *v = jstr(m, "volume");
-		uint64_t bs = jint(m, "block_size");
-		if (!v || !rod_name_valid(v) || (bs != 512 && bs != 4096) || jint(m, "size") % bs)
+		uint64_t bs = ctl_jint(m, "block_size");
+		if (!v || !rod_name_valid(v) || (bs != 512 && bs != 4096) || ctl_jint(m, "size") % bs)
 			return false;
 	}
 	return true;
@@ -1696,7 +1669,7 @@ static int recv_flush_cursor(struct receiver *rv, uint64_t cursor)
 		return rc;
 	json_object_set_new(json_object_get(rv->rec, "cursors"), rv->vol + strlen(rv->source) + 1,
 			    json_integer((json_int_t)cursor));
-	if ((rc = put_json(rv->r->store, rv->xkey, rv->rec)))
+	if ((rc = ctl_put_json(rv->r->store, rv->xkey, rv->rec)))
 		return rc;
 	if (rv->fps)
 		tab_append(rv->r, rv->fps, PFX_FP, rv->fpents, rv->n_fp, 40);
@@ -1740,8 +1713,8 @@ static int recv_commit(struct receiver *rv, char *err, size_t elen)
 	json_array_foreach(rv->members, i, m) {
 		staging_name(rv->source, jstr(m, "volume"), buf[i], sizeof(buf[i]));
 		names[i] = buf[i];
-		uint64_t cur = jint(json_object_get(rv->rec, "cursors"), jstr(m, "volume"));
-		if (cur < jint(m, "size")) {
+		uint64_t cur = ctl_jint(json_object_get(rv->rec, "cursors"), jstr(m, "volume"));
+		if (cur < ctl_jint(m, "size")) {
 			snprintf(err, elen, "member %s is not complete", jstr(m, "volume"));
 			rc = -EINVAL;
 			goto done;
@@ -1768,15 +1741,15 @@ static int recv_commit(struct receiver *rv, char *err, size_t elen)
 		json_array_append_new(out, json_pack("{s:s, s:s}", "volume", names[i], "snapshot", snap));
 	}
 	json_t *rec = json_pack("{s:s, s:s, s:s, s:I, s:I, s:O}", "source", rv->source, "group", rv->group, "suffix",
-				rv->suffix, "created_ns", (json_int_t)jint(rv->rec, "created_ns"), "received_ns",
+				rv->suffix, "created_ns", (json_int_t)ctl_jint(rv->rec, "created_ns"), "received_ns",
 				(json_int_t)rod_wall_ns(), "members", out);
 	snprintf(key, sizeof(key), PFX_REPLICA "%s/%s/%s", rv->source, rv->group, rv->suffix);
-	rc = rec ? put_json(rv->r->store, key, rec) : -ENOMEM;
+	rc = rec ? ctl_put_json(rv->r->store, key, rec) : -ENOMEM;
 	json_decref(rec);
 	if (!rc) {
 		json_object_set_new(rv->rec, "committed", json_true());
 		json_object_set_new(rv->rec, "last", json_string(rv->suffix));
-		rc = put_json(rv->r->store, rv->xkey, rv->rec);
+		rc = ctl_put_json(rv->r->store, rv->xkey, rv->rec);
 	}
 	if (rc)
 		snprintf(err, elen, "recording the replica: %s", strerror(-rc));
@@ -1839,11 +1812,11 @@ static int recv_hello(struct receiver *rv, json_t *h, json_t **reply)
 		if ((abandoned || full) && (rc = staging_reset(rv, last, full)))
 			goto fail;
 		rv->rec = json_pack("{s:s, s:s?, s:b, s:b, s:s?, s:I, s:o}", "suffix", rv->suffix, "base", base, "full",
-				    full, "committed", 0, "last", last, "created_ns", (json_int_t)jint(h, "created_ns"),
+				    full, "committed", 0, "last", last, "created_ns", (json_int_t)ctl_jint(h, "created_ns"),
 				    "cursors", json_object());
 		json_decref(rec);
 		rec = NULL;
-		if (!rv->rec || (rc = put_json(r->store, rv->xkey, rv->rec)))
+		if (!rv->rec || (rc = ctl_put_json(r->store, rv->xkey, rv->rec)))
 			goto fail;
 		rod_info("replication: receiving %s:%s.%s (%s)", rv->source, rv->group, rv->suffix,
 			 full ? "full" : "incremental");
@@ -2043,7 +2016,7 @@ static void serve_conn(struct rod_repl *r, int fd, const char *peer)
 	json_t *reply = NULL;
 	if (!h)
 		goto out;
-	if (!hello_valid(h) || jint(h, "proto") != PROTO_VERSION) {
+	if (!hello_valid(h) || ctl_jint(h, "proto") != PROTO_VERSION) {
 		reply = json_pack("{s:s}", "error", "malformed or unsupported request");
 	} else if ((rc = recv_hello(&rv, h, &reply))) {
 		json_decref(reply);
@@ -2167,7 +2140,7 @@ static int scan_replica(void *arg, const char *key, const void *val, size_t len)
 	}
 	json_array_append_new(json_object_get(grp, "snapshots"),
 			      json_pack("{s:s, s:s, s:o, s:o, s:O}", "name", snap, "suffix", sfx, "created",
-					json_time(jint(o, "created_ns")), "received", json_time(jint(o, "received_ns")),
+					ctl_json_time(ctl_jint(o, "created_ns")), "received", ctl_json_time(ctl_jint(o, "received_ns")),
 					"members", json_object_get(o, "members")));
 	json_decref(o);
 	return 0;
