@@ -680,6 +680,37 @@ static void lu_reset(struct rod_scsi_lu *lu, struct rod_tmf_wait *w, uint32_t ua
 	rod_lu_ua_set_all(lu, ua, -1);
 }
 
+/* The task management functions of one logical unit: 0, or -ENOENT when the nexus
+ * sees no LU at lun. */
+static int lu_tmf(struct rod_scsi_target *t, struct rod_scsi_nexus *n, enum rod_scsi_tmf fn,
+		  uint64_t lun, int requester, struct rod_tmf_wait *w)
+{
+	struct rod_scsi_lu *lu = rod_lu_lookup(t, n->host_id, lun);
+	if (!lu)
+		return -ENOENT;
+	switch (fn) {
+	case ROD_TMF_ABORT_TASK_SET:
+		/* SAM-5 7.3: every task received on the requesting I_T nexus, no other. The
+		 * transport suppresses their responses; marking them here stops held or
+		 * multi-step ones early. */
+		if (requester >= 0)
+			rod_lu_abort_tasks(lu, requester, -1, NULL, w, 0);
+		break;
+	case ROD_TMF_CLEAR_TASK_SET:
+		/* SAM-5 7.4 with TST=000 (one task set per LU): every nexus's tasks; with
+		 * TAS=0 the others are told by 2F/00 COMMANDS CLEARED BY ANOTHER INITIATOR. */
+		rod_lu_abort_tasks(lu, -1, requester, NULL, w, ROD_UA_CMDS_CLEARED);
+		if (requester >= 0)
+			rod_lu_abort_tasks(lu, requester, -1, NULL, w, 0);
+		break;
+	default: /* ROD_TMF_LOGICAL_UNIT_RESET */
+		lu_reset(lu, w, ROD_UA_BDR);
+		break;
+	}
+	rod_lu_put(lu);
+	return 0;
+}
+
 int rod_scsi_tmf_async(struct rod_scsi_target *t, struct rod_scsi_nexus *n,
 		       enum rod_scsi_tmf fn, uint64_t lun, void (*done)(void *arg), void *arg)
 {
@@ -699,48 +730,11 @@ int rod_scsi_tmf_async(struct rod_scsi_target *t, struct rod_scsi_nexus *n,
 		/* one task of the requester: the transport's */
 		rc = 0;
 		break;
-	case ROD_TMF_ABORT_TASK_SET: {
-		/* SAM-5 7.3: every task received on the requesting I_T nexus, no other. The
-		 * transport suppresses their responses; marking them here stops held or
-		 * multi-step ones early. */
-		struct rod_scsi_lu *lu = rod_lu_lookup(t, n->host_id, lun);
-		if (!lu) {
-			rc = -ENOENT;
-			break;
-		}
-		if (requester >= 0)
-			rod_lu_abort_tasks(lu, requester, -1, NULL, w, 0);
-		rod_lu_put(lu);
-		rc = 0;
+	case ROD_TMF_ABORT_TASK_SET:
+	case ROD_TMF_CLEAR_TASK_SET:
+	case ROD_TMF_LOGICAL_UNIT_RESET:
+		rc = lu_tmf(t, n, fn, lun, requester, w);
 		break;
-	}
-	case ROD_TMF_CLEAR_TASK_SET: {
-		/* SAM-5 7.4 with TST=000 (one task set per LU): every nexus's tasks; with
-		 * TAS=0 the others are told by 2F/00 COMMANDS CLEARED BY ANOTHER INITIATOR. */
-		struct rod_scsi_lu *lu = rod_lu_lookup(t, n->host_id, lun);
-		if (!lu) {
-			rc = -ENOENT;
-			break;
-		}
-		rod_lu_abort_tasks(lu, -1, requester, NULL, w, ROD_UA_CMDS_CLEARED);
-		if (requester >= 0)
-			if (requester >= 0)
-			rod_lu_abort_tasks(lu, requester, -1, NULL, w, 0);
-		rod_lu_put(lu);
-		rc = 0;
-		break;
-	}
-	case ROD_TMF_LOGICAL_UNIT_RESET: {
-		struct rod_scsi_lu *lu = rod_lu_lookup(t, n->host_id, lun);
-		if (!lu) {
-			rc = -ENOENT;
-			break;
-		}
-		lu_reset(lu, w, ROD_UA_BDR);
-		rod_lu_put(lu);
-		rc = 0;
-		break;
-	}
 	case ROD_TMF_TARGET_WARM_RESET:
 	case ROD_TMF_TARGET_COLD_RESET:
 		pthread_rwlock_rdlock(&t->lock);

@@ -386,6 +386,20 @@ static void chg_add(struct lineage *l, uint64_t g)
 	c->pages[lo]->bits[(g >> 6) & 63] |= 1ull << (g & 63);
 }
 
+/* Appends the run [a, b) as pair *n of v (room for max pairs; v NULL: count only);
+ * false when v is full. */
+static bool run_put(uint64_t *v, size_t max, size_t *n, uint64_t a, uint64_t b)
+{
+	if (*n == max)
+		return false;
+	if (v) {
+		v[2 * *n] = a;
+		v[2 * *n + 1] = b;
+	}
+	(*n)++;
+	return true;
+}
+
 /* Runs of units (grains >> shift) holding a marked grain, as (a, b) pairs into v (room
  * for max); false when there are more than max. */
 static bool chg_runs(const struct chgset *c, unsigned shift, uint64_t *v, size_t max,
@@ -412,30 +426,16 @@ static bool chg_runs(const struct chgset *c, unsigned shift, uint64_t *v, size_t
 					rb++;
 					continue;
 				}
-				if (in) {
-					if (n == max)
-						return false;
-					if (v) {
-						v[2 * n] = ra;
-						v[2 * n + 1] = rb;
-					}
-					n++;
-				}
+				if (in && !run_put(v, max, &n, ra, rb))
+					return false;
 				ra = u;
 				rb = u + 1;
 				in = true;
 			}
 		}
 	}
-	if (in) {
-		if (n == max)
-			return false;
-		if (v) {
-			v[2 * n] = ra;
-			v[2 * n + 1] = rb;
-		}
-		n++;
-	}
+	if (in && !run_put(v, max, &n, ra, rb))
+		return false;
 	*nout = n;
 	return true;
 }
@@ -527,6 +527,26 @@ void lin_chg_unknown(struct lineage *l, uint64_t e, struct mutbuf *mb)
 		chg_log(l, e, true, mb);
 }
 
+/* Appends the run [a, b) as pair *n of *r, growing *r to nc pairs when full (*cap
+ * pairs); on failure frees *r and returns -ENOMEM. */
+static int run_push(uint64_t **r, size_t *n, size_t *cap, size_t nc, uint64_t a, uint64_t b)
+{
+	if (*n == *cap) {
+		uint64_t *nr = realloc(*r, 2 * nc * sizeof(*nr));
+
+		if (!nr) {
+			free(*r);
+			return -ENOMEM;
+		}
+		*r = nr;
+		*cap = nc;
+	}
+	(*r)[2 * *n] = a;
+	(*r)[2 * *n + 1] = b;
+	(*n)++;
+	return 0;
+}
+
 /* Bitmap pages to runs of grains; gaps of CHG_GAP grains or fewer are bridged (a
  * superset of the marked grains is still a correct summary) to bound the list. */
 #define CHG_GAP 8u
@@ -555,42 +575,16 @@ static int chg_decode_pages(const uint8_t *v, size_t vl, uint64_t **iv, size_t *
 					rb = g + 1;
 					continue;
 				}
-				if (in) {
-					if (n == cap) {
-						size_t nc = cap ? 2 * cap : 1024;
-						uint64_t *nr = realloc(r, 2 * nc * sizeof(*nr));
-
-						if (!nr) {
-							free(r);
-							return -ENOMEM;
-						}
-						r = nr;
-						cap = nc;
-					}
-					r[2 * n] = ra;
-					r[2 * n + 1] = rb;
-					n++;
-				}
+				if (in && run_push(&r, &n, &cap, cap ? 2 * cap : 1024, ra, rb))
+					return -ENOMEM;
 				ra = g;
 				rb = g + 1;
 				in = true;
 			}
 		}
 	}
-	if (in) {
-		if (n == cap) {
-			uint64_t *nr = realloc(r, 2 * (cap + 1) * sizeof(*nr));
-
-			if (!nr) {
-				free(r);
-				return -ENOMEM;
-			}
-			r = nr;
-		}
-		r[2 * n] = ra;
-		r[2 * n + 1] = rb;
-		n++;
-	}
+	if (in && run_push(&r, &n, &cap, cap + 1, ra, rb))
+		return -ENOMEM;
 	*iv = r;
 	*nout = n;
 	return 0;
