@@ -1480,7 +1480,8 @@ static int c_pg_retention(int argc, char **argv, const char *usage)
 	return call_print("pg.retention", p, print_pg);
 }
 
-static int c_pg_restore(int argc, char **argv, const char *usage)
+/* pg restore / replica restore NAME SNAPSHOT --clone-prefix PREFIX ("what" names the noun). */
+static int restore_clones(int argc, char **argv, const char *usage, const char *what, const char *method)
 {
 	struct opt o[] = { { "--clone-prefix", true } };
 	const char *pos[2];
@@ -1488,10 +1489,15 @@ static int c_pg_restore(int argc, char **argv, const char *usage)
 	if (parse_args(argc, argv, o, 1, pos, 2, &np, usage))
 		return EX_USAGE;
 	if (!o[0].seen)
-		return die(EX_USAGE, "pg restore needs --clone-prefix PREFIX (clones are named PREFIX<volume>)\nusage: %s",
-			   usage);
-	return call_print("pg.restore", json_pack("{s:s, s:s, s:s}", "name", pos[0], "snapshot", pos[1],
-						  "clone_prefix", o[0].value), human_pg_restore);
+		return die(EX_USAGE, "%s restore needs --clone-prefix PREFIX (clones are named PREFIX<volume>)\nusage: %s",
+			   what, usage);
+	return call_print(method, json_pack("{s:s, s:s, s:s}", "name", pos[0], "snapshot", pos[1],
+					    "clone_prefix", o[0].value), human_pg_restore);
+}
+
+static int c_pg_restore(int argc, char **argv, const char *usage)
+{
+	return restore_clones(argc, argv, usage, "pg", "pg.restore");
 }
 
 static int c_pg_revert(int argc, char **argv, const char *usage)
@@ -1660,16 +1666,7 @@ static void human_replicas(json_t *r)
 
 static int c_replica_restore(int argc, char **argv, const char *usage)
 {
-	struct opt o[] = { { "--clone-prefix", true } };
-	const char *pos[2];
-	size_t np;
-	if (parse_args(argc, argv, o, 1, pos, 2, &np, usage))
-		return EX_USAGE;
-	if (!o[0].seen)
-		return die(EX_USAGE, "replica restore needs --clone-prefix PREFIX (clones are named PREFIX<volume>)\nusage: %s",
-			   usage);
-	return call_print("replica.restore", json_pack("{s:s, s:s, s:s}", "name", pos[0], "snapshot", pos[1],
-						       "clone_prefix", o[0].value), human_pg_restore);
+	return restore_clones(argc, argv, usage, "replica", "replica.restore");
 }
 
 static int c_replica_list(int argc, char **argv, const char *usage)
