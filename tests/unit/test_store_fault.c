@@ -14,6 +14,8 @@
 
 #include <cmocka.h>
 
+#include "store_test_util.h"
+
 #include "rod/store.h"
 
 #define MiB (1024ull * 1024)
@@ -33,41 +35,23 @@ static void fill(void *buf, size_t len, uint32_t seed)
 
 static struct rod_store *open_store(bool create)
 {
-	struct rod_store_opts o = { .dir = tmpl, .create = create, .array_name = "fault-array",
-				    .no_gc_thread = true };
-	struct rod_store *s = NULL;
-
-	assert_int_equal(rod_store_open(&o, &s), 0);
-	return s;
+	return stu_open(tmpl, "fault-array", create, false);
 }
 
 static int setup(void **state)
 {
-	snprintf(tmpl, sizeof(tmpl), "/tmp/rodtest.XXXXXX");
-	assert_non_null(mkdtemp(tmpl));
+	stu_mkdtemp(tmpl, sizeof(tmpl), "rodtest");
 	*state = open_store(true);
 	return 0;
 }
 
 static int teardown(void **state)
 {
-	char cmd[128];
-
 	rod_store_fault_set("off", NULL, 0);
 	if (*state)
 		rod_store_close(*state);
-	snprintf(cmd, sizeof(cmd), "rm -rf %s", tmpl);
-	assert_int_equal(system(cmd), 0);
+	stu_rmtree(tmpl, NULL);
 	return 0;
-}
-
-static struct rod_vol *mkvol(struct rod_store *s, const char *name, uint64_t size)
-{
-	struct rod_vol *v;
-
-	assert_int_equal(rod_vol_create(s, name, size, 512, NULL), 0);
-	assert_int_equal(rod_vol_open(s, name, &v), 0);
-	return v;
 }
 
 static void check_grains(struct rod_vol *v, uint64_t g0, uint64_t n, uint32_t seed)
@@ -112,7 +96,7 @@ static void test_spec(void **state)
 static void test_enospc(void **state)
 {
 	struct rod_store *s = *state;
-	struct rod_vol *v = mkvol(s, "v", 16 * MiB);
+	struct rod_vol *v = stu_mkvol(s, "v", 16 * MiB);
 	struct rod_store_stats st;
 
 	write_grains(v, 0, 8, 1, 0);
@@ -165,7 +149,7 @@ static void one_failure(struct rod_store **sp, const char *point, uint64_t g0)
 static void test_failures(void **state)
 {
 	struct rod_store *s = *state;
-	struct rod_vol *v = mkvol(s, "v", 16 * MiB);
+	struct rod_vol *v = stu_mkvol(s, "v", 16 * MiB);
 
 	rod_vol_close(v);
 	one_failure((struct rod_store **)state, "segment_pwrite_fail", 0);
@@ -204,7 +188,7 @@ static int on_damage(void *arg, const struct rod_scrub_damage *d)
 static void test_bitflip_scrub(void **state)
 {
 	struct rod_store *s = *state;
-	struct rod_vol *v = mkvol(s, "v", 16 * MiB);
+	struct rod_vol *v = stu_mkvol(s, "v", 16 * MiB);
 	struct rod_scrub_stats st;
 	struct damage dm = { 0 };
 	uint8_t buf[G];

@@ -18,6 +18,8 @@
 
 #include <cmocka.h>
 
+#include "store_test_util.h"
+
 #include "rod/store.h"
 
 #define MiB (1024ull * 1024)
@@ -30,18 +32,12 @@ static bool no_dedupe;
 
 static struct rod_store *open_store(bool create)
 {
-	struct rod_store_opts o = { .dir = tmpl, .create = create, .array_name = "flat",
-				    .no_gc_thread = true, .no_dedupe = no_dedupe };
-	struct rod_store *s = NULL;
-
-	assert_int_equal(rod_store_open(&o, &s), 0);
-	return s;
+	return stu_open(tmpl, "flat", create, no_dedupe);
 }
 
 static int setup(void **state)
 {
-	snprintf(tmpl, sizeof(tmpl), "/tmp/rodflat.XXXXXX");
-	assert_non_null(mkdtemp(tmpl));
+	stu_mkdtemp(tmpl, sizeof(tmpl), "rodflat");
 	*state = open_store(true);
 	return 0;
 }
@@ -54,13 +50,10 @@ static int setup_nodedupe(void **state)
 
 static int teardown(void **state)
 {
-	char cmd[128];
-
 	if (*state)
 		rod_store_close(*state);
 	no_dedupe = false;
-	snprintf(cmd, sizeof(cmd), "rm -rf %s", tmpl);
-	assert_int_equal(system(cmd), 0);
+	stu_rmtree(tmpl, NULL);
 	return 0;
 }
 

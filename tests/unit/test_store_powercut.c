@@ -23,6 +23,8 @@
 
 #include <cmocka.h>
 
+#include "store_test_util.h"
+
 #include "rod/store.h"
 
 #define MiB (1024ull * 1024)
@@ -51,12 +53,7 @@ static void pattern(uint8_t *buf, uint32_t tag, uint64_t g)
 
 static struct rod_store *open_store(bool create)
 {
-	struct rod_store_opts o = { .dir = tmpl, .create = create, .array_name = "pc",
-				    .no_gc_thread = true };
-	struct rod_store *s = NULL;
-
-	assert_int_equal(rod_store_open(&o, &s), 0);
-	return s;
+	return stu_open(tmpl, "pc", create, false);
 }
 
 static void wr(struct rod_store *s, const char *vol, uint32_t tag, uint64_t g0, uint64_t g1)
@@ -227,19 +224,15 @@ static void test_memtable_guard(void **state)
 static int setup(void **state)
 {
 	(void)state;
-	snprintf(tmpl, sizeof(tmpl), "/tmp/rodpc.XXXXXX");
-	assert_non_null(mkdtemp(tmpl));
+	stu_mkdtemp(tmpl, sizeof(tmpl), "rodpc");
 	snprintf(mark, sizeof(mark), "%s.mark", tmpl);
 	return 0;
 }
 
 static int teardown(void **state)
 {
-	char cmd[256];
-
 	(void)state;
-	snprintf(cmd, sizeof(cmd), "rm -rf %s %s", tmpl, mark);
-	assert_int_equal(system(cmd), 0);
+	stu_rmtree(tmpl, mark);
 	return 0;
 }
 

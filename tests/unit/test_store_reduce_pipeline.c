@@ -27,6 +27,8 @@
 
 #include <cmocka.h>
 
+#include "store_test_util.h"
+
 #include "rod/store.h"
 
 #define MiB (1024ull * 1024)
@@ -36,29 +38,20 @@ static char dir[64];
 static int setup(void **state)
 {
 	(void)state;
-	snprintf(dir, sizeof(dir), "/tmp/rodredp.XXXXXX");
-	assert_non_null(mkdtemp(dir));
+	stu_mkdtemp(dir, sizeof(dir), "rodredp");
 	return 0;
 }
 
 static int teardown(void **state)
 {
-	char cmd[256];
-
 	(void)state;
-	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
-	assert_int_equal(system(cmd), 0);
+	stu_rmtree(dir, NULL);
 	return 0;
 }
 
 static struct rod_store *open_store(void)
 {
-	struct rod_store_opts o = { .dir = dir, .create = true, .array_name = "redp",
-				    .no_gc_thread = true };
-	struct rod_store *s = NULL;
-
-	assert_int_equal(rod_store_open(&o, &s), 0);
-	return s;
+	return stu_open(dir, "redp", true, false);
 }
 
 static uint64_t xs(uint64_t *x)

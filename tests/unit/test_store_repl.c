@@ -14,6 +14,8 @@
 
 #include <cmocka.h>
 
+#include "store_test_util.h"
+
 #include "rod/store.h"
 #include "rod/util.h"
 #include "../../lib/store/repl.h"
@@ -44,39 +46,21 @@ static void fill(void *buf, size_t len, uint64_t seed)
 
 static struct rod_store *open_store(bool create, bool no_dedupe)
 {
-	struct rod_store_opts o = { .dir = tmpl, .create = create, .array_name = "test-array",
-				    .no_gc_thread = true, .no_dedupe = no_dedupe };
-	struct rod_store *s = NULL;
-
-	assert_int_equal(rod_store_open(&o, &s), 0);
-	return s;
+	return stu_open(tmpl, "test-array", create, no_dedupe);
 }
 
 static int setup(void **state)
 {
-	snprintf(tmpl, sizeof(tmpl), "/tmp/rodrepl.XXXXXX");
-	assert_non_null(mkdtemp(tmpl));
+	stu_mkdtemp(tmpl, sizeof(tmpl), "rodrepl");
 	*state = open_store(true, false);
 	return 0;
 }
 
 static int teardown(void **state)
 {
-	char cmd[128];
-
 	rod_store_close(*state);
-	snprintf(cmd, sizeof(cmd), "rm -rf %s", tmpl);
-	assert_int_equal(system(cmd), 0);
+	stu_rmtree(tmpl, NULL);
 	return 0;
-}
-
-static struct rod_vol *mkvol(struct rod_store *s, const char *name, uint64_t size)
-{
-	struct rod_vol *v;
-
-	assert_int_equal(rod_vol_create(s, name, size, 512, NULL), 0);
-	assert_int_equal(rod_vol_open(s, name, &v), 0);
-	return v;
 }
 
 /* ---- what a snapshot holds, grain by grain, through the ordinary API ---- */
@@ -320,7 +304,7 @@ static void random_phase(struct rod_store *s, struct rod_vol *v, struct rod_vol 
 static void test_diff_random(void **state)
 {
 	struct rod_store *s = *state;
-	struct rod_vol *v = mkvol(s, "src", 8 * MiB), *o = mkvol(s, "other", 4 * MiB);
+	struct rod_vol *v = stu_mkvol(s, "src", 8 * MiB), *o = stu_mkvol(s, "other", 4 * MiB);
 	uint8_t *buf = malloc(4 * MiB);
 	char name[64], prev[64];
 	struct repl_diff_stats st;
@@ -456,7 +440,7 @@ static void expect_grains(struct rod_store *s, const char *base, const char *sna
 static void test_diff_cost(void **state)
 {
 	struct rod_store *s = *state;
-	struct rod_vol *v = mkvol(s, "big", 1024 * MiB);
+	struct rod_vol *v = stu_mkvol(s, "big", 1024 * MiB);
 	uint8_t *buf = malloc(4 * MiB);
 	struct repl_diff_stats st;
 	uint64_t changed[16];
@@ -530,7 +514,7 @@ static void test_diff_cost(void **state)
 static void test_diff_many_runs(void **state)
 {
 	struct rod_store *s = *state;
-	struct rod_vol *v = mkvol(s, "runs", 1400 * MiB);
+	struct rod_vol *v = stu_mkvol(s, "runs", 1400 * MiB);
 	uint8_t buf[G];
 	struct repl_diff_stats st;
 	struct exts x = { 0 };
@@ -565,7 +549,7 @@ static void test_diff_many_runs(void **state)
 static void test_summaries_dropped(void **state)
 {
 	struct rod_store *s = *state;
-	struct rod_vol *v = mkvol(s, "gone", 8 * MiB), *o;
+	struct rod_vol *v = stu_mkvol(s, "gone", 8 * MiB), *o;
 	uint8_t buf[4 * G];
 	uint64_t before;
 
@@ -580,7 +564,7 @@ static void test_summaries_dropped(void **state)
 	/* A revert, flattened: a span record (lineage|epoch|seq) too. */
 	assert_int_equal(rod_vol_revert(s, "gone", "gone.s0"), 0);
 	assert_int_equal(rod_vol_flatten(s, "gone", ROD_FLATTEN_ALL, NULL, NULL), 0);
-	o = mkvol(s, "stays", MiB);
+	o = stu_mkvol(s, "stays", MiB);
 	assert_int_equal(rod_vol_write(o, 0, buf, sizeof(buf), 0), 0);
 	assert_int_equal(rod_vol_snapshot(s, "stays", "s", NULL), 0);
 	before = repl_chg_keys(s);
@@ -605,7 +589,7 @@ static void test_summaries_dropped(void **state)
 static void test_read_raw(void **state)
 {
 	struct rod_store *s = *state;
-	struct rod_vol *v = mkvol(s, "raw", 4 * MiB);
+	struct rod_vol *v = stu_mkvol(s, "raw", 4 * MiB);
 	uint8_t *buf = malloc(64 * G), back[G], plain[G];
 	struct rod_grain_raw r, r2;
 	int comp_seen[3] = { 0 };
@@ -696,7 +680,7 @@ static void test_read_raw(void **state)
 static void test_write_fp(void **state)
 {
 	struct rod_store *s = *state;
-	struct rod_vol *v = mkvol(s, "fpa", 4 * MiB), *w = mkvol(s, "fpb", 4 * MiB);
+	struct rod_vol *v = stu_mkvol(s, "fpa", 4 * MiB), *w = stu_mkvol(s, "fpb", 4 * MiB);
 	uint8_t buf[4 * G], back[G], fp[32], fp2[32];
 	struct rod_space sp0, sp1;
 
@@ -789,7 +773,7 @@ static void test_write_fp_vs_gc(void **state)
 {
 	struct rod_store *s = *state;
 	enum { N = 512 };
-	struct rod_vol *a = mkvol(s, "a", 4 * MiB), *b = mkvol(s, "b", 4 * MiB);
+	struct rod_vol *a = stu_mkvol(s, "a", 4 * MiB), *b = stu_mkvol(s, "b", 4 * MiB);
 	uint8_t *data = malloc(N * G), back[G], (*fps)[32] = malloc(N * 32);
 	bool *ok = calloc(N, 1);
 	struct gc_loop g = { .s = s };
