@@ -621,6 +621,19 @@ int rod_nexus_index_find(struct rod_scsi_target *t, const char *iport, uint16_t 
 /* ---- task management ------------------------------------------------------------ */
 
 /* Caller holds lu->lock. Does a task of nexus idx count for (only, except)? */
+/* After marking tasks aborted (lu->lock released): ends the cancelled dormant ones
+ * and, when one of them was held by the delay thread, wakes it to notice. */
+static void abort_finish(struct rod_scsi_target *tgt, struct rod_scsi_task *cancel,
+			 struct rod_scsi_task *run, bool wake_delay)
+{
+	rod_ta_dispatch(cancel, run);
+	if (wake_delay) {
+		pthread_mutex_lock(&tgt->delay_lock);
+		pthread_cond_broadcast(&tgt->delay_cond);
+		pthread_mutex_unlock(&tgt->delay_lock);
+	}
+}
+
 static bool abort_matches(uint32_t idx, int only, int except)
 {
 	return only >= 0 ? idx == (uint32_t)only : (int)idx != except;
@@ -659,12 +672,7 @@ unsigned rod_lu_abort_tasks(struct rod_scsi_lu *lu, int only, int except,
 	if (n && lu->ta_head)
 		rod_ta_cancel_aborted_locked(lu, &cancel, &run);   /* dormant: never run */
 	pthread_mutex_unlock(&lu->lock);
-	rod_ta_dispatch(cancel, run);
-	if (wake_delay) {
-		pthread_mutex_lock(&tgt->delay_lock);
-		pthread_cond_broadcast(&tgt->delay_cond);
-		pthread_mutex_unlock(&tgt->delay_lock);
-	}
+	abort_finish(tgt, cancel, run, wake_delay);
 	return n;
 }
 
@@ -785,12 +793,7 @@ void rod_scsi_cmd_abort(struct rod_scsi_target *tgt, struct rod_scsi_cmd *cmd)
 		break;
 	}
 	pthread_mutex_unlock(&lu->lock);
-	rod_ta_dispatch(cancel, run);
-	if (wake_delay) {
-		pthread_mutex_lock(&tgt->delay_lock);
-		pthread_cond_broadcast(&tgt->delay_cond);
-		pthread_mutex_unlock(&tgt->delay_lock);
-	}
+	abort_finish(tgt, cancel, run, wake_delay);
 	rod_lu_put(lu);
 }
 
