@@ -27,6 +27,17 @@ static inline void stu_rmtree(const char *dir, const char *extra)
 	assert_int_equal(system(cmd), 0);
 }
 
+/* Deterministic data from seed (32-bit LCG words). */
+static inline void stu_fill(void *buf, size_t len, uint32_t seed)
+{
+	uint32_t *p = buf;
+
+	for (size_t i = 0; i < len / 4; i++) {
+		seed = seed * 1103515245u + 12345u;
+		p[i] = seed ^ (uint32_t)i;
+	}
+}
+
 /* Opens the store in dir (create: a new one), without the GC thread. */
 static inline struct rod_store *stu_open(const char *dir, const char *array_name, bool create,
 					 bool no_dedupe)

@@ -12,64 +12,38 @@
 
 #include <cmocka.h>
 
+#include "store_test_util.h"
+
 #include "rod/store.h"
 
 #define MiB (1024ull * 1024)
 
 static char tmpl[64];
 
-static void fill(void *buf, size_t len, uint32_t seed)
-{
-	uint32_t *p = buf;
-
-	for (size_t i = 0; i < len / 4; i++) {
-		seed = seed * 1103515245u + 12345u;
-		p[i] = seed ^ (uint32_t)i;
-	}
-}
-
 static struct rod_store *open_store(bool create)
 {
-	struct rod_store_opts o = { .dir = tmpl, .create = create, .array_name = "test-array",
-				    .no_gc_thread = true };
-	struct rod_store *s = NULL;
-
-	assert_int_equal(rod_store_open(&o, &s), 0);
-	return s;
+	return stu_open(tmpl, "test-array", create, false);
 }
 
 static int setup(void **state)
 {
-	snprintf(tmpl, sizeof(tmpl), "/tmp/rodtest.XXXXXX");
-	assert_non_null(mkdtemp(tmpl));
+	stu_mkdtemp(tmpl, sizeof(tmpl), "rodtest");
 	*state = open_store(true);
 	return 0;
 }
 
 static int teardown(void **state)
 {
-	char cmd[128];
-
 	rod_store_close(*state);
-	snprintf(cmd, sizeof(cmd), "rm -rf %s", tmpl);
-	assert_int_equal(system(cmd), 0);
+	stu_rmtree(tmpl, NULL);
 	return 0;
-}
-
-static struct rod_vol *mkvol(struct rod_store *s, const char *name, uint64_t size)
-{
-	struct rod_vol *v;
-
-	assert_int_equal(rod_vol_create(s, name, size, 512, NULL), 0);
-	assert_int_equal(rod_vol_open(s, name, &v), 0);
-	return v;
 }
 
 static void test_identity_and_thin(void **state)
 {
 	struct rod_store *s = *state;
 	const struct rod_array_identity *id = rod_store_identity(s);
-	struct rod_vol *v = mkvol(s, "thin", 16 * MiB);
+	struct rod_vol *v = stu_mkvol(s, "thin", 16 * MiB);
 	uint8_t buf[8192], zero[8192] = { 0 };
 	bool mapped;
 	uint64_t len;
@@ -92,15 +66,15 @@ static void test_identity_and_thin(void **state)
 static void test_write_read_subgrain(void **state)
 {
 	struct rod_store *s = *state;
-	struct rod_vol *v = mkvol(s, "v1", 16 * MiB);
+	struct rod_vol *v = stu_mkvol(s, "v1", 16 * MiB);
 	uint8_t *a = malloc(MiB), *b = malloc(MiB), *r = malloc(MiB);
 
-	fill(a, MiB, 1);
+	stu_fill(a, MiB, 1);
 	assert_int_equal(rod_vol_write(v, 0, a, MiB, 0), 0);
 	assert_int_equal(rod_vol_read(v, 0, r, MiB), 0);
 	assert_memory_equal(a, r, MiB);
 	/* 512-byte write in the middle of a grain keeps its neighbours */
-	fill(b, 512, 2);
+	stu_fill(b, 512, 2);
 	assert_int_equal(rod_vol_write(v, 4096 + 1024, b, 512, 0), 0);
 	memcpy(a + 4096 + 1024, b, 512);
 	assert_int_equal(rod_vol_read(v, 0, r, MiB), 0);
@@ -125,12 +99,12 @@ static void test_write_read_subgrain(void **state)
 static void test_zero_unmap(void **state)
 {
 	struct rod_store *s = *state;
-	struct rod_vol *v = mkvol(s, "z", 16 * MiB);
+	struct rod_vol *v = stu_mkvol(s, "z", 16 * MiB);
 	uint8_t *a = malloc(8 * MiB), *r = malloc(8 * MiB);
 	bool mapped;
 	uint64_t len;
 
-	fill(a, 8 * MiB, 3);
+	stu_fill(a, 8 * MiB, 3);
 	assert_int_equal(rod_vol_write(v, 0, a, 8 * MiB, 0), 0);
 	/* small unaligned zero */
 	assert_int_equal(rod_vol_zero(v, 1024, 10240), 0);
@@ -156,12 +130,12 @@ static void test_zero_unmap(void **state)
 static void test_snapshot_clone_revert(void **state)
 {
 	struct rod_store *s = *state;
-	struct rod_vol *v = mkvol(s, "db", 8 * MiB), *sn, *cl;
+	struct rod_vol *v = stu_mkvol(s, "db", 8 * MiB), *sn, *cl;
 	uint8_t *a = malloc(MiB), *b = malloc(MiB), *r = malloc(MiB);
 	struct rod_vol_info info;
 
-	fill(a, MiB, 4);
-	fill(b, MiB, 5);
+	stu_fill(a, MiB, 4);
+	stu_fill(b, MiB, 5);
 	assert_int_equal(rod_vol_write(v, 0, a, MiB, 0), 0);
 	assert_int_equal(rod_vol_snapshot(s, "db", "s1", &info), 0);
 	assert_string_equal(info.name, "db.s1");
@@ -192,10 +166,10 @@ static void test_snapshot_clone_revert(void **state)
 static void test_copy(void **state)
 {
 	struct rod_store *s = *state;
-	struct rod_vol *v = mkvol(s, "src", 16 * MiB), *d = mkvol(s, "dst", 16 * MiB);
+	struct rod_vol *v = stu_mkvol(s, "src", 16 * MiB), *d = stu_mkvol(s, "dst", 16 * MiB);
 	uint8_t *a = malloc(16 * MiB), *e = malloc(16 * MiB), *r = malloc(16 * MiB);
 
-	fill(a, 16 * MiB, 6);
+	stu_fill(a, 16 * MiB, 6);
 	assert_int_equal(rod_vol_write(v, 0, a, 16 * MiB, 0), 0);
 	/* aligned, adjacent 1 MiB copies merge */
 	memset(e, 0, 16 * MiB);
@@ -230,7 +204,7 @@ static void test_copy(void **state)
 static void test_caw(void **state)
 {
 	struct rod_store *s = *state;
-	struct rod_vol *v = mkvol(s, "caw", MiB);
+	struct rod_vol *v = stu_mkvol(s, "caw", MiB);
 	uint8_t buf[1024], r[512];
 	struct rod_io io = { .op = ROD_IO_CAW, .vol = v, .off = 512, .len = 512, .buf = buf };
 
@@ -255,13 +229,13 @@ static int kv_count(void *arg, const char *key, const void *val, size_t len)
 static void test_persist_and_lifecycle(void **state)
 {
 	struct rod_store *s = *state;
-	struct rod_vol *v = mkvol(s, "p", 4 * MiB);
+	struct rod_vol *v = stu_mkvol(s, "p", 4 * MiB);
 	uint8_t *a = malloc(MiB), *r = malloc(MiB);
 	void *val;
 	size_t len;
 	int n = 0;
 
-	fill(a, MiB, 7);
+	stu_fill(a, MiB, 7);
 	assert_int_equal(rod_vol_write(v, MiB, a, MiB, 0), 0);
 	rod_vol_close(v);
 	assert_int_equal(rod_store_meta_put(s, "host/a", "x", 1), 0);
@@ -319,11 +293,11 @@ static void test_persist_and_lifecycle(void **state)
 static void test_pin(void **state)
 {
 	struct rod_store *s = *state;
-	struct rod_vol *v = mkvol(s, "pv", 4 * MiB), *p;
+	struct rod_vol *v = stu_mkvol(s, "pv", 4 * MiB), *p;
 	uint8_t a[8192], b[8192], r[8192];
 
-	fill(a, sizeof(a), 8);
-	fill(b, sizeof(b), 9);
+	stu_fill(a, sizeof(a), 8);
+	stu_fill(b, sizeof(b), 9);
 	assert_int_equal(rod_vol_write(v, 0, a, sizeof(a), 0), 0);
 	assert_int_equal(rod_vol_pin(v, &p), 0);
 	assert_int_equal(rod_vol_write(v, 0, b, sizeof(b), 0), 0);
@@ -337,13 +311,13 @@ static void test_pin(void **state)
 static void test_gc_reclaims(void **state)
 {
 	struct rod_store *s = *state;
-	struct rod_vol *v = mkvol(s, "g", 64 * MiB);
+	struct rod_vol *v = stu_mkvol(s, "g", 64 * MiB);
 	uint8_t *a = malloc(4 * MiB), *r = malloc(4 * MiB);
 	struct rod_space sp0, sp1;
 	struct rod_store_stats st;
 
 	for (int i = 0; i < 8; i++) {
-		fill(a, 4 * MiB, 100 + i);
+		stu_fill(a, 4 * MiB, 100 + i);
 		assert_int_equal(rod_vol_write(v, 0, a, 4 * MiB, 0), 0);
 	}
 	assert_int_equal(rod_vol_write(v, 32 * MiB, a, 4 * MiB, 0), 0);
@@ -389,9 +363,9 @@ static void test_full_disk(void **state)
 	rod_store_close(s);
 	assert_int_equal(rod_store_open(&o, &s), 0);
 	*state = s;
-	v = mkvol(s, "full", 512 * MiB);
+	v = stu_mkvol(s, "full", 512 * MiB);
 	while (written < 256 * MiB) {
-		fill(a, 4 * MiB, (uint32_t)written);
+		stu_fill(a, 4 * MiB, (uint32_t)written);
 		rc = rod_vol_write(v, written, a, 4 * MiB, 0);
 		if (rc)
 			break;
@@ -403,7 +377,7 @@ static void test_full_disk(void **state)
 	assert_int_equal(rod_vol_read(v, 0, a, 4 * MiB), 0);
 	assert_int_equal(rod_vol_unmap(v, 0, written), 0);
 	assert_int_equal(rod_store_gc(s, false), 0);
-	fill(a, 4 * MiB, 77);
+	stu_fill(a, 4 * MiB, 77);
 	assert_int_equal(rod_vol_write(v, 0, a, 4 * MiB, 0), 0);
 	rod_vol_close(v);
 	free(a);
@@ -437,14 +411,14 @@ static void test_unknown_version(void **state)
 static void test_rebuild_metadata(void **state)
 {
 	struct rod_store *s = *state;
-	struct rod_vol *v = mkvol(s, "rb", 32 * MiB), *c;
+	struct rod_vol *v = stu_mkvol(s, "rb", 32 * MiB), *c;
 	uint8_t *a = malloc(4 * MiB), *b = malloc(4 * MiB), *r = malloc(4 * MiB);
 	void *val;
 	size_t len;
 	uint64_t n = 0;
 
-	fill(a, 4 * MiB, 11);
-	fill(b, 4 * MiB, 12);
+	stu_fill(a, 4 * MiB, 11);
+	stu_fill(b, 4 * MiB, 12);
 	assert_int_equal(rod_store_meta_put(s, "conf/x", "hello", 5), 0);
 	assert_int_equal(rod_vol_write(v, 0, a, 4 * MiB, 0), 0);
 	assert_int_equal(rod_vol_snapshot(s, "rb", "s1", NULL), 0);
@@ -490,12 +464,12 @@ static void test_rebuild_metadata(void **state)
 static void test_space_snapshots(void **state)
 {
 	struct rod_store *s = *state;
-	struct rod_vol *v = mkvol(s, "sp", 16 * MiB), *sn;
+	struct rod_vol *v = stu_mkvol(s, "sp", 16 * MiB), *sn;
 	uint8_t *a = malloc(4 * MiB), *b = malloc(2 * MiB), *r = malloc(4 * MiB);
 	struct rod_space sp;
 
-	fill(a, 4 * MiB, 21);
-	fill(b, 2 * MiB, 22);
+	stu_fill(a, 4 * MiB, 21);
+	stu_fill(b, 2 * MiB, 22);
 	assert_int_equal(rod_vol_write(v, 0, a, 4 * MiB, 0), 0);
 	assert_int_equal(rod_vol_snapshot(s, "sp", "before", NULL), 0);
 	assert_int_equal(rod_vol_write(v, 0, b, 2 * MiB, 0), 0);
@@ -552,7 +526,7 @@ static void *cw_main(void *arg)
 		x = x * 1103515245u + 12345u;
 		uint64_t off = 512 * ((x >> 4) % ((w->len - len) / 512));
 
-		fill(buf, len, x);
+		stu_fill(buf, len, x);
 		if (rod_vol_write(w->v, w->base + off, buf, len, 0)) {
 			w->errors++;
 			break;
@@ -573,7 +547,7 @@ static void *cw_main(void *arg)
 static void test_concurrent_gc(void **state)
 {
 	struct rod_store *s = *state;
-	struct rod_vol *v = mkvol(s, "cgc", 8 * MiB);
+	struct rod_vol *v = stu_mkvol(s, "cgc", 8 * MiB);
 	volatile int stop = 0;
 	struct cw w[2];
 	pthread_t th[2];
@@ -632,7 +606,7 @@ static void chain_done(struct rod_io *io)
 static void test_submit_from_completion(void **state)
 {
 	struct rod_store *s = *state;
-	struct rod_vol *v = mkvol(s, "chain", MiB);
+	struct rod_vol *v = stu_mkvol(s, "chain", MiB);
 	struct chain ch = { .left = 200, .m = PTHREAD_MUTEX_INITIALIZER, .c = PTHREAD_COND_INITIALIZER };
 	uint8_t other[512], r[4096];
 
@@ -660,13 +634,13 @@ static void test_submit_from_completion(void **state)
 static void test_writeback_torn_tail(void **state)
 {
 	struct rod_store *s = *state;
-	struct rod_vol *v = mkvol(s, "wb", MiB);
+	struct rod_vol *v = stu_mkvol(s, "wb", MiB);
 	uint8_t a[4096], b[4096], r[4096];
 	char path[256], last[512] = "", cmd[600];
 	FILE *p;
 
-	fill(a, sizeof(a), 31);
-	fill(b, sizeof(b), 32);
+	stu_fill(a, sizeof(a), 31);
+	stu_fill(b, sizeof(b), 32);
 	assert_int_equal(rod_vol_set_cache(s, "wb", ROD_CACHE_WRITE_BACK), 0);
 	assert_int_equal(rod_vol_write(v, 0, a, 4096, 0), 0);
 	assert_int_equal(rod_vol_flush(v), 0);

@@ -23,16 +23,6 @@
 
 static char tmpl[64];
 
-static void fill(void *buf, size_t len, uint32_t seed)
-{
-	uint32_t *p = buf;
-
-	for (size_t i = 0; i < len / 4; i++) {
-		seed = seed * 1103515245u + 12345u;
-		p[i] = seed ^ (uint32_t)i;
-	}
-}
-
 static struct rod_store *open_store(bool create)
 {
 	return stu_open(tmpl, "fault-array", create, false);
@@ -58,7 +48,7 @@ static void check_grains(struct rod_vol *v, uint64_t g0, uint64_t n, uint32_t se
 {
 	uint8_t *want = malloc(n * G), *got = malloc(n * G);
 
-	fill(want, n * G, seed);
+	stu_fill(want, n * G, seed);
 	assert_int_equal(rod_vol_read(v, g0 * G, got, n * G), 0);
 	assert_memory_equal(want, got, n * G);
 	free(want);
@@ -69,7 +59,7 @@ static void write_grains(struct rod_vol *v, uint64_t g0, uint64_t n, uint32_t se
 {
 	uint8_t *buf = malloc(n * G);
 
-	fill(buf, n * G, seed);
+	stu_fill(buf, n * G, seed);
 	assert_int_equal(rod_vol_write(v, g0 * G, buf, n * G, 0), expect);
 	free(buf);
 }
@@ -201,7 +191,7 @@ static void test_bitflip_scrub(void **state)
 	{
 		uint8_t *want = malloc(16 * G);
 
-		fill(want, 16 * G, 7);
+		stu_fill(want, 16 * G, 7);
 		assert_int_equal(rod_vol_read(v, 6 * G, buf, G), 0);
 		assert_memory_equal(buf, want + 6 * G, G);
 		free(want);

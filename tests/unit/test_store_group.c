@@ -17,6 +17,8 @@
 
 #include <cmocka.h>
 
+#include "store_test_util.h"
+
 #include "rod/store.h"
 
 #define MiB (1024ull * 1024)
@@ -27,29 +29,20 @@ static char tmpl[64];
 
 static struct rod_store *open_store(bool create)
 {
-	struct rod_store_opts o = { .dir = tmpl, .create = create, .array_name = "test-array",
-				    .no_gc_thread = true };
-	struct rod_store *s = NULL;
-
-	assert_int_equal(rod_store_open(&o, &s), 0);
-	return s;
+	return stu_open(tmpl, "test-array", create, false);
 }
 
 static int setup(void **state)
 {
-	snprintf(tmpl, sizeof(tmpl), "/tmp/rodtest.XXXXXX");
-	assert_non_null(mkdtemp(tmpl));
+	stu_mkdtemp(tmpl, sizeof(tmpl), "rodtest");
 	*state = open_store(true);
 	return 0;
 }
 
 static int teardown(void **state)
 {
-	char cmd[128];
-
 	rod_store_close(*state);
-	snprintf(cmd, sizeof(cmd), "rm -rf %s", tmpl);
-	assert_int_equal(system(cmd), 0);
+	stu_rmtree(tmpl, NULL);
 	return 0;
 }
 

@@ -11,6 +11,8 @@
 
 #include <cmocka.h>
 
+#include "store_test_util.h"
+
 #include "rod/store.h"
 
 #define MiB (1024ull * 1024)
@@ -38,8 +40,7 @@ static int setup(void **state)
 				    .no_gc_thread = true };
 	struct rod_store *s;
 
-	snprintf(tmpl, sizeof(tmpl), "/tmp/rodspace.XXXXXX");
-	assert_non_null(mkdtemp(tmpl));
+	stu_mkdtemp(tmpl, sizeof(tmpl), "rodspace");
 	assert_int_equal(rod_store_open(&o, &s), 0);
 	*state = s;
 	return 0;
@@ -47,11 +48,8 @@ static int setup(void **state)
 
 static int teardown(void **state)
 {
-	char cmd[128];
-
 	rod_store_close(*state);
-	snprintf(cmd, sizeof(cmd), "rm -rf %s", tmpl);
-	assert_int_equal(system(cmd), 0);
+	stu_rmtree(tmpl, NULL);
 	return 0;
 }
 
