@@ -2056,7 +2056,7 @@ static void *listen_main(void *arg)
 		int fd = accept4(r->lfd, (struct sockaddr *)&ss, &sl, SOCK_CLOEXEC);
 		if (fd < 0)
 			continue;
-		char host[NI_MAXHOST] = "?", serv[NI_MAXSERV] = "?", peer[300];
+		char host[NI_MAXHOST] = "?", serv[NI_MAXSERV] = "?", peer[NI_MAXHOST + NI_MAXSERV + 2];
 		getnameinfo((struct sockaddr *)&ss, sl, host, sizeof(host), serv, sizeof(serv),
 			    NI_NUMERICHOST | NI_NUMERICSERV);
 		snprintf(peer, sizeof(peer), "%s:%s", host, serv);
