@@ -244,6 +244,20 @@ struct conf_ctx {
 	char err[512];          /* first error, reported with the line ini_parse returns */
 };
 
+/* A listen address key (http, replication): 1 when valid and stored, else 0 with the
+ * first error in x->err. */
+static int conf_listen(struct conf_ctx *x, const char *name, const char *value, char **dst)
+{
+	const char *why = NULL;
+
+	if (!rod_conf_listen_valid(value, &why)) {
+		if (!x->err[0])
+			snprintf(x->err, sizeof(x->err), "%s \"%s\": %s", name, value, why);
+		return 0;
+	}
+	return rod_conf_set_str(dst, value) == 0;
+}
+
 static int conf_handler(void *arg, const char *section, const char *name, const char *value)
 {
 	struct conf_ctx *x = arg;
@@ -277,22 +291,10 @@ static int conf_handler(void *arg, const char *section, const char *name, const 
 		}
 		return rod_conf_set_str(&st->array_name, value) == 0;
 	}
-	if (!strcmp(name, "http")) {
-		if (!rod_conf_listen_valid(value, &why)) {
-			if (!x->err[0])
-				snprintf(x->err, sizeof(x->err), "http \"%s\": %s", value, why);
-			return 0;
-		}
-		return rod_conf_set_str(&st->http, value) == 0;
-	}
-	if (!strcmp(name, "replication")) {
-		if (!rod_conf_listen_valid(value, &why)) {
-			if (!x->err[0])
-				snprintf(x->err, sizeof(x->err), "replication \"%s\": %s", value, why);
-			return 0;
-		}
-		return rod_conf_set_str(&st->replication, value) == 0;
-	}
+	if (!strcmp(name, "http"))
+		return conf_listen(x, name, value, &st->http);
+	if (!strcmp(name, "replication"))
+		return conf_listen(x, name, value, &st->replication);
 	if (!strcmp(name, "http_allow_remote")) {
 		if (strcmp(value, "yes") && strcmp(value, "no") && strcmp(value, "true") && strcmp(value, "false")) {
 			if (!x->err[0])
