@@ -64,28 +64,6 @@ int meta_open(const char *path, bool create, struct meta **out)
 	rocksdb_options_set_block_based_table_factory(m->opts, m->bbo);
 	for (int i = 0; i < CF_COUNT; i++)
 		cfo[i] = m->opts;
-	{ /* H10 EXPERIMENT */
-		const char *x = getenv("ROD_H10X");
-		if (x && *x) {
-			rocksdb_options_t *fo = rocksdb_options_create_copy(m->opts);
-			if (strchr(x, 'h')) {
-				rocksdb_options_set_allow_concurrent_memtable_write(m->opts, 0);
-				rocksdb_options_set_allow_concurrent_memtable_write(fo, 0);
-				rocksdb_options_set_prefix_extractor(fo, rocksdb_slicetransform_create_fixed_prefix(8));
-				rocksdb_options_set_hash_skip_list_rep(fo, 1 << 20, 4, 4);
-			}
-			if (strchr(x, 'n')) {
-				rocksdb_block_based_table_options_t *b2 = rocksdb_block_based_options_create();
-				rocksdb_block_based_options_set_block_cache(b2, m->cache);
-				rocksdb_block_based_options_set_cache_index_and_filter_blocks(b2, 1);
-				rocksdb_options_set_block_based_table_factory(fo, b2);
-			}
-			if (strchr(x, 'c'))
-				rocksdb_options_set_allow_concurrent_memtable_write(m->opts, 0),
-				rocksdb_options_set_allow_concurrent_memtable_write(fo, 0);
-			cfo[CF_FP] = fo;
-		}
-	}
 	m->db = rocksdb_open_column_families(m->opts, path, CF_COUNT, cf_names, cfo, m->cf, &err);
 	if (err) {
 		rod_err("store: cannot open metadata database %s: %s", path, err);
@@ -99,8 +77,6 @@ int meta_open(const char *path, bool create, struct meta **out)
 	m->wo = rocksdb_writeoptions_create();
 	rocksdb_writeoptions_disable_WAL(m->wo, 1);
 	m->ro = rocksdb_readoptions_create();
-	if (getenv("ROD_H10X") && strchr(getenv("ROD_H10X"), 'h'))
-		rocksdb_readoptions_set_total_order_seek(m->ro, 1);
 	*out = m;
 	return 0;
 }
