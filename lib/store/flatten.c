@@ -245,10 +245,8 @@ static int fill_step(struct rod_store *s, struct meta_iter *it, const struct rng
 			continue;
 		}
 		lim = ROD_MIN(g->end, next);
-		pthread_rwlock_rdlock(&s->state);
-		rc = medium_resolve(&s->media, it, g->tlin, g->tepoch,
-				    (uint64_t)((int64_t)*x + g->delta), lim - *x, &r);
-		pthread_rwlock_unlock(&s->state);
+		rc = store_resolve(s, it, g->tlin, g->tepoch, (uint64_t)((int64_t)*x + g->delta),
+				   lim - *x, &r);
 		if (rc)
 			break;
 		if (!r.run)
@@ -267,10 +265,8 @@ static int fill_step(struct rod_store *s, struct meta_iter *it, const struct rng
 		while (!rc && b < lim && b - *x < (1ull << 30)) {
 			struct resolved r2;
 
-			pthread_rwlock_rdlock(&s->state);
-			rc = medium_resolve(&s->media, it, g->tlin, g->tepoch,
-					    (uint64_t)((int64_t)b + g->delta), lim - b, &r2);
-			pthread_rwlock_unlock(&s->state);
+			rc = store_resolve(s, it, g->tlin, g->tepoch, (uint64_t)((int64_t)b + g->delta),
+					   lim - b, &r2);
 			if (rc || r2.kind != kind)
 				break;
 			b += r2.run ? r2.run : 1;

@@ -135,6 +135,18 @@ static int range_check(const struct view *vw, uint64_t off, uint64_t len)
 
 /* ---- reads ---- */
 
+/* medium_resolve under the state lock (read). */
+int store_resolve(struct rod_store *s, struct meta_iter *it, uint64_t lin, uint64_t epoch,
+		  uint64_t g, uint64_t n, struct resolved *r)
+{
+	int rc;
+
+	pthread_rwlock_rdlock(&s->state);
+	rc = medium_resolve(&s->media, it, lin, epoch, g, n, r);
+	pthread_rwlock_unlock(&s->state);
+	return rc;
+}
+
 /* The stored bytes of a chunk, checksum-verified, not decoded: at the map value's
  * place, or, once GC moved the chunk (its home segment is gone, or a map entry rebuilt
  * from a relocation record points at a home whose bytes differ), where the chunk table
@@ -234,9 +246,7 @@ int io_read_view(struct rod_store *s, uint64_t lin, uint64_t epoch, uint64_t off
 		uint64_t g = pos / ROD_GRAIN, gend = (end + ROD_GRAIN - 1) / ROD_GRAIN;
 		struct resolved r;
 
-		pthread_rwlock_rdlock(&s->state);
-		rc = medium_resolve(&s->media, it, lin, epoch, g, gend - g, &r);
-		pthread_rwlock_unlock(&s->state);
+		rc = store_resolve(s, it, lin, epoch, g, gend - g, &r);
 		if (rc)
 			break;
 		uint64_t run_end = ROD_MIN(end, (g + r.run) * ROD_GRAIN);
@@ -1093,9 +1103,7 @@ int rod_vol_lba_status(struct rod_vol *v, uint64_t off, uint64_t max_len, bool *
 		struct resolved r;
 		bool m;
 
-		pthread_rwlock_rdlock(&s->state);
-		rc = medium_resolve(&s->media, it, vw.lin, vw.epoch, g, gend - g, &r);
-		pthread_rwlock_unlock(&s->state);
+		rc = store_resolve(s, it, vw.lin, vw.epoch, g, gend - g, &r);
 		if (rc)
 			break;
 		m = r.kind != RES_UNMAP;

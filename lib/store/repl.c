@@ -102,9 +102,7 @@ static int resolve(struct resolver *r, uint64_t g, uint64_t maxrun, enum rod_dif
 	struct resolved res;
 	int rc;
 
-	pthread_rwlock_rdlock(&r->s->state);
-	rc = medium_resolve(&r->s->media, r->it, r->lin, r->epoch, g, maxrun, &res);
-	pthread_rwlock_unlock(&r->s->state);
+	rc = store_resolve(r->s, r->it, r->lin, r->epoch, g, maxrun, &res);
 	r->st->resolves++;
 	if (rc)
 		return rc;
@@ -674,9 +672,7 @@ int rod_vol_read_raw(struct rod_vol *v, uint64_t off, struct rod_grain_raw *out)
 	it = meta_iter_new(s->meta, CF_MAP);
 	if (!it)
 		return -ENOMEM;
-	pthread_rwlock_rdlock(&s->state);
-	rc = medium_resolve(&s->media, it, lin, epoch, off / ROD_GRAIN, 1, &res);
-	pthread_rwlock_unlock(&s->state);
+	rc = store_resolve(s, it, lin, epoch, off / ROD_GRAIN, 1, &res);
 	meta_iter_free(it);
 	if (rc)
 		return rc;

@@ -129,9 +129,7 @@ int rod_store_scrub(struct rod_store *s, int (*progress)(void *arg, uint64_t don
 		while (g < gend && !rc) {
 			struct resolved r;
 
-			pthread_rwlock_rdlock(&s->state);
-			rc = medium_resolve(&s->media, it, v->lin, v->epoch, g, gend - g, &r);
-			pthread_rwlock_unlock(&s->state);
+			rc = store_resolve(s, it, v->lin, v->epoch, g, gend - g, &r);
 			if (rc)
 				break;
 			if (!r.run)
@@ -149,9 +147,7 @@ int rod_store_scrub(struct rod_store *s, int (*progress)(void *arg, uint64_t don
 						struct resolved r2;
 						int rc2;
 
-						pthread_rwlock_rdlock(&s->state);
-						rc2 = medium_resolve(&s->media, it, v->lin, v->epoch, g, 1, &r2);
-						pthread_rwlock_unlock(&s->state);
+						rc2 = store_resolve(s, it, v->lin, v->epoch, g, 1, &r2);
 						if (!rc2 && (r2.kind != RES_CHUNK || r2.v.chunk != r.v.chunk)) {
 							st->chunks_checked--;
 							continue;   /* same g again */

@@ -166,9 +166,7 @@ static int logical_of(struct rod_store *s, uint64_t lin, uint64_t epoch, uint64_
 	while (g < gend) {
 		struct resolved r;
 
-		pthread_rwlock_rdlock(&s->state);
-		rc = medium_resolve(&s->media, it, lin, epoch, g, gend - g, &r);
-		pthread_rwlock_unlock(&s->state);
+		rc = store_resolve(s, it, lin, epoch, g, gend - g, &r);
 		if (rc)
 			break;
 		if (r.kind == RES_CHUNK)

@@ -134,6 +134,9 @@ int io_read_view(struct rod_store *s, uint64_t lin, uint64_t epoch, uint64_t off
 int io_chunk_fetch(struct rod_store *s, const struct map_val *mvp, uint8_t *dst, uint8_t *tmp,
 		   struct map_val *mp, uint8_t **storedp);
 int io_chunk_read(struct rod_store *s, const struct map_val *mvp, void *dst);
+/* medium_resolve under the state lock (read). */
+int store_resolve(struct rod_store *s, struct meta_iter *it, uint64_t lin, uint64_t epoch,
+		  uint64_t g, uint64_t n, struct resolved *r);
 int io_vol_view(struct rod_vol *v, uint64_t *lin, uint64_t *epoch, uint64_t *size, bool *ro);
 void stripe_lock_range(struct rod_store *s, uint64_t lin, uint64_t g0, uint64_t n, bool excl);
 void stripe_unlock_range(struct rod_store *s, uint64_t lin, uint64_t g0, uint64_t n, bool excl);
