@@ -90,6 +90,7 @@ int red_store_open(struct rod_store *s)
 	if (!r)
 		return -ENOMEM;
 	pthread_mutex_init(&r->gc_m, NULL);
+	pthread_mutex_init(&r->pend_m, NULL);
 	r->dedupe = !s->opts.no_dedupe;
 	r->compress = !s->opts.no_compress;
 	r->encrypt = !s->opts.no_encrypt;
@@ -140,6 +141,10 @@ void red_store_close(struct rod_store *s)
 	free(r->buf);
 	free(r->doomed);
 	free(r->refs);
+	free(r->pend);
+	free(r->pend_slot);
+	free(r->pend_order);
+	pthread_mutex_destroy(&r->pend_m);
 	pthread_mutex_destroy(&r->gc_m);
 	free(r);
 	s->red = NULL;
@@ -180,11 +185,130 @@ void red_grain_prepare(struct rod_store *s, unsigned vol_off, const void *data,
 	red_fp_lookup(s, rg);
 }
 
+#define PEND_SLOTS (2 * RED_FP_RUN)
+
+static uint32_t pend_hash(const uint8_t *fp)
+{
+	uint64_t h;
+
+	memcpy(&h, fp, 8);
+	return (uint32_t)((h * 0x9e3779b97f4a7c15ull) >> 32) & (PEND_SLOTS - 1);
+}
+
+/* The slot of fp in the held-back table, or of the empty slot where it would go. */
+static uint32_t pend_find(const struct red_store *r, const uint8_t *fp)
+{
+	uint32_t i = pend_hash(fp);
+
+	while (r->pend_slot[i] && memcmp(r->pend[r->pend_slot[i] - 1].fp, fp, RED_FP_LEN))
+		i = (i + 1) & (PEND_SLOTS - 1);
+	return i;
+}
+
+int red_fp_defer(struct rod_store *s, const uint8_t fp[RED_FP_LEN], const uint8_t *v)
+{
+	struct red_store *r = s->red;
+
+	if (!r)
+		return -ENOMEM;
+	if (!r->pend) {
+		r->pend = malloc(RED_FP_RUN * sizeof(*r->pend));
+		r->pend_slot = calloc(PEND_SLOTS, sizeof(*r->pend_slot));
+		r->pend_order = malloc(RED_FP_RUN * sizeof(*r->pend_order));
+		if (!r->pend || !r->pend_slot || !r->pend_order) {
+			free(r->pend);
+			free(r->pend_slot);
+			free(r->pend_order);
+			r->pend = NULL;
+			r->pend_slot = r->pend_order = NULL;
+			return -ENOMEM;
+		}
+	}
+	pthread_mutex_lock(&r->pend_m);
+	uint32_t i = pend_find(r, fp);
+
+	if (r->pend_slot[i]) {
+		memcpy(r->pend[r->pend_slot[i] - 1].v, v, 24);
+	} else if (r->npend < RED_FP_RUN) {
+		memcpy(r->pend[r->npend].fp, fp, RED_FP_LEN);
+		memcpy(r->pend[r->npend].v, v, 24);
+		r->pend_slot[i] = ++r->npend;
+	} else {
+		pthread_mutex_unlock(&r->pend_m);
+		return -ENOMEM;
+	}
+	pthread_mutex_unlock(&r->pend_m);
+	return 0;
+}
+
+uint32_t red_fp_pending(struct rod_store *s)
+{
+	return s->red ? s->red->npend : 0; /* the commit thread is the only writer */
+}
+
+static int pend_cmp(const void *a, const void *b, void *arg)
+{
+	const struct red_fp_pend *p = arg;
+
+	return memcmp(p[*(const uint32_t *)a].fp, p[*(const uint32_t *)b].fp, RED_FP_LEN);
+}
+
+uint32_t red_fp_drain(struct rod_store *s, struct meta_batch *mbt)
+{
+	struct red_store *r = s->red;
+	uint32_t n = r ? r->npend : 0;
+
+	if (!n)
+		return 0;
+	/* Only the commit thread (or its stopper) changes pend: no lock to read it. The
+	 * fingerprints are unique in the table, so the order is total. */
+	for (uint32_t i = 0; i < n; i++)
+		r->pend_order[i] = i;
+	qsort_r(r->pend_order, n, sizeof(*r->pend_order), pend_cmp, r->pend);
+	for (uint32_t i = 0; i < n; i++) {
+		const struct red_fp_pend *p = &r->pend[r->pend_order[i]];
+
+		meta_batch_put(mbt, s->meta, CF_FP, p->fp, RED_FP_LEN, p->v, 24);
+	}
+	return n;
+}
+
+void red_fp_drained(struct rod_store *s)
+{
+	struct red_store *r = s->red;
+
+	if (!r || !r->npend)
+		return;
+	pthread_mutex_lock(&r->pend_m);
+	memset(r->pend_slot, 0, PEND_SLOTS * sizeof(*r->pend_slot));
+	r->npend = 0;
+	pthread_mutex_unlock(&r->pend_m);
+}
+
+/* A held-back put of fp: its value into v (24 bytes). */
+static bool pend_get(struct red_store *r, const uint8_t *fp, uint8_t *v)
+{
+	bool found = false;
+
+	pthread_mutex_lock(&r->pend_m);
+	if (r->npend) {
+		uint32_t i = pend_find(r, fp);
+
+		if (r->pend_slot[i]) {
+			memcpy(v, r->pend[r->pend_slot[i] - 1].v, 24);
+			found = true;
+		}
+	}
+	pthread_mutex_unlock(&r->pend_m);
+	return found;
+}
+
 void red_fp_lookup(struct rod_store *s, struct red_grain *rg)
 {
 	struct red_store *r = s->red;
 	void *v;
 	size_t vl;
+	uint8_t pv[24];
 
 	/* Read the generation before looking: a GC pass starting or ending after this
 	 * point changes it, and the commit thread then stores the grain instead of
@@ -193,7 +317,13 @@ void red_fp_lookup(struct rod_store *s, struct red_grain *rg)
 	rg->gc_gen = atomic_load(&r->gc_gen);
 	if (!red_fpidx_maybe(&r->idx, rg->fp))
 		return;
-	if (meta_get(s->meta, CF_FP, rg->fp, RED_FP_LEN, &v, &vl)) {
+	if (pend_get(r, rg->fp, pv)) {
+		/* held back by the commit thread (red_fp_defer), not in RocksDB yet */
+		if (!(v = malloc(sizeof(pv))))
+			return;
+		memcpy(v, pv, sizeof(pv));
+		vl = sizeof(pv);
+	} else if (meta_get(s->meta, CF_FP, rg->fp, RED_FP_LEN, &v, &vl)) {
 		atomic_fetch_add(&r->st_fp_false, 1);
 		return;
 	}

@@ -613,6 +613,76 @@ static void test_dedupe_ten_copies(void **state)
 	free(back);
 }
 
+/* ---- the commit thread holds fingerprint puts back and puts them in sorted runs
+ * (RED_FP_RUN = 16384, and at every checkpoint and close): a duplicate is found while
+ * its fingerprint is held back, after a run was put, and after a reopen ---- */
+static void write_mib(struct rod_store *s, const char *vol, uint64_t off, const uint8_t *b,
+		      uint64_t len)
+{
+	struct rod_vol *v;
+
+	assert_int_equal(rod_vol_open(s, vol, &v), 0);
+	for (uint64_t o = 0; o < len; o += MiB)
+		assert_int_equal(rod_vol_write(v, off + o, b + o, MiB, 0), 0);
+	rod_vol_close(v);
+}
+
+static void read_check(struct rod_store *s, const char *vol, uint64_t off, const uint8_t *b)
+{
+	struct rod_vol *v;
+	uint8_t *back = malloc(MiB);
+
+	assert_non_null(back);
+	assert_int_equal(rod_vol_open(s, vol, &v), 0);
+	assert_int_equal(rod_vol_read(v, off, back, MiB), 0);
+	assert_memory_equal(b, back, MiB);
+	rod_vol_close(v);
+	free(back);
+}
+
+static void test_dedupe_held_back_fps(void **state)
+{
+	struct rod_store *s = open_store();
+	struct rod_space sp;
+	uint8_t *a = malloc(MiB), *b = malloc(MiB), *c = malloc(64 * MiB);
+
+	(void)state;
+	assert_non_null(a);
+	assert_non_null(b);
+	assert_non_null(c);
+	random_fill(a, MiB, 2001);
+	random_fill(b, MiB, 2002);
+	random_fill(c, 64 * MiB, 2003);
+	for (int i = 1; i <= 3; i++) {
+		char name[8];
+
+		snprintf(name, sizeof(name), "v%d", i);
+		assert_int_equal(rod_vol_create(s, name, 128 * MiB, 512, NULL), 0);
+	}
+	write_mib(s, "v1", 0, a, MiB);
+	write_mib(s, "v2", 0, a, MiB);         /* a's fingerprints are still held back */
+	write_mib(s, "v1", 8 * MiB, c, 64 * MiB); /* 16384 new chunks: runs are put */
+	write_mib(s, "v3", 0, a, MiB);         /* a's fingerprints are in RocksDB now */
+	write_mib(s, "v1", 100 * MiB, b, MiB);
+	rod_store_close(s);                    /* b's are put when the commit thread stops */
+	s = open_store();
+	write_mib(s, "v2", 100 * MiB, b, MiB);
+	read_check(s, "v2", 0, a);
+	read_check(s, "v3", 0, a);
+	read_check(s, "v2", 100 * MiB, b);
+	rod_store_close(s);
+	s = open_store();
+	assert_int_equal(rod_store_space(s, &sp), 0);
+	print_message("held-back fingerprints: logical %llu physical %llu\n",
+		      (unsigned long long)sp.logical, (unsigned long long)sp.physical);
+	assert_int_equal(sp.logical, 69 * MiB);
+	assert_int_equal(sp.physical, 66 * MiB); /* a, b and c once each */
+	rod_store_close(s);
+	free(a);
+	free(b);
+	free(c);
+}
+
 /* ---- a large unaligned unmap: the merged edge grains are data, sealed in buffers of
  * their own (not one per grain of the whole range) ---- */
 
@@ -652,6 +722,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_dedupe_after_gc_and_rebuild, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_dedupe_during_gc, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_dedupe_ten_copies, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_dedupe_held_back_fps, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_unaligned_large_unmap, setup, teardown),
 	};
 
