@@ -246,6 +246,7 @@ struct iscsi_thread {
 	struct iscsi_pool_buf *pool[ISCSI_POOL_CLASSES];
 	uint32_t pool_count[ISCSI_POOL_CLASSES];
 	uint64_t now_ns;
+	uint64_t busy_ns;                 /* last time an event was handled (adaptive poll) */
 	struct iscsi_ep_item *listen_items;
 };
 

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <stdatomic.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -753,6 +754,7 @@ static void thread_timers(struct iscsi_thread *t)
  * there is told first, AsyncEvent 3 with Time2Wait/Time2Retain). A peer that does not
  * read its answers cannot hold the stop up for more than ISCSI_STOP_GRACE_NS. */
 #define ISCSI_STOP_LOGOUT_S 2u
+#define ROD_ISCSI_POLL_US_DEFAULT 50
 #define ISCSI_STOP_GRACE_NS (10ull * 1000000000ull)
 static void thread_stop_conns(struct iscsi_thread *t, uint64_t since)
 {
@@ -792,11 +794,39 @@ static void thread_stop_conns(struct iscsi_thread *t, uint64_t since)
 	}
 }
 
+/* Adaptive polling: a thread that handled an event within the last poll window keeps
+ * polling epoll (no sleep) for up to that window before it blocks. A wake-up of a
+ * sleeping thread on another CPU costs tens of microseconds on some VMs (docs/iscsi.md,
+ * run G), which dominates QD1 latency; polling keeps the thread on its CPU while a
+ * session is active and costs nothing once it goes idle. ROD_ISCSI_POLL_US (0: off). */
+static uint64_t poll_window_ns(void)
+{
+	static _Atomic int64_t w = -1;
+	int64_t v = atomic_load(&w);
+	if (v < 0) {
+		const char *e = getenv("ROD_ISCSI_POLL_US");
+		v = e ? (int64_t)strtoull(e, NULL, 10) * 1000 : ROD_ISCSI_POLL_US_DEFAULT * 1000;
+		atomic_store(&w, v);
+	}
+	return (uint64_t)v;
+}
+
 static void thread_loop_once(struct iscsi_thread *t, int timeout_ms)
 {
 	struct epoll_event evs[64];
-	int n = epoll_wait(t->epfd, evs, 64, timeout_ms);
+	uint64_t win = poll_window_ns();
+	int n = 0;
+	if (win && t->now_ns - t->busy_ns < win) {
+		do {
+			n = epoll_wait(t->epfd, evs, 64, 0);
+			t->now_ns = rod_now_ns();
+		} while (n == 0 && t->now_ns - t->busy_ns < win);
+	}
+	if (n == 0)
+		n = epoll_wait(t->epfd, evs, 64, timeout_ms);
 	t->now_ns = rod_now_ns();
+	if (n > 0)
+		t->busy_ns = t->now_ns;
 	for (int i = 0; i < n; i++) {
 		struct iscsi_ep_item *it = evs[i].data.ptr;
 		switch (it->kind) {
