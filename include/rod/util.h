@@ -57,6 +57,11 @@ int rod_unhex(const char *hex, void *out, size_t len);
  * short transfers. 0 or -errno (-EIO on a short read past EOF). */
 int rod_pwrite_full(int fd, const void *buf, size_t len, uint64_t off);
 int rod_pread_full(int fd, void *buf, size_t len, uint64_t off);
+/* fsync a directory (after creating, renaming or removing a file in it). 0 or -errno. */
+int rod_fsync_dir(const char *dir);
+/* Write dir/name atomically, mode 0600: dir/name.tmp, fsync, rename over dir/name, fsync
+ * of dir. On failure the temporary file is removed and dir/name is untouched. */
+int rod_write_file_atomic(const char *dir, const char *name, const void *buf, size_t len);
 
 /* Name the calling thread (shows in top -H and gdb). */
 void rod_thread_name(const char *name);

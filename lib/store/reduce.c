@@ -227,28 +227,10 @@ int red_decrypt(const struct red_dek *k, uint64_t chunk, uint16_t gen, const voi
 
 /* ---- key files ---- */
 
-static int write_all(int fd, const void *buf, size_t len)
-{
-	const uint8_t *p = buf;
-
-	while (len) {
-		ssize_t w = write(fd, p, len);
-
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0)
-			return -errno ? -errno : -EIO;
-		p += w;
-		len -= (size_t)w;
-	}
-	return 0;
-}
-
 static int fsync_dir_of(const char *path)
 {
 	char d[PATH_MAX];
 	char *slash;
-	int fd, rc = 0;
 
 	snprintf(d, sizeof(d), "%s", path);
 	slash = strrchr(d, '/');
@@ -258,13 +240,7 @@ static int fsync_dir_of(const char *path)
 		d[1] = 0;
 	else
 		*slash = 0;
-	fd = open(d, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	if (fsync(fd))
-		rc = -errno;
-	close(fd);
-	return rc;
+	return rod_fsync_dir(d);
 }
 
 int red_kek_create(const char *path, uint8_t kek[RED_KEK_LEN])
@@ -288,7 +264,7 @@ int red_kek_create(const char *path, uint8_t kek[RED_KEK_LEN])
 	fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 	if (fd < 0)
 		return -errno;
-	rc = write_all(fd, hex, 2 * RED_KEK_LEN + 1);
+	rc = rod_pwrite_full(fd, hex, 2 * RED_KEK_LEN + 1, 0);
 	if (!rc && fsync(fd))
 		rc = -errno;
 	close(fd);
@@ -356,9 +332,11 @@ static int wrap(const uint8_t kek[RED_KEK_LEN], const uint8_t *in, size_t inl, u
 	return (size_t)(ol + fl) == (unwrap ? inl - 8 : inl + 8) ? 0 : -EIO;
 }
 
+#define DEK_FILE "datakey"
+
 static void dek_path(const char *dir, char *p, size_t n)
 {
-	snprintf(p, n, "%s/datakey", dir);
+	snprintf(p, n, "%s/" DEK_FILE, dir);
 }
 
 int red_dek_load(const char *dir, const uint8_t kek[RED_KEK_LEN], struct red_dek *out)
@@ -384,31 +362,15 @@ int red_dek_load(const char *dir, const uint8_t kek[RED_KEK_LEN], struct red_dek
 
 int red_dek_store(const char *dir, const uint8_t kek[RED_KEK_LEN], const struct red_dek *dek)
 {
-	char path[PATH_MAX], tmp[PATH_MAX + 8];
 	uint8_t b[DEK_FILE_LEN];
-	int fd, rc;
+	int rc;
 
-	dek_path(dir, path, sizeof(path));
-	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
 	memcpy(b, DEK_MAGIC, 8);
 	rod_put_be32(b + 8, dek->gen);
 	if ((rc = wrap(kek, dek->key, RED_DEK_LEN, b + 12, false)))
 		return rc;
 	rod_put_be32(b + DEK_FILE_LEN - 4, rod_crc32c(0, b, DEK_FILE_LEN - 4));
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (fd < 0)
-		return -errno;
-	rc = write_all(fd, b, sizeof(b));
-	if (!rc && fsync(fd))
-		rc = -errno;
-	close(fd);
-	if (!rc && rename(tmp, path))
-		rc = -errno;
-	if (!rc)
-		rc = fsync_dir_of(path);
-	if (rc)
-		unlink(tmp);
-	return rc;
+	return rod_write_file_atomic(dir, DEK_FILE, b, sizeof(b));
 }
 
 int red_dek_create(const char *dir, const uint8_t kek[RED_KEK_LEN], struct red_dek *out)

@@ -69,19 +69,6 @@ static struct seg *seg_find(struct seglog *l, uint64_t id)
 	return NULL;
 }
 
-static int fsync_dir(const char *dir)
-{
-	int fd = open(dir, O_RDONLY | O_DIRECTORY);
-	int rc = 0;
-
-	if (fd < 0)
-		return -errno;
-	if (fsync(fd))
-		rc = -errno;
-	close(fd);
-	return rc;
-}
-
 int seglog_open(const char *dir, struct seglog **out)
 {
 	struct seglog *l = calloc(1, sizeof(*l));
@@ -176,7 +163,7 @@ int seglog_roll(struct seglog *l)
 		return -errno;
 	}
 	/* The new file must survive a crash before any batch in it is acknowledged. */
-	rc = fsync_dir(l->dir);
+	rc = rod_fsync_dir(l->dir);
 	if (rc) {
 		close(fd);
 		return rc;

@@ -21,41 +21,6 @@
 #define SB_MAGIC "RODSUPER"
 #define SB_LEN 136
 
-static int fsync_path(const char *path)
-{
-	int fd = open(path, O_RDONLY);
-	int rc = 0;
-
-	if (fd < 0)
-		return -errno;
-	if (fsync(fd))
-		rc = -errno;
-	close(fd);
-	return rc;
-}
-
-/* Write a small file atomically: tmp, fsync, rename, fsync of the directory. */
-static int write_atomic(const char *dir, const char *name, const void *buf, size_t len)
-{
-	char tmp[4096], path[4096];
-	int fd, rc;
-
-	snprintf(tmp, sizeof(tmp), "%s/%s.tmp", dir, name);
-	snprintf(path, sizeof(path), "%s/%s", dir, name);
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (fd < 0)
-		return -errno;
-	rc = rod_pwrite_full(fd, buf, len, 0);
-	if (!rc && fsync(fd))
-		rc = -errno;
-	close(fd);
-	if (!rc && rename(tmp, path))
-		rc = -errno;
-	if (!rc)
-		rc = fsync_path(dir);
-	return rc;
-}
-
 static int read_file(const char *dir, const char *name, void *buf, size_t len, size_t *got)
 {
 	char path[4096];
@@ -110,7 +75,7 @@ static int sb_create(struct rod_store *s)
 	id->created_ns = rod_wall_ns();
 	id->format_version = ROD_FORMAT_VERSION;
 	sb_encode(id, b);
-	return write_atomic(s->dir, "superblock", b, sizeof(b));
+	return rod_write_file_atomic(s->dir, "superblock", b, sizeof(b));
 }
 
 static int sb_read(struct rod_store *s)
@@ -154,7 +119,7 @@ static int sb_read(struct rod_store *s)
 		 * refuse it (their own check above) before anything is written. */
 		s->ident.format_version = ROD_FORMAT_VERSION;
 		sb_encode(&s->ident, b);
-		rc = write_atomic(s->dir, "superblock", b, SB_LEN);
+		rc = rod_write_file_atomic(s->dir, "superblock", b, SB_LEN);
 		if (rc) {
 			rod_err("store: cannot upgrade %s/superblock to format version %u: %s", s->dir,
 				ROD_FORMAT_VERSION, strerror(-rc));
@@ -191,7 +156,7 @@ static int ckpt_write(struct rod_store *s, uint64_t seg, uint64_t off)
 	rod_put_be64(b, seg);
 	rod_put_be64(b + 8, off);
 	rod_put_be32(b + 16, rod_crc32c(0, b, 16));
-	return write_atomic(s->dir, "checkpoint", b, sizeof(b));
+	return rod_write_file_atomic(s->dir, "checkpoint", b, sizeof(b));
 }
 
 /* Everything durable and applied so far reaches RocksDB's files; then the log before
