@@ -564,30 +564,34 @@ int rod_vol_eradicate(struct rod_store *s, const char *name)
 	return name ? run_op(s, set_build, &op) : -EINVAL;
 }
 
-static int snap_build(struct rod_store *s, struct citem *ci, struct mutbuf *mb)
+/* Whether v can get the snapshot "v.suffix" (its name left in name). */
+static int snap_check(struct rod_store *s, const struct vol_rec *v, const char *suffix,
+		      char name[ROD_SNAP_NAME_MAX])
 {
-	struct vop *op = ci->arg;
-	struct vol_rec *v = vol_find_name(s, op->name), *r;
-	struct lineage *l;
-	char name[ROD_SNAP_NAME_MAX];
-
 	if (!v)
 		return -ENOENT;
 	if (v->is_snapshot)
 		return -EINVAL;
-	if (snprintf(name, sizeof(name), "%s.%s", v->name, op->name2) >= (int)sizeof(name))
+	if (snprintf(name, ROD_SNAP_NAME_MAX, "%s.%s", v->name, suffix) >= ROD_SNAP_NAME_MAX)
 		return -EINVAL;
 	if (name_taken(s, name))
 		return -EEXIST;
-	l = media_find(&s->media, v->lineage);
-	if (!l)
+	if (!media_find(&s->media, v->lineage))
 		return -ENOENT;
-	r = rec_new(s, name, v->size, v->block_size, op->uuid);
+	return 0;
+}
+
+/* Add the snapshot record `name` of v (checked by snap_check), pinning v's lineage. */
+static int snap_add(struct rod_store *s, const struct vol_rec *v, const char *name,
+		    const uint8_t uuid[16], struct mutbuf *mb, struct rod_vol_info *out)
+{
+	struct vol_rec *r = rec_new(s, name, v->size, v->block_size, uuid);
+
 	if (!r)
 		return -ENOMEM;
 	r->is_snapshot = true;
 	r->lineage = v->lineage;
-	r->epoch = lin_pin(l, mb);
+	r->epoch = lin_pin(media_find(&s->media, v->lineage), mb);
 	r->parent_id = v->id;
 	r->offload = v->offload;
 	snprintf(r->source, sizeof(r->source), "%s", v->name);
@@ -596,10 +600,23 @@ static int snap_build(struct rod_store *s, struct citem *ci, struct mutbuf *mb)
 		return -ENOMEM;
 	}
 	vol_log(mb, r);
-	ids_log(s, mb);
-	if (op->out)
-		fill_info(r, op->out);
+	if (out)
+		fill_info(r, out);
 	return 0;
+}
+
+static int snap_build(struct rod_store *s, struct citem *ci, struct mutbuf *mb)
+{
+	struct vop *op = ci->arg;
+	struct vol_rec *v = vol_find_name(s, op->name);
+	char name[ROD_SNAP_NAME_MAX];
+	int rc = snap_check(s, v, op->name2, name);
+
+	if (!rc)
+		rc = snap_add(s, v, name, op->uuid, mb, op->out);
+	if (!rc)
+		ids_log(s, mb);
+	return rc;
 }
 
 int rod_vol_snapshot(struct rod_store *s, const char *vol, const char *suffix,
@@ -631,46 +648,22 @@ static int snap_group_build(struct rod_store *s, struct citem *ci, struct mutbuf
 {
 	struct gop *op = ci->arg;
 	char name[ROD_SNAP_NAME_MAX];
+	int rc;
 
 	for (size_t i = 0; i < op->n; i++) {
-		struct vol_rec *v = vol_find_name(s, op->vols[i]);
-
-		if (!v)
-			return -ENOENT;
-		if (v->is_snapshot)
-			return -EINVAL;
 		for (size_t k = 0; k < i; k++)
 			if (!strcmp(op->vols[k], op->vols[i]))
 				return -EINVAL;
-		if (snprintf(name, sizeof(name), "%s.%s", v->name, op->suffix) >= (int)sizeof(name))
-			return -EINVAL;
-		if (name_taken(s, name))
-			return -EEXIST;
-		if (!media_find(&s->media, v->lineage))
-			return -ENOENT;
+		if ((rc = snap_check(s, vol_find_name(s, op->vols[i]), op->suffix, name)))
+			return rc;
 	}
 	for (size_t i = 0; i < op->n; i++) {
-		struct vol_rec *v = vol_find_name(s, op->vols[i]), *r;
-		struct lineage *l = media_find(&s->media, v->lineage);
+		struct vol_rec *v = vol_find_name(s, op->vols[i]);
 
 		if (snprintf(name, sizeof(name), "%s.%s", v->name, op->suffix) >= (int)sizeof(name))
 			return -EINVAL; /* checked above; keeps the compiler's length check happy */
-		r = rec_new(s, name, v->size, v->block_size, op->uuids[i]);
-		if (!r)
-			return -ENOMEM;
-		r->is_snapshot = true;
-		r->lineage = v->lineage;
-		r->epoch = lin_pin(l, mb);
-		r->parent_id = v->id;
-		r->offload = v->offload;
-		snprintf(r->source, sizeof(r->source), "%s", v->name);
-		if (vol_table_add(s, r)) {
-			free(r);
-			return -ENOMEM;
-		}
-		vol_log(mb, r);
-		if (op->out)
-			fill_info(r, &op->out[i]);
+		if ((rc = snap_add(s, v, name, op->uuids[i], mb, op->out ? &op->out[i] : NULL)))
+			return rc;
 	}
 	ids_log(s, mb);
 	return 0;
