@@ -206,34 +206,25 @@ void rod_conf_limits_merge(struct rod_conf_limits *d, const struct rod_conf_limi
 		d->metrics_interval_s = s->metrics_interval_s;
 }
 
-static void print_count(FILE *f, const char *key, uint64_t v)
+/* "key = <v><unit>" when the limit is set, else "key = <unset>". */
+static void print_limit(FILE *f, const char *key, bool set, uint64_t v, const char *unit,
+			const char *unset)
 {
-	if (v)
-		fprintf(f, "%s = %llu\n", key, (unsigned long long)v);
+	if (set)
+		fprintf(f, "%s = %llu%s\n", key, (unsigned long long)v, unit);
 	else
-		fprintf(f, "%s = unlimited\n", key);
+		fprintf(f, "%s = %s\n", key, unset);
 }
 
 void rod_conf_limits_print(FILE *f, const struct rod_conf_limits *l)
 {
-	print_count(f, "max_volumes", l->max_volumes);
-	print_count(f, "max_sessions", l->max_sessions);
-	if (l->max_odx_tokens)
-		fprintf(f, "max_odx_tokens = %llu\n", (unsigned long long)l->max_odx_tokens);
-	else
-		fprintf(f, "max_odx_tokens = default\n");
-	if (l->has_recovery_window)
-		fprintf(f, "recovery_window = %llus\n", (unsigned long long)l->recovery_window_s);
-	else
-		fprintf(f, "recovery_window = default (24h unless rodctl array set stored one)\n");
-	if (l->gc_rate)
-		fprintf(f, "gc_rate = %llu\n", (unsigned long long)l->gc_rate);
-	else
-		fprintf(f, "gc_rate = unlimited\n");
-	if (l->gc_threshold_pct)
-		fprintf(f, "gc_threshold = %llu%%\n", (unsigned long long)l->gc_threshold_pct);
-	else
-		fprintf(f, "gc_threshold = off\n");
+	print_limit(f, "max_volumes", l->max_volumes, l->max_volumes, "", "unlimited");
+	print_limit(f, "max_sessions", l->max_sessions, l->max_sessions, "", "unlimited");
+	print_limit(f, "max_odx_tokens", l->max_odx_tokens, l->max_odx_tokens, "", "default");
+	print_limit(f, "recovery_window", l->has_recovery_window, l->recovery_window_s, "s",
+		    "default (24h unless rodctl array set stored one)");
+	print_limit(f, "gc_rate", l->gc_rate, l->gc_rate, "", "unlimited");
+	print_limit(f, "gc_threshold", l->gc_threshold_pct, l->gc_threshold_pct, "%", "off");
 	fprintf(f, "job_workers = %llu\n", (unsigned long long)(l->job_workers ? l->job_workers : 1));
 	fprintf(f, "http_require_token = %s\n", l->http_require_token == 2 ? "no" : "yes");
 	fprintf(f, "metrics_interval = %llus\n", (unsigned long long)(l->metrics_interval_s ? l->metrics_interval_s : 10));
