@@ -34,6 +34,14 @@ struct commit {
 	struct meta_batch *mbatch;
 	uint64_t mem_est;         /* estimated memtable bytes applied since the last switch */
 	uint64_t mem_limit;       /* MEM_SYNC_ALL (tests: ROD_TEST_MEMTABLE_GUARD) */
+	/* commit_watch_*: hashes of the keys applied since the first begin (open
+	 * addressing, 0 = empty); all: a range delete was applied, every key may be hit */
+	struct {
+		unsigned depth;
+		bool all;
+		uint64_t *slot;
+		size_t cap, n;
+	} w;
 };
 
 /* Write-back batches are applied to RocksDB before their log bytes are synced; RocksDB
@@ -63,6 +71,147 @@ static int grow(void **p, size_t *cap, size_t need, size_t elem)
 	*p = q;
 	*cap = n;
 	return 0;
+}
+
+/* ---- watches (commit.h) ---- */
+
+static uint64_t watch_hash(uint8_t cf, const uint8_t *k, size_t kl)
+{
+	uint64_t h = 0x9e3779b97f4a7c15ull ^ cf;
+
+	for (size_t i = 0; i < kl; i += 8) {
+		uint64_t w = 0;
+
+		memcpy(&w, k + i, ROD_MIN(8, kl - i));
+		h = (h ^ w) * 0xff51afd7ed558ccdull;
+		h ^= h >> 32;
+	}
+	return h | 1;
+}
+
+static void watch_add(struct commit *c, uint8_t cf, const uint8_t *k, size_t kl)
+{
+	uint64_t h = watch_hash(cf, k, kl);
+
+	if ((c->w.n + 1) * 2 > c->w.cap) {
+		size_t cap = c->w.cap ? c->w.cap * 2 : 4096;
+		uint64_t *ns = calloc(cap, sizeof(*ns));
+
+		if (!ns) {
+			c->w.all = true;        /* no room to remember: every key counts as hit */
+			return;
+		}
+		for (size_t i = 0; i < c->w.cap; i++) {
+			size_t j = c->w.slot[i] & (cap - 1);
+
+			if (!c->w.slot[i])
+				continue;
+			while (ns[j])
+				j = (j + 1) & (cap - 1);
+			ns[j] = c->w.slot[i];
+		}
+		free(c->w.slot);
+		c->w.slot = ns;
+		c->w.cap = cap;
+	}
+	size_t j = h & (c->w.cap - 1);
+
+	while (c->w.slot[j] && c->w.slot[j] != h)
+		j = (j + 1) & (c->w.cap - 1);
+	if (!c->w.slot[j]) {
+		c->w.slot[j] = h;
+		c->w.n++;
+	}
+}
+
+bool commit_watch_hit(struct rod_store *s, uint8_t cf, const void *k, size_t kl)
+{
+	struct commit *c = s->commit;
+	uint64_t h;
+
+	if (c->w.all)
+		return true;
+	if (!c->w.cap)
+		return false;
+	h = watch_hash(cf, k, kl);
+	for (size_t j = h & (c->w.cap - 1); c->w.slot[j]; j = (j + 1) & (c->w.cap - 1))
+		if (c->w.slot[j] == h)
+			return true;
+	return false;
+}
+
+/* Remember what a batch is about to apply: its entries' map keys, its mutations. */
+static void watch_note(struct commit *c, const struct batch_entry *ent, uint32_t n,
+		       const uint8_t *mut, size_t mut_len)
+{
+	size_t pos = 0;
+
+	for (uint32_t i = 0; i < n; i++) {
+		uint8_t k[MAP_KEY_LEN];
+
+		if (ent[i].kind == ENT_RELOC)
+			continue;       /* chunk table only (CF_CHUNK is never relogged) */
+		map_key(k, ent[i].lineage, ent[i].lba, ent[i].epoch);
+		watch_add(c, CF_MAP, k, sizeof(k));
+	}
+	while (pos + 8 <= mut_len) {
+		uint16_t kl;
+		uint32_t vl;
+
+		memcpy(&kl, mut + pos + 2, 2);
+		memcpy(&vl, mut + pos + 4, 4);
+		if (mut_len - pos - 8 < (size_t)kl + vl)
+			break;
+		if (mut[pos + 1] == MUT_DELRANGE)
+			c->w.all = true;
+		else
+			watch_add(c, mut[pos], mut + pos + 8, kl);
+		pos += 8 + (size_t)kl + vl;
+	}
+}
+
+static int watch_begin_build(struct rod_store *s, struct citem *ci, struct mutbuf *mb)
+{
+	struct commit *c = s->commit;
+
+	(void)ci;
+	(void)mb;
+	if (c->w.depth++ == 0) {
+		c->w.all = false;
+		c->w.n = 0;
+		if (c->w.slot)
+			memset(c->w.slot, 0, c->w.cap * sizeof(*c->w.slot));
+	}
+	return 0;
+}
+
+static int watch_end_build(struct rod_store *s, struct citem *ci, struct mutbuf *mb)
+{
+	struct commit *c = s->commit;
+
+	(void)ci;
+	(void)mb;
+	if (c->w.depth && --c->w.depth == 0) {
+		free(c->w.slot);
+		memset(&c->w, 0, sizeof(c->w));
+	}
+	return 0;
+}
+
+/* Batches applied before this returns are visible to the caller's reads; later ones are
+ * remembered (the begin item is processed like any other, in queue order). */
+int commit_watch_begin(struct rod_store *s)
+{
+	struct citem ci = { .kind = CI_OP, .build = watch_begin_build };
+
+	return commit_run(s, &ci);
+}
+
+int commit_watch_end(struct rod_store *s)
+{
+	struct citem ci = { .kind = CI_OP, .build = watch_end_build };
+
+	return commit_run(s, &ci);
 }
 
 /* Chunk table value: where the chunk is now, and its stored format there (GC may have
@@ -135,7 +284,7 @@ static int apply_entries(struct rod_store *s, struct meta_batch *mbt, uint64_t s
 						      .enc_gen = e->enc_gen };
 
 				/* Relocation records are written only for current map entries
-				 * (reloc_current), so this is the map entry's value at this point. */
+				 * (commit_reloc_current), so this is the map entry's value at this point. */
 				(void)old;
 				(void)ol;
 				map_key(k, e->lineage, e->lba, e->epoch);
@@ -184,7 +333,7 @@ int commit_apply_batch(struct rod_store *s, const struct batch *b, bool rebuild)
 
 /* Is the chunk GC wants to move still what its map entry points at? Then the relocation
  * record means "this map entry is current here" (rebuild relies on that). */
-static bool reloc_current(struct rod_store *s, const struct cgrain *g)
+bool commit_reloc_current(struct rod_store *s, const struct cgrain *g)
 {
 	uint8_t k[MAP_KEY_LEN];
 	void *v;
@@ -200,6 +349,18 @@ static bool reloc_current(struct rod_store *s, const struct cgrain *g)
 		map_val_decode(&mv, v);
 	free(v);
 	return vl >= MAP_VAL_LEN && mv.chunk == g->chunk;
+}
+
+/* commit_reloc_current, unless GC found the answer under a watch and the key was not written
+ * since (the usual case: no RocksDB read on the commit thread). */
+static bool reloc_still_current(struct rod_store *s, const struct cgrain *g)
+{
+	uint8_t k[MAP_KEY_LEN];
+
+	if (!g->cur_known || g->lineage < LIN_FIRST || !s->commit->w.depth)
+		return commit_reloc_current(s, g);
+	map_key(k, g->lineage, g->lba, g->epoch);
+	return commit_watch_hit(s, CF_MAP, k, sizeof(k)) ? commit_reloc_current(s, g) : g->cur;
 }
 
 /* Fault injection (bitflip): flip one bit of a data chunk just appended, in the file,
@@ -229,6 +390,7 @@ static void process(struct rod_store *s, struct commit *c, struct citem *items)
 {
 	uint32_t n = 0, payload = 0;
 	bool need_sync = false, need_roll = false, only_writes = true, ckpt = false;
+	bool log_only = false;
 	uint64_t est;
 	size_t nsrc = 0;
 	int rc = 0;
@@ -249,6 +411,8 @@ static void process(struct rod_store *s, struct commit *c, struct citem *items)
 			need_roll = true;
 		if (ci->ckpt)
 			ckpt = true;
+		if (ci->log_only)
+			log_only = true;
 		if (ci->kind == CI_OP) {
 			ci->result = ci->build(s, ci, &c->mb);
 			continue;
@@ -273,7 +437,7 @@ static void process(struct rod_store *s, struct commit *c, struct citem *items)
 			const struct cgrain *g = &ci->g[i];
 			struct batch_entry *e = &c->ent[n];
 
-			bool cur = g->kind != ENT_RELOC || reloc_current(s, g);
+			bool cur = g->kind != ENT_RELOC || reloc_still_current(s, g);
 
 			/* Overwritten since GC marked it: garbage now, unless other map entries
 			 * reference it (dedupe, or flatten, which references chunks with or
@@ -372,9 +536,15 @@ static void process(struct rod_store *s, struct commit *c, struct citem *items)
 		if (!rc) {
 			uint32_t drained = 0;
 
+			/* A log-only item (GC relog, alone in its batch) repeats the applied
+			 * state: only its log bytes matter. */
+			size_t mlen = log_only ? 0 : c->mb.len;
+
+			if (c->w.depth && !log_only)
+				watch_note(c, c->ent, n, c->mb.buf, mlen);
 			meta_batch_clear(c->mbatch);
 			rc = apply_entries(s, c->mbatch, s->log->cur_id, off + hdr_len, c->ent, n,
-					   c->mb.buf, c->mb.len, false, true);
+					   c->mb.buf, mlen, false, true);
 			if (!rc && red_fp_pending(s) >= RED_FP_RUN - RED_FP_RUN / 8)
 				drained = red_fp_drain(s, c->mbatch);
 			if (!rc)
@@ -547,6 +717,7 @@ void commit_free(struct rod_store *s)
 	commit_stop(s);
 	meta_batch_free(c->mbatch);
 	mutbuf_free(&c->mb);
+	free(c->w.slot);
 	free(c->ent);
 	free(c->src);
 	free(c->rg);

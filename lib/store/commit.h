@@ -29,6 +29,10 @@ struct cgrain {
 	/* ENT_RELOC: where the chunk came from, so the segments alone can rebuild the map */
 	uint64_t lineage, epoch;
 	uint32_t home_off;
+	/* ENT_RELOC: GC already checked (off the commit thread, under a watch) whether the
+	 * map entry still points at this chunk; the commit thread re-checks only when the
+	 * key was written since the watch began (commit_watch_hit). */
+	bool cur_known, cur;
 	/* ENT_DATA: fingerprint and duplicate found by the submitter; ENT_RELOC: the
 	 * chunk's fingerprint, compression and encryption generation */
 	struct red_grain red;
@@ -42,6 +46,8 @@ struct citem {
 	bool durable;          /* needs fdatasync before completion */
 	bool roll;             /* start a new segment before this batch (GC seals the open one) */
 	bool alone;            /* in a batch of its own: it reads the applied state (GC relog) */
+	bool log_only;         /* (alone) logged, not applied: its mutations equal the applied
+				* state already (GC relog) */
 	/* CI_FLUSH with durable: checkpoint. Once the batch is synced and applied, the commit
 	 * thread switches RocksDB's memtables (meta_switch) before it applies anything else,
 	 * and reports the log position they cover. */
@@ -82,6 +88,18 @@ void commit_queue_n(struct rod_store *s, struct citem **ci, size_t n);
 int commit_run(struct rod_store *s, struct citem *ci);
 /* Position after the last batch that is both durable and applied (checkpoint). */
 void commit_durable_pos(struct rod_store *s, uint64_t *seg, uint64_t *off);
+/* Watches (GC): from commit_watch_begin's return until commit_watch_end, the commit
+ * thread remembers which keys it applies (as hashes). A value read by another thread
+ * after the begin is still the applied value at some later batch unless
+ * commit_watch_hit says the key may have been written since (false positives only);
+ * then the commit thread reads it again. Nested watches share one set. */
+int commit_watch_begin(struct rod_store *s);
+int commit_watch_end(struct rod_store *s);
+/* Does the map entry a relocated grain was written for still point at its chunk? (a
+ * RocksDB read; any thread) */
+bool commit_reloc_current(struct rod_store *s, const struct cgrain *g);
+/* Commit thread only (build functions, relocation checks). */
+bool commit_watch_hit(struct rod_store *s, uint8_t cf, const void *k, size_t kl);
 /* Apply a batch read from the log to RocksDB (replay). */
 /* rebuild: also restore map entries from relocation records (see rebuild_metadata). */
 int commit_apply_batch(struct rod_store *s, const struct batch *b, bool rebuild);

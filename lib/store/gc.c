@@ -5,6 +5,7 @@
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "commit.h"
 #include "rod/log.h"
@@ -309,11 +310,27 @@ struct seg_scan {
 
 /* Keys whose mutations sit in segments being freed: their current values are logged
  * again (relog) before the segment goes, so the segments alone still rebuild the
- * metadata (rod_store_rebuild_metadata). */
+ * metadata (rod_store_rebuild_metadata). The values are read here, on the GC thread,
+ * under a commit watch; the commit thread logs them without applying them (they are the
+ * applied state) and reads again only keys written since the watch began. */
 struct relog {
+	uint64_t nkeys;           /* keys read (statistics) */
 	struct mutbuf keys;       /* MUT_PUT/MUT_DEL: key only; MUT_DELRANGE: as logged */
-	size_t pos;               /* next key to relog */
+	struct mutbuf vals;       /* the same keys with their values read under the watch */
+	size_t pos;               /* next mutation of vals to log */
 };
+
+#define RELOG_ITEM_BYTES (256u << 10)   /* per commit: bounds the commit thread's turn */
+
+/* Tests: ROD_TEST_GC_PAUSE_MS holds GC between reading values under the watch and
+ * logging them, so writers overwrite some of them in between. */
+static void test_pause(void)
+{
+	const char *e = getenv("ROD_TEST_GC_PAUSE_MS");
+
+	if (e)
+		usleep((useconds_t)strtoul(e, NULL, 10) * 1000);
+}
 
 static void relog_collect(struct relog *rl, const uint8_t *buf, size_t len)
 {
@@ -335,40 +352,69 @@ static void relog_collect(struct relog *rl, const uint8_t *buf, size_t len)
 	}
 }
 
+/* The current value of (cf, k) as a mutation: a put, or a delete when there is none. */
+static void relog_current(struct rod_store *s, struct mutbuf *mb, uint8_t cf, const uint8_t *k,
+			  uint16_t kl)
+{
+	void *dv;
+	size_t dl;
+
+	if (meta_get(s->meta, cf, k, kl, &dv, &dl) == 0) {
+		mutbuf_put(mb, cf, k, kl, dv, dl);
+		free(dv);
+	} else {
+		mutbuf_del(mb, cf, k, kl);
+	}
+}
+
+/* GC thread, after commit_watch_begin: every collected key with its value now. */
+static void relog_read(struct rod_store *s, struct relog *rl)
+{
+	size_t pos = 0;
+
+	while (pos + 8 <= rl->keys.len) {
+		const uint8_t *p = rl->keys.buf + pos;
+		uint16_t kl;
+		uint32_t vl;
+
+		memcpy(&kl, p + 2, 2);
+		memcpy(&vl, p + 4, 4);
+		if (p[1] == MUT_DELRANGE)
+			mutbuf_del_range(&rl->vals, p[0], p + 8, kl, p + 8 + kl, vl);
+		else
+			relog_current(s, &rl->vals, p[0], p + 8, kl);
+		rl->nkeys++;
+		pos += 8 + (size_t)kl + vl;
+	}
+}
+
 static int relog_build(struct rod_store *s, struct citem *ci, struct mutbuf *mb)
 {
 	struct relog *rl = ci->arg;
 	size_t start_len = mb->len;
 
 	/* Bounded per batch; the caller loops until every key is done. */
-	while (rl->pos + 8 <= rl->keys.len && mb->len - start_len < (1u << 20)) {
-		const uint8_t *p = rl->keys.buf + rl->pos;
+	while (rl->pos + 8 <= rl->vals.len && mb->len - start_len < RELOG_ITEM_BYTES) {
+		const uint8_t *p = rl->vals.buf + rl->pos;
 		uint16_t kl;
 		uint32_t vl;
 
 		memcpy(&kl, p + 2, 2);
 		memcpy(&vl, p + 4, 4);
-		if (p[1] == MUT_DELRANGE) {
+		if (p[1] == MUT_DELRANGE)
 			mutbuf_del_range(mb, p[0], p + 8, kl, p + 8 + kl, vl);
-		} else {
-			/* The relog travels alone (citem.alone), so the applied state is
-			 * current: a key listed twice just reads the same value again. */
-			void *dv;
-			size_t dl;
-
-			if (meta_get(s->meta, p[0], p + 8, kl, &dv, &dl) == 0) {
-				mutbuf_put(mb, p[0], p + 8, kl, dv, dl);
-				free(dv);
-			} else {
-				mutbuf_del(mb, p[0], p + 8, kl);
-			}
-		}
+		else if (commit_watch_hit(s, p[0], p + 8, kl))
+			relog_current(s, mb, p[0], p + 8, kl);  /* written since it was read */
+		else if (p[1] == MUT_PUT)
+			mutbuf_put(mb, p[0], p + 8, kl, p + 8 + kl, vl);
+		else
+			mutbuf_del(mb, p[0], p + 8, kl);
 		rl->pos += 8 + (size_t)kl + vl;
 	}
 	return 0;
 }
 
-/* Live bytes of a segment; with move, copy them forward and relog its metadata. */
+/* Did the mark find the chunk live? (red_gc_doom) */
 static bool mark_live(void *arg, uint64_t chunk)
 {
 	struct gc_mark *g = arg;
@@ -376,8 +422,9 @@ static bool mark_live(void *arg, uint64_t chunk)
 	return set_has(&g->live, chunk);
 }
 
-static int seg_process(struct rod_store *s, struct gc_mark *g, struct seg_scan *ss, bool move,
-		       uint64_t *moved, struct relog *rl)
+/* Live bytes of a segment; with move, copy them forward and relog its metadata. */
+static int seg_scan_move(struct rod_store *s, struct gc_mark *g, struct seg_scan *ss, bool move,
+			 uint64_t *moved, struct relog *rl)
 {
 	uint64_t off = 0;
 	int rc = 0;
@@ -459,6 +506,9 @@ static int seg_process(struct rod_store *s, struct gc_mark *g, struct seg_scan *
 						 .has_fp = (e->fp[0] | e->fp[1] | e->fp[2] | e->fp[3]) != 0 },
 				};
 				memcpy(cg[ng - 1].red.fp, e->fp, sizeof(e->fp));
+				/* Checked here, under the watch, not on the commit thread. */
+				cg[ng - 1].cur = commit_reloc_current(s, &cg[ng - 1]);
+				cg[ng - 1].cur_known = true;
 				/* Cold data: recompressed with zstd when that saves space. */
 				struct cgrain *mg = &cg[ng - 1];
 				if (!rz)
@@ -485,16 +535,36 @@ static int seg_process(struct rod_store *s, struct gc_mark *g, struct seg_scan *
 		batch_release(&b);
 	}
 	if (!rc && move && rl) {
-		while (!rc && rl->pos < rl->keys.len) {
+		relog_read(s, rl);
+		test_pause();
+		while (!rc && rl->pos < rl->vals.len) {
 			struct citem ci = { .kind = CI_OP, .durable = true, .alone = true,
-					    .build = relog_build, .arg = rl };
+					    .log_only = true, .build = relog_build, .arg = rl };
 
 			rc = commit_run(s, &ci);
 		}
 		rl->keys.len = 0;
+		rl->vals.len = 0;
 		rl->pos = 0;
 	}
 	return rc;
+}
+
+/* Live bytes of a segment; with move, copy them forward and relog its metadata, under a
+ * commit watch (the map reads happen here, not on the commit thread). */
+static int seg_process(struct rod_store *s, struct gc_mark *g, struct seg_scan *ss, bool move,
+		       uint64_t *moved, struct relog *rl)
+{
+	int rc, rc2;
+
+	if (!move)
+		return seg_scan_move(s, g, ss, false, moved, rl);
+	rc = commit_watch_begin(s);
+	if (rc)
+		return rc;
+	rc = seg_scan_move(s, g, ss, true, moved, rl);
+	rc2 = commit_watch_end(s);
+	return rc ? rc : rc2;
 }
 
 /* Drop lineages nobody reads any more (eradicated volumes): their range entries, block
@@ -563,6 +633,7 @@ static int gc_pass(struct rod_store *s, bool full, bool only_if_worth, struct gc
 	struct seg_scan *ss = NULL;
 	size_t nss = 0;
 	bool gc_begun = false;
+	uint64_t t0 = rod_now_ns(), t_mark = 0, t_scan = 0, t_move = 0, relogged = 0, nfreed = 0;
 	int rc;
 
 	pthread_mutex_lock(&s->gc_lock);
@@ -599,6 +670,7 @@ static int gc_pass(struct rod_store *s, bool full, bool only_if_worth, struct gc
 	pthread_rwlock_unlock(&s->state);
 	rc = mark_scan(s, &rs, 0, gc_mark_fn, &g);
 	readers_free(&rs);
+	t_mark = rod_now_ns() - t0;
 	if (rc)
 		goto out;
 	if (g.ndead) {
@@ -636,6 +708,7 @@ static int gc_pass(struct rod_store *s, bool full, bool only_if_worth, struct gc
 			prog->read += ss[i].size;
 		}
 	}
+	t_scan = rod_now_ns() - t0 - t_mark;
 	/* Cost-benefit: free space gained per byte copied, emptiest segments first. */
 	for (size_t i = 1; i < nss; i++)
 		for (size_t j = i; j > 0 && ss[j].live * ss[j - 1].size < ss[j - 1].live * ss[j].size; j--) {
@@ -669,6 +742,7 @@ static int gc_pass(struct rod_store *s, bool full, bool only_if_worth, struct gc
 			break;
 		uint64_t before = moved;
 		struct relog rl = { 0 };
+		uint64_t tm = rod_now_ns();
 
 		/* Dedupe goes on during the pass: not onto this segment from now on, and the
 		 * segment stays when a dedupe entry already references a chunk of it that the
@@ -677,6 +751,10 @@ static int gc_pass(struct rod_store *s, bool full, bool only_if_worth, struct gc
 			continue;
 		rc = seg_process(s, &g, &ss[i], true, &moved, &rl);
 		mutbuf_free(&rl.keys);
+		mutbuf_free(&rl.vals);
+		nfreed++;
+		relogged += rl.nkeys;
+		t_move += rod_now_ns() - tm;
 		if (rc)
 			break;
 		budget -= ROD_MIN(budget, moved - before);
@@ -696,6 +774,10 @@ static int gc_pass(struct rod_store *s, bool full, bool only_if_worth, struct gc
 	}
 	atomic_fetch_add(&s->st_gc_moved, moved);
 	atomic_fetch_add(&s->st_gc_runs, 1);
+	rod_info("store: garbage collection: %zu segments examined, %llu freed, %.1f MiB moved, "
+		 "%llu keys relogged; %.2f s (mark %.2f, scan %.2f, move and relog %.2f)",
+		 nss, (unsigned long long)nfreed, moved / 1048576.0, (unsigned long long)relogged,
+		 (rod_now_ns() - t0) / 1e9, t_mark / 1e9, t_scan / 1e9, t_move / 1e9);
 out:
 	if (gc_begun)
 		red_gc_end(s);
