@@ -313,7 +313,64 @@ struct seg_scan {
  * metadata (rod_store_rebuild_metadata). The values are read here, on the GC thread,
  * under a commit watch; the commit thread logs them without applying them (they are the
  * applied state) and reads again only keys written since the watch began. */
+/* Map keys relogged so far in a pass: a key a newer segment of the pass already
+ * relogged needs nothing more (that relog is newer than this segment's mutation and
+ * sits in a segment the pass keeps). Exact keys (lineage, grain, epoch; lineage 0 is
+ * never used: empty), at most RELOGGED_MAX slots; past that, keys are just relogged
+ * again. */
+struct relogged {
+	uint64_t *k;              /* 3 words per slot */
+	size_t cap, n;
+};
+#define RELOGGED_MAX (1u << 21)
+
+/* Adds key k (MAP_KEY_LEN bytes); false when it was there already. */
+static bool relogged_add(struct relogged *d, const uint8_t *k)
+{
+	uint64_t w[3] = { rod_get_be64(k), rod_get_be64(k + 8), rod_get_be64(k + 16) };
+
+	if (!w[0])
+		return true;
+	if ((d->n + 1) * 2 > d->cap) {
+		size_t cap = d->cap ? d->cap * 2 : 65536;
+		uint64_t *nk;
+
+		if (cap > RELOGGED_MAX || !(nk = calloc(cap, 3 * sizeof(uint64_t)))) {
+			/* full: still answer for the keys it holds */
+			for (size_t j = mix(w[0] ^ w[1] ^ w[2]) & (d->cap - 1); d->cap && d->k[3 * j];
+			     j = (j + 1) & (d->cap - 1))
+				if (!memcmp(d->k + 3 * j, w, sizeof(w)))
+					return false;
+			return true;
+		}
+		for (size_t i = 0; i < d->cap; i++) {
+			size_t j;
+
+			if (!d->k[3 * i])
+				continue;
+			j = mix(d->k[3 * i] ^ d->k[3 * i + 1] ^ d->k[3 * i + 2]) & (cap - 1);
+			while (nk[3 * j])
+				j = (j + 1) & (cap - 1);
+			memcpy(nk + 3 * j, d->k + 3 * i, 3 * sizeof(uint64_t));
+		}
+		free(d->k);
+		d->k = nk;
+		d->cap = cap;
+	}
+	size_t j = mix(w[0] ^ w[1] ^ w[2]) & (d->cap - 1);
+
+	while (d->k[3 * j]) {
+		if (!memcmp(d->k + 3 * j, w, sizeof(w)))
+			return false;
+		j = (j + 1) & (d->cap - 1);
+	}
+	memcpy(d->k + 3 * j, w, sizeof(w));
+	d->n++;
+	return true;
+}
+
 struct relog {
+	struct relogged *done;    /* the pass's relogged map keys (NULL: none) */
 	uint64_t nkeys;           /* keys read (statistics) */
 	struct mutbuf keys;       /* MUT_PUT/MUT_DEL: key only; MUT_DELRANGE: as logged */
 	struct mutbuf vals;       /* the same keys with their values read under the watch */
@@ -332,6 +389,12 @@ static void test_pause(void)
 		usleep((useconds_t)strtoul(e, NULL, 10) * 1000);
 }
 
+static void relog_map_key(struct relog *rl, const uint8_t *k)
+{
+	if (!rl->done || relogged_add(rl->done, k))
+		mutbuf_put(&rl->keys, CF_MAP, k, MAP_KEY_LEN, NULL, 0);
+}
+
 static void relog_collect(struct relog *rl, const uint8_t *buf, size_t len)
 {
 	size_t pos = 0;
@@ -346,6 +409,8 @@ static void relog_collect(struct relog *rl, const uint8_t *buf, size_t len)
 			break;
 		if (buf[pos + 1] == MUT_DELRANGE)
 			mutbuf_del_range(&rl->keys, buf[pos], buf + pos + 8, kl, buf + pos + 8 + kl, vl);
+		else if (buf[pos] == CF_MAP && kl == MAP_KEY_LEN)
+			relog_map_key(rl, buf + pos + 8);
 		else
 			mutbuf_put(&rl->keys, buf[pos], buf + pos + 8, kl, NULL, 0);
 		pos += 8 + (size_t)kl + vl;
@@ -472,7 +537,7 @@ static int seg_scan_move(struct rod_store *s, struct gc_mark *g, struct seg_scan
 				if (e->kind != ENT_ZERO && e->kind != ENT_UNMAP && e->kind != ENT_DEDUP)
 					continue;
 				map_key(k, e->lineage, e->lba, e->epoch);
-				mutbuf_put(&rl->keys, CF_MAP, k, sizeof(k), NULL, 0);
+				relog_map_key(rl, k);
 			}
 		}
 		if (move && any) {
@@ -633,6 +698,7 @@ static int gc_pass(struct rod_store *s, bool full, bool only_if_worth, struct gc
 	struct seg_scan *ss = NULL;
 	size_t nss = 0;
 	bool gc_begun = false;
+	struct relogged done = { 0 };
 	uint64_t t0 = rod_now_ns(), t_mark = 0, t_scan = 0, t_move = 0, relogged = 0, nfreed = 0;
 	int rc;
 
@@ -741,7 +807,7 @@ static int gc_pass(struct rod_store *s, bool full, bool only_if_worth, struct gc
 		if ((rc = gc_report(prog, moved)))
 			break;
 		uint64_t before = moved;
-		struct relog rl = { 0 };
+		struct relog rl = { .done = &done };
 		uint64_t tm = rod_now_ns();
 
 		/* Dedupe goes on during the pass: not onto this segment from now on, and the
@@ -785,6 +851,7 @@ out:
 	free(ids);
 	free(g.live.slot);
 	free(g.dead_lins);
+	free(done.k);
 	pthread_mutex_unlock(&s->gc_lock);
 	if (rc == -ECANCELED)
 		rod_info("store: garbage collection pass stopped on request");
