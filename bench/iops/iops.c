@@ -7,6 +7,12 @@
  * Prints one JSON document: per test IOPS, MiB/s, latency p50/p99/mean (us), and the
  * target daemon's CPU seconds over the test (from /proc/<pid>/stat) when --pid is given.
  *
+ * Written data (--data): "unique" (default) is random bytes with a write counter and
+ * the LBA stamped into every 512-byte sector, so no two written sectors are equal and
+ * nothing compresses: a data-reducing target gets no help from the load, as with fio's
+ * default scrambled buffers. "repeat" writes one constant pattern per queue slot (every
+ * write after the first is a duplicate).
+ *
  *   rod-iops --url iscsi://127.0.0.1:3260/iqn.../0 [--pid N] [--seconds S] [--span MIB]
  *            [--tests a,b,...] [--initiator IQN] [--qd N] [--seq-qd N] */
 #include <errno.h>
@@ -48,6 +54,8 @@ struct run {
 	int inflight;
 	uint64_t rng;
 	bool stop;
+	bool unique;         /* --data unique: stamp every sector before a write */
+	uint64_t stamp;      /* writes submitted so far */
 };
 
 static uint64_t now_ns(void)
@@ -126,6 +134,16 @@ static int submit(struct slot *s)
 		if (r->next_seq + nblocks > r->span_blocks)
 			r->next_seq = 0;
 	}
+	if (r->write && r->unique) {
+		/* counter and LBA in the first 16 bytes of each sector: unique content */
+		uint64_t id = ++r->stamp;
+
+		for (uint32_t off = 0; off < r->io_bytes; off += 512) {
+			uint64_t w[2] = { id, lba + off / r->block };
+
+			memcpy(s->buf + off, w, sizeof(w));
+		}
+	}
 	s->iov.iov_base = s->buf;
 	s->iov.iov_len = r->io_bytes;
 	s->start_ns = now_ns();
@@ -169,9 +187,10 @@ static const struct test tests[] = {
 };
 
 static int run_test(struct iscsi_context *iscsi, int lun, uint32_t block, uint64_t span_blocks,
-		    const struct test *t, int qd, double seconds, int pid, bool first)
+		    const struct test *t, int qd, double seconds, int pid, bool first, bool unique)
 {
 	struct run r = { 0 };
+	r.unique = unique;
 	r.iscsi = iscsi;
 	r.lun = lun;
 	r.block = block;
@@ -189,7 +208,17 @@ static int run_test(struct iscsi_context *iscsi, int lun, uint32_t block, uint64
 		slots[i].run = &r;
 		if (posix_memalign((void **)&slots[i].buf, 4096, t->io_bytes))
 			return -ENOMEM;
-		memset(slots[i].buf, 0x5a ^ i, t->io_bytes);
+		if (unique) {
+			uint64_t x = r.rng ^ (uint64_t)(i + 1) * 0x9e3779b97f4a7c15ull;
+
+			for (uint32_t o = 0; o < t->io_bytes; o += 8) {
+				uint64_t v = xorshift(&x);
+
+				memcpy(slots[i].buf + o, &v, 8);
+			}
+		} else {
+			memset(slots[i].buf, 0x5a ^ i, t->io_bytes);
+		}
 	}
 	double cpu0 = cpu_seconds(pid);
 	uint64_t t0 = now_ns();
@@ -277,6 +306,7 @@ static void usage(void)
 		"usage: rod-iops --url iscsi://HOST:PORT/TARGET/LUN [--pid PID] [--seconds S]\n"
 		"                [--span MIB] [--tests LIST] [--initiator IQN] [--qd N] [--seq-qd N]\n"
 		"                [--wce 0|1]  (MODE SELECT the caching page's WCE first)\n"
+		"                [--data unique|repeat]  (written data; default unique)\n"
 		"tests: seqwrite1m,seqread1m,randwrite4k_qd32,randread4k_qd32,randread4k_qd1,"
 		"randwrite4k_qd1\n");
 }
@@ -286,6 +316,7 @@ int main(int argc, char **argv)
 	const char *url_s = NULL, *initiator = "iqn.2026-11.io.rodstore:bench";
 	const char *only = NULL;
 	int pid = 0, qd = 32, seq_qd = 32, wce = -1;
+	bool unique = true;
 	double seconds = 5;
 	uint64_t span_mib = 1024;
 	static const struct option opts[] = {
@@ -298,11 +329,12 @@ int main(int argc, char **argv)
 		{ "qd", required_argument, NULL, 'q' },
 		{ "seq-qd", required_argument, NULL, 'Q' },
 		{ "wce", required_argument, NULL, 'w' },
+		{ "data", required_argument, NULL, 'd' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
 	int c;
-	while ((c = getopt_long(argc, argv, "u:p:s:S:t:i:q:Q:w:h", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "u:p:s:S:t:i:q:Q:w:d:h", opts, NULL)) != -1) {
 		switch (c) {
 		case 'u': url_s = optarg; break;
 		case 'p': pid = atoi(optarg); break;
@@ -313,6 +345,13 @@ int main(int argc, char **argv)
 		case 'q': qd = atoi(optarg); break;
 		case 'Q': seq_qd = atoi(optarg); break;
 		case 'w': wce = atoi(optarg) ? 1 : 0; break;
+		case 'd':
+			if (strcmp(optarg, "unique") && strcmp(optarg, "repeat")) {
+				fprintf(stderr, "rod-iops: --data takes unique or repeat, not %s\n", optarg);
+				return 1;
+			}
+			unique = !strcmp(optarg, "unique");
+			break;
 		default: usage(); return 1;
 		}
 	}
@@ -357,8 +396,8 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	printf("{\n  \"url\": \"%s\", \"block_size\": %u, \"span_bytes\": %" PRIu64
-	       ", \"daemon_pid\": %d, \"wce_set\": %d,\n  \"tests\": {\n", url_s, block,
-	       span_blocks * block, pid, wce);
+	       ", \"daemon_pid\": %d, \"wce_set\": %d, \"data\": \"%s\",\n  \"tests\": {\n", url_s,
+	       block, span_blocks * block, pid, wce, unique ? "unique" : "repeat");
 	int rc = 0;
 	bool first = true;
 	for (size_t i = 0; i < sizeof(tests) / sizeof(tests[0]); i++) {
@@ -371,7 +410,7 @@ int main(int argc, char **argv)
 				continue;
 		}
 		int q = tests[i].qd == 0 ? qd : tests[i].qd < 0 ? seq_qd : tests[i].qd;
-		if (run_test(iscsi, url->lun, block, span_blocks, &tests[i], q, seconds, pid, first) < 0)
+		if (run_test(iscsi, url->lun, block, span_blocks, &tests[i], q, seconds, pid, first, unique) < 0)
 			rc = 3;
 		first = false;
 	}
