@@ -9,6 +9,7 @@
 #include "rod/log.h"
 #include "rod/util.h"
 #include "fault.h"
+#include "mapcache.h"
 #include "store_int.h"
 
 /* m guards the queue, stop and the durable position; the rest is owned by the thread. */
@@ -71,6 +72,22 @@ static int grow(void **p, size_t *cap, size_t need, size_t elem)
 	*p = q;
 	*cap = n;
 	return 0;
+}
+
+/* The map cache forgets the keys a batch changed (mapcache.h). */
+static void mc_note_applied(struct rod_store *s, const struct batch_entry *ent, uint32_t n,
+			    const uint8_t *mut, size_t mut_len)
+{
+	struct mapcache *mc = s->media.mc;
+	uint64_t t;
+
+	if (!mc)
+		return;
+	t = meta_clock_tick(s->meta);
+	for (uint32_t i = 0; i < n; i++)
+		if (ent[i].kind != ENT_RELOC)
+			mc_invalidate(mc, ent[i].lineage, ent[i].lba, t);
+	mc_invalidate_mut(mc, mut, mut_len, t);
 }
 
 /* ---- watches (commit.h) ---- */
@@ -327,6 +344,8 @@ int commit_apply_batch(struct rod_store *s, const struct batch *b, bool rebuild)
 			   rebuild, false);
 	if (!rc)
 		rc = meta_batch_write(s->meta, mbt);
+	if (s->media.mc)
+		mc_invalidate_all(s->media.mc, meta_clock_tick(s->meta));
 	meta_batch_free(mbt);
 	return rc;
 }
@@ -551,6 +570,9 @@ static void process(struct rod_store *s, struct commit *c, struct citem *items)
 				rc = meta_batch_write(s->meta, c->mbatch);
 			if (!rc && drained)
 				red_fp_drained(s);
+			/* Applied: cached map entries of these keys are stale from now on
+			 * (before any item completes). */
+			mc_note_applied(s, c->ent, n, c->mb.buf, mlen);
 		}
 		if (!rc) {
 			c->mem_est += est;

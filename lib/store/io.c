@@ -234,7 +234,8 @@ int io_chunk_read(struct rod_store *s, const struct map_val *mvp, void *dst)
 int io_read_view(struct rod_store *s, uint64_t lin, uint64_t epoch, uint64_t off, void *buf,
 		 uint64_t len)
 {
-	struct meta_iter *it = meta_iter_new(s->meta, CF_MAP);
+	/* lazy: a read whose map entries are all cached never builds a RocksDB iterator */
+	struct meta_iter *it = meta_iter_new_lazy(s->meta, CF_MAP);
 	uint8_t *out = buf;
 	uint8_t tmp[ROD_GRAIN];
 	uint64_t pos = off, end = off + len;

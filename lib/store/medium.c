@@ -1,5 +1,6 @@
 /* Lineage/epoch mediums: range entries in RAM, resolution of a grain to a chunk. */
 #include "medium.h"
+#include "mapcache.h"
 
 #include <errno.h>
 #include <stdint.h>
@@ -833,8 +834,17 @@ int medium_resolve(struct media *md, struct meta_iter *it, uint64_t lin, uint64_
 			out->run = maxrun;
 			return 0;
 		}
-		found = map_lookup(it, lin, lba, epoch, &bepoch, &v, &next_lba);
 		g = rng_find(l, lba, epoch, &nstart);
+		/* A cached newest entry answers when no range entry hides it; anything else
+		 * (runs of unwritten grains, older epochs) goes through the iterator. */
+		if (md->mc && mc_get(md->mc, lin, lba, &bepoch, &v) && bepoch <= epoch &&
+		    (!g || bepoch >= g->epoch)) {
+			found = true;
+		} else {
+			found = map_lookup(it, lin, lba, epoch, &bepoch, &v, &next_lba);
+			if (found && epoch == EPOCH_MAX && md->mc)
+				mc_fill(md->mc, lin, lba, bepoch, &v, meta_iter_born(it));
+		}
 		if (found && (!g || bepoch >= g->epoch)) {
 			out->kind = v.chunk == CHUNK_ZERO ? RES_ZERO :
 				    v.chunk == CHUNK_UNMAP ? RES_UNMAP : RES_CHUNK;

@@ -97,9 +97,11 @@ struct lineage {
 };
 
 /* All lineages; guarded by rod_store.state. */
+struct mapcache;
 struct media {
 	struct lineage **lins; /* sorted by id */
 	size_t n, cap;
+	struct mapcache *mc;   /* medium_resolve's map cache (NULL: none; mapcache.h) */
 };
 
 void map_key(uint8_t *k, uint64_t lin, uint64_t lba, uint64_t epoch);

@@ -26,6 +26,7 @@ struct meta {
 	rocksdb_writeoptions_t *wo;
 	rocksdb_readoptions_t *ro;
 	atomic_uint_fast64_t iter_gen; /* meta_iter_gen_bump */
+	atomic_uint_fast64_t clock;    /* meta_clock_tick */
 };
 
 struct meta_batch {
@@ -37,6 +38,8 @@ struct meta_iter {
 	struct meta *m;
 	enum meta_cf cf;
 	uint64_t gen;           /* m->iter_gen when it was created */
+	uint64_t born;          /* m->clock just before the RocksDB iterator was created */
+	bool lazy;              /* meta_iter_new_lazy: created at the first seek */
 };
 
 int meta_open(const char *path, bool create, struct meta **out)
@@ -237,18 +240,47 @@ int meta_batch_write(struct meta *m, struct meta_batch *b)
 	return 0;
 }
 
+static void iter_create(struct meta_iter *it)
+{
+	/* Both read before the RocksDB iterator takes its implicit snapshot
+	 * (meta_iter_renew, meta_iter_born). */
+	it->gen = atomic_load(&it->m->iter_gen);
+	it->born = atomic_load(&it->m->clock);
+	it->it = rocksdb_create_iterator_cf(it->m->db, it->m->ro, it->m->cf[it->cf]);
+}
+
 struct meta_iter *meta_iter_new(struct meta *m, enum meta_cf cf)
 {
-	struct meta_iter *it = malloc(sizeof(*it));
+	struct meta_iter *it = calloc(1, sizeof(*it));
 
 	if (!it)
 		return NULL;
 	it->m = m;
 	it->cf = cf;
-	/* Read before the RocksDB iterator takes its implicit snapshot (meta_iter_renew). */
-	it->gen = atomic_load(&m->iter_gen);
-	it->it = rocksdb_create_iterator_cf(m->db, m->ro, m->cf[cf]);
+	iter_create(it);
 	return it;
+}
+
+struct meta_iter *meta_iter_new_lazy(struct meta *m, enum meta_cf cf)
+{
+	struct meta_iter *it = calloc(1, sizeof(*it));
+
+	if (!it)
+		return NULL;
+	it->m = m;
+	it->cf = cf;
+	it->lazy = true;
+	return it;
+}
+
+uint64_t meta_iter_born(const struct meta_iter *it)
+{
+	return it->born;
+}
+
+uint64_t meta_clock_tick(struct meta *m)
+{
+	return atomic_fetch_add(&m->clock, 1) + 1;
 }
 
 void meta_iter_gen_bump(struct meta *m)
@@ -258,36 +290,40 @@ void meta_iter_gen_bump(struct meta *m)
 
 void meta_iter_renew(struct meta_iter *it)
 {
-	uint64_t g = atomic_load(&it->m->iter_gen);
-
-	if (g == it->gen)
+	if (!it->it || atomic_load(&it->m->iter_gen) == it->gen)
 		return;
 	rocksdb_iter_destroy(it->it);
-	it->gen = g;
-	it->it = rocksdb_create_iterator_cf(it->m->db, it->m->ro, it->m->cf[it->cf]);
+	it->it = NULL;
+	if (!it->lazy)
+		iter_create(it);
 }
 
 void meta_iter_free(struct meta_iter *it)
 {
 	if (!it)
 		return;
-	rocksdb_iter_destroy(it->it);
+	if (it->it)
+		rocksdb_iter_destroy(it->it);
 	free(it);
 }
 
 void meta_iter_seek(struct meta_iter *it, const void *key, size_t klen)
 {
+	if (!it->it)
+		iter_create(it);
 	rocksdb_iter_seek(it->it, key, klen);
 }
 
 void meta_iter_first(struct meta_iter *it)
 {
+	if (!it->it)
+		iter_create(it);
 	rocksdb_iter_seek_to_first(it->it);
 }
 
 bool meta_iter_valid(struct meta_iter *it)
 {
-	return rocksdb_iter_valid(it->it);
+	return it->it && rocksdb_iter_valid(it->it);
 }
 
 void meta_iter_next(struct meta_iter *it)

@@ -63,6 +63,15 @@ void meta_iter_free(struct meta_iter *it);
  * by map entries (RocksDB) applied earlier: it bumps the generation when it drops the
  * range entry, and readers renew an iterator older than that (medium_resolve does). */
 void meta_iter_gen_bump(struct meta *m);
+/* An iterator whose RocksDB iterator is created at its first seek (and again at the
+ * first seek after meta_iter_renew dropped it): free when every lookup hits a cache. */
+struct meta_iter *meta_iter_new_lazy(struct meta *m, enum meta_cf cf);
+/* The map cache's clock (mapcache.c): meta_clock_tick advances it and returns the new
+ * value; meta_iter_born is its value just before the iterator's RocksDB iterator was
+ * created, so anything applied before a tick that returned more than that may be missing
+ * from what the iterator sees. */
+uint64_t meta_clock_tick(struct meta *m);
+uint64_t meta_iter_born(const struct meta_iter *it);
 void meta_iter_renew(struct meta_iter *it);
 void meta_iter_seek(struct meta_iter *it, const void *key, size_t klen);
 void meta_iter_first(struct meta_iter *it);

@@ -14,6 +14,7 @@
 #include "commit.h"
 #include "fault.h"
 #include "gc.h"
+#include "mapcache.h"
 #include "reduce_store.h"
 #include "rod/log.h"
 #include "rod/util.h"
@@ -270,6 +271,16 @@ void sys_log_u64(struct mutbuf *mb, const char *key, uint64_t v)
 	mutbuf_put(mb, CF_SYS, key, strlen(key), b, 8);
 }
 
+/* Map cache slots (64 bytes each): 512 Ki, the entries of 2 GiB of recently read
+ * grains, 32 MiB. ROD_MAP_CACHE_SLOTS overrides (0: no cache; tests use small sizes). */
+#define MAPCACHE_SLOTS_DEFAULT (512u << 10)
+static size_t mapcache_slots(void)
+{
+	const char *e = getenv("ROD_MAP_CACHE_SLOTS");
+
+	return e ? (size_t)strtoull(e, NULL, 0) : MAPCACHE_SLOTS_DEFAULT;
+}
+
 static void *bg_main(void *arg)
 {
 	struct rod_store *s = arg;
@@ -484,6 +495,7 @@ int rod_store_open(const struct rod_store_opts *opts, struct rod_store **out)
 			s->reserve = ROD_MAX(64ull << 20, s->capacity / 100);
 	}
 
+	s->media.mc = mc_new(mapcache_slots());
 	rc = commit_start(s);
 	if (!rc)
 		rc = copy_workers_start(s);
@@ -511,6 +523,7 @@ fail:
 		meta_close(s->meta);
 	if (s->log)
 		seglog_close(s->log);
+	mc_free(s->media.mc);
 	media_free(&s->media);
 	for (size_t i = 0; i < s->nvols; i++)
 		free(s->vols[i]);
@@ -539,6 +552,7 @@ void rod_store_close(struct rod_store *s)
 	red_store_close(s);
 	meta_close(s->meta);
 	seglog_close(s->log);
+	mc_free(s->media.mc);
 	media_free(&s->media);
 	for (size_t i = 0; i < s->nvols; i++)
 		free(s->vols[i]);

@@ -1,0 +1,164 @@
+/* Map cache (mapcache.h). */
+#include "mapcache.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "meta.h"
+
+#define MC_LOCKS 1024u
+
+struct mc_slot {
+	uint64_t lin, lba;     /* lin 0: empty */
+	uint64_t epoch;
+	uint64_t born;         /* the filling iterator's meta_iter_born */
+	uint64_t inval;        /* last tick at which a key of this slot was invalidated */
+	struct map_val v;
+};
+
+struct mapcache {
+	size_t mask;
+	struct mc_slot *slot;
+	pthread_spinlock_t lock[MC_LOCKS];
+	atomic_uint_fast64_t all;      /* tick of the last mc_invalidate_all */
+	atomic_uint_fast64_t hits, misses;
+	unsigned test_delay_us;        /* ROD_TEST_MC_FILL_DELAY_US: fills wait (race tests) */
+};
+
+static size_t slot_of(const struct mapcache *mc, uint64_t lin, uint64_t lba)
+{
+	uint64_t h = (lin * 0x9e3779b97f4a7c15ull) ^ (lba * 0xc2b2ae3d27d4eb4full);
+
+	h ^= h >> 29;
+	return (size_t)h & mc->mask;
+}
+
+struct mapcache *mc_new(size_t nslots)
+{
+	struct mapcache *mc;
+	size_t n = 1;
+
+	if (!nslots)
+		return NULL;
+	while (n * 2 <= nslots)
+		n *= 2;
+	mc = calloc(1, sizeof(*mc));
+	if (!mc)
+		return NULL;
+	mc->slot = calloc(n, sizeof(*mc->slot));
+	if (!mc->slot) {
+		free(mc);
+		return NULL;
+	}
+	mc->mask = n - 1;
+	if (getenv("ROD_TEST_MC_FILL_DELAY_US"))
+		mc->test_delay_us = (unsigned)strtoul(getenv("ROD_TEST_MC_FILL_DELAY_US"), NULL, 10);
+	for (unsigned i = 0; i < MC_LOCKS; i++)
+		pthread_spin_init(&mc->lock[i], PTHREAD_PROCESS_PRIVATE);
+	return mc;
+}
+
+void mc_free(struct mapcache *mc)
+{
+	if (!mc)
+		return;
+	for (unsigned i = 0; i < MC_LOCKS; i++)
+		pthread_spin_destroy(&mc->lock[i]);
+	free(mc->slot);
+	free(mc);
+}
+
+bool mc_get(struct mapcache *mc, uint64_t lin, uint64_t lba, uint64_t *epoch, struct map_val *v)
+{
+	size_t i = slot_of(mc, lin, lba);
+	struct mc_slot *sl = &mc->slot[i];
+	pthread_spinlock_t *lk = &mc->lock[i % MC_LOCKS];
+	uint64_t all = atomic_load(&mc->all);
+	bool hit;
+
+	pthread_spin_lock(lk);
+	hit = sl->lin == lin && sl->lba == lba && lin && sl->born >= all;
+	if (hit) {
+		*epoch = sl->epoch;
+		*v = sl->v;
+	}
+	pthread_spin_unlock(lk);
+	atomic_fetch_add_explicit(hit ? &mc->hits : &mc->misses, 1, memory_order_relaxed);
+	return hit;
+}
+
+void mc_fill(struct mapcache *mc, uint64_t lin, uint64_t lba, uint64_t epoch,
+	     const struct map_val *v, uint64_t born)
+{
+	size_t i = slot_of(mc, lin, lba);
+	struct mc_slot *sl = &mc->slot[i];
+	pthread_spinlock_t *lk = &mc->lock[i % MC_LOCKS];
+
+	if (mc->test_delay_us)
+		usleep(mc->test_delay_us);
+	/* An invalidation after the iterator's snapshot may have been missed by it. */
+	if (atomic_load(&mc->all) > born)
+		return;
+	pthread_spin_lock(lk);
+	if (sl->inval <= born) {
+		sl->lin = lin;
+		sl->lba = lba;
+		sl->epoch = epoch;
+		sl->born = born;
+		sl->v = *v;
+	}
+	pthread_spin_unlock(lk);
+}
+
+void mc_invalidate(struct mapcache *mc, uint64_t lin, uint64_t lba, uint64_t c)
+{
+	size_t i = slot_of(mc, lin, lba);
+	struct mc_slot *sl = &mc->slot[i];
+	pthread_spinlock_t *lk = &mc->lock[i % MC_LOCKS];
+
+	pthread_spin_lock(lk);
+	sl->inval = c;
+	if (sl->lin == lin && sl->lba == lba)
+		sl->lin = 0;
+	pthread_spin_unlock(lk);
+}
+
+void mc_invalidate_all(struct mapcache *mc, uint64_t c)
+{
+	atomic_store(&mc->all, c);
+}
+
+void mc_invalidate_mut(struct mapcache *mc, const uint8_t *mut, size_t len, uint64_t c)
+{
+	size_t pos = 0;
+
+	while (pos + 8 <= len) {
+		uint16_t kl;
+		uint32_t vl;
+
+		memcpy(&kl, mut + pos + 2, 2);
+		memcpy(&vl, mut + pos + 4, 4);
+		if (len - pos - 8 < (size_t)kl + vl)
+			break;
+		if (mut[pos] == CF_MAP) {
+			if (mut[pos + 1] == MUT_DELRANGE || kl != MAP_KEY_LEN) {
+				mc_invalidate_all(mc, c);
+			} else {
+				uint64_t lin, lba, ep;
+
+				map_key_decode(mut + pos + 8, &lin, &lba, &ep);
+				mc_invalidate(mc, lin, lba, c);
+			}
+		}
+		pos += 8 + (size_t)kl + vl;
+	}
+}
+
+void mc_stats(struct mapcache *mc, uint64_t *hits, uint64_t *misses)
+{
+	*hits = mc ? atomic_load(&mc->hits) : 0;
+	*misses = mc ? atomic_load(&mc->misses) : 0;
+}
