@@ -32,6 +32,8 @@ struct commit {
 	uint8_t *hdr;
 	size_t hdrcap;
 	struct mutbuf mb;
+	struct map_val *newv;     /* the map values of a batch's entries (map cache) */
+	size_t newvcap;
 	struct meta_batch *mbatch;
 	uint64_t mem_est;         /* estimated memtable bytes applied since the last switch */
 	uint64_t mem_limit;       /* MEM_SYNC_ALL (tests: ROD_TEST_MEMTABLE_GUARD) */
@@ -74,9 +76,12 @@ static int grow(void **p, size_t *cap, size_t need, size_t elem)
 	return 0;
 }
 
-/* The map cache forgets the keys a batch changed (mapcache.h). */
-static void mc_note_applied(struct rod_store *s, const struct batch_entry *ent, uint32_t n,
-			    const uint8_t *mut, size_t mut_len)
+/* The map cache learns the entries a batch wrote (writes are at their lineage's current
+ * epoch: the newest entry of their grain) and forgets the keys of its logged mutations
+ * (mapcache.h). newv: the values written (NULL: the apply failed, forget them too). */
+static void mc_note_applied(struct rod_store *s, const struct batch_entry *ent,
+			    const struct map_val *newv, uint32_t n, const uint8_t *mut,
+			    size_t mut_len)
 {
 	struct mapcache *mc = s->media.mc;
 	uint64_t t;
@@ -84,9 +89,14 @@ static void mc_note_applied(struct rod_store *s, const struct batch_entry *ent, 
 	if (!mc)
 		return;
 	t = meta_clock_tick(s->meta);
-	for (uint32_t i = 0; i < n; i++)
-		if (ent[i].kind != ENT_RELOC)
+	for (uint32_t i = 0; i < n; i++) {
+		if (ent[i].kind == ENT_RELOC)
+			continue;
+		if (newv)
+			mc_set(mc, ent[i].lineage, ent[i].lba, ent[i].epoch, &newv[i], t);
+		else
 			mc_invalidate(mc, ent[i].lineage, ent[i].lba, t);
+	}
 	mc_invalidate_mut(mc, mut, mut_len, t);
 }
 
@@ -268,7 +278,8 @@ static int fp_drain(struct rod_store *s, struct meta_batch *mbt)
 /* Map deltas of the entries plus the logged mutations, into one RocksDB batch. */
 static int apply_entries(struct rod_store *s, struct meta_batch *mbt, uint64_t seg,
 			 uint64_t payload_base, const struct batch_entry *ent, uint32_t n,
-			 const uint8_t *mut, size_t mut_len, bool rebuild, bool defer_fp)
+			 const uint8_t *mut, size_t mut_len, bool rebuild, bool defer_fp,
+			 struct map_val *newv)
 {
 	for (uint32_t i = 0; i < n; i++) {
 		const struct batch_entry *e = &ent[i];
@@ -323,6 +334,8 @@ static int apply_entries(struct rod_store *s, struct meta_batch *mbt, uint64_t s
 		map_key(k, e->lineage, e->lba, e->epoch);
 		map_val_encode(&mv, v);
 		meta_batch_put(mbt, s->meta, CF_MAP, k, sizeof(k), v, sizeof(v));
+		if (newv)
+			newv[i] = mv;
 		/* A stored chunk's fingerprint -> its location, for later duplicates (dedupe).
 		 * The commit thread holds it back and puts it later in a sorted run (see
 		 * fp_drain): same content, far fewer memtable cycles per write. */
@@ -341,7 +354,7 @@ int commit_apply_batch(struct rod_store *s, const struct batch *b, bool rebuild)
 	if (!mbt)
 		return -ENOMEM;
 	rc = apply_entries(s, mbt, b->seg, b->off + b->hdr_len, b->ent, b->n, b->mut, b->mut_len,
-			   rebuild, false);
+			   rebuild, false, NULL);
 	if (!rc)
 		rc = meta_batch_write(s->meta, mbt);
 	if (s->media.mc)
@@ -562,8 +575,10 @@ static void process(struct rod_store *s, struct commit *c, struct citem *items)
 			if (c->w.depth && !log_only)
 				watch_note(c, c->ent, n, c->mb.buf, mlen);
 			meta_batch_clear(c->mbatch);
-			rc = apply_entries(s, c->mbatch, s->log->cur_id, off + hdr_len, c->ent, n,
-					   c->mb.buf, mlen, false, true);
+			rc = grow((void **)&c->newv, &c->newvcap, n, sizeof(*c->newv));
+			if (!rc)
+				rc = apply_entries(s, c->mbatch, s->log->cur_id, off + hdr_len, c->ent,
+						   n, c->mb.buf, mlen, false, true, c->newv);
 			if (!rc && red_fp_pending(s) >= RED_FP_RUN - RED_FP_RUN / 8)
 				drained = red_fp_drain(s, c->mbatch);
 			if (!rc)
@@ -572,7 +587,7 @@ static void process(struct rod_store *s, struct commit *c, struct citem *items)
 				red_fp_drained(s);
 			/* Applied: cached map entries of these keys are stale from now on
 			 * (before any item completes). */
-			mc_note_applied(s, c->ent, n, c->mb.buf, mlen);
+			mc_note_applied(s, c->ent, rc ? NULL : c->newv, n, c->mb.buf, mlen);
 		}
 		if (!rc) {
 			c->mem_est += est;
@@ -740,6 +755,7 @@ void commit_free(struct rod_store *s)
 	meta_batch_free(c->mbatch);
 	mutbuf_free(&c->mb);
 	free(c->w.slot);
+	free(c->newv);
 	free(c->ent);
 	free(c->src);
 	free(c->rg);

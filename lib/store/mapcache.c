@@ -24,7 +24,6 @@ struct mapcache {
 	struct mc_slot *slot;
 	pthread_spinlock_t lock[MC_LOCKS];
 	atomic_uint_fast64_t all;      /* tick of the last mc_invalidate_all */
-	atomic_uint_fast64_t hits, misses;
 	unsigned test_delay_us;        /* ROD_TEST_MC_FILL_DELAY_US: fills wait (race tests) */
 };
 
@@ -86,7 +85,6 @@ bool mc_get(struct mapcache *mc, uint64_t lin, uint64_t lba, uint64_t *epoch, st
 		*v = sl->v;
 	}
 	pthread_spin_unlock(lk);
-	atomic_fetch_add_explicit(hit ? &mc->hits : &mc->misses, 1, memory_order_relaxed);
 	return hit;
 }
 
@@ -110,6 +108,23 @@ void mc_fill(struct mapcache *mc, uint64_t lin, uint64_t lba, uint64_t epoch,
 		sl->born = born;
 		sl->v = *v;
 	}
+	pthread_spin_unlock(lk);
+}
+
+void mc_set(struct mapcache *mc, uint64_t lin, uint64_t lba, uint64_t epoch,
+	    const struct map_val *v, uint64_t c)
+{
+	size_t i = slot_of(mc, lin, lba);
+	struct mc_slot *sl = &mc->slot[i];
+	pthread_spinlock_t *lk = &mc->lock[i % MC_LOCKS];
+
+	pthread_spin_lock(lk);
+	sl->inval = c;
+	sl->lin = lin;
+	sl->lba = lba;
+	sl->epoch = epoch;
+	sl->born = c;
+	sl->v = *v;
 	pthread_spin_unlock(lk);
 }
 
@@ -155,10 +170,4 @@ void mc_invalidate_mut(struct mapcache *mc, const uint8_t *mut, size_t len, uint
 		}
 		pos += 8 + (size_t)kl + vl;
 	}
-}
-
-void mc_stats(struct mapcache *mc, uint64_t *hits, uint64_t *misses)
-{
-	*hits = mc ? atomic_load(&mc->hits) : 0;
-	*misses = mc ? atomic_load(&mc->misses) : 0;
 }

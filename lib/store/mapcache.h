@@ -4,8 +4,9 @@
  *
  * Direct-mapped slots keyed by (lineage, grain), each holding the grain's newest block
  * entry (epoch and value). Only lookups at EPOCH_MAX fill it (they see the newest
- * entry); a reader at an older epoch may use a hit whose epoch is not newer than its
- * own. The commit thread invalidates every map key it applies, after applying it, with
+ * entry), and so do the writes the commit thread applies (at their lineage's current
+ * epoch); a reader at an older epoch may use a hit whose epoch is not newer than its
+ * own. The commit thread invalidates every other map key it applies, after applying it, with
  * a tick of the meta clock; a fill is refused when its slot was invalidated at a tick
  * its iterator may not have seen (meta_iter_born), so a slow reader never puts back an
  * overwritten value. A range delete of map keys invalidates everything. */
@@ -28,13 +29,14 @@ bool mc_get(struct mapcache *mc, uint64_t lin, uint64_t lba, uint64_t *epoch, st
 /* A lookup at EPOCH_MAX through an iterator born at `born` found (epoch, v). */
 void mc_fill(struct mapcache *mc, uint64_t lin, uint64_t lba, uint64_t epoch,
 	     const struct map_val *v, uint64_t born);
+/* Commit thread, after applying: (lin, lba) got its newest entry (epoch, v) at tick c. */
+void mc_set(struct mapcache *mc, uint64_t lin, uint64_t lba, uint64_t epoch,
+	    const struct map_val *v, uint64_t c);
 /* Commit thread, after applying: (lin, lba) changed at clock tick c. */
 void mc_invalidate(struct mapcache *mc, uint64_t lin, uint64_t lba, uint64_t c);
 /* Every entry may have changed at tick c (range delete, replay). */
 void mc_invalidate_all(struct mapcache *mc, uint64_t c);
 /* Map keys of logged mutations (mutbuf format) applied at tick c. */
 void mc_invalidate_mut(struct mapcache *mc, const uint8_t *mut, size_t len, uint64_t c);
-/* Hits and misses so far. */
-void mc_stats(struct mapcache *mc, uint64_t *hits, uint64_t *misses);
 
 #endif
