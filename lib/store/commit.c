@@ -172,6 +172,7 @@ static void watch_note(struct commit *c, const struct batch_entry *ent, uint32_t
 		       const uint8_t *mut, size_t mut_len)
 {
 	size_t pos = 0;
+	struct mut m;
 
 	for (uint32_t i = 0; i < n; i++) {
 		uint8_t k[MAP_KEY_LEN];
@@ -181,19 +182,11 @@ static void watch_note(struct commit *c, const struct batch_entry *ent, uint32_t
 		map_key(k, ent[i].lineage, ent[i].lba, ent[i].epoch);
 		watch_add(c, CF_MAP, k, sizeof(k));
 	}
-	while (pos + 8 <= mut_len) {
-		uint16_t kl;
-		uint32_t vl;
-
-		memcpy(&kl, mut + pos + 2, 2);
-		memcpy(&vl, mut + pos + 4, 4);
-		if (mut_len - pos - 8 < (size_t)kl + vl)
-			break;
-		if (mut[pos + 1] == MUT_DELRANGE)
+	while (mutbuf_next(mut, mut_len, &pos, &m)) {
+		if (m.op == MUT_DELRANGE)
 			c->w.all = true;
 		else
-			watch_add(c, mut[pos], mut + pos + 8, kl);
-		pos += 8 + (size_t)kl + vl;
+			watch_add(c, m.cf, m.k, m.kl);
 	}
 }
 

@@ -398,22 +398,15 @@ static void relog_map_key(struct relog *rl, const uint8_t *k)
 static void relog_collect(struct relog *rl, const uint8_t *buf, size_t len)
 {
 	size_t pos = 0;
+	struct mut m;
 
-	while (pos + 8 <= len) {
-		uint16_t kl;
-		uint32_t vl;
-
-		memcpy(&kl, buf + pos + 2, 2);
-		memcpy(&vl, buf + pos + 4, 4);
-		if (len - pos - 8 < (size_t)kl + vl)
-			break;
-		if (buf[pos + 1] == MUT_DELRANGE)
-			mutbuf_del_range(&rl->keys, buf[pos], buf + pos + 8, kl, buf + pos + 8 + kl, vl);
-		else if (buf[pos] == CF_MAP && kl == MAP_KEY_LEN)
-			relog_map_key(rl, buf + pos + 8);
+	while (mutbuf_next(buf, len, &pos, &m)) {
+		if (m.op == MUT_DELRANGE)
+			mutbuf_del_range(&rl->keys, m.cf, m.k, m.kl, m.v, m.vl);
+		else if (m.cf == CF_MAP && m.kl == MAP_KEY_LEN)
+			relog_map_key(rl, m.k);
 		else
-			mutbuf_put(&rl->keys, buf[pos], buf + pos + 8, kl, NULL, 0);
-		pos += 8 + (size_t)kl + vl;
+			mutbuf_put(&rl->keys, m.cf, m.k, m.kl, NULL, 0);
 	}
 }
 
@@ -436,20 +429,14 @@ static void relog_current(struct rod_store *s, struct mutbuf *mb, uint8_t cf, co
 static void relog_read(struct rod_store *s, struct relog *rl)
 {
 	size_t pos = 0;
+	struct mut m;
 
-	while (pos + 8 <= rl->keys.len) {
-		const uint8_t *p = rl->keys.buf + pos;
-		uint16_t kl;
-		uint32_t vl;
-
-		memcpy(&kl, p + 2, 2);
-		memcpy(&vl, p + 4, 4);
-		if (p[1] == MUT_DELRANGE)
-			mutbuf_del_range(&rl->vals, p[0], p + 8, kl, p + 8 + kl, vl);
+	while (mutbuf_next(rl->keys.buf, rl->keys.len, &pos, &m)) {
+		if (m.op == MUT_DELRANGE)
+			mutbuf_del_range(&rl->vals, m.cf, m.k, m.kl, m.v, m.vl);
 		else
-			relog_current(s, &rl->vals, p[0], p + 8, kl);
+			relog_current(s, &rl->vals, m.cf, m.k, m.kl);
 		rl->nkeys++;
-		pos += 8 + (size_t)kl + vl;
 	}
 }
 
@@ -457,24 +444,19 @@ static int relog_build(struct rod_store *s, struct citem *ci, struct mutbuf *mb)
 {
 	struct relog *rl = ci->arg;
 	size_t start_len = mb->len;
+	struct mut m;
 
 	/* Bounded per batch; the caller loops until every key is done. */
-	while (rl->pos + 8 <= rl->vals.len && mb->len - start_len < RELOG_ITEM_BYTES) {
-		const uint8_t *p = rl->vals.buf + rl->pos;
-		uint16_t kl;
-		uint32_t vl;
-
-		memcpy(&kl, p + 2, 2);
-		memcpy(&vl, p + 4, 4);
-		if (p[1] == MUT_DELRANGE)
-			mutbuf_del_range(mb, p[0], p + 8, kl, p + 8 + kl, vl);
-		else if (commit_watch_hit(s, p[0], p + 8, kl))
-			relog_current(s, mb, p[0], p + 8, kl);  /* written since it was read */
-		else if (p[1] == MUT_PUT)
-			mutbuf_put(mb, p[0], p + 8, kl, p + 8 + kl, vl);
+	while (mb->len - start_len < RELOG_ITEM_BYTES &&
+	       mutbuf_next(rl->vals.buf, rl->vals.len, &rl->pos, &m)) {
+		if (m.op == MUT_DELRANGE)
+			mutbuf_del_range(mb, m.cf, m.k, m.kl, m.v, m.vl);
+		else if (commit_watch_hit(s, m.cf, m.k, m.kl))
+			relog_current(s, mb, m.cf, m.k, m.kl);  /* written since it was read */
+		else if (m.op == MUT_PUT)
+			mutbuf_put(mb, m.cf, m.k, m.kl, m.v, m.vl);
 		else
-			mutbuf_del(mb, p[0], p + 8, kl);
-		rl->pos += 8 + (size_t)kl + vl;
+			mutbuf_del(mb, m.cf, m.k, m.kl);
 	}
 	return 0;
 }

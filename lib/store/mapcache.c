@@ -35,6 +35,30 @@ static size_t slot_of(const struct mapcache *mc, uint64_t lin, uint64_t lba)
 	return (size_t)h & mc->mask;
 }
 
+/* The slot of (lin, lba), locked (its stripe). */
+static struct mc_slot *slot_lock(struct mapcache *mc, uint64_t lin, uint64_t lba)
+{
+	size_t i = slot_of(mc, lin, lba);
+
+	pthread_spin_lock(&mc->lock[i % MC_LOCKS]);
+	return &mc->slot[i];
+}
+
+static void slot_unlock(struct mapcache *mc, struct mc_slot *sl)
+{
+	pthread_spin_unlock(&mc->lock[(size_t)(sl - mc->slot) % MC_LOCKS]);
+}
+
+static void slot_put(struct mc_slot *sl, uint64_t lin, uint64_t lba, uint64_t epoch,
+		     const struct map_val *v, uint64_t born)
+{
+	sl->lin = lin;
+	sl->lba = lba;
+	sl->epoch = epoch;
+	sl->born = born;
+	sl->v = *v;
+}
+
 struct mapcache *mc_new(size_t nslots)
 {
 	struct mapcache *mc;
@@ -72,73 +96,52 @@ void mc_free(struct mapcache *mc)
 
 bool mc_get(struct mapcache *mc, uint64_t lin, uint64_t lba, uint64_t *epoch, struct map_val *v)
 {
-	size_t i = slot_of(mc, lin, lba);
-	struct mc_slot *sl = &mc->slot[i];
-	pthread_spinlock_t *lk = &mc->lock[i % MC_LOCKS];
 	uint64_t all = atomic_load(&mc->all);
-	bool hit;
+	struct mc_slot *sl = slot_lock(mc, lin, lba);
+	bool hit = sl->lin == lin && sl->lba == lba && lin && sl->born >= all;
 
-	pthread_spin_lock(lk);
-	hit = sl->lin == lin && sl->lba == lba && lin && sl->born >= all;
 	if (hit) {
 		*epoch = sl->epoch;
 		*v = sl->v;
 	}
-	pthread_spin_unlock(lk);
+	slot_unlock(mc, sl);
 	return hit;
 }
 
 void mc_fill(struct mapcache *mc, uint64_t lin, uint64_t lba, uint64_t epoch,
 	     const struct map_val *v, uint64_t born)
 {
-	size_t i = slot_of(mc, lin, lba);
-	struct mc_slot *sl = &mc->slot[i];
-	pthread_spinlock_t *lk = &mc->lock[i % MC_LOCKS];
+	struct mc_slot *sl;
 
 	if (mc->test_delay_us)
 		usleep(mc->test_delay_us);
 	/* An invalidation after the iterator's snapshot may have been missed by it. */
 	if (atomic_load(&mc->all) > born)
 		return;
-	pthread_spin_lock(lk);
-	if (sl->inval <= born) {
-		sl->lin = lin;
-		sl->lba = lba;
-		sl->epoch = epoch;
-		sl->born = born;
-		sl->v = *v;
-	}
-	pthread_spin_unlock(lk);
+	sl = slot_lock(mc, lin, lba);
+	if (sl->inval <= born)
+		slot_put(sl, lin, lba, epoch, v, born);
+	slot_unlock(mc, sl);
 }
 
 void mc_set(struct mapcache *mc, uint64_t lin, uint64_t lba, uint64_t epoch,
 	    const struct map_val *v, uint64_t c)
 {
-	size_t i = slot_of(mc, lin, lba);
-	struct mc_slot *sl = &mc->slot[i];
-	pthread_spinlock_t *lk = &mc->lock[i % MC_LOCKS];
+	struct mc_slot *sl = slot_lock(mc, lin, lba);
 
-	pthread_spin_lock(lk);
 	sl->inval = c;
-	sl->lin = lin;
-	sl->lba = lba;
-	sl->epoch = epoch;
-	sl->born = c;
-	sl->v = *v;
-	pthread_spin_unlock(lk);
+	slot_put(sl, lin, lba, epoch, v, c);
+	slot_unlock(mc, sl);
 }
 
 void mc_invalidate(struct mapcache *mc, uint64_t lin, uint64_t lba, uint64_t c)
 {
-	size_t i = slot_of(mc, lin, lba);
-	struct mc_slot *sl = &mc->slot[i];
-	pthread_spinlock_t *lk = &mc->lock[i % MC_LOCKS];
+	struct mc_slot *sl = slot_lock(mc, lin, lba);
 
-	pthread_spin_lock(lk);
 	sl->inval = c;
 	if (sl->lin == lin && sl->lba == lba)
 		sl->lin = 0;
-	pthread_spin_unlock(lk);
+	slot_unlock(mc, sl);
 }
 
 void mc_invalidate_all(struct mapcache *mc, uint64_t c)
@@ -149,25 +152,18 @@ void mc_invalidate_all(struct mapcache *mc, uint64_t c)
 void mc_invalidate_mut(struct mapcache *mc, const uint8_t *mut, size_t len, uint64_t c)
 {
 	size_t pos = 0;
+	struct mut m;
 
-	while (pos + 8 <= len) {
-		uint16_t kl;
-		uint32_t vl;
+	while (mutbuf_next(mut, len, &pos, &m)) {
+		uint64_t lin, lba, ep;
 
-		memcpy(&kl, mut + pos + 2, 2);
-		memcpy(&vl, mut + pos + 4, 4);
-		if (len - pos - 8 < (size_t)kl + vl)
-			break;
-		if (mut[pos] == CF_MAP) {
-			if (mut[pos + 1] == MUT_DELRANGE || kl != MAP_KEY_LEN) {
-				mc_invalidate_all(mc, c);
-			} else {
-				uint64_t lin, lba, ep;
-
-				map_key_decode(mut + pos + 8, &lin, &lba, &ep);
-				mc_invalidate(mc, lin, lba, c);
-			}
+		if (m.cf != CF_MAP)
+			continue;
+		if (m.op == MUT_DELRANGE || m.kl != MAP_KEY_LEN) {
+			mc_invalidate_all(mc, c);
+			continue;
 		}
-		pos += 8 + (size_t)kl + vl;
+		map_key_decode(m.k, &lin, &lba, &ep);
+		mc_invalidate(mc, lin, lba, c);
 	}
 }

@@ -397,29 +397,40 @@ void mutbuf_free(struct mutbuf *mb)
 	memset(mb, 0, sizeof(*mb));
 }
 
+bool mutbuf_next(const uint8_t *buf, size_t len, size_t *pos, struct mut *m)
+{
+	size_t p = *pos;
+
+	if (p > len || len - p < 8)
+		return false;
+	memcpy(&m->kl, buf + p + 2, 2);
+	memcpy(&m->vl, buf + p + 4, 4);
+	if (len - p - 8 < (size_t)m->kl + m->vl)
+		return false;
+	m->cf = buf[p];
+	m->op = buf[p + 1];
+	m->k = buf + p + 8;
+	m->v = m->k + m->kl;
+	*pos = p + 8 + (size_t)m->kl + m->vl;
+	return true;
+}
+
 int mutbuf_apply(struct meta *m, struct meta_batch *b, const uint8_t *buf, size_t len)
 {
 	size_t pos = 0;
+	struct mut u;
 
-	while (pos < len) {
-		uint16_t kl;
-		uint32_t vl;
-
-		if (len - pos < 8)
+	while (mutbuf_next(buf, len, &pos, &u)) {
+		if (u.cf >= CF_COUNT)
 			return -EINVAL;
-		memcpy(&kl, buf + pos + 2, 2);
-		memcpy(&vl, buf + pos + 4, 4);
-		if (buf[pos] >= CF_COUNT || len - pos - 8 < (size_t)kl + vl)
-			return -EINVAL;
-		if (buf[pos + 1] == MUT_PUT)
-			meta_batch_put(b, m, buf[pos], buf + pos + 8, kl, buf + pos + 8 + kl, vl);
-		else if (buf[pos + 1] == MUT_DEL)
-			meta_batch_del(b, m, buf[pos], buf + pos + 8, kl);
-		else if (buf[pos + 1] == MUT_DELRANGE)
-			meta_batch_del_range(b, m, buf[pos], buf + pos + 8, kl, buf + pos + 8 + kl, vl);
+		if (u.op == MUT_PUT)
+			meta_batch_put(b, m, u.cf, u.k, u.kl, u.v, u.vl);
+		else if (u.op == MUT_DEL)
+			meta_batch_del(b, m, u.cf, u.k, u.kl);
+		else if (u.op == MUT_DELRANGE)
+			meta_batch_del_range(b, m, u.cf, u.k, u.kl, u.v, u.vl);
 		else
 			return -EINVAL;
-		pos += 8 + (size_t)kl + vl;
 	}
-	return 0;
+	return pos == len ? 0 : -EINVAL;
 }

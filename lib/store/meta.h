@@ -96,6 +96,17 @@ void mutbuf_del(struct mutbuf *mb, enum meta_cf cf, const void *k, size_t kl);
 void mutbuf_del_range(struct mutbuf *mb, enum meta_cf cf, const void *k0, size_t k0l,
 		      const void *k1, size_t k1l);
 void mutbuf_free(struct mutbuf *mb);
+/* One logged mutation as mutbuf_next decodes it: v is the value (MUT_PUT) or the end
+ * key of the range (MUT_DELRANGE). */
+struct mut {
+	uint8_t cf, op;
+	uint16_t kl;
+	uint32_t vl;
+	const uint8_t *k, *v;
+};
+/* The mutation at *pos of buf[0, len) into *m, *pos past it; false at the end or at a
+ * truncated record (*pos stays before it). */
+bool mutbuf_next(const uint8_t *buf, size_t len, size_t *pos, struct mut *m);
 /* Decode buf into batch b; -EINVAL on a malformed buffer. */
 int mutbuf_apply(struct meta *m, struct meta_batch *b, const uint8_t *buf, size_t len);
 
