@@ -249,18 +249,6 @@ static void iter_create(struct meta_iter *it)
 	it->it = rocksdb_create_iterator_cf(it->m->db, it->m->ro, it->m->cf[it->cf]);
 }
 
-struct meta_iter *meta_iter_new(struct meta *m, enum meta_cf cf)
-{
-	struct meta_iter *it = calloc(1, sizeof(*it));
-
-	if (!it)
-		return NULL;
-	it->m = m;
-	it->cf = cf;
-	iter_create(it);
-	return it;
-}
-
 struct meta_iter *meta_iter_new_lazy(struct meta *m, enum meta_cf cf)
 {
 	struct meta_iter *it = calloc(1, sizeof(*it));
@@ -270,6 +258,17 @@ struct meta_iter *meta_iter_new_lazy(struct meta *m, enum meta_cf cf)
 	it->m = m;
 	it->cf = cf;
 	it->lazy = true;
+	return it;
+}
+
+struct meta_iter *meta_iter_new(struct meta *m, enum meta_cf cf)
+{
+	struct meta_iter *it = meta_iter_new_lazy(m, cf);
+
+	if (it) {
+		it->lazy = false;
+		iter_create(it);
+	}
 	return it;
 }
 
