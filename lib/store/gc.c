@@ -14,6 +14,17 @@
 
 #define GC_MOVE_BUDGET (256ull << 20)  /* live bytes copied per pass */
 
+/* Background passes (space not short) give way to volume I/O: one that is due waits for
+ * GC_QUIET_NS without I/O, but no longer than GC_DEFER_MAX_NS; while I/O goes on during a
+ * pass, the pass sleeps GC_PACE_SLEEP times as long as it worked (so it takes at most a
+ * quarter of a CPU), at most GC_PACE_MAX_NS at a time. A pass run because space is short,
+ * or asked for (rodctl, jobs), is not paced. */
+#define GC_QUIET_NS      (2ull * 1000000000ull)
+#define GC_DEFER_MAX_NS  (60ull * 1000000000ull)
+#define GC_PACE_RECENT_NS (200ull * 1000000ull)
+#define GC_PACE_SLEEP    3u
+#define GC_PACE_MAX_NS   (250ull * 1000000ull)
+
 /* ---- reader sets ---- */
 
 static int u64cmp(const void *a, const void *b)
@@ -671,7 +682,32 @@ static int gc_report(struct gc_prog *p, uint64_t moved)
 	return p && p->fn && p->fn(p->arg, p->done, p->total, p->read, moved) ? -ECANCELED : 0;
 }
 
-static int gc_pass(struct rod_store *s, bool full, bool only_if_worth, struct gc_prog *prog)
+/* A background pass's step of worked_ns is done: sleep while volume I/O is going on. */
+static void gc_pace(struct rod_store *s, bool background, uint64_t worked_ns)
+{
+	uint64_t now = rod_now_ns(), ns;
+
+	if (!background || now - atomic_load(&s->io_last_ns) > GC_PACE_RECENT_NS || space_low(s))
+		return;
+	ns = ROD_MIN((uint64_t)GC_PACE_SLEEP * worked_ns, GC_PACE_MAX_NS);
+	if (ns)
+		usleep((useconds_t)(ns / 1000));
+}
+
+bool gc_defer(uint64_t now, uint64_t io_last, uint64_t *due_since)
+{
+	if (!*due_since)
+		*due_since = now;
+	if (now - io_last >= GC_QUIET_NS || now - *due_since >= GC_DEFER_MAX_NS) {
+		*due_since = 0;
+		return false;
+	}
+	return true;
+}
+
+/* only_if_worth: leave segments more than half live. background: paced (gc_pace). */
+static int gc_pass(struct rod_store *s, bool full, bool only_if_worth, bool background,
+		   struct gc_prog *prog)
 {
 	struct reader_set rs;
 	struct gc_mark g = { 0 };
@@ -748,9 +784,12 @@ static int gc_pass(struct rod_store *s, bool full, bool only_if_worth, struct gc
 	if (prog)
 		prog->total = 2 * nss;
 	for (size_t i = 0; i < nss && !rc; i++) {
+		uint64_t ts = rod_now_ns();
+
 		if ((rc = gc_report(prog, moved)))
 			break;
 		rc = seg_process(s, &g, &ss[i], false, &moved, NULL);
+		gc_pace(s, background, rod_now_ns() - ts);
 		if (prog) {
 			prog->done++;
 			prog->read += ss[i].size;
@@ -802,9 +841,11 @@ static int gc_pass(struct rod_store *s, bool full, bool only_if_worth, struct gc
 		mutbuf_free(&rl.vals);
 		nfreed++;
 		relogged += rl.nkeys;
-		t_move += rod_now_ns() - tm;
+		tm = rod_now_ns() - tm;
+		t_move += tm;
 		if (rc)
 			break;
+		gc_pace(s, background, tm);
 		budget -= ROD_MIN(budget, moved - before);
 		rc = seglog_remove(s->log, ss[i].id);
 		if (!rc)
@@ -822,10 +863,11 @@ static int gc_pass(struct rod_store *s, bool full, bool only_if_worth, struct gc
 	}
 	atomic_fetch_add(&s->st_gc_moved, moved);
 	atomic_fetch_add(&s->st_gc_runs, 1);
-	rod_info("store: garbage collection: %zu segments examined, %llu freed, %.1f MiB moved, "
+	rod_info("store: garbage collection%s: %zu segments examined, %llu freed, %.1f MiB moved, "
 		 "%llu keys relogged; %.2f s (mark %.2f, scan %.2f, move and relog %.2f)",
-		 nss, (unsigned long long)nfreed, moved / 1048576.0, (unsigned long long)relogged,
-		 (rod_now_ns() - t0) / 1e9, t_mark / 1e9, t_scan / 1e9, t_move / 1e9);
+		 background ? " (background)" : "", nss, (unsigned long long)nfreed,
+		 moved / 1048576.0, (unsigned long long)relogged, (rod_now_ns() - t0) / 1e9,
+		 t_mark / 1e9, t_scan / 1e9, t_move / 1e9);
 out:
 	if (gc_begun)
 		red_gc_end(s);
@@ -844,7 +886,7 @@ out:
 
 int rod_store_gc(struct rod_store *s, bool full)
 {
-	return gc_pass(s, full, false, NULL);
+	return gc_pass(s, full, false, false, NULL);
 }
 
 int rod_store_gc_ex(struct rod_store *s, bool full,
@@ -854,18 +896,24 @@ int rod_store_gc_ex(struct rod_store *s, bool full,
 {
 	struct gc_prog p = { .fn = progress, .arg = arg };
 
-	return gc_pass(s, full, false, &p);
+	return gc_pass(s, full, false, false, &p);
 }
 
 void gc_maybe(struct rod_store *s)
 {
 	/* A pass marks the whole map, so it runs when it can pay: space is short, or the
-	 * log grew by a quarter (at least 1 GiB) since the last pass. */
+	 * log grew by a quarter (at least 1 GiB) since the last pass. The second kind waits
+	 * for a quiet moment and is paced (gc_defer, gc_pace). */
 	uint64_t used = space_used(s), last = s->gc_last_used;
 	bool pressed = space_low(s) || rod_store_over_soft_threshold(s);
 
-	if (pressed || used > last + ROD_MAX(1ull << 30, last / 4)) {
-		gc_pass(s, false, !pressed, NULL);
-		s->gc_last_used = space_used(s);
+	if (!pressed && used <= last + ROD_MAX(1ull << 30, last / 4)) {
+		s->gc_due_since = 0;
+		return;
 	}
+	if (!pressed && gc_defer(rod_now_ns(), atomic_load(&s->io_last_ns), &s->gc_due_since))
+		return;
+	s->gc_due_since = 0;
+	gc_pass(s, false, !pressed, !pressed, NULL);
+	s->gc_last_used = space_used(s);
 }

@@ -15,6 +15,9 @@ struct rod_store;
 
 /* Background entry: one pass when there is garbage worth collecting. */
 void gc_maybe(struct rod_store *s);
+/* A background pass due since *due_since (0: not yet; set to now) waits while the last
+ * volume I/O (io_last) is less than 2 s old, for at most 60 s. False: run it now. */
+bool gc_defer(uint64_t now, uint64_t io_last, uint64_t *due_since);
 
 /* Per-lineage reader epochs (sorted; EPOCH_MAX = the live volume). */
 struct readers {

@@ -952,6 +952,7 @@ void rod_io_submit(struct rod_io *io)
 		complete(io, -EINVAL);
 		return;
 	}
+	gc_note_io(io->vol->s);
 	/* Submitted from a completion (on the commit thread): a write there could wait for
 	 * a grain lock that only this thread's next commit releases. Hand it to a worker. */
 	if (commit_thread_self && io->op != ROD_IO_READ && io->op != ROD_IO_VERIFY) {

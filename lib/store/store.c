@@ -318,7 +318,11 @@ static void *bg_main(void *arg)
 		 * unless the last pass freed nothing and nothing changed since: then
 		 * marking the whole map every second would only burn CPU. */
 		bool worth = gc_paid || atomic_load(&s->change_gen) != gc_gen;
-		uint64_t gc_gap = worth && space_low(s) ? 1000000000ull : 5000000000ull;
+		/* A pass deferred for volume I/O (gc_maybe) starts within 1 s of quiet. */
+		uint64_t gc_gap = 5000000000ull;
+
+		if ((worth && space_low(s)) || s->gc_due_since)
+			gc_gap = 1000000000ull;
 
 		if (!s->opts.no_gc_thread && now - last_gc > gc_gap) {
 			uint64_t before = space_used(s);

@@ -11,6 +11,7 @@
 #include "meta.h"
 #include "medium.h"
 #include "segment.h"
+#include "rod/util.h"
 
 /* Store format (superblock). 2: batches may hold dedupe entries (kind 5) and chunk-table
  * values of 28 bytes, which a version-1 binary would replay as unmaps / read as absent.
@@ -99,6 +100,8 @@ struct rod_store {
 	bool stopping;
 	uint64_t ckpt_seg, ckpt_off; /* last checkpoint (bg_m) */
 	uint64_t gc_last_used;       /* log size after the last background pass (bg thread) */
+	uint64_t gc_due_since;       /* a background pass was due but deferred since (bg thread) */
+	atomic_uint_fast64_t io_last_ns; /* last volume I/O submitted (1 ms resolution; gc.c) */
 
 	/* stats (atomics, written by the commit thread and GC) */
 	atomic_uint_fast64_t st_user, st_disk, st_commits, st_gc_runs, st_gc_freed,
@@ -114,6 +117,16 @@ struct rod_store {
 	uint64_t capacity, reserve;
 	struct red_store *red;       /* data reduction and encryption (reduce_store.c) */
 };
+
+/* Volume I/O was submitted now: background garbage collection defers to it (gc.c).
+ * The shared stamp is written at most once a millisecond. */
+static inline void gc_note_io(struct rod_store *s)
+{
+	uint64_t now = rod_now_ns();
+
+	if (now - atomic_load_explicit(&s->io_last_ns, memory_order_relaxed) > 1000000u)
+		atomic_store_explicit(&s->io_last_ns, now, memory_order_relaxed);
+}
 
 /* vol.c */
 struct vol_rec *vol_find_name(struct rod_store *s, const char *name); /* state held */

@@ -1,4 +1,5 @@
-/* Storage engine, full store: a refused operation changes nothing. */
+/* Storage engine, full store: a refused operation changes nothing; background garbage
+ * collection gives way to volume I/O. */
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -14,6 +15,7 @@
 #include "store_test_util.h"
 
 #include "rod/store.h"
+#include "../../lib/store/gc.h"
 
 #define MiB (1024ull * 1024)
 
@@ -125,10 +127,37 @@ static void test_refused_deep_copy_changes_nothing(void **state)
 	free(r);
 }
 
+/* A background pass (space not short) gives way to volume I/O: it waits for 2 s
+ * without I/O, but not more than 60 s after it became due. */
+static void test_background_gc_defers_to_io(void **state)
+{
+	const uint64_t S = 1000000000ull;
+	uint64_t due = 0;
+
+	(void)state;
+	/* no I/O ever, or none for 2 s: run now */
+	assert_false(gc_defer(100 * S, 0, &due));
+	assert_int_equal(due, 0);
+	assert_false(gc_defer(100 * S, 98 * S, &due));
+	/* I/O 1 s ago: wait, from now on */
+	assert_true(gc_defer(100 * S, 99 * S, &due));
+	assert_int_equal(due, 100 * S);
+	/* I/O keeps coming: still waiting 59 s later, the due time unchanged */
+	assert_true(gc_defer(159 * S, 159 * S - 1000, &due));
+	assert_int_equal(due, 100 * S);
+	/* 60 s after it became due it runs anyway (paced), and the wait starts over */
+	assert_false(gc_defer(160 * S, 160 * S - 1000, &due));
+	assert_int_equal(due, 0);
+	/* the I/O stops: a pass due meanwhile runs once it has been quiet for 2 s */
+	assert_true(gc_defer(170 * S, 169 * S, &due));
+	assert_false(gc_defer(171 * S, 169 * S, &due));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_refused_deep_copy_changes_nothing, setup, teardown),
+		cmocka_unit_test(test_background_gc_defers_to_io),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
