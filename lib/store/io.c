@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "commit.h"
+#include "mapcache.h"
 #include "reduce_store.h"
 #include "rod/log.h"
 #include "rod/util.h"
@@ -159,7 +160,7 @@ int io_chunk_fetch(struct rod_store *s, const struct map_val *mvp, uint8_t *dst,
 	struct map_val m = *mvp;
 	uint64_t seg = CHUNK_SEG(m.chunk), off = m.off;
 	uint8_t *stored = dst;
-	bool moved = false;
+	bool moved = false, cached = false, verified = false;
 	int rc = -ENOENT;
 
 	for (int tries = 0; tries < 4; tries++) {
@@ -171,16 +172,26 @@ int io_chunk_fetch(struct rod_store *s, const struct map_val *mvp, uint8_t *dst,
 		/* A map entry rebuilt from a relocation record describes the moved (maybe
 		 * recompressed) chunk but points at its home, which may still exist: on a
 		 * checksum mismatch at home, look in the chunk table too. */
-		if (!rc && (moved || rod_crc32c(0, stored, m.len) == m.crc))
+		if (!rc && moved && !cached)
+			break;          /* the chunk table's place: verified below */
+		if (!rc && rod_crc32c(0, stored, m.len) == m.crc) {
+			verified = true;
 			break;
+		}
 		if (rc && rc != -ENOENT)
 			break;
 		rc = -ENOENT;
-		/* The home segment was collected: GC moved the chunk (chunk table). */
+		/* The home segment was collected: GC moved the chunk. Where to, the map cache
+		 * may remember (mapcache.h); if not, or that place is gone, the chunk table. */
 		uint8_t k[8];
 		void *v;
 		size_t vl;
 
+		if (!moved && s->media.mc && mc_chunk_get(s->media.mc, m.chunk, &seg, &off, &m)) {
+			moved = cached = true;
+			continue;
+		}
+		cached = false;
 		rod_put_be64(k, m.chunk);
 		if (meta_get(s->meta, CF_CHUNK, k, 8, &v, &vl)) {
 			if (tries || !seglog_has(s->log, seg))
@@ -201,12 +212,14 @@ int io_chunk_fetch(struct rod_store *s, const struct map_val *mvp, uint8_t *dst,
 				m.comp = b[24];
 				m.enc_gen = rod_get_be16(b + 25);
 			}
+			if (s->media.mc)
+				mc_chunk_put(s->media.mc, seg, off, &m);
 		}
 		free(v);
 	}
 	if (rc)
 		return rc == -ENOENT ? -EIO : rc;
-	if (rod_crc32c(0, stored, m.len) != m.crc) {
+	if (!verified && rod_crc32c(0, stored, m.len) != m.crc) {
 		rod_err("store: chunk %llx failed its checksum", (unsigned long long)m.chunk);
 		return -EBADMSG;
 	}

@@ -19,9 +19,17 @@ struct mc_slot {
 	struct map_val v;
 };
 
+/* A place of a moved chunk; v.chunk 0: empty (ids 0 and 1 are not chunks). */
+struct mc_chunk {
+	uint64_t seg, off;
+	struct map_val v;
+};
+
 struct mapcache {
 	size_t mask;
 	struct mc_slot *slot;
+	size_t cmask;                  /* chunk places: a quarter as many slots */
+	struct mc_chunk *chunk;
 	pthread_spinlock_t lock[MC_LOCKS];
 	atomic_uint_fast64_t all;      /* tick of the last mc_invalidate_all */
 	unsigned test_delay_us;        /* ROD_TEST_MC_FILL_DELAY_US: fills wait (race tests) */
@@ -72,11 +80,15 @@ struct mapcache *mc_new(size_t nslots)
 	if (!mc)
 		return NULL;
 	mc->slot = calloc(n, sizeof(*mc->slot));
-	if (!mc->slot) {
+	mc->chunk = calloc(n > 4 ? n / 4 : 1, sizeof(*mc->chunk));
+	if (!mc->slot || !mc->chunk) {
+		free(mc->slot);
+		free(mc->chunk);
 		free(mc);
 		return NULL;
 	}
 	mc->mask = n - 1;
+	mc->cmask = (n > 4 ? n / 4 : 1) - 1;
 	if (getenv("ROD_TEST_MC_FILL_DELAY_US"))
 		mc->test_delay_us = (unsigned)strtoul(getenv("ROD_TEST_MC_FILL_DELAY_US"), NULL, 10);
 	for (unsigned i = 0; i < MC_LOCKS; i++)
@@ -91,6 +103,7 @@ void mc_free(struct mapcache *mc)
 	for (unsigned i = 0; i < MC_LOCKS; i++)
 		pthread_spin_destroy(&mc->lock[i]);
 	free(mc->slot);
+	free(mc->chunk);
 	free(mc);
 }
 
@@ -166,4 +179,42 @@ void mc_invalidate_mut(struct mapcache *mc, const uint8_t *mut, size_t len, uint
 		map_key_decode(m.k, &lin, &lba, &ep);
 		mc_invalidate(mc, lin, lba, c);
 	}
+}
+
+static struct mc_chunk *chunk_lock(struct mapcache *mc, uint64_t chunk)
+{
+	size_t i = (size_t)((chunk * 0x9e3779b97f4a7c15ull) >> 17) & mc->cmask;
+
+	pthread_spin_lock(&mc->lock[i % MC_LOCKS]);
+	return &mc->chunk[i];
+}
+
+static void chunk_unlock(struct mapcache *mc, struct mc_chunk *c)
+{
+	pthread_spin_unlock(&mc->lock[(size_t)(c - mc->chunk) % MC_LOCKS]);
+}
+
+bool mc_chunk_get(struct mapcache *mc, uint64_t chunk, uint64_t *seg, uint64_t *off,
+		  struct map_val *v)
+{
+	struct mc_chunk *c = chunk_lock(mc, chunk);
+	bool hit = c->v.chunk == chunk && chunk > CHUNK_UNMAP;
+
+	if (hit) {
+		*seg = c->seg;
+		*off = c->off;
+		*v = c->v;
+	}
+	chunk_unlock(mc, c);
+	return hit;
+}
+
+void mc_chunk_put(struct mapcache *mc, uint64_t seg, uint64_t off, const struct map_val *v)
+{
+	struct mc_chunk *c = chunk_lock(mc, v->chunk);
+
+	c->seg = seg;
+	c->off = off;
+	c->v = *v;
+	chunk_unlock(mc, c);
 }

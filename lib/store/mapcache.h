@@ -9,7 +9,14 @@
  * own. The commit thread invalidates every other map key it applies, after applying it, with
  * a tick of the meta clock; a fill is refused when its slot was invalidated at a tick
  * its iterator may not have seen (meta_iter_born), so a slow reader never puts back an
- * overwritten value. A range delete of map keys invalidates everything. */
+ * overwritten value. A range delete of map keys invalidates everything.
+ *
+ * Beside it, where GC moved chunks (the chunk table's value: segment, offset, stored
+ * length, CRC, format), keyed by chunk id, so a read of a moved chunk does not ask
+ * RocksDB. No invalidation is needed: chunk and segment ids are never reused within a
+ * run and segments are never rewritten, so a remembered place either holds the chunk's
+ * bytes as described or is gone (its segment was collected: the reader asks the chunk
+ * table again). */
 #ifndef ROD_STORE_MAPCACHE_H
 #define ROD_STORE_MAPCACHE_H
 
@@ -38,5 +45,12 @@ void mc_invalidate(struct mapcache *mc, uint64_t lin, uint64_t lba, uint64_t c);
 void mc_invalidate_all(struct mapcache *mc, uint64_t c);
 /* Map keys of logged mutations (mutbuf format) applied at tick c. */
 void mc_invalidate_mut(struct mapcache *mc, const uint8_t *mut, size_t len, uint64_t c);
+
+/* A remembered place of a chunk: segment, offset, and in v its len, crc, comp and
+ * enc_gen there. */
+bool mc_chunk_get(struct mapcache *mc, uint64_t chunk, uint64_t *seg, uint64_t *off,
+		  struct map_val *v);
+/* The chunk table says chunk v->chunk is at (seg, off), stored as v says. */
+void mc_chunk_put(struct mapcache *mc, uint64_t seg, uint64_t off, const struct map_val *v);
 
 #endif

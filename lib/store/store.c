@@ -271,14 +271,20 @@ void sys_log_u64(struct mutbuf *mb, const char *key, uint64_t v)
 	mutbuf_put(mb, CF_SYS, key, strlen(key), b, 8);
 }
 
-/* Map cache slots (64 bytes each): 512 Ki, the entries of 2 GiB of recently read
- * grains, 32 MiB. ROD_MAP_CACHE_SLOTS overrides (0: no cache; tests use small sizes). */
-#define MAPCACHE_SLOTS_DEFAULT (512u << 10)
+/* Map cache slots (64 bytes each, plus 10 bytes of moved-chunk places): one per 8 KiB
+ * of RAM (the table takes under 1 % of it), at least 512 Ki (the entries of 2 GiB of
+ * grains) and at most 16 Mi, rounded down to a power of two: 2 Mi slots (8 GiB of
+ * grains, 148 MiB) with 24 GiB. Pages are touched only as grains are read or written.
+ * ROD_MAP_CACHE_SLOTS overrides (0: no cache; tests use small sizes). */
 static size_t mapcache_slots(void)
 {
 	const char *e = getenv("ROD_MAP_CACHE_SLOTS");
+	long pages = sysconf(_SC_PHYS_PAGES), psz = sysconf(_SC_PAGE_SIZE);
+	uint64_t n = pages > 0 && psz > 0 ? (uint64_t)pages * (uint64_t)psz / 8192 : 0;
 
-	return e ? (size_t)strtoull(e, NULL, 0) : MAPCACHE_SLOTS_DEFAULT;
+	if (e)
+		return (size_t)strtoull(e, NULL, 0);
+	return (size_t)ROD_MIN(ROD_MAX(n, 512u << 10), 16u << 20);
 }
 
 static void *bg_main(void *arg)
