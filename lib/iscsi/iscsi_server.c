@@ -754,7 +754,7 @@ static void thread_timers(struct iscsi_thread *t)
  * there is told first, AsyncEvent 3 with Time2Wait/Time2Retain). A peer that does not
  * read its answers cannot hold the stop up for more than ISCSI_STOP_GRACE_NS. */
 #define ISCSI_STOP_LOGOUT_S 2u
-#define ROD_ISCSI_POLL_US_DEFAULT 50
+#define ROD_ISCSI_POLL_US_DEFAULT 200
 #define ISCSI_STOP_GRACE_NS (10ull * 1000000000ull)
 static void thread_stop_conns(struct iscsi_thread *t, uint64_t since)
 {
@@ -795,10 +795,12 @@ static void thread_stop_conns(struct iscsi_thread *t, uint64_t since)
 }
 
 /* Adaptive polling: a thread that handled an event within the last poll window keeps
- * polling epoll (no sleep) for up to that window before it blocks. A wake-up of a
- * sleeping thread on another CPU costs tens of microseconds on some VMs (docs/iscsi.md,
- * run G), which dominates QD1 latency; polling keeps the thread on its CPU while a
- * session is active and costs nothing once it goes idle. ROD_ISCSI_POLL_US (0: off). */
+ * polling epoll (no sleep) for up to that window before it blocks, unless commands of
+ * its connections are still under way (the store's completion wakes it then, and a
+ * loaded thread would only burn CPU spinning). A wake-up of a sleeping thread on another
+ * CPU costs tens of microseconds on some VMs (docs/iscsi.md, runs G and K-P), which
+ * dominates QD1 latency; polling keeps the thread on its CPU while a session waits for
+ * its initiator and costs nothing once it goes idle. ROD_ISCSI_POLL_US (0: off). */
 static uint64_t poll_window_ns(void)
 {
 	static _Atomic int64_t w = -1;
@@ -811,12 +813,20 @@ static uint64_t poll_window_ns(void)
 	return (uint64_t)v;
 }
 
+static bool thread_tasks_pending(const struct iscsi_thread *t)
+{
+	for (const struct iscsi_conn *c = t->conns; c; c = c->next)
+		if (c->ntasks)
+			return true;
+	return false;
+}
+
 static void thread_loop_once(struct iscsi_thread *t, int timeout_ms)
 {
 	struct epoll_event evs[64];
 	uint64_t win = poll_window_ns();
 	int n = 0;
-	if (win && t->now_ns - t->busy_ns < win) {
+	if (win && t->now_ns - t->busy_ns < win && !thread_tasks_pending(t)) {
 		do {
 			n = epoll_wait(t->epfd, evs, 64, 0);
 			t->now_ns = rod_now_ns();
