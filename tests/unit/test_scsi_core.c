@@ -16,6 +16,8 @@
 #include "rod/store.h"
 #include "rod/util.h"
 
+#include "scsi_test_util.h"
+
 #define VOL_SIZE (64ull << 20)
 #define BS 512u
 #define BLOCKS (VOL_SIZE / BS)
@@ -31,85 +33,20 @@ struct env {
 
 /* ---- running one command and waiting for it --------------------------------- */
 
-struct waiter {
-	pthread_mutex_t mu;
-	pthread_cond_t cv;
-	int done;
-};
-
-static void cmd_done(struct rod_scsi_cmd *c)
+static struct scsi_res run(struct env *e, struct rod_scsi_nexus *n, uint64_t lun,
+			   const uint8_t *cdb, size_t cdb_len, const void *out, uint32_t out_len,
+			   void *in, uint32_t in_cap)
 {
-	struct waiter *w = c->transport_priv;
-	pthread_mutex_lock(&w->mu);
-	w->done++;
-	pthread_cond_signal(&w->cv);
-	pthread_mutex_unlock(&w->mu);
+	return scsi_run(e->tgt, n, lun, cdb, cdb_len, out, out_len, in, in_cap);
 }
 
-struct res {
-	uint8_t status;
-	uint8_t key, asc, ascq;
-	uint8_t sense[ROD_SCSI_SENSE_MAX];
-	uint8_t sense_len;
-	uint32_t in_len;
-};
-
-static struct res run(struct env *e, struct rod_scsi_nexus *n, uint64_t lun, const uint8_t *cdb,
-		      size_t cdb_len, const void *out, uint32_t out_len, void *in, uint32_t in_cap)
-{
-	struct waiter w = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0 };
-	struct rod_scsi_cmd c;
-	memset(&c, 0, sizeof(c));
-	c.nexus = n;
-	c.lun = lun;
-	memcpy(c.cdb, cdb, cdb_len);
-	c.cdb_len = 16;
-	c.out_buf = out;
-	c.out_len = out_len;
-	c.exp_len = out ? out_len : in_cap;
-	c.in_buf = in;
-	c.in_cap = in_cap;
-	c.done = cmd_done;
-	c.transport_priv = &w;
-	rod_scsi_exec(e->tgt, &c);
-	pthread_mutex_lock(&w.mu);
-	while (!w.done)
-		pthread_cond_wait(&w.cv, &w.mu);
-	pthread_mutex_unlock(&w.mu);
-	assert_int_equal(w.done, 1);
-	struct res r;
-	memset(&r, 0, sizeof(r));
-	r.status = c.status;
-	r.in_len = c.in_len;
-	r.sense_len = c.sense_len;
-	memcpy(r.sense, c.sense, c.sense_len);
-	if (c.sense_len >= 14 && (c.sense[0] & 0x7f) == 0x70) {
-		r.key = c.sense[2] & 0x0f;
-		r.asc = c.sense[12];
-		r.ascq = c.sense[13];
-	} else if (c.sense_len >= 4 && (c.sense[0] & 0x7f) == 0x72) {
-		r.key = c.sense[1] & 0x0f;
-		r.asc = c.sense[2];
-		r.ascq = c.sense[3];
-	}
-	return r;
-}
-
-#define assert_good(r) do { struct res _r = (r); if (_r.status != SAM_STAT_GOOD) \
+#define assert_good(r) do { struct scsi_res _r = (r); if (_r.status != SAM_STAT_GOOD) \
 	fail_msg("status 0x%x sense %x/%02x/%02x", _r.status, _r.key, _r.asc, _r.ascq); } while (0)
-#define assert_sense(r, k, a, q) do { struct res _r = (r); \
+#define assert_sense(r, k, a, q) do { struct scsi_res _r = (r); \
 	assert_int_equal(_r.status, SAM_STAT_CHECK_CONDITION); \
 	if (_r.key != (k) || _r.asc != (a) || _r.ascq != (q)) \
 		fail_msg("sense %x/%02x/%02x, expected %x/%02x/%02x", _r.key, _r.asc, _r.ascq, \
 			 (k), (a), (q)); } while (0)
-
-static void cdb_rw16(uint8_t *cdb, uint8_t op, uint64_t lba, uint32_t n)
-{
-	memset(cdb, 0, 16);
-	cdb[0] = op;
-	rod_put_be64(cdb + 2, lba);
-	rod_put_be32(cdb + 10, n);
-}
 
 static void cdb_rw10(uint8_t *cdb, uint8_t op, uint32_t lba, uint16_t n)
 {
@@ -119,7 +56,7 @@ static void cdb_rw10(uint8_t *cdb, uint8_t op, uint32_t lba, uint16_t n)
 	rod_put_be16(cdb + 7, n);
 }
 
-static struct res tur(struct env *e, struct rod_scsi_nexus *n)
+static struct scsi_res tur(struct env *e, struct rod_scsi_nexus *n)
 {
 	uint8_t cdb[6] = { 0 };
 	return run(e, n, 0, cdb, 6, NULL, 0, NULL, 0);
@@ -134,18 +71,6 @@ static void clear_ua(struct env *e, struct rod_scsi_nexus *n)
 	fail_msg("unit attentions did not clear");
 }
 
-static void nexus_init(struct rod_scsi_nexus *n, const char *name, uint8_t isid_last,
-		       uint64_t host)
-{
-	memset(n, 0, sizeof(*n));
-	snprintf(n->initiator_name, sizeof(n->initiator_name), "%s", name);
-	n->isid[5] = isid_last;
-	snprintf(n->initiator_port, sizeof(n->initiator_port), "%s,i,0x%012x", name, isid_last);
-	n->tpgt = 1;
-	n->rel_port = 1;
-	n->host_id = host;
-}
-
 static int open_target(struct env *e)
 {
 	struct rod_scsi_target_opts o = { .store = e->store,
@@ -153,30 +78,32 @@ static int open_target(struct env *e)
 	return rod_scsi_target_new(&o, &e->tgt);
 }
 
-static int setup(void **state)
+/* The store (options from opts, NULL: none) with volume v1 of vol_size bytes at LUN 0
+ * of host 1, whose initiators are n1 and n2; n3 is an initiator of host 2. */
+static int setup_with(void **state, const struct rod_store_opts *opts, uint64_t vol_size)
 {
 	struct env *e = calloc(1, sizeof(*e));
-	snprintf(e->dir, sizeof(e->dir), "/tmp/rodscsi.XXXXXX");
-	if (!mkdtemp(e->dir))
+	if (scsi_store_open(e->dir, sizeof(e->dir), "rodscsi", opts, &e->store) < 0)
 		return -1;
-	struct rod_store_opts so = { .dir = e->dir, .create = true, .array_name = "t",
-				     .no_gc_thread = true };
-	if (rod_store_open(&so, &e->store) < 0)
-		return -1;
-	if (rod_vol_create(e->store, "v1", VOL_SIZE, BS, &e->vol) < 0)
+	if (rod_vol_create(e->store, "v1", vol_size, BS, &e->vol) < 0)
 		return -1;
 	if (open_target(e) < 0)
 		return -1;
 	if (rod_scsi_map_add(e->tgt, 1, 0, e->vol.id) < 0)
 		return -1;
-	nexus_init(&e->n1, "iqn.1994-05.com.example:a", 1, 1);
-	nexus_init(&e->n2, "iqn.1994-05.com.example:b", 2, 1);
-	nexus_init(&e->n3, "iqn.1994-05.com.example:c", 3, 2);
+	scsi_nexus_init(&e->n1, "iqn.1994-05.com.example:a", 1, 1);
+	scsi_nexus_init(&e->n2, "iqn.1994-05.com.example:b", 2, 1);
+	scsi_nexus_init(&e->n3, "iqn.1994-05.com.example:c", 3, 2);
 	rod_scsi_nexus_register(e->tgt, &e->n1);
 	rod_scsi_nexus_register(e->tgt, &e->n2);
 	rod_scsi_nexus_register(e->tgt, &e->n3);
 	*state = e;
 	return 0;
+}
+
+static int setup(void **state)
+{
+	return setup_with(state, NULL, VOL_SIZE);
 }
 
 static int teardown(void **state)
@@ -185,11 +112,7 @@ static int teardown(void **state)
 	rod_scsi_nexus_unregister(e->tgt, &e->n1);
 	rod_scsi_nexus_unregister(e->tgt, &e->n2);
 	rod_scsi_nexus_unregister(e->tgt, &e->n3);
-	rod_scsi_target_free(e->tgt);
-	rod_store_close(e->store);
-	char cmd[128];
-	snprintf(cmd, sizeof(cmd), "rm -rf %s", e->dir);
-	if (system(cmd) != 0)
+	if (scsi_env_close(e->dir, e->store, e->tgt) < 0)
 		return -1;
 	free(e);
 	return 0;
@@ -210,7 +133,7 @@ static void test_inquiry(void **state)
 {
 	struct env *e = *state;
 	uint8_t cdb[6] = { 0x12, 0, 0, 0, 255, 0 }, buf[255];
-	struct res r = run(e, &e->n1, 0, cdb, 6, NULL, 0, buf, sizeof(buf));
+	struct scsi_res r = run(e, &e->n1, 0, cdb, 6, NULL, 0, buf, sizeof(buf));
 	assert_good(r);
 	assert_true(r.in_len >= 36);
 	assert_int_equal(buf[0], 0x00);
@@ -281,7 +204,7 @@ static void test_read_capacity(void **state)
 	clear_ua(e, &e->n1);
 	uint8_t cdb[16] = { 0x9e, 0x10 }, buf[32];
 	rod_put_be32(cdb + 10, 32);
-	struct res r = run(e, &e->n1, 0, cdb, 16, NULL, 0, buf, sizeof(buf));
+	struct scsi_res r = run(e, &e->n1, 0, cdb, 16, NULL, 0, buf, sizeof(buf));
 	assert_good(r);
 	assert_int_equal(rod_get_be64(buf), BLOCKS - 1);
 	assert_int_equal(rod_get_be32(buf + 8), BS);
@@ -303,16 +226,16 @@ static void test_write_read_bounds(void **state)
 	cdb_rw10(cdb, 0x2a, 100, 8);
 	cdb[1] = 0x08; /* FUA */
 	assert_good(run(e, &e->n1, 0, cdb, 10, out, sizeof(out), NULL, 0));
-	cdb_rw16(cdb, 0x88, 100, 8);
+	scsi_cdb_rw16(cdb, 0x88, 100, 8);
 	memset(in, 0, sizeof(in));
-	struct res r = run(e, &e->n1, 0, cdb, 16, NULL, 0, in, sizeof(in));
+	struct scsi_res r = run(e, &e->n1, 0, cdb, 16, NULL, 0, in, sizeof(in));
 	assert_good(r);
 	assert_int_equal(r.in_len, sizeof(in));
 	assert_memory_equal(in, out, sizeof(out));
 	/* unaligned to the 4 KiB grain: one block at 101 */
 	uint8_t one[BS];
 	memset(one, 0xab, BS);
-	cdb_rw16(cdb, 0x8a, 101, 1);
+	scsi_cdb_rw16(cdb, 0x8a, 101, 1);
 	assert_good(run(e, &e->n1, 0, cdb, 16, one, BS, NULL, 0));
 	cdb_rw10(cdb, 0x28, 100, 3);
 	assert_good(run(e, &e->n1, 0, cdb, 10, NULL, 0, in, 3 * BS));
@@ -321,21 +244,21 @@ static void test_write_read_bounds(void **state)
 	assert_memory_equal(in + 2 * BS, out + 2 * BS, BS);
 
 	/* last block fine, one beyond: 05/21/00; LBA past the end with 0 blocks too */
-	cdb_rw16(cdb, 0x88, BLOCKS - 1, 1);
+	scsi_cdb_rw16(cdb, 0x88, BLOCKS - 1, 1);
 	assert_good(run(e, &e->n1, 0, cdb, 16, NULL, 0, in, BS));
-	cdb_rw16(cdb, 0x88, BLOCKS - 1, 2);
+	scsi_cdb_rw16(cdb, 0x88, BLOCKS - 1, 2);
 	assert_sense(run(e, &e->n1, 0, cdb, 16, NULL, 0, in, 2 * BS), 0x5, 0x21, 0x00);
-	cdb_rw16(cdb, 0x8a, BLOCKS, 1);
+	scsi_cdb_rw16(cdb, 0x8a, BLOCKS, 1);
 	assert_sense(run(e, &e->n1, 0, cdb, 16, one, BS, NULL, 0), 0x5, 0x21, 0x00);
 	cdb_rw10(cdb, 0x28, BLOCKS + 1, 0);
 	assert_sense(run(e, &e->n1, 0, cdb, 10, NULL, 0, NULL, 0), 0x5, 0x21, 0x00);
-	cdb_rw16(cdb, 0x88, UINT64_MAX, 1);
+	scsi_cdb_rw16(cdb, 0x88, UINT64_MAX, 1);
 	assert_sense(run(e, &e->n1, 0, cdb, 16, NULL, 0, in, BS), 0x5, 0x21, 0x00);
 
 	/* RDPROTECT set without protection information: 05/24/00 at byte 1 bit 7 */
 	cdb_rw10(cdb, 0x28, 0, 1);
 	cdb[1] = 0x20;
-	struct res p = run(e, &e->n1, 0, cdb, 10, NULL, 0, in, BS);
+	struct scsi_res p = run(e, &e->n1, 0, cdb, 10, NULL, 0, in, BS);
 	assert_sense(p, 0x5, 0x24, 0x00);
 	assert_int_equal(p.sense[15], 0x80 | 0x40 | 0x08 | 5);
 	assert_int_equal(rod_get_be16(p.sense + 16), 1);
@@ -383,13 +306,13 @@ static void test_orwrite(void **state)
 	b[7] = 0x80;
 	cdb_rw10(cdb, 0x2a, 300, 2);
 	assert_good(run(e, &e->n1, 0, cdb, 10, a, sizeof(a), NULL, 0));
-	cdb_rw16(cdb, 0x8b, 300, 2);
+	scsi_cdb_rw16(cdb, 0x8b, 300, 2);
 	assert_good(run(e, &e->n1, 0, cdb, 16, b, sizeof(b), NULL, 0));
 	cdb_rw10(cdb, 0x28, 300, 2);
 	assert_good(run(e, &e->n1, 0, cdb, 10, NULL, 0, in, sizeof(in)));
 	for (unsigned i = 0; i < sizeof(in); i++)
 		assert_int_equal(in[i], i == 7 ? 0x8f : 0x3f);
-	cdb_rw16(cdb, 0x8b, BLOCKS - 1, 2);
+	scsi_cdb_rw16(cdb, 0x8b, BLOCKS - 1, 2);
 	assert_sense(run(e, &e->n1, 0, cdb, 16, b, sizeof(b), NULL, 0), 0x5, 0x21, 0x00);
 }
 
@@ -431,7 +354,7 @@ static void test_compare_and_write(void **state)
 	memset(buf, 0x22, BS);
 	buf[37] = 0;
 	memset(buf + BS, 0x33, BS);
-	struct res r = run(e, &e->n1, 0, cdb, 16, buf, 2 * BS, NULL, 0);
+	struct scsi_res r = run(e, &e->n1, 0, cdb, 16, buf, 2 * BS, NULL, 0);
 	assert_sense(r, 0xe, 0x1d, 0x00);
 	assert_int_equal(r.sense[0] & 0x80, 0x80);
 	assert_int_equal(rod_get_be32(r.sense + 3), 37);
@@ -468,8 +391,8 @@ static void *caw_worker_run(void *arg)
 	struct caw_worker *w = arg;
 	uint8_t cdb[16], buf[2 * BS];
 	for (int done = 0; done < w->increments;) {
-		cdb_rw16(cdb, 0x88, 77, 1);
-		struct res r = run(w->e, w->n, 0, cdb, 16, NULL, 0, buf, BS);
+		scsi_cdb_rw16(cdb, 0x88, 77, 1);
+		struct scsi_res r = run(w->e, w->n, 0, cdb, 16, NULL, 0, buf, BS);
 		if (r.status != SAM_STAT_GOOD)
 			continue; /* a unit attention; try again */
 		memcpy(buf + BS, buf, BS);
@@ -515,7 +438,7 @@ static uint8_t lba_status(struct env *e, uint64_t lba, uint64_t *first_lba, uint
 	uint8_t cdb[16] = { 0x9e, 0x12 }, buf[24];
 	rod_put_be64(cdb + 2, lba);
 	rod_put_be32(cdb + 10, sizeof(buf));
-	struct res r = run(e, &e->n1, 0, cdb, 16, NULL, 0, buf, sizeof(buf));
+	struct scsi_res r = run(e, &e->n1, 0, cdb, 16, NULL, 0, buf, sizeof(buf));
 	assert_good(r);
 	*first_lba = rod_get_be64(buf + 8);
 	*count = rod_get_be32(buf + 16);
@@ -530,9 +453,9 @@ static void test_write_same_unmap_lba_status(void **state)
 	/* a non-zero pattern is written to every block */
 	for (unsigned i = 0; i < BS; i++)
 		blk[i] = (uint8_t)(i ^ 0x5a);
-	cdb_rw16(cdb, 0x93, 1000, 64);
+	scsi_cdb_rw16(cdb, 0x93, 1000, 64);
 	assert_good(run(e, &e->n1, 0, cdb, 16, blk, BS, NULL, 0));
-	cdb_rw16(cdb, 0x88, 1000, 64);
+	scsi_cdb_rw16(cdb, 0x88, 1000, 64);
 	assert_good(run(e, &e->n1, 0, cdb, 16, NULL, 0, in, sizeof(in)));
 	for (unsigned b = 0; b < 64; b++)
 		assert_memory_equal(in + b * BS, blk, BS);
@@ -543,10 +466,10 @@ static void test_write_same_unmap_lba_status(void **state)
 
 	/* WRITE SAME(16) UNMAP with zeros deallocates; reads zero (LBPRZ) */
 	memset(blk, 0, BS);
-	cdb_rw16(cdb, 0x93, 1000, 64);
+	scsi_cdb_rw16(cdb, 0x93, 1000, 64);
 	cdb[1] = 0x08;
 	assert_good(run(e, &e->n1, 0, cdb, 16, blk, BS, NULL, 0));
-	cdb_rw16(cdb, 0x88, 1000, 64);
+	scsi_cdb_rw16(cdb, 0x88, 1000, 64);
 	assert_good(run(e, &e->n1, 0, cdb, 16, NULL, 0, in, sizeof(in)));
 	for (unsigned i = 0; i < sizeof(in); i++)
 		assert_int_equal(in[i], 0);
@@ -554,14 +477,14 @@ static void test_write_same_unmap_lba_status(void **state)
 	assert_int_equal(first, 1000);
 
 	/* ANCHOR is refused; Data-Out must be exactly one block */
-	cdb_rw16(cdb, 0x93, 0, 8);
+	scsi_cdb_rw16(cdb, 0x93, 0, 8);
 	cdb[1] = 0x10 | 0x08;
 	assert_sense(run(e, &e->n1, 0, cdb, 16, blk, BS, NULL, 0), 0x5, 0x24, 0x00);
-	cdb_rw16(cdb, 0x93, 0, 8);
+	scsi_cdb_rw16(cdb, 0x93, 0, 8);
 	assert_int_equal(run(e, &e->n1, 0, cdb, 16, in, 2 * BS, NULL, 0).status,
 			 SAM_STAT_CHECK_CONDITION);
 	/* NDOB: no Data-Out, zeros */
-	cdb_rw16(cdb, 0x93, 0, 8);
+	scsi_cdb_rw16(cdb, 0x93, 0, 8);
 	cdb[1] = 0x01;
 	assert_good(run(e, &e->n1, 0, cdb, 16, NULL, 0, NULL, 0));
 
@@ -670,7 +593,7 @@ static void test_unmap(void **state)
 	assert_good(run(e, &e->n1, 0, cdb, 10, NULL, 0, NULL, 0));
 }
 
-static struct res mode_sense6(struct env *e, struct rod_scsi_nexus *n, uint8_t pcpage, uint8_t *buf)
+static struct scsi_res mode_sense6(struct env *e, struct rod_scsi_nexus *n, uint8_t pcpage, uint8_t *buf)
 {
 	uint8_t cdb[6] = { 0x1a, 0x08, pcpage, 0, 255, 0 };
 	return run(e, n, 0, cdb, 6, NULL, 0, buf, 255);
@@ -692,7 +615,7 @@ static void test_mode_pages(void **state)
 	/* saved pages are not supported */
 	assert_sense(mode_sense6(e, &e->n1, 0xc0 | 0x08, buf), 0x5, 0x39, 0x00);
 	/* all pages has caching, control, informational exceptions */
-	struct res r = mode_sense6(e, &e->n1, 0x3f, buf);
+	struct scsi_res r = mode_sense6(e, &e->n1, 0x3f, buf);
 	assert_good(r);
 	assert_int_equal(buf[0] + 1, (int)r.in_len);
 	assert_int_equal(buf[4], 0x08);
@@ -737,7 +660,7 @@ static void test_mode_pages(void **state)
 	uint8_t sel2[6] = { 0x15, 0x10, 0, 0, sizeof(cp), 0 };
 	assert_good(run(e, &e->n1, 0, sel2, 6, cp, sizeof(cp), NULL, 0));
 	uint8_t cdb[16];
-	cdb_rw16(cdb, 0x88, BLOCKS, 1);
+	scsi_cdb_rw16(cdb, 0x88, BLOCKS, 1);
 	r = run(e, &e->n1, 0, cdb, 16, NULL, 0, buf, BS < 255 ? BS : 255);
 	assert_int_equal(r.sense[0], 0x72);
 	assert_sense(r, 0x5, 0x21, 0x00);
@@ -760,7 +683,7 @@ static void test_report_luns_and_ua(void **state)
 	assert_sense(tur(e, &e->n1), 0x6, 0x3f, 0x0e);
 	uint8_t cdb[12] = { 0xa0 }, buf[256];
 	rod_put_be32(cdb + 6, sizeof(buf));
-	struct res r = run(e, &e->n1, 0, cdb, 12, NULL, 0, buf, sizeof(buf));
+	struct scsi_res r = run(e, &e->n1, 0, cdb, 12, NULL, 0, buf, sizeof(buf));
 	assert_good(r);
 	assert_int_equal(rod_get_be32(buf), 16);        /* LUN 0 and 5 only */
 	assert_int_equal(buf[8 + 1], 0);
@@ -783,7 +706,7 @@ static void test_report_luns_and_ua(void **state)
 	/* after REPORT LUNS, the 3F/0E of the other LUN is cleared as well */
 	assert_good(run(e, &e->n1, 0, cdb, 12, NULL, 0, buf, sizeof(buf)));
 	uint8_t t6[6] = { 0 };
-	struct res u = run(e, &e->n1, 5, t6, 6, NULL, 0, NULL, 0);
+	struct scsi_res u = run(e, &e->n1, 5, t6, 6, NULL, 0, NULL, 0);
 	/* LUN 5 is new to this nexus: it may report power-on but not 3F/0E */
 	assert_false(u.status == SAM_STAT_CHECK_CONDITION && u.asc == 0x3f);
 
@@ -819,7 +742,7 @@ static void test_rsoc(void **state)
 	clear_ua(e, &e->n1);
 	uint8_t cdb[12] = { 0xa3, 0x0c, 0x00 }, *buf = malloc(8192);
 	rod_put_be32(cdb + 6, 8192);
-	struct res r = run(e, &e->n1, 0, cdb, 12, NULL, 0, buf, 8192);
+	struct scsi_res r = run(e, &e->n1, 0, cdb, 12, NULL, 0, buf, 8192);
 	assert_good(r);
 	uint32_t len = rod_get_be32(buf);
 	assert_int_equal(len % 8, 0);
@@ -862,7 +785,7 @@ static void test_rsoc(void **state)
 	free(buf);
 }
 
-static struct res prout(struct env *e, struct rod_scsi_nexus *n, uint8_t sa, uint8_t type,
+static struct scsi_res prout(struct env *e, struct rod_scsi_nexus *n, uint8_t sa, uint8_t type,
 			uint64_t key, uint64_t sakey, bool aptpl)
 {
 	uint8_t cdb[10] = { 0x5f, sa, type }, pl[24];
@@ -874,18 +797,18 @@ static struct res prout(struct env *e, struct rod_scsi_nexus *n, uint8_t sa, uin
 	return run(e, n, 0, cdb, 10, pl, 24, NULL, 0);
 }
 
-static struct res write1(struct env *e, struct rod_scsi_nexus *n, uint64_t lba)
+static struct scsi_res write1(struct env *e, struct rod_scsi_nexus *n, uint64_t lba)
 {
 	uint8_t cdb[16], blk[BS];
 	memset(blk, 0x42, BS);
-	cdb_rw16(cdb, 0x8a, lba, 1);
+	scsi_cdb_rw16(cdb, 0x8a, lba, 1);
 	return run(e, n, 0, cdb, 16, blk, BS, NULL, 0);
 }
 
-static struct res read1(struct env *e, struct rod_scsi_nexus *n, uint64_t lba)
+static struct scsi_res read1(struct env *e, struct rod_scsi_nexus *n, uint64_t lba)
 {
 	uint8_t cdb[16], blk[BS];
-	cdb_rw16(cdb, 0x88, lba, 1);
+	scsi_cdb_rw16(cdb, 0x88, lba, 1);
 	return run(e, n, 0, cdb, 16, NULL, 0, blk, BS);
 }
 
@@ -917,7 +840,7 @@ static void test_persistent_reservations(void **state)
 	assert_int_equal(rod_get_be32(buf + 4), 16);
 	assert_int_equal(buf[21] & 0x0f, 5);
 	cdb[1] = 0x03;
-	struct res r = run(e, &e->n2, 0, cdb, 10, NULL, 0, buf, sizeof(buf));
+	struct scsi_res r = run(e, &e->n2, 0, cdb, 10, NULL, 0, buf, sizeof(buf));
 	assert_good(r);
 	assert_int_equal(rod_get_be64(buf + 8), 0xaa);
 	assert_int_equal(buf[8 + 12] & 0x01, 1);              /* R_HOLDER */
@@ -1108,27 +1031,9 @@ static void test_spc2_reserve(void **state)
  * store refuses new data with 07/27/07, while reads and UNMAP keep working. */
 static int setup_small(void **state)
 {
-	struct env *e = calloc(1, sizeof(*e));
-	snprintf(e->dir, sizeof(e->dir), "/tmp/rodscsi.XXXXXX");
-	if (!mkdtemp(e->dir))
-		return -1;
-	struct rod_store_opts so = { .dir = e->dir, .create = true, .array_name = "t",
-				     .no_gc_thread = true, .capacity_bytes = 64ull << 20,
-				     .reserve_bytes = 16ull << 20, .soft_threshold_pct = 30 };
-	if (rod_store_open(&so, &e->store) < 0)
-		return -1;
-	if (rod_vol_create(e->store, "v1", 1ull << 30, BS, &e->vol) < 0)
-		return -1;
-	if (open_target(e) < 0 || rod_scsi_map_add(e->tgt, 1, 0, e->vol.id) < 0)
-		return -1;
-	nexus_init(&e->n1, "iqn.1994-05.com.example:a", 1, 1);
-	nexus_init(&e->n2, "iqn.1994-05.com.example:b", 2, 1);
-	nexus_init(&e->n3, "iqn.1994-05.com.example:c", 3, 2);
-	rod_scsi_nexus_register(e->tgt, &e->n1);
-	rod_scsi_nexus_register(e->tgt, &e->n2);
-	rod_scsi_nexus_register(e->tgt, &e->n3);
-	*state = e;
-	return 0;
+	struct rod_store_opts so = { .capacity_bytes = 64ull << 20, .reserve_bytes = 16ull << 20,
+				     .soft_threshold_pct = 30 };
+	return setup_with(state, &so, 1ull << 30);
 }
 
 static void test_full_store(void **state)
@@ -1147,7 +1052,7 @@ static void test_full_store(void **state)
 			memcpy(buf + 8 * k, &x, 8);
 		}
 		cdb_rw10(cdb, 0x2a, lba, chunk / BS);
-		struct res r = run(e, &e->n1, 0, cdb, 10, buf, chunk, NULL, 0);
+		struct scsi_res r = run(e, &e->n1, 0, cdb, 10, buf, chunk, NULL, 0);
 		if (r.status == SAM_STAT_CHECK_CONDITION && r.key == 0x6 && r.asc == 0x38) {
 			assert_int_equal(r.ascq, 0x07);
 			soft = true;
@@ -1186,7 +1091,7 @@ static void test_rtpg_rstmf_request_sense(void **state)
 	clear_ua(e, &e->n1);
 	uint8_t cdb[12] = { 0xa3, 0x0a }, buf[64];
 	rod_put_be32(cdb + 6, sizeof(buf));
-	struct res r = run(e, &e->n1, 0, cdb, 12, NULL, 0, buf, sizeof(buf));
+	struct scsi_res r = run(e, &e->n1, 0, cdb, 12, NULL, 0, buf, sizeof(buf));
 	assert_good(r);
 	assert_int_equal(rod_get_be32(buf), 12);          /* one group, one port */
 	assert_int_equal(buf[4] & 0x0f, 0);               /* active/optimized */

@@ -18,24 +18,10 @@
 #include "rod/util.h"
 
 #include "../../lib/scsi/scsi_internal.h"
+#include "scsi_test_util.h"
 
 #define VOL_SIZE (16ull << 20)
 #define ITERATIONS 20000
-
-struct waiter {
-	pthread_mutex_t mu;
-	pthread_cond_t cv;
-	int done;
-};
-
-static void cmd_done(struct rod_scsi_cmd *c)
-{
-	struct waiter *w = c->transport_priv;
-	pthread_mutex_lock(&w->mu);
-	w->done++;
-	pthread_cond_signal(&w->cv);
-	pthread_mutex_unlock(&w->mu);
-}
 
 static uint64_t rnd_state = 0x9e3779b97f4a7c15ull;
 static uint64_t rnd(void)
@@ -59,7 +45,6 @@ static unsigned good[256], total[256];
 static void run_one(struct rod_scsi_target *tgt, struct rod_scsi_nexus *n, uint8_t *out,
 		    uint8_t *in)
 {
-	struct waiter w = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0 };
 	struct rod_scsi_cmd c;
 	memset(&c, 0, sizeof(c));
 	c.nexus = n;
@@ -101,14 +86,7 @@ static void run_one(struct rod_scsi_target *tgt, struct rod_scsi_nexus *n, uint8
 	c.in_cap = (uint32_t)(rnd() % 3 == 0 ? 0 : rnd() % 65536);
 	c.in_buf = c.in_cap ? in : NULL;
 	c.exp_len = c.out_len ? c.out_len : c.in_cap;
-	c.done = cmd_done;
-	c.transport_priv = &w;
-	rod_scsi_exec(tgt, &c);
-	pthread_mutex_lock(&w.mu);
-	while (!w.done)
-		pthread_cond_wait(&w.cv, &w.mu);
-	pthread_mutex_unlock(&w.mu);
-	assert_int_equal(w.done, 1);
+	(void)scsi_exec_wait(tgt, &c);
 	if (c.status == SAM_STAT_GOOD)
 		good[c.cdb[0]]++;
 	total[c.cdb[0]]++;
@@ -125,12 +103,10 @@ static void run_one(struct rod_scsi_target *tgt, struct rod_scsi_nexus *n, uint8
 
 static void test_random_cdbs(void **state)
 {
-	char dir[] = "/tmp/rodscsirnd.XXXXXX";
-	assert_non_null(mkdtemp(dir));
+	char dir[64];
 	struct rod_store *store;
-	struct rod_store_opts so = { .dir = dir, .create = true, .array_name = "r",
-				     .no_gc_thread = true };
-	assert_int_equal(rod_store_open(&so, &store), 0);
+	struct rod_store_opts so = { .array_name = "r" };
+	assert_int_equal(scsi_store_open(dir, sizeof(dir), "rodscsirnd", &so, &store), 0);
 	struct rod_vol_info vi, vj;
 	assert_int_equal(rod_vol_create(store, "a", VOL_SIZE, 512, &vi), 0);
 	assert_int_equal(rod_vol_create(store, "b", VOL_SIZE, 4096, &vj), 0);
@@ -141,12 +117,10 @@ static void test_random_cdbs(void **state)
 	assert_int_equal(rod_scsi_map_add(tgt, 1, 1, vj.id), 0);
 	struct rod_scsi_nexus n[2];
 	for (int i = 0; i < 2; i++) {
-		memset(&n[i], 0, sizeof(n[i]));
-		snprintf(n[i].initiator_name, sizeof(n[i].initiator_name), "iqn.x:%d", i);
-		snprintf(n[i].initiator_port, sizeof(n[i].initiator_port), "iqn.x:%d,i,0x00023d00000%d", i, i);
-		n[i].rel_port = 1;
-		n[i].tpgt = 1;
-		n[i].host_id = 1;
+		char name[16];
+
+		snprintf(name, sizeof(name), "iqn.x:%d", i);
+		scsi_nexus_init(&n[i], name, (uint8_t)(i + 1), 1);
 		assert_int_equal(rod_scsi_nexus_register(tgt, &n[i]), 0);
 	}
 	uint8_t *out = malloc(8192), *in = malloc(65536);
@@ -168,11 +142,7 @@ static void test_random_cdbs(void **state)
 	assert_true(ngood > ITERATIONS / 10);
 	for (int i = 0; i < 2; i++)
 		rod_scsi_nexus_unregister(tgt, &n[i]);
-	rod_scsi_target_free(tgt);
-	rod_store_close(store);
-	char cmd[96];
-	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
-	assert_int_equal(system(cmd), 0);
+	assert_int_equal(scsi_env_close(dir, store, tgt), 0);
 }
 
 int main(void)

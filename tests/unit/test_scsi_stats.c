@@ -19,6 +19,8 @@
 #include "rod/store.h"
 #include "rod/util.h"
 
+#include "scsi_test_util.h"
+
 #define VOL_SIZE (16ull << 20)
 #define BS 512u
 
@@ -30,75 +32,24 @@ struct env {
 	struct rod_scsi_nexus n;
 };
 
-struct waiter {
-	pthread_mutex_t mu;
-	pthread_cond_t cv;
-	int done;
-};
-
-static void cmd_done(struct rod_scsi_cmd *c)
-{
-	struct waiter *w = c->transport_priv;
-	pthread_mutex_lock(&w->mu);
-	w->done++;
-	pthread_cond_signal(&w->cv);
-	pthread_mutex_unlock(&w->mu);
-}
-
 static uint8_t run(struct env *e, uint64_t lun, const uint8_t cdb[16], const void *out, uint32_t out_len,
 		   void *in, uint32_t in_cap)
 {
-	struct waiter w = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0 };
-	struct rod_scsi_cmd c;
-	memset(&c, 0, sizeof(c));
-	c.nexus = &e->n;
-	c.lun = lun;
-	memcpy(c.cdb, cdb, 16);
-	c.cdb_len = 16;
-	c.out_buf = out;
-	c.out_len = out_len;
-	c.exp_len = out ? out_len : in_cap;
-	c.in_buf = in;
-	c.in_cap = in_cap;
-	c.dir = out ? ROD_SCSI_DIR_OUT : in ? ROD_SCSI_DIR_IN : ROD_SCSI_DIR_NONE;
-	c.done = cmd_done;
-	c.transport_priv = &w;
-	rod_scsi_exec(e->tgt, &c);
-	pthread_mutex_lock(&w.mu);
-	while (!w.done)
-		pthread_cond_wait(&w.cv, &w.mu);
-	pthread_mutex_unlock(&w.mu);
-	return c.status;
-}
-
-static void cdb_rw16(uint8_t *cdb, uint8_t op, uint64_t lba, uint32_t n)
-{
-	memset(cdb, 0, 16);
-	cdb[0] = op;
-	rod_put_be64(cdb + 2, lba);
-	rod_put_be32(cdb + 10, n);
+	return scsi_run(e->tgt, &e->n, lun, cdb, 16, out, out_len, in, in_cap).status;
 }
 
 static int setup(void **state)
 {
 	struct env *e = calloc(1, sizeof(*e));
-	snprintf(e->dir, sizeof(e->dir), "/tmp/rodstats.XXXXXX");
-	if (!mkdtemp(e->dir))
-		return -1;
-	struct rod_store_opts so = { .dir = e->dir, .create = true, .array_name = "t", .no_gc_thread = true };
-	if (rod_store_open(&so, &e->store) || rod_vol_create(e->store, "v1", VOL_SIZE, BS, &e->v1) ||
+	if (scsi_store_open(e->dir, sizeof(e->dir), "rodstats", NULL, &e->store) ||
+	    rod_vol_create(e->store, "v1", VOL_SIZE, BS, &e->v1) ||
 	    rod_vol_create(e->store, "v2", VOL_SIZE, BS, &e->v2))
 		return -1;
 	struct rod_scsi_target_opts o = { .store = e->store, .target_name = "iqn.2026-11.io.rodstore:t" };
 	if (rod_scsi_target_new(&o, &e->tgt) || rod_scsi_map_add(e->tgt, 1, 0, e->v1.id) ||
 	    rod_scsi_map_add(e->tgt, 1, 1, e->v2.id))
 		return -1;
-	snprintf(e->n.initiator_name, sizeof(e->n.initiator_name), "iqn.1994-05.com.example:a");
-	snprintf(e->n.initiator_port, sizeof(e->n.initiator_port), "iqn.1994-05.com.example:a,i,0x000000000001");
-	e->n.isid[5] = 1;
-	e->n.tpgt = 1;
-	e->n.rel_port = 1;
-	e->n.host_id = 1;
+	scsi_nexus_init(&e->n, "iqn.1994-05.com.example:a", 1, 1);
 	rod_scsi_nexus_register(e->tgt, &e->n);
 	/* consume the power-on unit attentions: they are counted, tests look at deltas */
 	uint8_t tur[16] = { 0 };
@@ -113,11 +64,7 @@ static int teardown(void **state)
 {
 	struct env *e = *state;
 	rod_scsi_nexus_unregister(e->tgt, &e->n);
-	rod_scsi_target_free(e->tgt);
-	rod_store_close(e->store);
-	char cmd[128];
-	snprintf(cmd, sizeof(cmd), "rm -rf %s", e->dir);
-	if (system(cmd) != 0)
+	if (scsi_env_close(e->dir, e->store, e->tgt) < 0)
 		return -1;
 	free(e);
 	return 0;
@@ -149,14 +96,14 @@ static void test_read_write_counted(void **state)
 	static uint8_t buf[16 * BS];
 	memset(buf, 0xab, sizeof(buf));
 	uint8_t cdb[16];
-	cdb_rw16(cdb, 0x8a, 0, 16);             /* WRITE(16) 16 blocks on v1 */
+	scsi_cdb_rw16(cdb, 0x8a, 0, 16);             /* WRITE(16) 16 blocks on v1 */
 	assert_int_equal(run(e, 0, cdb, buf, sizeof(buf), NULL, 0), SAM_STAT_GOOD);
-	cdb_rw16(cdb, 0x88, 0, 8);              /* READ(16) 8 blocks, twice */
+	scsi_cdb_rw16(cdb, 0x88, 0, 8);              /* READ(16) 8 blocks, twice */
 	assert_int_equal(run(e, 0, cdb, NULL, 0, buf, 8 * BS), SAM_STAT_GOOD);
 	assert_int_equal(run(e, 0, cdb, NULL, 0, buf, 8 * BS), SAM_STAT_GOOD);
-	cdb_rw16(cdb, 0x88, VOL_SIZE / BS - 1, 2);   /* past the end: 05/21/00, no bytes */
+	scsi_cdb_rw16(cdb, 0x88, VOL_SIZE / BS - 1, 2);   /* past the end: 05/21/00, no bytes */
 	assert_int_equal(run(e, 0, cdb, NULL, 0, buf, 2 * BS), SAM_STAT_CHECK_CONDITION);
-	cdb_rw16(cdb, 0x8a, 100, 4);            /* v2: one write of 4 blocks */
+	scsi_cdb_rw16(cdb, 0x8a, 100, 4);            /* v2: one write of 4 blocks */
 	assert_int_equal(run(e, 1, cdb, buf, 4 * BS, NULL, 0), SAM_STAT_GOOD);
 	uint8_t bad[16] = { 0xff };             /* unknown opcode: 05/20/00 */
 	assert_int_equal(run(e, 0, bad, NULL, 0, NULL, 0), SAM_STAT_CHECK_CONDITION);
@@ -191,7 +138,7 @@ static void *writer(void *arg)
 	uint8_t buf[BS], cdb[16];
 	memset(buf, 1, sizeof(buf));
 	for (int i = 0; i < w->n; i++) {
-		cdb_rw16(cdb, 0x8a, (uint64_t)i, 1);
+		scsi_cdb_rw16(cdb, 0x8a, (uint64_t)i, 1);
 		if (run(w->e, 0, cdb, buf, BS, NULL, 0) != SAM_STAT_GOOD)
 			return (void *)1;
 	}

@@ -19,6 +19,8 @@
 #include "rod/store.h"
 #include "rod/util.h"
 
+#include "scsi_test_util.h"
+
 #define VOL_SIZE (16ull << 20)
 #define BS 512u
 
@@ -147,17 +149,6 @@ static void assert_good(struct acmd *a)
 
 /* ---- fixtures: the hook's hold time is read when the target is created --------- */
 
-static void nexus_init(struct rod_scsi_nexus *n, const char *name, uint8_t isid_last)
-{
-	memset(n, 0, sizeof(*n));
-	snprintf(n->initiator_name, sizeof(n->initiator_name), "%s", name);
-	n->isid[5] = isid_last;
-	snprintf(n->initiator_port, sizeof(n->initiator_port), "%s,i,0x%012x", name, isid_last);
-	n->tpgt = 1;
-	n->rel_port = 1;
-	n->host_id = 1;
-}
-
 static void clear_ua(struct env *e, struct rod_scsi_nexus *n)
 {
 	for (int i = 0; i < 10; i++) {
@@ -173,12 +164,7 @@ static void clear_ua(struct env *e, struct rod_scsi_nexus *n)
 static int setup_hold(void **state, const char *ms)
 {
 	struct env *e = calloc(1, sizeof(*e));
-	snprintf(e->dir, sizeof(e->dir), "/tmp/rodtaskset.XXXXXX");
-	if (!mkdtemp(e->dir))
-		return -1;
-	struct rod_store_opts so = { .dir = e->dir, .create = true, .array_name = "t",
-				     .no_gc_thread = true };
-	if (rod_store_open(&so, &e->store) < 0)
+	if (scsi_store_open(e->dir, sizeof(e->dir), "rodtaskset", NULL, &e->store) < 0)
 		return -1;
 	if (rod_vol_create(e->store, "v1", VOL_SIZE, BS, &e->vol) < 0)
 		return -1;
@@ -189,8 +175,8 @@ static int setup_hold(void **state, const char *ms)
 	unsetenv("ROD_SCSI_TEST_DELAY_MS");
 	if (rc < 0 || rod_scsi_map_add(e->tgt, 1, 0, e->vol.id) < 0)
 		return -1;
-	nexus_init(&e->n1, "iqn.1994-05.com.example:a", 1);
-	nexus_init(&e->n2, "iqn.1994-05.com.example:b", 2);
+	scsi_nexus_init(&e->n1, "iqn.1994-05.com.example:a", 1, 1);
+	scsi_nexus_init(&e->n2, "iqn.1994-05.com.example:b", 2, 1);
 	rod_scsi_nexus_register(e->tgt, &e->n1);
 	rod_scsi_nexus_register(e->tgt, &e->n2);
 	clear_ua(e, &e->n1);
@@ -209,11 +195,7 @@ static int teardown(void **state)
 	struct env *e = *state;
 	rod_scsi_nexus_unregister(e->tgt, &e->n1);
 	rod_scsi_nexus_unregister(e->tgt, &e->n2);
-	rod_scsi_target_free(e->tgt);
-	rod_store_close(e->store);
-	char cmd[128];
-	snprintf(cmd, sizeof(cmd), "rm -rf %s", e->dir);
-	if (system(cmd) != 0)
+	if (scsi_env_close(e->dir, e->store, e->tgt) < 0)
 		return -1;
 	free(e);
 	return 0;

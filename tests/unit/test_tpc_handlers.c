@@ -18,6 +18,8 @@
 #include "rod/store.h"
 #include "rod/util.h"
 
+#include "scsi_test_util.h"
+
 #define VOL_SIZE (16ull << 20)
 #define BS 512u
 
@@ -29,82 +31,19 @@ struct env {
 	struct rod_scsi_nexus n1, n2;   /* host 1 sees v1 at LUN 0; host 2 sees v2 at LUN 0 */
 };
 
-struct done_wait {
-	pthread_mutex_t mu;
-	pthread_cond_t cv;
-	int n;
-};
-
-static void on_done(struct rod_scsi_cmd *c)
+static struct scsi_res exec_cmd(struct env *e, struct rod_scsi_nexus *n, const uint8_t cdb[16],
+				const void *data_out, uint32_t out_len, void *in, uint32_t in_cap)
 {
-	struct done_wait *w = c->transport_priv;
-
-	pthread_mutex_lock(&w->mu);
-	w->n++;
-	pthread_cond_signal(&w->cv);
-	pthread_mutex_unlock(&w->mu);
+	return scsi_run(e->tgt, n, 0, cdb, 16, data_out, out_len, in, in_cap);
 }
 
-struct out {
-	uint8_t status, key, asc, ascq;
-	uint32_t in_len;
-};
-
-static struct out exec_cmd(struct env *e, struct rod_scsi_nexus *n, const uint8_t cdb[16],
-			   const void *data_out, uint32_t out_len, void *in, uint32_t in_cap)
-{
-	struct done_wait w = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0 };
-	struct rod_scsi_cmd c;
-	struct out o = { 0 };
-
-	memset(&c, 0, sizeof(c));
-	c.nexus = n;
-	memcpy(c.cdb, cdb, 16);
-	c.cdb_len = 16;
-	c.out_buf = data_out;
-	c.out_len = out_len;
-	c.exp_len = data_out ? out_len : in_cap;
-	c.in_buf = in;
-	c.in_cap = in_cap;
-	c.done = on_done;
-	c.transport_priv = &w;
-	rod_scsi_exec(e->tgt, &c);
-	pthread_mutex_lock(&w.mu);
-	while (!w.n)
-		pthread_cond_wait(&w.cv, &w.mu);
-	pthread_mutex_unlock(&w.mu);
-	o.status = c.status;
-	o.in_len = c.in_len;
-	if (c.sense_len >= 14 && (c.sense[0] & 0x7f) == 0x70) {
-		o.key = c.sense[2] & 0x0f;
-		o.asc = c.sense[12];
-		o.ascq = c.sense[13];
-	} else if (c.sense_len >= 4) {
-		o.key = c.sense[1] & 0x0f;
-		o.asc = c.sense[2];
-		o.ascq = c.sense[3];
-	}
-	return o;
-}
-
-#define GOOD(o) do { struct out _o = (o); if (_o.status) \
+#define GOOD(o) do { struct scsi_res _o = (o); if (_o.status) \
 	fail_msg("status %x sense %x/%02x/%02x", _o.status, _o.key, _o.asc, _o.ascq); } while (0)
-#define SENSE(o, k, a, q) do { struct out _o = (o); \
+#define SENSE(o, k, a, q) do { struct scsi_res _o = (o); \
 	if (_o.status != SAM_STAT_CHECK_CONDITION || _o.key != (k) || _o.asc != (a) || \
 	    _o.ascq != (q)) \
 		fail_msg("status %x sense %x/%02x/%02x, expected %x/%02x/%02x", _o.status, \
 			 _o.key, _o.asc, _o.ascq, (k), (a), (q)); } while (0)
-
-static void nexus(struct rod_scsi_nexus *n, const char *name, uint8_t isid, uint64_t host)
-{
-	memset(n, 0, sizeof(*n));
-	snprintf(n->initiator_name, sizeof(n->initiator_name), "%s", name);
-	n->isid[5] = isid;
-	snprintf(n->initiator_port, sizeof(n->initiator_port), "%s,i,0x%012x", name, isid);
-	n->tpgt = 1;
-	n->rel_port = 1;
-	n->host_id = host;
-}
 
 static void clear_ua(struct env *e, struct rod_scsi_nexus *n)
 {
@@ -119,14 +58,10 @@ static void clear_ua(struct env *e, struct rod_scsi_nexus *n)
 static int setup(void **state)
 {
 	struct env *e = calloc(1, sizeof(*e));
-	struct rod_store_opts so = { .create = true, .array_name = "tpc", .no_gc_thread = true };
+	struct rod_store_opts so = { .array_name = "tpc" };
 	struct rod_scsi_target_opts to = { .target_name = "iqn.2026-11.io.rodstore:tpc" };
 
-	snprintf(e->dir, sizeof(e->dir), "/tmp/rodtpc.XXXXXX");
-	if (!mkdtemp(e->dir))
-		return -1;
-	so.dir = e->dir;
-	if (rod_store_open(&so, &e->store) < 0 ||
+	if (scsi_store_open(e->dir, sizeof(e->dir), "rodtpc", &so, &e->store) < 0 ||
 	    rod_vol_create(e->store, "v1", VOL_SIZE, BS, &e->v1) < 0 ||
 	    rod_vol_create(e->store, "v2", VOL_SIZE, BS, &e->v2) < 0)
 		return -1;
@@ -135,8 +70,8 @@ static int setup(void **state)
 	    rod_scsi_map_add(e->tgt, 1, 0, e->v1.id) < 0 ||
 	    rod_scsi_map_add(e->tgt, 2, 0, e->v2.id) < 0)
 		return -1;
-	nexus(&e->n1, "iqn.2026-11.test:one", 1, 1);
-	nexus(&e->n2, "iqn.2026-11.test:two", 2, 2);
+	scsi_nexus_init(&e->n1, "iqn.2026-11.test:one", 1, 1);
+	scsi_nexus_init(&e->n2, "iqn.2026-11.test:two", 2, 2);
 	rod_scsi_nexus_register(e->tgt, &e->n1);
 	rod_scsi_nexus_register(e->tgt, &e->n2);
 	clear_ua(e, &e->n1);
@@ -148,14 +83,10 @@ static int setup(void **state)
 static int teardown(void **state)
 {
 	struct env *e = *state;
-	char cmd[128];
 
 	rod_scsi_nexus_unregister(e->tgt, &e->n1);
 	rod_scsi_nexus_unregister(e->tgt, &e->n2);
-	rod_scsi_target_free(e->tgt);
-	rod_store_close(e->store);
-	snprintf(cmd, sizeof(cmd), "rm -rf %s", e->dir);
-	if (system(cmd) != 0)
+	if (scsi_env_close(e->dir, e->store, e->tgt) < 0)
 		return -1;
 	free(e);
 	return 0;
@@ -163,7 +94,7 @@ static int teardown(void **state)
 
 /* ---- command builders --------------------------------------------------------------- */
 
-static struct out inquiry_vpd(struct env *e, uint8_t page, void *buf, uint16_t alloc)
+static struct scsi_res inquiry_vpd(struct env *e, uint8_t page, void *buf, uint16_t alloc)
 {
 	uint8_t cdb[16] = { 0x12, 0x01, page };
 
@@ -171,7 +102,7 @@ static struct out inquiry_vpd(struct env *e, uint8_t page, void *buf, uint16_t a
 	return exec_cmd(e, &e->n1, cdb, NULL, 0, buf, alloc);
 }
 
-static struct out populate(struct env *e, struct rod_scsi_nexus *n, uint32_t list_id,
+static struct scsi_res populate(struct env *e, struct rod_scsi_nexus *n, uint32_t list_id,
 			   uint64_t lba, uint32_t nblocks)
 {
 	uint8_t cdb[16] = { 0x83, 0x10 }, pl[32] = { 0 };
@@ -185,7 +116,7 @@ static struct out populate(struct env *e, struct rod_scsi_nexus *n, uint32_t lis
 	return exec_cmd(e, n, cdb, pl, sizeof(pl), NULL, 0);
 }
 
-static struct out rrti(struct env *e, struct rod_scsi_nexus *n, uint32_t list_id, uint8_t *r,
+static struct scsi_res rrti(struct env *e, struct rod_scsi_nexus *n, uint32_t list_id, uint8_t *r,
 		       uint32_t cap)
 {
 	uint8_t cdb[16] = { 0x84, 0x07 };
@@ -195,7 +126,7 @@ static struct out rrti(struct env *e, struct rod_scsi_nexus *n, uint32_t list_id
 	return exec_cmd(e, n, cdb, NULL, 0, r, cap);
 }
 
-static struct out write_using(struct env *e, struct rod_scsi_nexus *n, const uint8_t tok[512],
+static struct scsi_res write_using(struct env *e, struct rod_scsi_nexus *n, const uint8_t tok[512],
 			      uint64_t lba, uint32_t nblocks)
 {
 	uint8_t cdb[16] = { 0x83, 0x11 }, pl[552] = { 0 };
@@ -210,7 +141,7 @@ static struct out write_using(struct env *e, struct rod_scsi_nexus *n, const uin
 	return exec_cmd(e, n, cdb, pl, sizeof(pl), NULL, 0);
 }
 
-static struct out rw16(struct env *e, struct rod_scsi_nexus *n, bool write, uint64_t lba,
+static struct scsi_res rw16(struct env *e, struct rod_scsi_nexus *n, bool write, uint64_t lba,
 		       uint32_t nblocks, void *buf)
 {
 	uint8_t cdb[16] = { write ? 0x8A : 0x88 };
@@ -382,7 +313,7 @@ static void test_idle_tokens_end_without_traffic(void **state)
 /* Start a command without waiting; wait_cmd collects it. */
 struct pending {
 	struct rod_scsi_cmd c;
-	struct done_wait w;
+	struct scsi_wait w;
 };
 
 static void start_cmd(struct env *e, struct pending *p, struct rod_scsi_nexus *n,
@@ -397,26 +328,15 @@ static void start_cmd(struct env *e, struct pending *p, struct rod_scsi_nexus *n
 	p->c.out_buf = out;
 	p->c.out_len = out_len;
 	p->c.exp_len = out_len;
-	p->c.done = on_done;
+	p->c.done = scsi_wait_done;
 	p->c.transport_priv = &p->w;
 	rod_scsi_exec(e->tgt, &p->c);
 }
 
-static struct out wait_cmd(struct pending *p)
+static struct scsi_res wait_cmd(struct pending *p)
 {
-	struct out o = { 0 };
-
-	pthread_mutex_lock(&p->w.mu);
-	while (!p->w.n)
-		pthread_cond_wait(&p->w.cv, &p->w.mu);
-	pthread_mutex_unlock(&p->w.mu);
-	o.status = p->c.status;
-	if (p->c.sense_len >= 14) {
-		o.key = p->c.sense[2] & 0x0f;
-		o.asc = p->c.sense[12];
-		o.ascq = p->c.sense[13];
-	}
-	return o;
+	scsi_wait(&p->w);
+	return scsi_res_of(&p->c);
 }
 
 static void test_list_id_in_use(void **state)
@@ -484,23 +404,8 @@ static void test_xcopy_segments_in_order(void **state)
 	put_seg(pl + 16 + 56, 16, 0, VOL_SIZE / BS - 8);
 	rod_put_be32(cdb + 10, sizeof(pl));
 	{
-		struct done_wait w = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0 };
-		struct rod_scsi_cmd c;
+		struct scsi_res c = scsi_run(e->tgt, &e->n1, 0, cdb, 16, pl, sizeof(pl), NULL, 0);
 
-		memset(&c, 0, sizeof(c));
-		c.nexus = &e->n1;
-		memcpy(c.cdb, cdb, 16);
-		c.cdb_len = 16;
-		c.out_buf = pl;
-		c.out_len = sizeof(pl);
-		c.exp_len = sizeof(pl);
-		c.done = on_done;
-		c.transport_priv = &w;
-		rod_scsi_exec(e->tgt, &c);
-		pthread_mutex_lock(&w.mu);
-		while (!w.n)
-			pthread_cond_wait(&w.cv, &w.mu);
-		pthread_mutex_unlock(&w.mu);
 		assert_int_equal(c.status, SAM_STAT_CHECK_CONDITION);
 		assert_true(c.sense_len >= 18);
 		assert_int_equal(c.sense[2] & 0x0f, 0x0A);          /* COPY ABORTED */
@@ -548,7 +453,7 @@ static void test_offload_switched_off(void **state)
 }
 
 /* WRITE USING TOKEN of 64 ranges x 8 blocks from the token of list id 20, IMMED set. */
-static struct out wut_immed_64(struct env *e, uint32_t list_id, const uint8_t tok[512])
+static struct scsi_res wut_immed_64(struct env *e, uint32_t list_id, const uint8_t tok[512])
 {
 	uint8_t cdb[16] = { 0x83, 0x11 };
 	static uint8_t pl[536 + 64 * 16];
@@ -614,7 +519,7 @@ static void test_wut_immed_then_shutdown(void **state)
 static void test_token_table_is_bounded(void **state)
 {
 	struct env *e = *state;
-	struct out o;
+	struct scsi_res o;
 	unsigned made = 0;
 
 	/* Tokens are cheap (a pin each) but finite: past the table size POPULATE TOKEN
