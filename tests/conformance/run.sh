@@ -23,8 +23,8 @@ RESULTS=$OUT/results.txt
 : >"$RESULTS"
 
 start_rodd
-# A thin 1 GiB volume with 512-byte blocks, seen by every initiator (iscsi-test-cu
-# logs in with two initiator names).
+# A thin 1 GiB volume with 512-byte blocks (or ROD_CONFORMANCE_BLOCK_SIZE), seen by
+# every initiator (iscsi-test-cu logs in with two initiator names).
 rodctl vol create v --size 1G ${ROD_CONFORMANCE_BLOCK_SIZE:+--block-size $ROD_CONFORMANCE_BLOCK_SIZE} >/dev/null
 rodctl host create all --iqn '*' >/dev/null
 rodctl host connect all v >/dev/null
