@@ -274,7 +274,8 @@ void sys_log_u64(struct mutbuf *mb, const char *key, uint64_t v)
 /* Map cache slots (64 bytes each, plus 10 bytes of moved-chunk places): one per 8 KiB
  * of RAM (the table takes under 1 % of it), at least 512 Ki (the entries of 2 GiB of
  * grains) and at most 16 Mi, rounded down to a power of two: 2 Mi slots (8 GiB of
- * grains, 148 MiB) with 24 GiB. Pages are touched only as grains are read or written.
+ * grains, 148 MiB) with 24 GiB. Slots are spread by hash, so the table is resident after
+ * a few hundred thousand grains (docs/engine.md, "Map cache").
  * ROD_MAP_CACHE_SLOTS overrides (0: no cache; tests use small sizes). */
 static size_t mapcache_slots(void)
 {
