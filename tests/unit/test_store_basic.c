@@ -590,6 +590,27 @@ static void *cw_main(void *arg)
 	return NULL;
 }
 
+/* Two writers on v, each on its own 4 MiB (seeds seed, seed + 1). */
+static void cw_start(struct cw w[2], pthread_t th[2], struct rod_store *s, struct rod_vol *v,
+		     uint32_t seed, volatile int *stop, bool mix)
+{
+	for (int i = 0; i < 2; i++) {
+		w[i] = (struct cw){ .s = s, .v = v, .base = (uint64_t)i * 4 * MiB, .len = 4 * MiB,
+				    .seed = seed + (uint32_t)i, .stop = stop, .mix = mix };
+		pthread_create(&th[i], NULL, cw_main, &w[i]);
+	}
+}
+
+/* Stops them; neither may have seen an error. */
+static void cw_stop(struct cw w[2], pthread_t th[2], volatile int *stop)
+{
+	*stop = 1;
+	for (int i = 0; i < 2; i++) {
+		pthread_join(th[i], NULL);
+		assert_int_equal(w[i].errors, 0);
+	}
+}
+
 static void test_concurrent_gc(void **state)
 {
 	struct rod_store *s = *state;
@@ -597,25 +618,15 @@ static void test_concurrent_gc(void **state)
 	volatile int stop = 0;
 	struct cw w[2];
 	pthread_t th[2];
-	uint64_t t0 = 0;
 	int passes = 0;
 
-	for (int i = 0; i < 2; i++) {
-		w[i] = (struct cw){ .s = s, .v = v, .base = (uint64_t)i * 4 * MiB, .len = 4 * MiB,
-				    .seed = 100u + (uint32_t)i, .stop = &stop };
-		pthread_create(&th[i], NULL, cw_main, &w[i]);
-	}
+	cw_start(w, th, s, v, 100u, &stop, false);
 	for (int i = 0; i < 15; i++) {
 		assert_int_equal(rod_store_gc(s, i % 3 == 0), 0);
 		passes++;
 		usleep(20000);
 	}
-	(void)t0;
-	stop = 1;
-	for (int i = 0; i < 2; i++) {
-		pthread_join(th[i], NULL);
-		assert_int_equal(w[i].errors, 0);
-	}
+	cw_stop(w, th, &stop);
 	struct rod_store_stats st;
 	rod_store_stats(s, &st);
 	assert_true(st.gc_runs >= (uint64_t)passes);
@@ -636,22 +647,14 @@ static void test_concurrent_gc_rebuild(void **state)
 	uint8_t *r = malloc(4 * MiB);
 	uint64_t n = 0;
 
-	for (int i = 0; i < 2; i++) {
-		w[i] = (struct cw){ .s = s, .v = v, .base = (uint64_t)i * 4 * MiB, .len = 4 * MiB,
-				    .seed = 300u + (uint32_t)i, .stop = &stop, .mix = true };
-		pthread_create(&th[i], NULL, cw_main, &w[i]);
-	}
+	cw_start(w, th, s, v, 300u, &stop, true);
 	setenv("ROD_TEST_GC_PAUSE_MS", "20", 1);
 	for (int i = 0; i < 12; i++) {
 		assert_int_equal(rod_store_gc(s, true), 0);
 		usleep(10000);
 	}
 	unsetenv("ROD_TEST_GC_PAUSE_MS");
-	stop = 1;
-	for (int i = 0; i < 2; i++) {
-		pthread_join(th[i], NULL);
-		assert_int_equal(w[i].errors, 0);
-	}
+	cw_stop(w, th, &stop);
 	/* (no quiet pass: it would relog every current value again) */
 	rod_vol_close(v);
 	rod_store_close(s);
