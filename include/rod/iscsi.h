@@ -57,6 +57,7 @@ struct rod_iscsi_stats {
 	uint64_t connections;
 	uint64_t pdus_in, pdus_out;
 	uint64_t bad_pdus;           /* connections dropped for malformed PDUs */
+	uint64_t thread_moves;       /* network threads that moved to an initiator's CPU */
 };
 void rod_iscsi_server_stats(struct rod_iscsi_server *s, struct rod_iscsi_stats *out);
 /* Change max_sessions while running (SIGHUP); sessions beyond a lowered limit stay. */

@@ -272,6 +272,9 @@ static void iscsi_families(FILE *f, const struct rod_iscsi_stats *is)
 	sample_u(f, "rodstore_iscsi_pdus_sent_total", NULL, NULL, is->pdus_out);
 	family(f, "rodstore_iscsi_bad_pdus_total", "counter", "Connections dropped for malformed PDUs.");
 	sample_u(f, "rodstore_iscsi_bad_pdus_total", NULL, NULL, is->bad_pdus);
+	family(f, "rodstore_iscsi_thread_moves_total", "counter",
+	       "Network threads moved to the CPU of the initiator they serve.");
+	sample_u(f, "rodstore_iscsi_thread_moves_total", NULL, NULL, is->thread_moves);
 }
 
 static void ctl_families(FILE *f, const struct rod_metrics_src *src)

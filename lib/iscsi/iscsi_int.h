@@ -7,6 +7,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/socket.h>
 #include <sys/uio.h>
 
 #include "rod/iscsi.h"
@@ -155,6 +156,7 @@ struct iscsi_conn {
 	enum iscsi_conn_state state;
 	int rfd, wfd;
 	bool pollable;                    /* in epoll (false: blocking fd from serve_fd) */
+	bool in_load;                     /* counted in thr->load */
 	bool want_out;                    /* EPOLLOUT armed */
 	bool rd_paused;                   /* EPOLLIN removed (stopping / closing) */
 	struct iscsi_ep_item rd_item, wr_item;
@@ -181,6 +183,7 @@ struct iscsi_conn {
 	/* transmit */
 	struct iscsi_pdu *txq, *txq_tail;
 	uint32_t tx_off;
+	uint32_t tx_final;                /* tasks whose last PDU waits in txq */
 	bool close_when_sent;
 
 	/* session */
@@ -223,6 +226,13 @@ struct iscsi_pool_buf {
 
 /* A network thread. Fields are owned by the thread except the remote queues, which
  * other threads append to under lock. */
+/* A connection accepted by one network thread for another (the least loaded). */
+struct iscsi_handoff {
+	struct iscsi_handoff *next;
+	int fd;
+	struct sockaddr_storage peer;
+};
+
 struct iscsi_thread {
 	struct rod_iscsi_server *srv;
 	int idx;
@@ -234,7 +244,9 @@ struct iscsi_thread {
 	pthread_mutex_t lock;             /* guards rdone*, kills, signalled */
 	struct iscsi_task *rdone, *rdone_tail;
 	struct iscsi_conn *kills;
+	struct iscsi_handoff *handoffs;   /* accepted by another thread, for this one */
 	bool signalled;
+	_Atomic uint32_t load;            /* accepted connections owned or on their way */
 	/* owner-thread only */
 	struct iscsi_task *ldone, *ldone_tail; /* completions that ran on this thread */
 	struct iscsi_conn *conns;
@@ -247,6 +259,11 @@ struct iscsi_thread {
 	uint32_t pool_count[ISCSI_POOL_CLASSES];
 	uint64_t now_ns;
 	uint64_t busy_ns;                 /* last time an event was handled (adaptive poll) */
+	_Atomic uint64_t busy_pub;        /* the same, for other threads to read */
+	bool follow;                      /* follows initiators' CPUs (listener threads) */
+	bool sched_idle;                  /* polling at SCHED_IDLE now */
+	int follow_cpu;                   /* another CPU its connection's packets came from */
+	uint32_t follow_seen;             /* ... how many times in a row */
 	struct iscsi_ep_item *listen_items;
 };
 
@@ -282,6 +299,7 @@ struct rod_iscsi_server {
 	uint16_t next_tsih;
 
 	atomic_uint_fast64_t st_sessions, st_connections, st_pdus_in, st_pdus_out, st_bad_pdus;
+	atomic_uint_fast64_t st_follow_moves;
 	atomic_uint max_sessions;       /* normal sessions at most, 0: unlimited */
 };
 

@@ -9,6 +9,7 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -222,6 +223,8 @@ static void conn_finish(struct iscsi_conn *c)
 	if (c->next)
 		c->next->prev = c->prev;
 	t->nconns--;
+	if (c->in_load)
+		atomic_fetch_sub(&t->load, 1);
 	atomic_fetch_sub(&c->srv->st_connections, 1);
 	/* Freed at the end of this loop pass: a later event of the same epoll batch, or
 	 * the dirty list, may still point at it. */
@@ -270,6 +273,7 @@ void rod_iscsi_conn_close(struct iscsi_conn *c, const char *why)
 		rod_iscsi_pdu_put(c->thr, p);
 	}
 	c->txq_tail = NULL;
+	c->tx_final = 0;
 	/* Tasks still in the SCSI core complete later; their responses are dropped. */
 	rod_iscsi_conn_abort_tasks(c);
 	c->in_close = false;
@@ -327,6 +331,8 @@ void rod_iscsi_conn_send(struct iscsi_conn *c, struct iscsi_pdu *p)
 	else
 		c->txq = p;
 	c->txq_tail = p;
+	if (p->release)
+		c->tx_final++;
 	atomic_fetch_add_explicit(&c->srv->st_pdus_out, 1, memory_order_relaxed);
 	mark_dirty(c);
 }
@@ -384,8 +390,10 @@ static void conn_flush(struct iscsi_conn *c)
 			if (!c->txq)
 				c->txq_tail = NULL;
 			bool close_after = p->close_after;
-			if (p->release)
+			if (p->release) {
+				c->tx_final--;
 				rod_iscsi_task_free(p->release);
+			}
 			rod_iscsi_pdu_put(t, p);
 			if (close_after) {
 				rod_iscsi_conn_close(c, "closed after final response");
@@ -594,6 +602,24 @@ static void conn_readable(struct iscsi_conn *c)
 
 /* ---- completions ----------------------------------------------------------------- */
 
+/* With t->lock held, after queueing something for t: whether the caller must write
+ * t's eventfd once it has unlocked (only when the queues were empty). */
+static bool thread_needs_signal(struct iscsi_thread *t)
+{
+	bool signal = !t->signalled;
+	t->signalled = true;
+	return signal;
+}
+
+static void thread_signal(struct iscsi_thread *t)
+{
+	uint64_t one = 1;
+	ssize_t w = write(t->evfd, &one, sizeof(one));
+	(void)w;
+}
+
+static void conn_adopt(struct iscsi_thread *t, int fd, const struct sockaddr_storage *peer);
+
 static void task_done_cb(struct rod_scsi_cmd *cmd)
 {
 	struct iscsi_task *task = cmd->transport_priv;
@@ -607,21 +633,16 @@ static void task_done_cb(struct rod_scsi_cmd *cmd)
 		t->ldone_tail = task;
 		return;
 	}
-	bool signal;
 	pthread_mutex_lock(&t->lock);
 	if (t->rdone_tail)
 		t->rdone_tail->done_next = task;
 	else
 		t->rdone = task;
 	t->rdone_tail = task;
-	signal = !t->signalled;
-	t->signalled = true;
+	bool signal = thread_needs_signal(t);
 	pthread_mutex_unlock(&t->lock);
-	if (signal) {
-		uint64_t one = 1;
-		ssize_t w = write(t->evfd, &one, sizeof(one));
-		(void)w;
-	}
+	if (signal)
+		thread_signal(t);
 }
 
 void (*rod_iscsi_done_fn(void))(struct rod_scsi_cmd *)
@@ -651,10 +672,18 @@ static void drain_remote(struct iscsi_thread *t)
 	pthread_mutex_lock(&t->lock);
 	struct iscsi_task *task = t->rdone;
 	struct iscsi_conn *kills = t->kills;
+	struct iscsi_handoff *hand = t->handoffs;
 	t->rdone = t->rdone_tail = NULL;
 	t->kills = NULL;
+	t->handoffs = NULL;
 	t->signalled = false;
 	pthread_mutex_unlock(&t->lock);
+	while (hand) {
+		struct iscsi_handoff *n = hand->next;
+		conn_adopt(t, hand->fd, &hand->peer);
+		free(hand);
+		hand = n;
+	}
 	while (task) {
 		struct iscsi_task *n = task->done_next;
 		rod_iscsi_task_complete(task);
@@ -691,17 +720,60 @@ void rod_iscsi_conn_kill_remote(struct iscsi_conn *c)
 	c->kill_pending = true;
 	c->kill_next = t->kills;
 	t->kills = c;
-	bool signal = !t->signalled;
-	t->signalled = true;
+	bool signal = thread_needs_signal(t);
 	pthread_mutex_unlock(&t->lock);
-	if (signal) {
-		uint64_t one = 1;
-		ssize_t w = write(t->evfd, &one, sizeof(one));
-		(void)w;
-	}
+	if (signal)
+		thread_signal(t);
 }
 
 /* ---- threads ------------------------------------------------------------------------ */
+
+/* Serve an accepted connection on t (counted in t->load already). */
+static void conn_adopt(struct iscsi_thread *t, int fd, const struct sockaddr_storage *peer)
+{
+	struct iscsi_conn *c = NULL;
+	if (!atomic_load(&t->srv->stopping))
+		c = conn_new(t, fd, fd);
+	if (!c) {
+		close(fd);
+		atomic_fetch_sub(&t->load, 1);
+		return;
+	}
+	c->in_load = true;
+	int one = 1;
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	c->pollable = true;
+	addr_format(peer, c->peer, sizeof(c->peer));
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	if (getsockname(fd, (struct sockaddr *)&ss, &sl) == 0)
+		addr_format(&ss, c->local, sizeof(c->local));
+	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = &c->rd_item };
+	if (epoll_ctl(t->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
+		rod_iscsi_conn_close(c, "epoll");
+		return;
+	}
+	rod_debug("iscsi: connection from %s on thread %d", c->peer, t->idx);
+}
+
+/* The thread with the fewest connections (t on a tie), its count raised. Whichever
+ * thread EPOLLEXCLUSIVE wakes accepts; without this, initiators that connect one after
+ * the other usually all land on the same thread. */
+static struct iscsi_thread *least_loaded(struct iscsi_thread *t)
+{
+	struct rod_iscsi_server *s = t->srv;
+	struct iscsi_thread *best = t;
+	uint32_t min = atomic_load(&t->load);
+	for (int i = 0; i < s->nthreads; i++) {
+		uint32_t l = atomic_load(&s->threads[i].load);
+		if (l < min) {
+			min = l;
+			best = &s->threads[i];
+		}
+	}
+	atomic_fetch_add(&best->load, 1);
+	return best;
+}
 
 static void accept_conns(struct iscsi_thread *t, int lfd)
 {
@@ -715,24 +787,25 @@ static void accept_conns(struct iscsi_thread *t, int lfd)
 			close(fd);
 			continue;
 		}
-		int one = 1;
-		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-		struct iscsi_conn *c = conn_new(t, fd, fd);
-		if (!c) {
-			close(fd);
+		struct iscsi_thread *u = least_loaded(t);
+		struct iscsi_handoff *h = u != t ? malloc(sizeof(*h)) : NULL;
+		if (!h) {
+			if (u != t) {
+				atomic_fetch_sub(&u->load, 1);
+				atomic_fetch_add(&t->load, 1);
+			}
+			conn_adopt(t, fd, &ss);
 			continue;
 		}
-		c->pollable = true;
-		addr_format(&ss, c->peer, sizeof(c->peer));
-		sl = sizeof(ss);
-		if (getsockname(fd, (struct sockaddr *)&ss, &sl) == 0)
-			addr_format(&ss, c->local, sizeof(c->local));
-		struct epoll_event ev = { .events = EPOLLIN, .data.ptr = &c->rd_item };
-		if (epoll_ctl(t->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
-			rod_iscsi_conn_close(c, "epoll");
-			continue;
-		}
-		rod_debug("iscsi: connection from %s on thread %d", c->peer, t->idx);
+		h->fd = fd;
+		h->peer = ss;
+		pthread_mutex_lock(&u->lock);
+		h->next = u->handoffs;
+		u->handoffs = h;
+		bool signal = thread_needs_signal(u);
+		pthread_mutex_unlock(&u->lock);
+		if (signal)
+			thread_signal(u);
 	}
 }
 
@@ -816,9 +889,115 @@ static uint64_t poll_window_ns(void)
 static bool thread_tasks_pending(const struct iscsi_thread *t)
 {
 	for (const struct iscsi_conn *c = t->conns; c; c = c->next)
-		if (c->ntasks)
+		if (c->ntasks > c->tx_final)
 			return true;
 	return false;
+}
+
+/* Following the initiator. On a VM (and on hosts with deep C-states) waking a task on
+ * an idle CPU costs tens of microseconds, and at QD1 that wake-up is most of the round
+ * trip: the initiator sleeps while the target works. When a thread is about to poll
+ * for one connection's next command, it moves to the CPU where that connection's
+ * packets arrive (SO_INCOMING_CPU: on loopback the initiator's CPU, with a NIC the CPU
+ * of its receive queue) and polls there at SCHED_IDLE. The kernel then treats that CPU
+ * as idle and wakes the initiator on it, where it preempts the poller at once: the
+ * round trip needs no cross-CPU wake-up at all (docs/iscsi.md, "Following the
+ * initiator"). It moves only after the same other CPU was seen FOLLOW_AFTER times in a
+ * row, and leaves its affinity as it was (the kernel may move it away again). It does
+ * nothing while any other connection of the server is busy (conn_alone). Leaving
+ * SCHED_IDLE needs CAP_SYS_NICE or RLIMIT_NICE >= 20: without either, or with
+ * ROD_ISCSI_FOLLOW=0, threads poll as before. */
+#define FOLLOW_AFTER 4
+#define FOLLOW_QUIET_NS (10ull * 1000000ull)
+
+static void *follow_probe_main(void *arg)
+{
+	struct sched_param sp = { 0 };
+	bool *ok = arg;
+	*ok = sched_setscheduler(0, SCHED_IDLE, &sp) == 0 &&
+	      sched_setscheduler(0, SCHED_OTHER, &sp) == 0;
+	return NULL;
+}
+
+/* Whether a thread may poll at SCHED_IDLE: tried once, on a thread of its own. */
+static bool follow_allowed(void)
+{
+	static _Atomic int allowed = -1;
+	int v = atomic_load(&allowed);
+	if (v >= 0)
+		return v;
+	const char *e = getenv("ROD_ISCSI_FOLLOW");
+	bool ok = false;
+	pthread_t th;
+	if ((!e || atoi(e) != 0) && pthread_create(&th, NULL, follow_probe_main, &ok) == 0)
+		pthread_join(th, NULL);
+	atomic_store(&allowed, ok);
+	if (!ok && (!e || atoi(e) != 0))
+		rod_info("iscsi: network threads will not follow initiators (SCHED_IDLE cannot "
+			 "be left without CAP_SYS_NICE)");
+	return ok;
+}
+
+static void thread_sched_idle(struct iscsi_thread *t, bool idle)
+{
+	if (t->sched_idle == idle)
+		return;
+	struct sched_param sp = { 0 };
+	if (sched_setscheduler(0, idle ? SCHED_IDLE : SCHED_OTHER, &sp) == 0)
+		t->sched_idle = idle;
+}
+
+/* Move to a CPU and let the kernel place the thread freely again from there. */
+static bool thread_move(int cpu)
+{
+	cpu_set_t all, one;
+	if (sched_getaffinity(0, sizeof(all), &all) < 0 || !CPU_ISSET(cpu, &all))
+		return false;
+	CPU_ZERO(&one);
+	CPU_SET(cpu, &one);
+	if (sched_setaffinity(0, sizeof(one), &one) < 0)
+		return false;
+	sched_setaffinity(0, sizeof(all), &all);
+	return sched_getcpu() == cpu;
+}
+
+/* Whether c is the only connection of the server that received anything lately. A
+ * thread serving several initiators is better off away from all of them, and while
+ * other network threads are busy the CPUs do not go idle anyway. */
+static bool conn_alone(const struct iscsi_thread *t, const struct iscsi_conn *c)
+{
+	for (const struct iscsi_conn *o = t->conns; o; o = o->next)
+		if (o != c && o->state != CONN_DEAD && t->now_ns - o->last_rx_ns < FOLLOW_QUIET_NS)
+			return false;
+	const struct rod_iscsi_server *s = t->srv;
+	for (int i = 0; i < s->nthreads; i++) {
+		uint64_t b = atomic_load_explicit(&s->threads[i].busy_pub, memory_order_relaxed);
+		if (&s->threads[i] != t && b + FOLLOW_QUIET_NS > t->now_ns)   /* b may be later */
+			return false;
+	}
+	return true;
+}
+
+/* Called with c's answer queued, before it is sent, when the thread will poll next. */
+static void thread_follow(struct iscsi_thread *t, struct iscsi_conn *c)
+{
+	if (!conn_alone(t, c))
+		return;
+	int cpu = -1;
+	socklen_t l = sizeof(cpu);
+	if (getsockopt(c->rfd, SOL_SOCKET, SO_INCOMING_CPU, &cpu, &l) < 0 || cpu < 0)
+		return;
+	if (cpu != sched_getcpu()) {
+		if (cpu != t->follow_cpu) {
+			t->follow_cpu = cpu;
+			t->follow_seen = 0;
+		}
+		if (++t->follow_seen < FOLLOW_AFTER || !thread_move(cpu))
+			return;
+		atomic_fetch_add_explicit(&t->srv->st_follow_moves, 1, memory_order_relaxed);
+	}
+	t->follow_seen = 0;
+	thread_sched_idle(t, true);
 }
 
 static void thread_loop_once(struct iscsi_thread *t, int timeout_ms)
@@ -832,11 +1011,14 @@ static void thread_loop_once(struct iscsi_thread *t, int timeout_ms)
 			t->now_ns = rod_now_ns();
 		} while (n == 0 && t->now_ns - t->busy_ns < win);
 	}
+	thread_sched_idle(t, false);
 	if (n == 0)
 		n = epoll_wait(t->epfd, evs, 64, timeout_ms);
 	t->now_ns = rod_now_ns();
-	if (n > 0)
+	if (n > 0) {
 		t->busy_ns = t->now_ns;
+		atomic_store_explicit(&t->busy_pub, t->now_ns, memory_order_relaxed);
+	}
 	for (int i = 0; i < n; i++) {
 		struct iscsi_ep_item *it = evs[i].data.ptr;
 		switch (it->kind) {
@@ -867,6 +1049,10 @@ static void thread_loop_once(struct iscsi_thread *t, int timeout_ms)
 		drain_local(t);
 	}
 	drain_local(t);
+	/* one answer to send and nothing else under way: the thread polls next */
+	if (t->follow && win && t->dirty && !t->dirty->dirty_next && t->dirty->pollable &&
+	    !thread_tasks_pending(t))
+		thread_follow(t, t->dirty);
 	flush_dirty(t);
 	reap(t);
 }
@@ -878,6 +1064,8 @@ static void *thread_main(void *arg)
 	snprintf(name, sizeof(name), "rod-iscsi-%d", t->idx);
 	rod_thread_name(name);
 	cur_thread = t;
+	t->follow = poll_window_ns() && follow_allowed();
+	t->follow_cpu = -1;
 	uint64_t last_timer = rod_now_ns(), stop_since = 0;
 	for (;;) {
 		bool stopping = atomic_load(&t->srv->stopping);
@@ -936,6 +1124,12 @@ static void thread_release(struct iscsi_thread *t)
 			t->pool[c] = b->next;
 			free(b);
 		}
+	while (t->handoffs) {   /* handed over as the server stopped */
+		struct iscsi_handoff *h = t->handoffs;
+		t->handoffs = h->next;
+		close(h->fd);
+		free(h);
+	}
 	if (t->epfd >= 0)
 		close(t->epfd);
 	if (t->evfd >= 0)
@@ -1104,9 +1298,7 @@ int rod_iscsi_server_start(struct rod_iscsi_server *s)
 		if (r) {
 			atomic_store(&s->stopping, true);
 			for (int j = 0; j < i; j++) {
-				uint64_t one = 1;
-				ssize_t w = write(s->threads[j].evfd, &one, sizeof(one));
-				(void)w;
+				thread_signal(&s->threads[j]);
 				pthread_join(s->threads[j].tid, NULL);
 				s->threads[j].started = false;
 			}
@@ -1133,11 +1325,8 @@ void rod_iscsi_server_stop(struct rod_iscsi_server *s)
 		s->listen_fds[l] = -1;
 	}
 	atomic_store(&s->stopping, true);
-	for (int i = 0; i < s->nthreads; i++) {
-		uint64_t one = 1;
-		ssize_t w = write(s->threads[i].evfd, &one, sizeof(one));
-		(void)w;
-	}
+	for (int i = 0; i < s->nthreads; i++)
+		thread_signal(&s->threads[i]);
 	for (int i = 0; i < s->nthreads; i++)
 		if (s->threads[i].started) {
 			pthread_join(s->threads[i].tid, NULL);
@@ -1183,6 +1372,7 @@ void rod_iscsi_server_stats(struct rod_iscsi_server *s, struct rod_iscsi_stats *
 	out->pdus_in = atomic_load(&s->st_pdus_in);
 	out->pdus_out = atomic_load(&s->st_pdus_out);
 	out->bad_pdus = atomic_load(&s->st_bad_pdus);
+	out->thread_moves = atomic_load(&s->st_follow_moves);
 }
 
 /* ---- one connection on the caller's thread ---------------------------------------- */
