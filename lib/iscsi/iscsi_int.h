@@ -224,8 +224,6 @@ struct iscsi_pool_buf {
 	struct iscsi_pool_buf *next;
 };
 
-/* A network thread. Fields are owned by the thread except the remote queues, which
- * other threads append to under lock. */
 /* A connection accepted by one network thread for another (the least loaded). */
 struct iscsi_handoff {
 	struct iscsi_handoff *next;
@@ -233,6 +231,8 @@ struct iscsi_handoff {
 	struct sockaddr_storage peer;
 };
 
+/* A network thread. Fields are owned by the thread except the remote queues, which
+ * other threads append to under lock. */
 struct iscsi_thread {
 	struct rod_iscsi_server *srv;
 	int idx;
@@ -241,7 +241,7 @@ struct iscsi_thread {
 	int epfd;
 	int evfd;
 	struct iscsi_ep_item ev_item;
-	pthread_mutex_t lock;             /* guards rdone*, kills, signalled */
+	pthread_mutex_t lock;             /* guards rdone*, kills, handoffs, signalled */
 	struct iscsi_task *rdone, *rdone_tail;
 	struct iscsi_conn *kills;
 	struct iscsi_handoff *handoffs;   /* accepted by another thread, for this one */

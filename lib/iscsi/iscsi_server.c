@@ -602,20 +602,22 @@ static void conn_readable(struct iscsi_conn *c)
 
 /* ---- completions ----------------------------------------------------------------- */
 
-/* With t->lock held, after queueing something for t: whether the caller must write
- * t's eventfd once it has unlocked (only when the queues were empty). */
-static bool thread_needs_signal(struct iscsi_thread *t)
-{
-	bool signal = !t->signalled;
-	t->signalled = true;
-	return signal;
-}
-
 static void thread_signal(struct iscsi_thread *t)
 {
 	uint64_t one = 1;
 	ssize_t w = write(t->evfd, &one, sizeof(one));
 	(void)w;
+}
+
+/* After queueing something for t under t->lock: unlock, and wake t through its eventfd
+ * unless the queues already held something (then a wake-up is on its way). */
+static void thread_unlock_wake(struct iscsi_thread *t)
+{
+	bool signal = !t->signalled;
+	t->signalled = true;
+	pthread_mutex_unlock(&t->lock);
+	if (signal)
+		thread_signal(t);
 }
 
 static void conn_adopt(struct iscsi_thread *t, int fd, const struct sockaddr_storage *peer);
@@ -639,10 +641,7 @@ static void task_done_cb(struct rod_scsi_cmd *cmd)
 	else
 		t->rdone = task;
 	t->rdone_tail = task;
-	bool signal = thread_needs_signal(t);
-	pthread_mutex_unlock(&t->lock);
-	if (signal)
-		thread_signal(t);
+	thread_unlock_wake(t);
 }
 
 void (*rod_iscsi_done_fn(void))(struct rod_scsi_cmd *)
@@ -720,10 +719,7 @@ void rod_iscsi_conn_kill_remote(struct iscsi_conn *c)
 	c->kill_pending = true;
 	c->kill_next = t->kills;
 	t->kills = c;
-	bool signal = thread_needs_signal(t);
-	pthread_mutex_unlock(&t->lock);
-	if (signal)
-		thread_signal(t);
+	thread_unlock_wake(t);
 }
 
 /* ---- threads ------------------------------------------------------------------------ */
@@ -802,10 +798,7 @@ static void accept_conns(struct iscsi_thread *t, int lfd)
 		pthread_mutex_lock(&u->lock);
 		h->next = u->handoffs;
 		u->handoffs = h;
-		bool signal = thread_needs_signal(u);
-		pthread_mutex_unlock(&u->lock);
-		if (signal)
-			thread_signal(u);
+		thread_unlock_wake(u);
 	}
 }
 
@@ -927,12 +920,12 @@ static bool follow_allowed(void)
 	if (v >= 0)
 		return v;
 	const char *e = getenv("ROD_ISCSI_FOLLOW");
-	bool ok = false;
+	bool wanted = !e || atoi(e) != 0, ok = false;
 	pthread_t th;
-	if ((!e || atoi(e) != 0) && pthread_create(&th, NULL, follow_probe_main, &ok) == 0)
+	if (wanted && pthread_create(&th, NULL, follow_probe_main, &ok) == 0)
 		pthread_join(th, NULL);
 	atomic_store(&allowed, ok);
-	if (!ok && (!e || atoi(e) != 0))
+	if (wanted && !ok)
 		rod_info("iscsi: network threads will not follow initiators (SCHED_IDLE cannot "
 			 "be left without CAP_SYS_NICE)");
 	return ok;
