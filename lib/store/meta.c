@@ -150,6 +150,20 @@ int meta_flush_wait(struct meta *m)
 	return -EIO;
 }
 
+uint64_t meta_mem_active(struct meta *m)
+{
+	uint64_t sum = 0;
+
+	for (int i = 0; i < CF_COUNT; i++) {
+		uint64_t v = 0;
+
+		if (rocksdb_property_int_cf(m->db, m->cf[i], "rocksdb.cur-size-active-mem-table",
+					    &v) == 0)
+			sum += v;
+	}
+	return sum;
+}
+
 int meta_get(struct meta *m, enum meta_cf cf, const void *key, size_t klen, void **val,
 	     size_t *vlen)
 {

@@ -35,6 +35,9 @@ int meta_flush(struct meta *m);
 int meta_switch(struct meta *m);
 /* Wait until every switched memtable is in durable table files. */
 int meta_flush_wait(struct meta *m);
+/* Bytes held by the active memtables of all column families (RocksDB's own count, the
+ * one its switch at META_WRITE_BUFFER goes by). */
+uint64_t meta_mem_active(struct meta *m);
 /* Memtable size (write_buffer_size) at which RocksDB switches and flushes by itself. */
 #define META_WRITE_BUFFER (64u << 20)
 
