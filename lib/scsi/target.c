@@ -68,7 +68,9 @@ int rod_scsi_target_new(const struct rod_scsi_target_opts *o, struct rod_scsi_ta
 	const char *off = getenv("ROD_SCSI_WRITE_OFFLOAD_MIN");   /* bytes; 0 = off */
 	if (off && *off)
 		t->offload_min = (uint32_t)strtoul(off, NULL, 10);
-	t->offload_busy = 4;
+	/* 0: small writes keep the direct path even at depth (docs/iscsi.md "Threads":
+	 * at QD32 the hand-off cost more CPU than the parallel preparation saved). */
+	t->offload_busy = 0;
 	const char *busy = getenv("ROD_SCSI_WRITE_OFFLOAD_BUSY");  /* commands; 0 = off */
 	if (busy && *busy)
 		t->offload_busy = (uint32_t)strtoul(busy, NULL, 10);
@@ -834,9 +836,9 @@ bool rod_task_offload(struct rod_scsi_task *t, uint64_t len,
 	struct rod_scsi_target *tgt = t->tgt;
 	if (!tgt->offload_min)
 		return false;
-	/* Small writes too when the target is busy: several sessions' or one deep queue's
-	 * writes then prepare on every core; alone (QD1) they keep the direct path, which
-	 * saves the hand-off (a thread wake-up) on their latency. */
+	/* Small writes too when the target is busy, if ROD_SCSI_WRITE_OFFLOAD_BUSY asks:
+	 * several sessions' or one deep queue's writes then prepare on every core; alone
+	 * (QD1) they keep the direct path, which saves the hand-off (a thread wake-up). */
 	if (len < tgt->offload_min &&
 	    (!tgt->offload_busy ||
 	     (uint32_t)atomic_load_explicit(&tgt->inflight, memory_order_relaxed) <
