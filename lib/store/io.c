@@ -3,6 +3,7 @@
 #include "store_int.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -300,6 +301,7 @@ struct wreq {
 	uint8_t *bounce;          /* merged partial grains (at most 2) */
 	uint8_t *sealed[2];       /* stored forms (compressed, encrypted): one buffer per
 				     build_data call that has data grains (at most 2) */
+	uint8_t *small;           /* pooled request (wreq_small): room for sealed[0] */
 	size_t nb;
 	/* range op */
 	uint64_t r_g0, r_g1, r_tlin, r_tepoch;
@@ -308,14 +310,49 @@ struct wreq {
 	void (*fin)(struct wreq *w);
 };
 
+/* Writes of up to WREQ_SMALL grains (every 4 KiB write) use one block: the request, its
+ * items and grains, and room for their stored forms. Finished blocks go back to the
+ * store's pool (WPOOL_MAX) instead of free(). The commit thread finishes the requests the
+ * network threads allocated, and glibc frees such cross-thread 4+ KiB blocks through the
+ * allocating arena's lock: with four allocations per write, free() was 14 % of the
+ * commit thread's time in 4 KiB random writes at QD32 (perf --call-graph dwarf). */
+#define WREQ_SMALL 2u
+#define WREQ_ITEMS(ngrains) ((ngrains) / ITEM_GRAINS + 4)
+
+struct wreq_small {
+	struct wreq w;
+	struct citem items[WREQ_ITEMS(WREQ_SMALL)];
+	struct cgrain grains[WREQ_SMALL];
+	uint8_t sealed[WREQ_SMALL * ROD_GRAIN];
+};
+
 static void wreq_free(struct wreq *w)
 {
-	free(w->items);
-	free(w->grains);
+	struct rod_store *s = w->s;
+
 	free(w->bounce);
-	free(w->sealed[0]);
+	if (w->sealed[0] != w->small)
+		free(w->sealed[0]);
 	free(w->sealed[1]);
+	if (!w->small) {
+		free(w->items);
+		free(w->grains);
+		free(w);
+		return;
+	}
+	pthread_mutex_lock(&s->wpool_m);
+	if (s->wpool_n < WPOOL_MAX) {
+		s->wpool[s->wpool_n++] = w;
+		w = NULL;
+	}
+	pthread_mutex_unlock(&s->wpool_m);
 	free(w);
+}
+
+void wreq_pool_drain(struct rod_store *s)
+{
+	while (s->wpool_n)
+		free(s->wpool[--s->wpool_n]);
 }
 
 static void wreq_finish(struct wreq *w)
@@ -421,7 +458,11 @@ static int build_data(struct wreq *w, const struct view *vw, uint64_t off, uint6
 			/* sized for this call's grains (a large unmap's edges are 1 each) */
 			size_t k = w->sealed[0] ? 1 : 0;
 
-			if (w->sealed[k] || !(sb = w->sealed[k] = malloc(n * ROD_GRAIN)))
+			if (w->sealed[k])
+				return -ENOMEM;
+			if (!k && w->small && n <= WREQ_SMALL)
+				sb = w->sealed[0] = w->small;
+			else if (!(sb = w->sealed[k] = malloc(n * ROD_GRAIN)))
 				return -ENOMEM;
 		}
 		cg->crc = red_grain_seal(s, data, &cg->red, sb ? sb + (g - g0) * ROD_GRAIN : NULL);
@@ -442,14 +483,32 @@ static int build_data(struct wreq *w, const struct view *vw, uint64_t off, uint6
 
 static struct wreq *wreq_new(struct rod_store *s, struct rod_io *io, uint64_t ngrains)
 {
-	struct wreq *w = calloc(1, sizeof(*w));
+	struct wreq *w;
 
-	if (!w)
+	if (ngrains <= WREQ_SMALL) {
+		struct wreq_small *b = NULL;
+
+		pthread_mutex_lock(&s->wpool_m);
+		if (s->wpool_n)
+			b = s->wpool[--s->wpool_n];
+		pthread_mutex_unlock(&s->wpool_m);
+		if (!b && !(b = malloc(sizeof(*b))))
+			return NULL;
+		memset(b, 0, offsetof(struct wreq_small, sealed));
+		w = &b->w;
+		w->items = b->items;
+		w->grains = b->grains;
+		w->small = b->sealed;
+		w->s = s;
+		w->io = io;
+		return w;
+	}
+	if (!(w = calloc(1, sizeof(*w))))
 		return NULL;
 	w->s = s;
 	w->io = io;
-	w->items = calloc(ngrains / ITEM_GRAINS + 4, sizeof(*w->items));
-	w->grains = calloc(ngrains ? ngrains : 1, sizeof(*w->grains));
+	w->items = calloc(WREQ_ITEMS(ngrains), sizeof(*w->items));
+	w->grains = calloc(ngrains, sizeof(*w->grains));
 	if (!w->items || !w->grains) {
 		wreq_free(w);
 		return NULL;

@@ -433,6 +433,7 @@ int rod_store_open(const struct rod_store_opts *opts, struct rod_store **out)
 	pthread_mutex_init(&s->gc_lock, NULL);
 	pthread_mutex_init(&s->ckpt_lock, NULL);
 	pthread_mutex_init(&s->space_lock, NULL);
+	pthread_mutex_init(&s->wpool_m, NULL);
 	pthread_mutex_init(&s->bg_m, NULL);
 	pthread_cond_init(&s->bg_c, NULL);
 	for (unsigned i = 0; i < ROD_STRIPES; i++) {
@@ -527,6 +528,7 @@ int rod_store_open(const struct rod_store_opts *opts, struct rod_store **out)
 	return 0;
 fail:
 	copy_workers_stop(s);
+	wreq_pool_drain(s);
 	if (s->commit)
 		commit_free(s);
 	red_store_close(s);
@@ -560,6 +562,7 @@ void rod_store_close(struct rod_store *s)
 	commit_stop(s);
 	store_checkpoint(s);
 	commit_free(s);
+	wreq_pool_drain(s);
 	red_store_close(s);
 	meta_close(s->meta);
 	seglog_close(s->log);

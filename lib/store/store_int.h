@@ -66,6 +66,8 @@ struct stripe {
 	int waiters;
 };
 
+#define WPOOL_MAX 128u
+
 struct rod_store {
 	char *dir;
 	struct rod_store_opts opts;
@@ -89,6 +91,10 @@ struct rod_store {
 	struct commit *commit;
 	/* copy worker threads (io.c) */
 	struct copyq *copyq;
+	/* small write requests kept for reuse (io.c, wreq_new) */
+	pthread_mutex_t wpool_m;
+	void *wpool[WPOOL_MAX];
+	unsigned wpool_n;
 
 	/* background GC (gc.c) */
 	pthread_mutex_t gc_lock;     /* one GC pass at a time */
@@ -139,6 +145,7 @@ void vol_table_remove(struct rod_store *s, struct vol_rec *r);
 int vol_load_all(struct rod_store *s);
 
 /* io.c */
+void wreq_pool_drain(struct rod_store *s);
 int copy_workers_start(struct rod_store *s);
 void copy_workers_stop(struct rod_store *s);
 int io_read_view(struct rod_store *s, uint64_t lin, uint64_t epoch, uint64_t off,
