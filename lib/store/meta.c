@@ -128,21 +128,26 @@ int meta_switch(struct meta *m)
 	return meta_flush_cfs(m, 0);
 }
 
+/* An integer property of RocksDB, summed over every column family. */
+static uint64_t prop_sum(struct meta *m, const char *name)
+{
+	uint64_t sum = 0;
+
+	for (int i = 0; i < CF_COUNT; i++) {
+		uint64_t v = 0;
+
+		if (rocksdb_property_int_cf(m->db, m->cf[i], name, &v) == 0)
+			sum += v;
+	}
+	return sum;
+}
+
 int meta_flush_wait(struct meta *m)
 {
 	/* An immutable memtable leaves the list once its table file and the manifest
 	 * entry are durable. */
 	for (unsigned ms = 0; ms < 300000; ms++) {
-		uint64_t pending = 0;
-
-		for (int i = 0; i < CF_COUNT; i++) {
-			uint64_t v = 0;
-
-			if (rocksdb_property_int_cf(m->db, m->cf[i], "rocksdb.num-immutable-mem-table",
-						    &v) == 0)
-				pending += v;
-		}
-		if (!pending)
+		if (!prop_sum(m, "rocksdb.num-immutable-mem-table"))
 			return 0;
 		usleep(1000);
 	}
@@ -152,16 +157,7 @@ int meta_flush_wait(struct meta *m)
 
 uint64_t meta_mem_active(struct meta *m)
 {
-	uint64_t sum = 0;
-
-	for (int i = 0; i < CF_COUNT; i++) {
-		uint64_t v = 0;
-
-		if (rocksdb_property_int_cf(m->db, m->cf[i], "rocksdb.cur-size-active-mem-table",
-					    &v) == 0)
-			sum += v;
-	}
-	return sum;
+	return prop_sum(m, "rocksdb.cur-size-active-mem-table");
 }
 
 int meta_get(struct meta *m, enum meta_cf cf, const void *key, size_t klen, void **val,
