@@ -495,14 +495,17 @@ int red_seal(struct rod_store *s, uint64_t seg, struct batch_entry *ent, const v
 			atomic_fetch_add(&r->st_seal_early, 1);
 		} else {
 			/* Here: no id could be reserved, the segment changed since, or it was
-			 * a duplicate that GC made us store. Always from the clear grain. */
+			 * a duplicate that GC made us store. Always from the clear grain; not
+			 * compressed again when the submitter's attempt did not pay (sealed,
+			 * stored as is: a 1 MiB write in flight across a segment change). */
 			const uint8_t *in = src[i];
 			uint32_t len = ROD_GRAIN, clen = 0;
+			bool tried = g && g->sealed && g->scomp == COMP_NONE;
 
 			e->chunk_id = chunk_alloc(r, seg);
 			e->comp = COMP_NONE;
 			e->enc_gen = 0;
-			if (r->compress && !(g && g->no_compress) &&
+			if (r->compress && !(g && g->no_compress) && !tried &&
 			    (clen = red_lz4_compress(in, ROD_GRAIN, tmp, sizeof(tmp)))) {
 				in = tmp;
 				len = clen;
