@@ -641,12 +641,14 @@ static void process(struct rod_store *s, struct commit *c, struct citem *items)
 			rc = meta_switch(s->meta);
 		if (!rc)
 			c->mem_est = 0;
-		pthread_mutex_lock(&c->m);
-		for (struct citem *ci = items; ci && ckpt; ci = ci->next) {
-			ci->ckpt_seg = c->dseg;
-			ci->ckpt_off = c->doff;
+		if (ckpt) {
+			pthread_mutex_lock(&c->m);
+			for (struct citem *ci = items; ci; ci = ci->next) {
+				ci->ckpt_seg = c->dseg;
+				ci->ckpt_off = c->doff;
+			}
+			pthread_mutex_unlock(&c->m);
 		}
-		pthread_mutex_unlock(&c->m);
 	} else if (ckpt && !rc) {
 		rc = -EIO; /* not synced: no checkpoint */
 	}

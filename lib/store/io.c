@@ -499,20 +499,18 @@ static struct wreq *wreq_new(struct rod_store *s, struct rod_io *io, uint64_t ng
 		w->items = b->items;
 		w->grains = b->grains;
 		w->small = b->sealed;
-		w->s = s;
-		w->io = io;
-		return w;
+	} else {
+		if (!(w = calloc(1, sizeof(*w))))
+			return NULL;
+		w->items = calloc(WREQ_ITEMS(ngrains), sizeof(*w->items));
+		w->grains = calloc(ngrains, sizeof(*w->grains));
+		if (!w->items || !w->grains) {
+			wreq_free(w);
+			return NULL;
+		}
 	}
-	if (!(w = calloc(1, sizeof(*w))))
-		return NULL;
 	w->s = s;
 	w->io = io;
-	w->items = calloc(WREQ_ITEMS(ngrains), sizeof(*w->items));
-	w->grains = calloc(ngrains, sizeof(*w->grains));
-	if (!w->items || !w->grains) {
-		wreq_free(w);
-		return NULL;
-	}
 	return w;
 }
 
