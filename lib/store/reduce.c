@@ -131,10 +131,52 @@ static uint32_t keep(uint32_t clen, uint32_t len)
 	return clen >= RED_MIN_STORED && clen <= len - len / 8 ? clen : 0;
 }
 
+/* A guess, before compressing, that a grain will not save 1/8. The sample is 8 bytes at
+ * every 72 (57 words, 456 bytes of a 4 KiB grain; a stride of 72 walks through every
+ * offset of a 512-byte sector instead of landing on the same one, so sector or record
+ * headers weigh in the sample what they weigh in the grain). It looks random when its
+ * collision entropy is above 7 bits (the sum of the squared byte counts under n^2 / 2^7):
+ * then no order-0 coding saves 1/8 and only repeats could; and when no word of the first
+ * half equals the one 2 KiB further (a grain whose period divides 2 KiB, such as one
+ * random sector written 8 times, is tried). Random, compressed or encrypted data gives
+ * 7.1-7.6 bits. 0.3 us, against 0.6-1.8 us for LZ4 to fail on such a grain. On 600 MiB
+ * of /usr/share/doc + /usr/lib it skips 79% of the grains LZ4 cannot shrink and loses
+ * 0.016% of the bytes LZ4 saves (docs/data-reduction.md). */
+#define SAMPLE_STRIDE 72u
+#define SAMPLE_WORDS ((ROD_GRAIN - 8) / SAMPLE_STRIDE + 1)
+#define SAMPLE_HALF ((ROD_GRAIN / 2 - 8) / SAMPLE_STRIDE + 1)
+
+bool red_looks_random(const void *src, uint32_t len)
+{
+	const uint32_t n = SAMPLE_WORDS * 8;
+	const uint8_t *p = src;
+	uint16_t count[256] = { 0 };
+	uint32_t sq = 0, same = 0;
+
+	if (len != ROD_GRAIN)
+		return false;
+	for (uint32_t i = 0; i < SAMPLE_WORDS; i++) {
+		uint64_t v, w;
+
+		memcpy(&v, p + i * SAMPLE_STRIDE, 8);
+		if (i < SAMPLE_HALF) {
+			memcpy(&w, p + i * SAMPLE_STRIDE + ROD_GRAIN / 2, 8);
+			same += v == w;
+		}
+		for (int j = 0; j < 8; j++, v >>= 8)
+			count[(uint8_t)v]++;
+	}
+	for (int i = 0; i < 256; i++)
+		sq += (uint32_t)count[i] * count[i];
+	return sq < (n * n >> 7) && same < SAMPLE_HALF;
+}
+
 uint32_t red_lz4_compress(const void *src, uint32_t len, void *dst, uint32_t cap)
 {
+	if (red_looks_random(src, len))
+		return 0;
 	/* Room for exactly what would be kept: LZ4 gives up as soon as the output would not
-	 * fit, so incompressible grains (the common case) cost less than a full pass. */
+	 * fit, so incompressible grains cost less than a full pass. */
 	int r = LZ4_compress_default(src, dst, (int)len, (int)ROD_MIN(cap, len - len / 8));
 
 	return r > 0 ? keep((uint32_t)r, len) : 0;
@@ -145,6 +187,8 @@ uint32_t red_zstd_compress(const void *src, uint32_t len, void *dst, uint32_t ca
 	size_t r;
 
 	/* One context per thread: creating one per call costs more than compressing 4 KiB. */
+	if (red_looks_random(src, len))
+		return 0;
 	if (!tls_zstd) {
 		if (!(tls_zstd = ZSTD_createCCtx()))
 			return 0;

@@ -29,6 +29,9 @@ int red_fingerprint(const struct red_fp_key *k, const void *data, size_t len,
 
 /* ---- compression (types are segment.h's COMP_*) ---- */
 
+/* True when a sample of the grain (len ROD_GRAIN) says that neither codec would save
+ * 1/8 of it: the compressors below return 0 without trying. */
+bool red_looks_random(const void *src, uint32_t len);
 /* LZ4 of one grain into dst (cap bytes, at least ROD_GRAIN). Returns the compressed
  * length when it saves at least 1/8 of len and is at least RED_MIN_STORED bytes, else 0
  * (store the grain raw). */
