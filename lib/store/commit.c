@@ -666,6 +666,7 @@ static void *commit_main(void *arg)
 	struct commit *c = s->commit;
 
 	rod_thread_name("rod-commit");
+	meta_thread_no_perf_counts();
 	commit_thread_self = true;
 	for (;;) {
 		struct citem *items, **tp, *ci;

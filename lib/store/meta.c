@@ -118,6 +118,14 @@ static int meta_flush_cfs(struct meta *m, unsigned char wait)
 	return 0;
 }
 
+void meta_thread_no_perf_counts(void)
+{
+	/* RocksDB counts key comparisons and the like per thread by default (kEnableCount),
+	 * a thread-local access through __tls_get_addr in every memtable comparison. Nothing
+	 * here reads those counts. */
+	rocksdb_set_perf_level(1); /* rocksdb::PerfLevel::kDisable */
+}
+
 int meta_flush(struct meta *m)
 {
 	return meta_flush_cfs(m, 1);

@@ -28,6 +28,8 @@ struct meta_iter;
 int meta_open(const char *path, bool create, struct meta **out);
 void meta_close(struct meta *m);
 /* Flush every column family's memtable to disk (used before a checkpoint). */
+/* For threads on the I/O path: RocksDB keeps no per-thread perf counts for the caller. */
+void meta_thread_no_perf_counts(void);
 int meta_flush(struct meta *m);
 /* Checkpoints, without waiting: switch every column family's memtable (what was written
  * so far goes to table files in the background; later writes do not). Called by the
